@@ -1,0 +1,52 @@
+# ScaledApp — the two commands that matter: `make demo` and `make test`.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+PY ?= python3
+VENV := .venv
+VPY := $(VENV)/bin/python
+LC := hack/localcluster
+export PYTHONPATH := $(CURDIR)/operator:$(CURDIR)/demo-app:$(CURDIR)
+
+.PHONY: help venv deps tools lint typecheck unit test demo bench crds cluster-up cluster-down cluster-status \
+        kind-up images kind-load deploy load chaos kind-down
+
+help: ## list the targets
+	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk -F':.*?## ' '{printf "  make %-15s %s\n", $$1, $$2}'
+
+$(VENV)/.stamp: requirements/runtime.txt requirements/dev.txt demo-app/requirements.txt
+	@echo "==> Python packages: creating $(VENV) and installing requirements/dev.txt"
+	@test -x $(VPY) || $(PY) -m venv $(VENV)
+	@$(VPY) -m pip install -q --upgrade pip
+	@$(VPY) -m pip install -q -r requirements/dev.txt
+	@touch $@
+
+venv: $(VENV)/.stamp ## Python virtualenv with every pinned package
+
+deps: ## Debian packages (redis-server, postgresql, haproxy, openssl) via apt-get when root
+	@hack/deps.sh
+
+tools: ## build the pinned Go binaries (k8s, etcd, kwok, helm, prometheus, exporters) into ~/.cache/scaledapp
+	@$(LC)/build.sh
+
+lint: venv ## ruff + mypy
+	@echo "==> ruff"; $(VENV)/bin/ruff check operator demo-app tests bench hack
+	@echo "==> mypy"; $(VENV)/bin/mypy
+
+crds: venv ## regenerate crds/ and the chart's crds/ from the pydantic API
+	@$(VPY) -m scaledapp.crdgen --write
+
+unit: venv ## the pure-code tests only (no servers)
+	@$(VPY) -m pytest -m "not cluster and not dataplane" -q
+
+test: venv deps tools lint ## everything: lint, unit, control-plane, data-plane and end-to-end tests
+	@echo "==> pytest (cluster tests start the local control plane once; see .localcluster/logs)"
+	@$(VPY) -m pytest -q -p no:cacheprovider --timeout=900
+
+cluster-up: tools ## start etcd, apiserver, controller-manager, scheduler, kwok + 3 fake nodes (.localcluster/)
+	@$(LC)/cluster.sh up
+
+cluster-down: ## stop every local-cluster process and remove its state
+	@$(LC)/cluster.sh down
+
+cluster-status: ## say which local-cluster components run
+	@$(LC)/cluster.sh status

@@ -1,0 +1,36 @@
+# Shared by the local-cluster scripts: where things live and how to say what is happening.
+# shellcheck shell=bash
+set -euo pipefail
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+ROOT="$(cd "$HERE/../.." && pwd)"
+# shellcheck source=versions.env
+source "$HERE/versions.env"
+CACHE="${SCALEDAPP_CACHE:-$HOME/.cache/scaledapp}"
+STATE="${SCALEDAPP_STATE:-$ROOT/.localcluster}"
+export GOTOOLCHAIN=local CGO_ENABLED=0 GOFLAGS=-buildvcs=false
+export GOMODCACHE="$CACHE/gomod" GOCACHE="$CACHE/go-build"
+
+say() { printf '\033[1;34m==>\033[0m %s\n' "$*" >&2; }
+warn() { printf '\033[1;33m!!\033[0m %s\n' "$*" >&2; }
+die() { printf '\033[1;31mxx\033[0m %s\n' "$*" >&2; exit 1; }
+
+# bin_dir TOOL -> the cache folder of TOOL at its pinned version (one folder per pin, so a second build reuses it).
+bin_dir() {
+  case "$1" in
+    k8s) echo "$CACHE/bin/kubernetes-v$K8S_VERSION" ;;
+    etcd) echo "$CACHE/bin/etcd-v$ETCD_VERSION" ;;
+    kwok) echo "$CACHE/bin/kwok-v$KWOK_VERSION" ;;
+    helm) echo "$CACHE/bin/helm-v$HELM_VERSION" ;;
+    prometheus) echo "$CACHE/bin/prometheus-v$PROMETHEUS_VERSION" ;;
+    postgres-exporter) echo "$CACHE/bin/postgres_exporter-v$POSTGRES_EXPORTER_VERSION" ;;
+    redis-exporter) echo "$CACHE/bin/redis_exporter-v$REDIS_EXPORTER_VERSION" ;;
+    *) die "unknown tool $1" ;;
+  esac
+}
+
+# The PATH that puts every pinned binary first.
+pinned_path() {
+  local t p=""
+  for t in k8s etcd kwok helm prometheus postgres-exporter redis-exporter; do p="$p$(bin_dir "$t"):"; done
+  echo "$p$PATH"
+}

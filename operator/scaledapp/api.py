@@ -1,0 +1,372 @@
+"""The ScaledApp API: pydantic models of spec and status. The CRD schema is generated from these.
+
+Field names are snake_case in Python and camelCase on the wire (aliases). Every field has a
+description, so `kubectl explain scaledapp.spec.database` is useful. Rules that a JSON schema cannot
+say (min <= max, quantity ordering) are CEL rules attached with `cel()`; they run in the API server.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+GROUP = "scaledapp.dev"
+VERSION = "v1alpha1"
+KIND = "ScaledApp"
+PLURAL = "scaledapps"
+SINGULAR = "scaledapp"
+SHORT_NAMES = ["sapp"]
+API_VERSION = f"{GROUP}/{VERSION}"
+
+# Child names are "<name>-db-read" and a StatefulSet's pods add "-N" plus a 10-char revision hash
+# label; 40 characters keeps every derived name a valid 63-character DNS label.
+MAX_NAME_LENGTH = 40
+PAUSE_ANNOTATION = f"{GROUP}/paused"
+
+DEMO_APP_IMAGE = "ghcr.io/scaledapp/demo-app:0.1.0"
+REDIS_IMAGE = "redis:7.4.2-alpine"
+POSTGRES_IMAGE = "postgres:17.5"
+# Pinned exporter images: the same versions the data-plane tests build from Go modules
+# (hack/localcluster/versions.env). postgres_exporter metric names changed in v0.20.
+REDIS_EXPORTER_IMAGE = "oliver006/redis_exporter:v1.88.0"
+POSTGRES_EXPORTER_IMAGE = "quay.io/prometheuscommunity/postgres-exporter:v0.19.1"
+
+QUANTITY_PATTERN = r"^[0-9]+(\.[0-9]+)?(m|k|M|G|T|Ki|Mi|Gi|Ti)?$"
+ENV_NAME_PATTERN = r"^[-._a-zA-Z][-._a-zA-Z0-9]*$"
+PATH_PATTERN = r"^/[A-Za-z0-9/_.~-]*$"
+
+
+def cel(*rules: tuple[str, str, str | None]) -> dict[str, Any]:
+    """CEL validation rules for a schema node: (rule, message, fieldPath or None)."""
+    out = []
+    for rule, message, field_path in rules:
+        item = {"rule": rule, "message": message}
+        if field_path:
+            item["fieldPath"] = field_path
+        out.append(item)
+    return {"x-kubernetes-validations": out}
+
+
+class Model(BaseModel):
+    """Base: camelCase on the wire, unknown fields rejected (the API server prunes them anyway)."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
+
+
+def Quantity(default: str, description: str) -> Any:  # noqa: N802 - reads like a type in field definitions
+    return Field(default, description=description, pattern=QUANTITY_PATTERN, max_length=20)
+
+
+# ---------------------------------------------------------------------------------------------- shared
+
+
+class ReplicaRange(Model):
+    """Bounds the scaler keeps a horizontally scaled tier within."""
+
+    min: int = Field(1, ge=0, le=1000, description="Fewest replicas; the scaler never goes below.")
+    max: int = Field(10, ge=0, le=1000, description="Most replicas; at this bound the tier is AtCeiling.")
+
+    model_config = ConfigDict(
+        json_schema_extra=cel(("self.min <= self.max", "min must be less than or equal to max", ".min"))
+    )
+
+
+class ResourceAmounts(Model):
+    """CPU and memory for one container."""
+
+    cpu: str = Quantity("250m", "CPU, as a Kubernetes quantity (e.g. 250m, 1).")
+    memory: str = Quantity("256Mi", "Memory, as a Kubernetes quantity (e.g. 256Mi, 1Gi).")
+
+
+class EnvVar(Model):
+    name: str = Field(..., min_length=1, max_length=128, pattern=ENV_NAME_PATTERN, description="Variable name.")
+    value: str = Field("", max_length=4096, description="Literal value (never put secrets here).")
+
+
+# ---------------------------------------------------------------------------------------------- tiers
+
+
+class ProbePaths(Model):
+    readiness_path: str = Field(
+        "/readyz", pattern=PATH_PATTERN, description="HTTP path of the readiness probe: out of rotation when failing."
+    )
+    liveness_path: str = Field(
+        "/livez", pattern=PATH_PATTERN, description="HTTP path of the liveness probe: restarted when failing."
+    )
+
+
+class AppSpec(Model):
+    """The stateless web tier: a Deployment behind a Service, widened horizontally."""
+
+    image: str = Field(DEMO_APP_IMAGE, min_length=1, max_length=512, description="Container image of the app.")
+    port: int = Field(8080, ge=1024, le=65535, description="Port the app listens on (unprivileged).")
+    env: list[EnvVar] = Field(
+        default_factory=list, max_length=64, description="Extra environment variables for app and worker pods."
+    )
+    resources: ResourceAmounts = Field(
+        default_factory=lambda: ResourceAmounts(cpu="500m", memory="256Mi"),
+        description="Requests and limits of each app container (equal: Guaranteed QoS, and a CPU limit the "
+        "app reports as a metric so CPU utilization needs no kube-state-metrics).",
+    )
+    replicas: ReplicaRange = Field(
+        default_factory=lambda: ReplicaRange(min=2, max=10), description="Replica bounds for the app tier."
+    )
+    probes: ProbePaths = Field(default_factory=ProbePaths, description="Health-check paths.")
+
+
+class MemoryRange(Model):
+    initial: str = Quantity("64Mi", "Cache size at creation (Redis maxmemory).")
+    max: str = Quantity("512Mi", "Largest size the scaler may grow the cache to.")
+
+    model_config = ConfigDict(
+        json_schema_extra=cel(
+            (
+                "quantity(self.initial).compareTo(quantity(self.max)) <= 0",
+                "initial must be less than or equal to max",
+                ".initial",
+            )
+        )
+    )
+
+
+class CacheSpec(Model):
+    """Redis as a read-through cache; widened by giving it more memory without emptying it."""
+
+    enabled: bool = Field(True, description="Run the cache tier. Without it every read goes to the database.")
+    image: str = Field(REDIS_IMAGE, min_length=1, max_length=512, description="Redis image.")
+    memory: MemoryRange = Field(default_factory=MemoryRange, description="Cache memory (maxmemory) bounds.")
+    ttl_seconds: int = Field(
+        300, ge=1, le=86400, description="How long a cached item may live: a cache must know when it is stale."
+    )
+
+
+class ResourceRange(Model):
+    initial: ResourceAmounts = Field(
+        default_factory=lambda: ResourceAmounts(cpu="500m", memory="512Mi"), description="Size at creation."
+    )
+    max: ResourceAmounts = Field(
+        default_factory=lambda: ResourceAmounts(cpu="4", memory="8Gi"),
+        description="Largest size for vertical steps; beyond it the status recommends sharding.",
+    )
+
+    model_config = ConfigDict(
+        json_schema_extra=cel(
+            (
+                "quantity(self.initial.cpu).compareTo(quantity(self.max.cpu)) <= 0",
+                "initial.cpu must be less than or equal to max.cpu",
+                ".initial.cpu",
+            ),
+            (
+                "quantity(self.initial.memory).compareTo(quantity(self.max.memory)) <= 0",
+                "initial.memory must be less than or equal to max.memory",
+                ".initial.memory",
+            ),
+        )
+    )
+
+
+class DatabaseSpec(Model):
+    """Postgres: a primary (widened vertically) and streaming read replicas (widened horizontally)."""
+
+    image: str = Field(POSTGRES_IMAGE, min_length=1, max_length=512, description="Postgres image.")
+    storage: str = Quantity("1Gi", "Size of each database volume.")
+    storage_class_name: str | None = Field(
+        None, max_length=253, description="StorageClass of the volumes; the cluster default when unset."
+    )
+    resources: ResourceRange = Field(
+        default_factory=ResourceRange, description="Primary resources: initial size and vertical ceiling."
+    )
+    read_replicas: ReplicaRange = Field(
+        default_factory=lambda: ReplicaRange(min=1, max=5),
+        description="Streaming read replicas (each bootstraps from the primary with pg_basebackup).",
+    )
+
+
+class WorkersSpec(Model):
+    """Queue workers draining slow work from a Redis list; widened horizontally."""
+
+    enabled: bool = Field(True, description="Run the worker tier.")
+    image: str | None = Field(None, max_length=512, description="Worker image; the app image when unset.")
+    command: list[str] = Field(
+        default_factory=lambda: ["python", "-m", "demo_app.worker"],
+        min_length=1,
+        max_length=32,
+        description="Worker command.",
+    )
+    replicas: ReplicaRange = Field(
+        default_factory=lambda: ReplicaRange(min=1, max=10), description="Worker replica bounds."
+    )
+
+
+# ---------------------------------------------------------------------------------------------- scaling
+
+
+class ScalingMode(enum.StrEnum):
+    AUTO = "Auto"
+    RECOMMEND = "Recommend"
+    OFF = "Off"
+
+
+class Targets(Model):
+    """What "at target" (pressure 1.0) means for each signal."""
+
+    app_cpu_utilization: float = Field(0.7, gt=0, le=1, description="App CPU used / CPU limit.")
+    app_in_flight_per_pod: float = Field(16, gt=0, description="Concurrent requests per app pod.")
+    app_self_latency_seconds: float = Field(
+        0.1, gt=0, description="p95 time spent in the app itself (request time minus dependency time)."
+    )
+    cache_hit_ratio: float = Field(0.8, gt=0, le=1, description="Lowest acceptable cache hit ratio.")
+    cache_memory_utilization: float = Field(0.9, gt=0, le=1, description="Redis used / maxmemory.")
+    cache_cpu_cores: float = Field(0.8, gt=0, le=1, description="Redis CPU; it runs commands on one core.")
+    read_latency_seconds: float = Field(0.05, gt=0, description="p95 read-query latency seen by the app.")
+    read_pool_wait_seconds: float = Field(0.01, gt=0, description="p95 wait for a read connection.")
+    replication_lag_seconds: float = Field(
+        5, gt=0, description="Replica lag above which a replica is lagging (and not the answer to read load)."
+    )
+    write_latency_seconds: float = Field(0.1, gt=0, description="p95 write latency seen by the app.")
+    write_lock_waits: float = Field(5, gt=0, description="Sessions waiting on locks on the primary.")
+    db_connection_utilization: float = Field(0.8, gt=0, le=1, description="Primary connections / max.")
+    queue_oldest_age_seconds: float = Field(30, gt=0, description="Age of the oldest queued job.")
+    queue_depth_per_worker: float = Field(20, gt=0, description="Queued jobs per worker.")
+
+
+class Stabilization(Model):
+    scale_up_seconds: int = Field(0, ge=0, le=3600, description="Pressure must stay high this long to widen.")
+    scale_down_seconds: int = Field(
+        300, ge=0, le=86400, description="All tiers must stay calm this long before anything narrows."
+    )
+
+
+class Steps(Model):
+    replicas: int = Field(1, ge=1, le=100, description="Replicas added or removed per horizontal step.")
+    memory_factor: float = Field(2.0, gt=1, le=8, description="Cache memory multiplier per step.")
+    resource_factor: float = Field(2.0, gt=1, le=8, description="Primary CPU/memory multiplier per step.")
+
+
+class ScalingSpec(Model):
+    """How the scaler finds the bottleneck and widens it."""
+
+    mode: ScalingMode = Field(
+        ScalingMode.AUTO,
+        description="Auto: act. Recommend: decide and report in status, change nothing. Off: do not evaluate.",
+    )
+    prometheus_url: str = Field(
+        "http://prometheus.scaledapp-system.svc:9090",
+        max_length=512,
+        pattern=r"^https?://[^\s/?#]+(:[0-9]+)?(/[^\s]*)?$",
+        description="Base URL of the Prometheus that scrapes this app's pods.",
+    )
+    interval_seconds: int = Field(15, ge=5, le=3600, description="Seconds between two evaluations.")
+    query_timeout_seconds: float = Field(5, gt=0, le=60, description="Timeout of each Prometheus query.")
+    hysteresis: float = Field(
+        0.1, ge=0, le=1, description="A tier is a bottleneck only above 1 + hysteresis; calm below 1 - hysteresis."
+    )
+    cooldown_seconds: int = Field(60, ge=0, le=86400, description="Quiet time after every action.")
+    verify_backoff_seconds: int = Field(
+        600, ge=0, le=86400, description="After a step that did not lower its tier's pressure, do not repeat it this long."
+    )
+    targets: Targets = Field(default_factory=Targets, description="Signal targets (pressure 1.0).")
+    stabilization: Stabilization = Field(default_factory=Stabilization, description="Stabilization windows.")
+    steps: Steps = Field(default_factory=Steps, description="Step sizes.")
+
+
+class ScaledAppSpec(Model):
+    app: AppSpec = Field(default_factory=AppSpec, description="The stateless web tier.")
+    cache: CacheSpec = Field(default_factory=CacheSpec, description="The Redis cache tier.")
+    database: DatabaseSpec = Field(default_factory=DatabaseSpec, description="The Postgres tiers (db-write, db-read).")
+    workers: WorkersSpec = Field(default_factory=WorkersSpec, description="The queue-worker tier.")
+    scaling: ScalingSpec = Field(default_factory=ScalingSpec, description="The bottleneck scaler.")
+
+
+# ---------------------------------------------------------------------------------------------- status
+
+Tier = Literal["cache", "app", "db-read", "workers", "db-write"]
+# The ladder: cheaper rungs first. Ties in pressure go to the earlier tier; scale-down runs in reverse.
+LADDER: tuple[Tier, ...] = ("cache", "app", "db-read", "workers", "db-write")
+
+
+class Condition(Model):
+    type: str = Field(..., description="Ready, Progressing, Degraded, MetricsAvailable, Scaling or AtCeiling.")
+    status: Literal["True", "False", "Unknown"] = Field(..., description="True, False or Unknown.")
+    reason: str = Field("", description="One CamelCase word.")
+    message: str = Field("", description="What a person needs to know.")
+    last_transition_time: str | None = Field(None, description="When status last changed (RFC 3339).")
+    observed_generation: int | None = Field(None, description="The spec generation this was computed from.")
+
+
+class TierStatus(Model):
+    desired: int = Field(0, description="Replicas the workload asks for.")
+    ready: int = Field(0, description="Replicas that are ready.")
+    size: str | None = Field(None, description="Vertical size (cache maxmemory, primary cpu/memory).")
+
+
+class TiersStatus(Model):
+    app: TierStatus = Field(default_factory=TierStatus, description="Web pods.")
+    cache: TierStatus = Field(default_factory=TierStatus, description="Redis.")
+    db_read: TierStatus = Field(default_factory=TierStatus, description="Read replicas.")
+    db_write: TierStatus = Field(default_factory=TierStatus, description="The primary.")
+    workers: TierStatus = Field(default_factory=TierStatus, description="Queue workers.")
+
+
+class Evidence(Model):
+    tier: str = Field(..., description="The tier.")
+    pressure: float | None = Field(None, description="1.0 = at target; null = unknown (missing metrics).")
+    signal: str = Field("", description="The signal that set the pressure.")
+    value: float | None = Field(None, description="Its measured value.")
+    target: float | None = Field(None, description="Its target.")
+
+
+class Action(Model):
+    time: str = Field(..., description="When (RFC 3339).")
+    tier: str = Field(..., description="The tier acted on.")
+    kind: Literal["widen", "narrow", "hold", "recommend"] = Field(..., description="What was decided.")
+    from_: str = Field("", alias="from", description="Size before (replicas or resources).")
+    to: str = Field("", description="Size after.")
+    reason: str = Field("", description="Why, in words.")
+    applied: bool = Field(False, description="False in Recommend mode or when only recommended.")
+    pressure: float | None = Field(None, description="The tier's pressure when decided.")
+    verdict: Literal["pending", "effective", "ineffective", "n/a"] = Field(
+        "n/a", description="Verify-after-act: did the step lower the tier's pressure?"
+    )
+
+
+class ScalerState(Model):
+    """What the scaler must remember across ticks and operator restarts (it keeps nothing in memory)."""
+
+    last_action_time: str | None = Field(None, description="Start of the current cooldown.")
+    hot_since: dict[str, str] = Field(default_factory=dict, description="Per tier: above target since.")
+    calm_since: str | None = Field(None, description="All tiers below target since.")
+    ineffective_until: dict[str, str] = Field(
+        default_factory=dict, description="Per tier: a step that did not help is not repeated until then."
+    )
+
+
+class ScaledAppStatus(Model):
+    observed_generation: int | None = Field(None, description="The spec generation last reconciled.")
+    app: str = Field("", description="App ready/desired, e.g. 3/4 (for kubectl get).")
+    tiers: TiersStatus = Field(default_factory=TiersStatus, description="Per tier: desired and ready.")
+    conditions: list[Condition] = Field(default_factory=list, description="Standard conditions.")
+    bottleneck: str = Field("", description="The tier that is the bottleneck now, or empty when none.")
+    pressures: list[Evidence] = Field(default_factory=list, description="Every tier's pressure with its evidence.")
+    last_action: Action | None = Field(None, description="The last decision that was not a hold.")
+    history: list[Action] = Field(default_factory=list, max_length=10, description="The last 10 decisions.")
+    recommendation: str = Field("", description="Advice the scaler will not act on (e.g. shard the primary).")
+    scaler: ScalerState = Field(default_factory=ScalerState, description="Scaler memory (windows, cooldown).")
+
+
+class ScaledApp(Model):
+    """The whole object, for tests and examples (the operator works on spec and status)."""
+
+    api_version: Literal["scaledapp.dev/v1alpha1"] = Field(API_VERSION)
+    kind: Literal["ScaledApp"] = Field(KIND)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    spec: ScaledAppSpec = Field(default_factory=ScaledAppSpec)
+    status: ScaledAppStatus | None = None
+
+
+def parse_spec(raw: dict[str, Any] | None) -> ScaledAppSpec:
+    """Parse a spec as the API server stored it (defaults applied); raises pydantic.ValidationError."""
+    return ScaledAppSpec.model_validate(raw or {})

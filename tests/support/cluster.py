@@ -1,0 +1,1 @@
+"""Local control-plane fixtures (filled in by the control-plane harness)."""
