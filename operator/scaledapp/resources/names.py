@@ -1,0 +1,77 @@
+"""Names and labels of a ScaledApp's children: one place, used by builders, tiers and tests."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from scaledapp.api import GROUP
+
+TIER_LABEL = f"{GROUP}/tier"
+INSTANCE_LABEL = "app.kubernetes.io/instance"
+MANAGED_BY = "scaledapp-operator"
+RECONCILER_MANAGER = "scaledapp-reconciler"
+SCALER_MANAGER = "scaledapp-scaler"
+
+
+@dataclass(frozen=True)
+class ChildNames:
+    """Every child's name, derived from the ScaledApp's name (<= 40 chars, so all fit DNS labels)."""
+
+    owner: str
+
+    @property
+    def app(self) -> str:  # Deployment, Service, PodDisruptionBudget
+        return f"{self.owner}-app"
+
+    @property
+    def cache(self) -> str:  # Deployment, Service
+        return f"{self.owner}-cache"
+
+    @property
+    def cache_config(self) -> str:  # ConfigMap: redis.conf (reconciler) + maxmemory (scaler)
+        return f"{self.owner}-cache-config"
+
+    @property
+    def db_primary(self) -> str:  # StatefulSet and its headless Service
+        return f"{self.owner}-db"
+
+    @property
+    def db_write(self) -> str:  # Service to the primary
+        return f"{self.owner}-db-write"
+
+    @property
+    def db_replicas(self) -> str:  # StatefulSet of read replicas and its headless Service
+        return f"{self.owner}-db-read"
+
+    @property
+    def db_read(self) -> str:  # Service over ready replicas
+        return f"{self.owner}-db-read-svc"
+
+    @property
+    def db_scripts(self) -> str:  # ConfigMap: primary-init, replica-bootstrap, exporter queries
+        return f"{self.owner}-db-scripts"
+
+    @property
+    def db_credentials(self) -> str:  # Secret, generated once by the operator, never overwritten
+        return f"{self.owner}-db-credentials"
+
+    @property
+    def workers(self) -> str:  # Deployment
+        return f"{self.owner}-workers"
+
+
+def selector_labels(owner: str, tier: str) -> dict[str, str]:
+    """The immutable labels a workload selects its pods by."""
+    return {INSTANCE_LABEL: owner, TIER_LABEL: tier}
+
+
+def labels(owner: str, tier: str, component: str | None = None) -> dict[str, str]:
+    """Labels on every child and pod: Prometheus and the tests find them by these."""
+    out = {
+        "app.kubernetes.io/name": "scaledapp",
+        "app.kubernetes.io/managed-by": MANAGED_BY,
+        "app.kubernetes.io/part-of": owner,
+        "app.kubernetes.io/component": component or tier,
+        **selector_labels(owner, tier),
+    }
+    return out
