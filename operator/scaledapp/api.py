@@ -266,7 +266,10 @@ class ScalingSpec(Model):
     )
     cooldown_seconds: int = Field(60, ge=0, le=86400, description="Quiet time after every action.")
     verify_backoff_seconds: int = Field(
-        600, ge=0, le=86400, description="After a step that did not lower its tier's pressure, do not repeat it this long."
+        600,
+        ge=0,
+        le=86400,
+        description="After a step that did not lower its tier's pressure, do not repeat it this long.",
     )
     targets: Targets = Field(default_factory=Targets, description="Signal targets (pressure 1.0).")
     stabilization: Stabilization = Field(default_factory=Stabilization, description="Stabilization windows.")

@@ -1,0 +1,210 @@
+"""The only module that talks to the Kubernetes API.
+
+The official client is synchronous: every call runs in a worker thread (never on kopf's event loop)
+and carries a request timeout. Children are written with server-side apply, each writer under its own
+field manager, so the reconciler and the scaler never fight over a field (as HPA owns `replicas`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import functools
+import logging
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import kubernetes
+from kubernetes.client import ApiClient, ApiException
+from kubernetes.dynamic import DynamicClient
+from kubernetes.dynamic.exceptions import ConflictError, NotFoundError
+
+from scaledapp import api
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+REQUEST_TIMEOUT = 10.0  # seconds, on every request: a hung API server must not hang a handler
+
+
+class KubeError(RuntimeError):
+    """An API call failed for a reason worth reporting (status code and the server's message)."""
+
+    def __init__(self, what: str, status: int | None, message: str) -> None:
+        super().__init__(f"{what}: {status} {message}")
+        self.status = status
+        self.message = message
+
+
+def load_config() -> ApiClient:
+    """In a pod: the service account. Elsewhere: the current kubeconfig context."""
+    try:
+        kubernetes.config.load_incluster_config()
+    except kubernetes.config.ConfigException:
+        kubernetes.config.load_kube_config()
+    return ApiClient()
+
+
+class Kube:
+    """Async facade over the dynamic client. One instance per operator process."""
+
+    def __init__(self, client: ApiClient | None = None) -> None:
+        self._client = client or load_config()
+        self._dynamic: DynamicClient | None = None
+        self._lock = asyncio.Lock()
+
+    async def _run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        return await asyncio.to_thread(functools.partial(fn, *args, **kwargs))
+
+    async def _dyn(self) -> DynamicClient:
+        async with self._lock:  # discovery runs once, in a thread
+            if self._dynamic is None:
+                self._dynamic = await self._run(DynamicClient, self._client)
+            return self._dynamic
+
+    async def _resource(self, api_version: str, kind: str) -> Any:
+        dyn = await self._dyn()
+        return await self._run(dyn.resources.get, api_version=api_version, kind=kind)
+
+    async def apply(self, body: dict[str, Any], manager: str) -> dict[str, Any]:
+        """Server-side apply `body` as `manager`; forced, because each manager owns its fields alone."""
+        resource = await self._resource(body["apiVersion"], body["kind"])
+        meta = body["metadata"]
+        try:
+            result = await self._run(
+                (await self._dyn()).server_side_apply,
+                resource,
+                body=body,
+                name=meta["name"],
+                namespace=meta.get("namespace"),
+                field_manager=manager,
+                force_conflicts=True,
+                _request_timeout=REQUEST_TIMEOUT,
+            )
+        except ApiException as exc:
+            raise KubeError(f"apply {body['kind']}/{meta['name']}", exc.status, _reason(exc)) from exc
+        out: dict[str, Any] = result.to_dict()
+        return out
+
+    async def get(self, api_version: str, kind: str, name: str, namespace: str | None) -> dict[str, Any] | None:
+        resource = await self._resource(api_version, kind)
+        try:
+            result = await self._run(
+                (await self._dyn()).get, resource, name=name, namespace=namespace, _request_timeout=REQUEST_TIMEOUT
+            )
+        except NotFoundError:
+            return None
+        except ApiException as exc:
+            raise KubeError(f"get {kind}/{name}", exc.status, _reason(exc)) from exc
+        out: dict[str, Any] = result.to_dict()
+        return out
+
+    async def list(self, api_version: str, kind: str, namespace: str, label_selector: str) -> list[dict[str, Any]]:
+        resource = await self._resource(api_version, kind)
+        try:
+            result = await self._run(
+                (await self._dyn()).get,
+                resource,
+                namespace=namespace,
+                label_selector=label_selector,
+                _request_timeout=REQUEST_TIMEOUT,
+            )
+        except ApiException as exc:
+            raise KubeError(f"list {kind}", exc.status, _reason(exc)) from exc
+        return [item.to_dict() for item in result.items]
+
+    async def create_once(self, body: dict[str, Any]) -> bool:
+        """Create `body` unless it exists; never overwrites (generated secrets are created exactly once)."""
+        resource = await self._resource(body["apiVersion"], body["kind"])
+        try:
+            await self._run(
+                (await self._dyn()).create,
+                resource,
+                body=body,
+                namespace=body["metadata"].get("namespace"),
+                _request_timeout=REQUEST_TIMEOUT,
+            )
+        except ConflictError:
+            return False
+        except ApiException as exc:
+            # Never echo the body: it may hold a generated secret.
+            name = body["metadata"].get("name") or body["metadata"].get("generateName", "")
+            raise KubeError(f"create {body['kind']}/{name}", exc.status, _reason(exc)) from exc
+        return True
+
+    async def patch_status(self, name: str, namespace: str, status: dict[str, Any]) -> None:
+        """Merge-patch the ScaledApp's status subresource."""
+        resource = await self._resource(api.API_VERSION, api.KIND)
+        try:
+            await self._run(
+                (await self._dyn()).patch,
+                resource.status,
+                body={"status": status},
+                name=name,
+                namespace=namespace,
+                content_type="application/merge-patch+json",
+                _request_timeout=REQUEST_TIMEOUT,
+            )
+        except NotFoundError:
+            log.debug("ScaledApp %s/%s is gone; status not written", namespace, name)
+        except ApiException as exc:
+            raise KubeError(f"patch status of {namespace}/{name}", exc.status, _reason(exc)) from exc
+
+    async def resize_pod(self, name: str, namespace: str, container: str, cpu: str, memory: str) -> bool:
+        """In-place resize through the pods/resize subresource; False where the cluster cannot."""
+        body = {"spec": {"containers": [{"name": container, "resources": {
+            "requests": {"cpu": cpu, "memory": memory}, "limits": {"cpu": cpu, "memory": memory}}}]}}
+        dyn = await self._dyn()
+        try:
+            await self._run(
+                dyn.request,
+                "patch",
+                f"/api/v1/namespaces/{namespace}/pods/{name}/resize",
+                body=body,
+                content_type="application/strategic-merge-patch+json",
+                _request_timeout=REQUEST_TIMEOUT,
+            )
+        except ApiException as exc:
+            if exc.status in (404, 405, 422):
+                log.info("in-place resize of %s/%s unavailable: %s", namespace, name, _reason(exc))
+                return False
+            raise KubeError(f"resize pod {namespace}/{name}", exc.status, _reason(exc)) from exc
+        return True
+
+    async def post_event(
+        self, owner: dict[str, Any], type_: str, reason: str, message: str, component: str = "scaledapp-operator"
+    ) -> None:
+        """A core/v1 Event about the ScaledApp; best effort (an Event must never fail a handler)."""
+        meta = owner["metadata"]
+        now = dt.datetime.now(dt.UTC)
+        event = {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
+            "involvedObject": {
+                "apiVersion": api.API_VERSION, "kind": api.KIND, "name": meta["name"],
+                "namespace": meta["namespace"], "uid": meta.get("uid"),
+            },
+            "type": type_,
+            "reason": reason,
+            "message": message[:1024],
+            "source": {"component": component},
+            "firstTimestamp": now.isoformat(),
+            "lastTimestamp": now.isoformat(),
+            "count": 1,
+            "reportingComponent": component,
+        }
+        try:
+            await self.create_once(event)
+        except KubeError as exc:
+            log.warning("could not post Event %s on %s/%s: %s", reason, meta["namespace"], meta["name"], exc.message)
+
+
+def _reason(exc: ApiException) -> str:
+    """The server's message without the request body (which may hold secrets)."""
+    import json
+
+    try:
+        data = json.loads(exc.body or "{}")
+        return str(data.get("message") or exc.reason)
+    except (ValueError, TypeError):
+        return str(exc.reason)

@@ -1,0 +1,89 @@
+"""The only module that talks to Prometheus.
+
+One snapshot per tick: every signal is an instant query, run off the event loop in threads, each
+with a timeout, and the whole snapshot under a deadline. A query that fails, times out, or returns no
+series, several series, NaN or Inf yields None: unknown, never zero. The scaler holds on unknown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from prometheus_api_client import PrometheusConnect
+from urllib3.util.retry import Retry
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """Signal name -> value (None = unknown), plus why each unknown one is unknown."""
+
+    values: dict[str, float | None]
+    errors: dict[str, str] = field(default_factory=dict)
+    unreachable: bool = False  # no query got any answer from Prometheus
+
+    @property
+    def unknown(self) -> list[str]:
+        return [name for name, value in self.values.items() if value is None]
+
+
+def value_of(result: Any) -> tuple[float | None, str | None]:
+    """One instant-query result -> (value, reason it is unknown). Pure; mirrors KEDA's checks."""
+    if not isinstance(result, list) or not result:
+        return None, "no series"
+    if len(result) > 1:
+        return None, f"{len(result)} series (the query must aggregate to one)"
+    try:
+        value = float(result[0]["value"][1])
+    except (KeyError, IndexError, TypeError, ValueError):
+        return None, "malformed sample"
+    if math.isnan(value) or math.isinf(value):
+        return None, "NaN or Inf"
+    return value, None
+
+
+class Prometheus:
+    """A client per Prometheus URL; retries are off because the next tick is the retry."""
+
+    def __init__(self, url: str, timeout: float) -> None:
+        self.url = url.rstrip("/")
+        self.timeout = timeout
+        self._client = PrometheusConnect(url=self.url, disable_ssl=False, retry=Retry(total=0), timeout=timeout)
+
+    def _query(self, promql: str) -> tuple[float | None, str | None, bool]:
+        """(value, why unknown, answered): answered is False when Prometheus itself did not answer."""
+        try:
+            result = self._client.custom_query(promql, timeout=self.timeout)
+        except Exception as exc:  # connection refused, timeout, HTTP 4xx/5xx: all mean "unknown"
+            return None, f"{type(exc).__name__}: {str(exc)[:200]}", False
+        return (*value_of(result), True)
+
+    async def snapshot(self, queries: Mapping[str, str]) -> Snapshot:
+        names = list(queries)
+        tasks = [asyncio.to_thread(self._query, queries[name]) for name in names]
+        try:
+            answers = await asyncio.wait_for(asyncio.gather(*tasks), timeout=self.timeout * 2 + 1)
+        except TimeoutError:
+            return Snapshot({n: None for n in names}, {n: "snapshot deadline exceeded" for n in names}, True)
+        values: dict[str, float | None] = {}
+        errors: dict[str, str] = {}
+        for name, (value, reason, _answered) in zip(names, answers, strict=True):
+            values[name] = value
+            if reason is not None:
+                errors[name] = reason
+        unreachable = bool(names) and not any(answered for _v, _r, answered in answers)
+        return Snapshot(values, errors, unreachable)
+
+
+_clients: dict[tuple[str, float], Prometheus] = {}
+
+
+def client_for(url: str, timeout: float) -> Prometheus:
+    """Reuse one HTTP session per (URL, timeout): the operator may serve many ScaledApps."""
+    key = (url, timeout)
+    if key not in _clients:
+        _clients[key] = Prometheus(url, timeout)
+    return _clients[key]
