@@ -1,0 +1,229 @@
+"""The tier interface: signals (instant PromQL), a pressure with its evidence, and one widening and one
+narrowing step. One module per tier implements it; `scaledapp.tiers.TIERS` lists them in ladder order.
+
+Pressure is dimensionless: 1.0 means a signal sits exactly at its target. A tier's pressure is the
+highest of its signals' pressures, and the signal that set it is the evidence. Missing data is never
+zero: a needed signal that is None makes the whole tier unknown.
+"""
+
+from __future__ import annotations
+
+import re
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from typing import ClassVar
+
+from scaledapp import api
+from scaledapp.policy import Blocked, Bounds, Sizes, Step, TierName
+from scaledapp.resources.names import INSTANCE_LABEL, TIER_LABEL
+
+# Rate window of every rate()/histogram: at least four scrapes at a 15 s scrape interval.
+RATE_WINDOW = "1m"
+# A quantile of latency histograms: what the Targets call "p95".
+LATENCY_QUANTILE = 0.95
+# For "lower is worse" signals whose target is 1.0 (nothing left to miss), avoid dividing by zero.
+_MIN_SLACK = 1e-6
+
+
+def prometheus_label(kubernetes_label: str) -> str:
+    """The label name Prometheus' `labelmap` gives a pod label (app.kubernetes.io/instance ->
+    app_kubernetes_io_instance)."""
+    return re.sub(r"[^a-zA-Z0-9_]", "_", kubernetes_label)
+
+
+PROM_INSTANCE_LABEL = prometheus_label(INSTANCE_LABEL)
+PROM_TIER_LABEL = prometheus_label(TIER_LABEL)
+
+
+def _quote(value: str) -> str:
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+
+
+@dataclass(frozen=True)
+class Scope:
+    """Which series belong to one ScaledApp: its namespace and its name (the instance label)."""
+
+    namespace: str
+    instance: str
+
+    def selector(self, tier: TierName | None = None, **matchers: str) -> str:
+        """`{namespace="ns",app_kubernetes_io_instance="name"[,scaledapp_dev_tier="t"][,k="v"...]}`."""
+        pairs = [("namespace", self.namespace), (PROM_INSTANCE_LABEL, self.instance)]
+        if tier is not None:
+            pairs.append((PROM_TIER_LABEL, tier))
+        pairs.extend(matchers.items())
+        return "{" + ",".join(f"{name}={_quote(value)}" for name, value in pairs) + "}"
+
+
+def histogram_quantile(metric: str, selector: str, window: str, quantile: float = LATENCY_QUANTILE) -> str:
+    return f"histogram_quantile({quantile}, sum by (le) (rate({metric}_bucket{selector}[{window}])))"
+
+
+def sum_rate(metric: str, selector: str, window: str) -> str:
+    return f"sum(rate({metric}{selector}[{window}]))"
+
+
+def zero_if_reporting(expr: str, scope: Scope, tier: TierName) -> str:
+    """`expr`, or 0 when it has no series but the tier's pods are scraped and up.
+
+    A labelled counter has no series until its first event, so "no reads yet" would look like
+    "unknown" and hold the scaler forever on an idle app. Zero is claimed only with proof the pods
+    report (`up == 1`); with no pod up the result stays empty, i.e. unknown.
+    """
+    return f"({expr}) or (0 * sum(up{scope.selector(tier)} == 1))"
+
+
+# ---------------------------------------------------------------------------------------------- pressure
+
+
+@dataclass(frozen=True)
+class SignalPressure:
+    """One signal's reading against its target."""
+
+    signal: str
+    value: float
+    target: float
+    pressure: float
+
+
+def higher_is_worse(signal: str, value: float, target: float) -> SignalPressure:
+    return SignalPressure(signal, value, target, value / target)
+
+
+def lower_is_worse(signal: str, value: float, target: float) -> SignalPressure:
+    """For ratios that should be high (hit ratio): pressure is the shortfall against the allowed one,
+    so a 60 % hit ratio against an 80 % target (40 % misses where 20 % are allowed) is 2.0."""
+    return SignalPressure(signal, value, target, max(0.0, 1.0 - value) / max(_MIN_SLACK, 1.0 - target))
+
+
+@dataclass(frozen=True)
+class TierPressure:
+    """A tier's judgement: pressure (None = unknown) and the evidence behind it."""
+
+    tier: TierName
+    components: tuple[SignalPressure, ...] = ()
+    # Signals that never set the pressure but may forbid widening (replication lag).
+    guards: tuple[SignalPressure, ...] = ()
+    missing: tuple[str, ...] = ()
+
+    @property
+    def dominant(self) -> SignalPressure | None:
+        if self.missing or not self.components:
+            return None
+        return max(self.components, key=lambda c: c.pressure)
+
+    @property
+    def pressure(self) -> float | None:
+        dominant = self.dominant
+        return None if dominant is None else dominant.pressure
+
+    def evidence(self) -> api.Evidence:
+        dominant = self.dominant
+        if dominant is None:
+            signal = "missing: " + ", ".join(self.missing) if self.missing else "no signals"
+            return api.Evidence(tier=self.tier, pressure=None, signal=signal)
+        return api.Evidence(
+            tier=self.tier,
+            pressure=round(dominant.pressure, 3),
+            signal=dominant.signal,
+            value=round(dominant.value, 6),
+            target=dominant.target,
+        )
+
+    def guard(self, signal: str) -> SignalPressure | None:
+        return next((g for g in self.guards if g.signal == signal), None)
+
+
+def need(signals: Mapping[str, float | None], names: list[str], missing: list[str]) -> list[float]:
+    """The values of needed signals; names of unknown ones are appended to `missing` (with 0.0 as a
+    placeholder the caller must not use: it checks `missing` first)."""
+    values = []
+    for name in names:
+        value = signals.get(name)
+        if value is None:
+            missing.append(name)
+            values.append(0.0)
+        else:
+            values.append(value)
+    return values
+
+
+# ---------------------------------------------------------------------------------------------- tier
+
+
+class TierModel(ABC):
+    """One tier. Subclasses are stateless singletons; all inputs come as arguments."""
+
+    name: ClassVar[TierName]
+    # Every metric name the queries use, in one place (a contract test checks them against docs/metrics.md).
+    metrics: ClassVar[frozenset[str]]
+
+    def enabled(self, spec: api.ScaledAppSpec) -> bool:
+        return True
+
+    @abstractmethod
+    def queries(self, scope: Scope, window: str = RATE_WINDOW) -> dict[str, str]:
+        """Signal name -> instant PromQL returning one sample (or none: unknown)."""
+
+    @abstractmethod
+    def pressure(self, signals: Mapping[str, float | None], spec: api.ScaledAppSpec, sizes: Sizes) -> TierPressure:
+        """Judge the signals against the spec's targets. `sizes` tells which signals exist at all."""
+
+    @abstractmethod
+    def size_text(self, sizes: Sizes) -> str:
+        """The tier's current size, for status and actions ("3", "cpu=1, memory=2Gi")."""
+
+    @abstractmethod
+    def widen(self, spec: api.ScaledAppSpec, sizes: Sizes, pressure: TierPressure) -> Step | Blocked:
+        """One step wider, or why not (at the max, or a guard such as replica lag)."""
+
+    @abstractmethod
+    def narrow(self, spec: api.ScaledAppSpec, sizes: Sizes) -> Step | None:
+        """One step narrower, or None at the min."""
+
+    @abstractmethod
+    def capacity(self, sizes: Sizes) -> float:
+        """A number proportional to the tier's capacity, used to predict pressure after a narrow step
+        (pressure scales with load / capacity)."""
+
+    def predicted_pressure(self, pressure: float, step: Step) -> float:
+        return pressure * self.capacity(step.before) / max(self.capacity(step.after), 1e-9)
+
+
+class HorizontalTier(TierModel):
+    """A tier widened by adding replicas: app, db-read, workers."""
+
+    replicas_field: ClassVar[str]
+
+    def replicas(self, sizes: Sizes) -> int:
+        value = getattr(sizes, self.replicas_field)
+        assert isinstance(value, int)
+        return value
+
+    @abstractmethod
+    def bounds(self, bounds: Bounds) -> tuple[int, int]: ...
+
+    def size_text(self, sizes: Sizes) -> str:
+        return str(self.replicas(sizes))
+
+    def capacity(self, sizes: Sizes) -> float:
+        return float(self.replicas(sizes))
+
+    def _step(self, sizes: Sizes, kind: str, replicas: int) -> Step:
+        after = replace(sizes, **{self.replicas_field: replicas})
+        return Step(self.name, kind, sizes, after, self.size_text(sizes), self.size_text(after))
+
+    def widen(self, spec: api.ScaledAppSpec, sizes: Sizes, pressure: TierPressure) -> Step | Blocked:
+        low, high = self.bounds(Bounds.of(spec))
+        current = self.replicas(sizes)
+        if current >= high:
+            return Blocked(self.name, "MaxReplicas", f"{self.name} is at its max of {high} replicas", True)
+        return self._step(sizes, "widen", min(high, max(low, current + spec.scaling.steps.replicas)))
+
+    def narrow(self, spec: api.ScaledAppSpec, sizes: Sizes) -> Step | None:
+        low, high = self.bounds(Bounds.of(spec))
+        current = self.replicas(sizes)
+        if current <= low:
+            return None
+        return self._step(sizes, "narrow", max(low, min(high, current - spec.scaling.steps.replicas)))

@@ -1,0 +1,105 @@
+"""The db-read tier: Postgres streaming read replicas, widened by adding replicas.
+
+Pressure: read latency and read-pool wait as the app sees them (client-side, so they include the
+network and the replicas' queueing), and active sessions per replica against its connection limit.
+Replication lag is a guard, not a pressure: a lagging replica is not the answer to read load (a new
+one bootstraps from the same busy primary and lags too), so while lag is over target the scaler
+reports it and holds instead of adding replicas.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import ClassVar
+
+from scaledapp import api
+from scaledapp.policy import Blocked, Bounds, Sizes, Step
+from scaledapp.tiers.base import (
+    RATE_WINDOW,
+    HorizontalTier,
+    Scope,
+    SignalPressure,
+    TierPressure,
+    higher_is_worse,
+    histogram_quantile,
+    need,
+    sum_rate,
+    zero_if_reporting,
+)
+
+# Metric names: the app's client-side dependency histograms and postgres_exporter v0.19 on each replica.
+DEPENDENCY_DURATION = "scaledapp_dependency_duration_seconds"  # label dependency="db-read"
+POOL_WAIT = "scaledapp_dependency_pool_wait_seconds"  # label dependency="db-read"
+PG_ACTIVITY = "pg_stat_activity_count"  # labels datname, state
+PG_MAX_CONNECTIONS = "pg_settings_max_connections"
+PG_LAG = "pg_replication_lag_seconds"
+DEPENDENCY = "db-read"
+
+# Signals.
+READS_PER_SECOND = "reads_per_second"
+READ_SECONDS = "read_seconds"  # p95
+POOL_WAIT_SECONDS = "pool_wait_seconds"  # p95
+REPLICA_SATURATION = "replica_saturation"  # busiest replica: active sessions / max_connections
+LAG_SECONDS = "lag_seconds"  # worst replica
+
+
+class DbReadTier(HorizontalTier):
+    name = "db-read"
+    metrics: ClassVar[frozenset[str]] = frozenset(
+        {DEPENDENCY_DURATION, POOL_WAIT, PG_ACTIVITY, PG_MAX_CONNECTIONS, PG_LAG}
+    )
+    replicas_field = "db_read_replicas"
+
+    def bounds(self, bounds: Bounds) -> tuple[int, int]:
+        return bounds.db_read
+
+    def queries(self, scope: Scope, window: str = RATE_WINDOW) -> dict[str, str]:
+        reads = scope.selector(dependency=DEPENDENCY)
+        replicas = scope.selector("db-read")
+        active = scope.selector("db-read", state="active")
+        return {
+            READS_PER_SECOND: zero_if_reporting(sum_rate(f"{DEPENDENCY_DURATION}_count", reads, window), scope, "app"),
+            READ_SECONDS: histogram_quantile(DEPENDENCY_DURATION, reads, window),
+            POOL_WAIT_SECONDS: histogram_quantile(POOL_WAIT, reads, window),
+            REPLICA_SATURATION: f"max(sum by (instance) ({PG_ACTIVITY}{active}) / "
+            f"sum by (instance) ({PG_MAX_CONNECTIONS}{replicas}))",
+            LAG_SECONDS: f"max({PG_LAG}{replicas})",
+        }
+
+    def pressure(self, signals: Mapping[str, float | None], spec: api.ScaledAppSpec, sizes: Sizes) -> TierPressure:
+        targets = spec.scaling.targets
+        missing: list[str] = []
+        (reads,) = need(signals, [READS_PER_SECOND], missing)
+        components: list[SignalPressure] = []
+        guards: list[SignalPressure] = []
+        # Latency quantiles are NaN without reads; replica signals do not exist without replicas.
+        if not missing and reads > 0:
+            latency, wait = need(signals, [READ_SECONDS, POOL_WAIT_SECONDS], missing)
+            components.append(higher_is_worse(READ_SECONDS, latency, targets.read_latency_seconds))
+            components.append(higher_is_worse(POOL_WAIT_SECONDS, wait, targets.read_pool_wait_seconds))
+        if sizes.db_read_replicas > 0:
+            saturation, lag = need(signals, [REPLICA_SATURATION, LAG_SECONDS], missing)
+            components.append(higher_is_worse(REPLICA_SATURATION, saturation, targets.db_connection_utilization))
+            guards.append(higher_is_worse(LAG_SECONDS, lag, targets.replication_lag_seconds))
+        if missing:
+            return TierPressure(self.name, missing=tuple(missing))
+        if not components:  # no reads and no replicas: nothing loads this tier
+            components.append(higher_is_worse(READS_PER_SECOND, 0.0, 1.0))
+        return TierPressure(self.name, components=tuple(components), guards=tuple(guards))
+
+    def widen(self, spec: api.ScaledAppSpec, sizes: Sizes, pressure: TierPressure) -> Step | Blocked:
+        lag = pressure.guard(LAG_SECONDS)
+        if lag is not None and lag.pressure > 1.0:
+            return Blocked(
+                self.name,
+                "ReplicaLag",
+                f"replicas lag {lag.value:.1f}s (target {lag.target:g}s): a lagging replica is not the answer "
+                "to read load, so no replica is added",
+                at_ceiling=False,
+                recommendation="Read replicas are lagging: look at the primary's write load and the replicas' "
+                "replay before adding replicas (a new replica bootstraps from the same primary).",
+            )
+        return super().widen(spec, sizes, pressure)
+
+
+TIER = DbReadTier()

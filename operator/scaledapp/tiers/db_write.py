@@ -1,0 +1,123 @@
+"""The db-write tier: the Postgres primary, the one thing that cannot be cloned.
+
+Pressure: write latency as the app sees it, sessions waiting on locks, and connection saturation on
+the primary. Widening is vertical (CPU and memory times a factor, up to the max). At the max the
+status says so and recommends sharding; the scaler never shards.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import replace
+from typing import ClassVar
+
+from scaledapp import api
+from scaledapp.policy import Blocked, Bounds, Sizes, Step, clamp
+from scaledapp.quantity import format_bytes, format_cpu, scale_bytes, scale_millicores
+from scaledapp.tiers.base import (
+    RATE_WINDOW,
+    Scope,
+    SignalPressure,
+    TierModel,
+    TierPressure,
+    higher_is_worse,
+    histogram_quantile,
+    need,
+    sum_rate,
+    zero_if_reporting,
+)
+
+# Metric names: the app's client-side dependency histogram and postgres_exporter v0.19 on the primary
+# (lock waits come from the custom query in resources/files/postgres-exporter-queries.yaml).
+DEPENDENCY_DURATION = "scaledapp_dependency_duration_seconds"  # label dependency="db-write"
+PG_ACTIVITY = "pg_stat_activity_count"
+PG_MAX_CONNECTIONS = "pg_settings_max_connections"
+PG_LOCK_WAITS = "pg_locks_waiting_count"
+DEPENDENCY = "db-write"
+
+# Signals.
+WRITES_PER_SECOND = "writes_per_second"
+WRITE_SECONDS = "write_seconds"  # p95
+LOCK_WAITS = "lock_waits"
+CONNECTION_UTILIZATION = "connection_utilization"
+
+
+class DbWriteTier(TierModel):
+    name = "db-write"
+    metrics: ClassVar[frozenset[str]] = frozenset({DEPENDENCY_DURATION, PG_ACTIVITY, PG_MAX_CONNECTIONS, PG_LOCK_WAITS})
+
+    def queries(self, scope: Scope, window: str = RATE_WINDOW) -> dict[str, str]:
+        writes = scope.selector(dependency=DEPENDENCY)
+        primary = scope.selector("db-write")
+        write_count = sum_rate(f"{DEPENDENCY_DURATION}_count", writes, window)
+        return {
+            WRITES_PER_SECOND: zero_if_reporting(write_count, scope, "app"),
+            WRITE_SECONDS: histogram_quantile(DEPENDENCY_DURATION, writes, window),
+            LOCK_WAITS: f"sum({PG_LOCK_WAITS}{primary})",
+            CONNECTION_UTILIZATION: f"sum({PG_ACTIVITY}{primary}) / sum({PG_MAX_CONNECTIONS}{primary})",
+        }
+
+    def pressure(self, signals: Mapping[str, float | None], spec: api.ScaledAppSpec, sizes: Sizes) -> TierPressure:
+        targets = spec.scaling.targets
+        missing: list[str] = []
+        writes, locks, connections = need(signals, [WRITES_PER_SECOND, LOCK_WAITS, CONNECTION_UTILIZATION], missing)
+        components: list[SignalPressure] = []
+        if not missing:
+            components.append(higher_is_worse(LOCK_WAITS, locks, targets.write_lock_waits))
+            components.append(higher_is_worse(CONNECTION_UTILIZATION, connections, targets.db_connection_utilization))
+            if writes > 0:  # the latency quantile is NaN without writes
+                (latency,) = need(signals, [WRITE_SECONDS], missing)
+                components.append(higher_is_worse(WRITE_SECONDS, latency, targets.write_latency_seconds))
+        if missing:
+            return TierPressure(self.name, missing=tuple(missing))
+        return TierPressure(self.name, components=tuple(components))
+
+    def size_text(self, sizes: Sizes) -> str:
+        return f"cpu={format_cpu(sizes.db_write_cpu_millicores)}, memory={format_bytes(sizes.db_write_memory_bytes)}"
+
+    def capacity(self, sizes: Sizes) -> float:
+        return float(sizes.db_write_cpu_millicores)
+
+    def predicted_pressure(self, pressure: float, step: Step) -> float:
+        # Pessimistic: the pressure grows by the larger of the two shrink ratios.
+        before, after = step.before, step.after
+        cpu_ratio = before.db_write_cpu_millicores / max(after.db_write_cpu_millicores, 1)
+        memory_ratio = before.db_write_memory_bytes / max(after.db_write_memory_bytes, 1)
+        return pressure * max(cpu_ratio, memory_ratio)
+
+    def widen(self, spec: api.ScaledAppSpec, sizes: Sizes, pressure: TierPressure) -> Step | Blocked:
+        bounds = Bounds.of(spec)
+        cpu_max, memory_max = bounds.db_write_cpu_millicores[1], bounds.db_write_memory_bytes[1]
+        if sizes.db_write_cpu_millicores >= cpu_max and sizes.db_write_memory_bytes >= memory_max:
+            dominant = pressure.dominant
+            why = f" ({dominant.signal} {dominant.value:g} vs target {dominant.target:g})" if dominant else ""
+            return Blocked(
+                self.name,
+                "ShardingRecommended",
+                f"the primary is at its max size ({self.size_text(sizes)}) and still the bottleneck{why}",
+                at_ceiling=True,
+                recommendation="The primary is at its vertical ceiling: shard the writes (split the data by key "
+                "across several primaries) or cut write load (batch, queue, fewer indexes). The scaler never "
+                "shards, and will not add app pods or workers, which would only add write load.",
+            )
+        factor = spec.scaling.steps.resource_factor
+        cpu = clamp(scale_millicores(sizes.db_write_cpu_millicores, factor), bounds.db_write_cpu_millicores)
+        memory = clamp(scale_bytes(sizes.db_write_memory_bytes, factor), bounds.db_write_memory_bytes)
+        return self._step(sizes, "widen", cpu, memory)
+
+    def narrow(self, spec: api.ScaledAppSpec, sizes: Sizes) -> Step | None:
+        bounds = Bounds.of(spec)
+        cpu_min, memory_min = bounds.db_write_cpu_millicores[0], bounds.db_write_memory_bytes[0]
+        if sizes.db_write_cpu_millicores <= cpu_min and sizes.db_write_memory_bytes <= memory_min:
+            return None
+        factor = 1 / spec.scaling.steps.resource_factor
+        cpu = clamp(scale_millicores(sizes.db_write_cpu_millicores, factor), bounds.db_write_cpu_millicores)
+        memory = clamp(scale_bytes(sizes.db_write_memory_bytes, factor), bounds.db_write_memory_bytes)
+        return self._step(sizes, "narrow", cpu, memory)
+
+    def _step(self, sizes: Sizes, kind: str, cpu: int, memory: int) -> Step:
+        after = replace(sizes, db_write_cpu_millicores=cpu, db_write_memory_bytes=memory)
+        return Step(self.name, kind, sizes, after, self.size_text(sizes), self.size_text(after))
+
+
+TIER = DbWriteTier()

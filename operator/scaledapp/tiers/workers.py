@@ -1,0 +1,62 @@
+"""The workers tier: queue workers draining slow work from a Redis list, widened by adding replicas.
+
+Pressure: queued jobs per worker and the age of the oldest job (a backlog that is small but old
+means the workers are not keeping up either).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import ClassVar
+
+from scaledapp import api
+from scaledapp.policy import Bounds, Sizes
+from scaledapp.tiers.base import RATE_WINDOW, HorizontalTier, Scope, TierPressure, higher_is_worse, need
+
+# Metric names (the app and the workers both report the queue; the highest reading counts).
+QUEUE_DEPTH = "scaledapp_queue_depth"
+QUEUE_OLDEST_AGE = "scaledapp_queue_oldest_age_seconds"
+
+# Signals.
+QUEUE_DEPTH_SIGNAL = "queue_depth"
+OLDEST_AGE_SECONDS = "oldest_age_seconds"
+# Derived evidence name.
+DEPTH_PER_WORKER = "queue_depth_per_worker"
+
+
+class WorkersTier(HorizontalTier):
+    name = "workers"
+    metrics: ClassVar[frozenset[str]] = frozenset({QUEUE_DEPTH, QUEUE_OLDEST_AGE})
+    replicas_field = "workers_replicas"
+
+    def enabled(self, spec: api.ScaledAppSpec) -> bool:
+        return spec.workers.enabled
+
+    def bounds(self, bounds: Bounds) -> tuple[int, int]:
+        return bounds.workers
+
+    def queries(self, scope: Scope, window: str = RATE_WINDOW) -> dict[str, str]:
+        instance = scope.selector()
+        return {
+            QUEUE_DEPTH_SIGNAL: f"max({QUEUE_DEPTH}{instance})",
+            OLDEST_AGE_SECONDS: f"max({QUEUE_OLDEST_AGE}{instance})",
+        }
+
+    def pressure(self, signals: Mapping[str, float | None], spec: api.ScaledAppSpec, sizes: Sizes) -> TierPressure:
+        targets = spec.scaling.targets
+        missing: list[str] = []
+        depth, age = need(signals, [QUEUE_DEPTH_SIGNAL, OLDEST_AGE_SECONDS], missing)
+        if missing:
+            return TierPressure(self.name, missing=tuple(missing))
+        # Zero workers drain nothing: count the whole queue against one worker's share.
+        per_worker = depth / max(1, sizes.workers_replicas)
+        return TierPressure(
+            self.name,
+            components=(
+                higher_is_worse(DEPTH_PER_WORKER, per_worker, targets.queue_depth_per_worker),
+                higher_is_worse(OLDEST_AGE_SECONDS, age, targets.queue_oldest_age_seconds),
+            ),
+        )
+
+
+TIER = WorkersTier()
