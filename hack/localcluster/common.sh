@@ -6,6 +6,7 @@ ROOT="$(cd "$HERE/../.." && pwd)"
 # shellcheck source=versions.env
 source "$HERE/versions.env"
 CACHE="${SCALEDAPP_CACHE:-$HOME/.cache/scaledapp}"
+# shellcheck disable=SC2034  # used by the scripts that source this file
 STATE="${SCALEDAPP_STATE:-$ROOT/.localcluster}"
 export GOTOOLCHAIN=local CGO_ENABLED=0 GOFLAGS=-buildvcs=false
 export GOMODCACHE="$CACHE/gomod" GOCACHE="$CACHE/go-build"

@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+# The external provisioner of the local cluster's default StorageClass `standard` (provisioner scaledapp.dev/local-pv).
+#
+# It follows the real external-provisioner contract, so the controller-manager's PV binder does the binding:
+#   1. the PV binder sees a claim it cannot bind and annotates it volume.kubernetes.io/storage-provisioner=ours;
+#   2. this loop creates a PersistentVolume of the claim's size and modes, pre-bound to it by claimRef;
+#   3. the PV binder binds the claim to it (claim Bound, volume Bound);
+#   4. when the claim is deleted the binder marks the volume Released and, since it was provisioned by an
+#      external provisioner, leaves deletion to us: this loop deletes Released volumes it provisioned.
+# Volumes are hostPath stubs that nothing mounts (kwok nodes run no containers).
+# Usage: pv-provisioner.sh STATE_DIR   (started and stopped by cluster.sh; logs to STATE_DIR/logs/pv-provisioner.log)
+set -euo pipefail
+STATE=${1:?usage: pv-provisioner.sh STATE_DIR}
+PROVISIONER=scaledapp.dev/local-pv
+export KUBECONFIG="$STATE/kubeconfig"
+KUBECTL=${KUBECTL:-kubectl}
+
+log() { printf '%s %s\n' "$(date -u +%H:%M:%S)" "$*"; }
+
+# Stop the watch pipelines with us (we are the leader of our own process group: cluster.sh starts us with setsid).
+trap 'trap - TERM INT EXIT; kill 0 2>/dev/null || true' TERM INT EXIT
+
+provision() {
+  local ns=$1 name=$2 uid=$3 size=$4 modes=$5 mode=$6 class=$7
+  [ -n "$size" ] || size=1Gi
+  [ -n "$modes" ] || modes='["ReadWriteOnce"]'
+  [ -n "$mode" ] || mode=Filesystem
+  local out
+  if out=$("$KUBECTL" create -f - 2>&1 <<EOF
+{"apiVersion": "v1", "kind": "PersistentVolume",
+ "metadata": {"name": "pvc-$uid", "labels": {"scaledapp.dev/local-pv": "true"},
+              "annotations": {"pv.kubernetes.io/provisioned-by": "$PROVISIONER"}},
+ "spec": {"capacity": {"storage": "$size"}, "accessModes": $modes, "volumeMode": "$mode",
+          "persistentVolumeReclaimPolicy": "Delete", "storageClassName": "$class",
+          "claimRef": {"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+                       "namespace": "$ns", "name": "$name", "uid": "$uid"},
+          "hostPath": {"path": "/var/lib/scaledapp-local-pv/pvc-$uid"}}}
+EOF
+  ); then
+    log "provisioned pvc-$uid ($size) for claim $ns/$name"
+  elif [[ $out == *AlreadyExists* ]]; then
+    :
+  else
+    log "ERROR provisioning for claim $ns/$name: $out"
+  fi
+}
+
+# watch_claims: every claim the PV binder handed to us and that has no volume yet gets one.
+watch_claims() {
+  local tpl='{.metadata.namespace}|{.metadata.name}|{.metadata.uid}|{.status.phase}|{.spec.volumeName}|'
+  tpl+='{.metadata.annotations.volume\.kubernetes\.io/storage-provisioner}|{.spec.resources.requests.storage}|'
+  tpl+='{.spec.accessModes}|{.spec.volumeMode}|{.spec.storageClassName}|{.metadata.deletionTimestamp}{"\n"}'
+  while true; do
+    "$KUBECTL" get pvc --all-namespaces --watch -o jsonpath="$tpl" 2>&1 |
+      while IFS='|' read -r ns name uid phase vol prov size modes mode class deleting; do
+        [ -n "$uid" ] || { log "claim watch: $ns"; continue; }
+        if [ "$phase" = Pending ] && [ -z "$vol" ] && [ "$prov" = "$PROVISIONER" ] && [ -z "$deleting" ]; then
+          provision "$ns" "$name" "$uid" "$size" "$modes" "$mode" "$class"
+        fi
+      done || true
+    log "claim watch ended; re-listing"
+    sleep 1
+  done
+}
+
+# watch_volumes: Released volumes we provisioned are deleted (reclaim policy Delete, done by the provisioner).
+watch_volumes() {
+  local tpl='{.metadata.name}|{.status.phase}|{.metadata.annotations.pv\.kubernetes\.io/provisioned-by}|'
+  tpl+='{.metadata.deletionTimestamp}{"\n"}'
+  while true; do
+    "$KUBECTL" get pv --watch -o jsonpath="$tpl" 2>&1 |
+      while IFS='|' read -r name phase prov deleting; do
+        if [ "$phase" = Released ] && [ "$prov" = "$PROVISIONER" ] && [ -z "$deleting" ]; then
+          if "$KUBECTL" delete pv "$name" --wait=false --ignore-not-found >/dev/null 2>&1; then
+            log "deleted released volume $name"
+          else
+            log "ERROR deleting released volume $name"
+          fi
+        fi
+      done || true
+    log "volume watch ended; re-listing"
+    sleep 1
+  done
+}
+
+log "pv-provisioner: serving claims for provisioner $PROVISIONER (kubeconfig $KUBECONFIG)"
+watch_claims &
+watch_volumes &
+wait
