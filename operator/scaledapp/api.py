@@ -342,6 +342,14 @@ class ScalerState(Model):
     last_action_time: str | None = Field(None, description="Start of the current cooldown.")
     hot_since: dict[str, str] = Field(default_factory=dict, description="Per tier: above target since.")
     calm_since: str | None = Field(None, description="All tiers below target since.")
+    calm_peak: dict[str, float] = Field(
+        default_factory=dict,
+        description="Per tier: the highest pressure since calm_peak_since; a narrow step must keep even that calm.",
+    )
+    calm_peak_previous: dict[str, float] = Field(
+        default_factory=dict, description="Per tier: the highest pressure in the scale-down window before that."
+    )
+    calm_peak_since: str | None = Field(None, description="Start of the current calm_peak window.")
     ineffective_until: dict[str, str] = Field(
         default_factory=dict, description="Per tier: a step that did not help is not repeated until then."
     )

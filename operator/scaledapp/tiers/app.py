@@ -49,6 +49,7 @@ class AppTier(HorizontalTier):
         {PROCESS_CPU, CPU_LIMIT, IN_FLIGHT, REQUEST_DURATION, DEPENDENCY_DURATION}
     )
     replicas_field = "app_replicas"
+    max_field = "spec.app.replicas.max"
 
     def bounds(self, bounds: Bounds) -> tuple[int, int]:
         return bounds.app

@@ -195,6 +195,7 @@ class HorizontalTier(TierModel):
     """A tier widened by adding replicas: app, db-read, workers."""
 
     replicas_field: ClassVar[str]
+    max_field: ClassVar[str]  # where the user raises the ceiling, for the recommendation
 
     def replicas(self, sizes: Sizes) -> int:
         value = getattr(sizes, self.replicas_field)
@@ -218,7 +219,14 @@ class HorizontalTier(TierModel):
         low, high = self.bounds(Bounds.of(spec))
         current = self.replicas(sizes)
         if current >= high:
-            return Blocked(self.name, "MaxReplicas", f"{self.name} is at its max of {high} replicas", True)
+            return Blocked(
+                self.name,
+                "MaxReplicas",
+                f"{self.name} is at its max of {high} replicas",
+                at_ceiling=True,
+                recommendation=f"{self.name} is the bottleneck at its max of {high} replicas: raise "
+                f"{self.max_field} or reduce its load.",
+            )
         return self._step(sizes, "widen", min(high, max(low, current + spec.scaling.steps.replicas)))
 
     def narrow(self, spec: api.ScaledAppSpec, sizes: Sizes) -> Step | None:

@@ -49,6 +49,7 @@ class DbReadTier(HorizontalTier):
         {DEPENDENCY_DURATION, POOL_WAIT, PG_ACTIVITY, PG_MAX_CONNECTIONS, PG_LAG}
     )
     replicas_field = "db_read_replicas"
+    max_field = "spec.database.readReplicas.max"
 
     def bounds(self, bounds: Bounds) -> tuple[int, int]:
         return bounds.db_read

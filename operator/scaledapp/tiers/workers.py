@@ -28,6 +28,7 @@ class WorkersTier(HorizontalTier):
     name = "workers"
     metrics: ClassVar[frozenset[str]] = frozenset({QUEUE_DEPTH, QUEUE_OLDEST_AGE})
     replicas_field = "workers_replicas"
+    max_field = "spec.workers.replicas.max"
 
     def enabled(self, spec: api.ScaledAppSpec) -> bool:
         return spec.workers.enabled
