@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 
@@ -98,6 +99,16 @@ def test_signal_queries(tier: TierModel, signal: str, tier_label: str | None, fr
         assert fragment in query
     if tier_label:
         assert f'scaledapp_dev_tier="{tier_label}"' in query
+
+
+def test_cache_bypass_is_not_a_lookup_and_pings_are_not_load() -> None:
+    queries = cache.TIER.queries(SCOPE)
+    assert 'result=~"hit|miss"' in queries[cache.LOOKUPS_PER_SECOND]
+    assert 'result=~"hit|miss"' in queries[cache.HIT_RATIO] and 'result="hit"' in queries[cache.HIT_RATIO]
+    for tier, signal in ((db_read.TIER, db_read.READ_SECONDS), (db_write.TIER, db_write.WRITE_SECONDS),
+                         (app.TIER, app.DEPENDENCY_SECONDS)):  # fmt: skip
+        query = tier.queries(SCOPE)[signal]
+        assert 'operation!~"ping|schema"' in query
 
 
 def test_zero_is_claimed_only_when_pods_report() -> None:
@@ -269,3 +280,11 @@ def test_db_read_with_lag_adds_no_replica() -> None:
     assert isinstance(blocked, Blocked) and blocked.reason == "ReplicaLag" and not blocked.at_ceiling
     signals["lag_seconds"] = 1.0
     assert _step(db_read.TIER.widen(s, sizes(), db_read.TIER.pressure(signals, s, sizes()))).to_text == "2"
+
+
+def test_every_metric_name_is_documented() -> None:
+    doc = Path(__file__).resolve().parents[2] / "docs" / "metrics.md"
+    if not doc.exists():
+        pytest.skip("docs/metrics.md not written yet")
+    documented = set(re.findall(r"^\| `([a-z_:]+)` \|", doc.read_text(), flags=re.MULTILINE))
+    assert tiers.metric_names() <= documented, tiers.metric_names() - documented

@@ -14,6 +14,7 @@ from typing import ClassVar
 from scaledapp import api
 from scaledapp.policy import Bounds, Sizes
 from scaledapp.tiers.base import (
+    NOT_LOAD,
     RATE_WINDOW,
     HorizontalTier,
     Scope,
@@ -57,7 +58,10 @@ class AppTier(HorizontalTier):
     def queries(self, scope: Scope, window: str = RATE_WINDOW) -> dict[str, str]:
         app = scope.selector("app")
         request_count = sum_rate(f"{REQUEST_DURATION}_count", app, window)
-        dependency_sum = zero_if_reporting(sum_rate(f"{DEPENDENCY_DURATION}_sum", app, window), scope, "app")
+        # Readiness pings are dependency calls outside any counted request (probe paths are not in the
+        # request histogram), so they must not be subtracted from request time.
+        calls = scope.selector("app", exclude=NOT_LOAD)
+        dependency_sum = zero_if_reporting(sum_rate(f"{DEPENDENCY_DURATION}_sum", calls, window), scope, "app")
         return {
             # Per pod: CPU seconds per second over the pod's own CPU limit (both series come from the
             # same scrape target, so they match on every label); then the average over pods.

@@ -22,6 +22,8 @@ from scaledapp.resources.names import INSTANCE_LABEL, TIER_LABEL
 RATE_WINDOW = "1m"
 # A quantile of latency histograms: what the Targets call "p95".
 LATENCY_QUANTILE = 0.95
+# Dependency calls that are not request load: readiness pings and start-up DDL (docs/metrics.md).
+NOT_LOAD = {"operation": "ping|schema"}
 # For "lower is worse" signals whose target is 1.0 (nothing left to miss), avoid dividing by zero.
 _MIN_SLACK = 1e-6
 
@@ -47,13 +49,21 @@ class Scope:
     namespace: str
     instance: str
 
-    def selector(self, tier: TierName | None = None, **matchers: str) -> str:
-        """`{namespace="ns",app_kubernetes_io_instance="name"[,scaledapp_dev_tier="t"][,k="v"...]}`."""
-        pairs = [("namespace", self.namespace), (PROM_INSTANCE_LABEL, self.instance)]
+    def selector(
+        self,
+        tier: TierName | None = None,
+        regex: Mapping[str, str] | None = None,
+        exclude: Mapping[str, str] | None = None,
+        **matchers: str,
+    ) -> str:
+        """`{namespace="ns",app_kubernetes_io_instance="name"[,scaledapp_dev_tier="t"][,k="v"][,k=~"re"][,k!~"re"]}`."""
+        pairs = [("namespace", "=", self.namespace), (PROM_INSTANCE_LABEL, "=", self.instance)]
         if tier is not None:
-            pairs.append((PROM_TIER_LABEL, tier))
-        pairs.extend(matchers.items())
-        return "{" + ",".join(f"{name}={_quote(value)}" for name, value in pairs) + "}"
+            pairs.append((PROM_TIER_LABEL, "=", tier))
+        pairs.extend((name, "=", value) for name, value in matchers.items())
+        pairs.extend((name, "=~", value) for name, value in (regex or {}).items())
+        pairs.extend((name, "!~", value) for name, value in (exclude or {}).items())
+        return "{" + ",".join(f"{name}{op}{_quote(value)}" for name, op, value in pairs) + "}"
 
 
 def histogram_quantile(metric: str, selector: str, window: str, quantile: float = LATENCY_QUANTILE) -> str:

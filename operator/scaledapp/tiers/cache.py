@@ -36,7 +36,7 @@ REDIS_CPU_SYS = "redis_cpu_sys_seconds_total"
 REDIS_MEMORY_USED = "redis_memory_used_bytes"
 REDIS_MEMORY_MAX = "redis_memory_max_bytes"
 REDIS_EVICTED = "redis_evicted_keys_total"
-CACHE_REQUESTS = "scaledapp_cache_requests_total"  # label result="hit"|"miss"
+CACHE_REQUESTS = "scaledapp_cache_requests_total"  # label result="hit"|"miss"|"bypass"
 
 # Signals.
 CPU_CORES = "cpu_cores"
@@ -57,7 +57,8 @@ class CacheTier(TierModel):
 
     def queries(self, scope: Scope, window: str = RATE_WINDOW) -> dict[str, str]:
         cache = scope.selector("cache")
-        lookups = sum_rate(CACHE_REQUESTS, scope.selector("app"), window)
+        # "bypass" (cache disabled or down) is not a lookup: it says nothing about the cache's size.
+        lookups = sum_rate(CACHE_REQUESTS, scope.selector("app", regex={"result": "hit|miss"}), window)
         hits = zero_if_reporting(sum_rate(CACHE_REQUESTS, scope.selector("app", result="hit"), window), scope, "app")
         return {
             CPU_CORES: f"{sum_rate(REDIS_CPU_USER, cache, window)} + {sum_rate(REDIS_CPU_SYS, cache, window)}",

@@ -15,6 +15,7 @@ from typing import ClassVar
 from scaledapp import api
 from scaledapp.policy import Blocked, Bounds, Sizes, Step
 from scaledapp.tiers.base import (
+    NOT_LOAD,
     RATE_WINDOW,
     HorizontalTier,
     Scope,
@@ -55,13 +56,13 @@ class DbReadTier(HorizontalTier):
         return bounds.db_read
 
     def queries(self, scope: Scope, window: str = RATE_WINDOW) -> dict[str, str]:
-        reads = scope.selector(dependency=DEPENDENCY)
+        reads = scope.selector(dependency=DEPENDENCY, exclude=NOT_LOAD)
         replicas = scope.selector("db-read")
         active = scope.selector("db-read", state="active")
         return {
             READS_PER_SECOND: zero_if_reporting(sum_rate(f"{DEPENDENCY_DURATION}_count", reads, window), scope, "app"),
             READ_SECONDS: histogram_quantile(DEPENDENCY_DURATION, reads, window),
-            POOL_WAIT_SECONDS: histogram_quantile(POOL_WAIT, reads, window),
+            POOL_WAIT_SECONDS: histogram_quantile(POOL_WAIT, scope.selector(dependency=DEPENDENCY), window),
             REPLICA_SATURATION: f"max(sum by (instance) ({PG_ACTIVITY}{active}) / "
             f"sum by (instance) ({PG_MAX_CONNECTIONS}{replicas}))",
             LAG_SECONDS: f"max({PG_LAG}{replicas})",

@@ -15,6 +15,7 @@ from scaledapp import api
 from scaledapp.policy import Blocked, Bounds, Sizes, Step, clamp
 from scaledapp.quantity import format_bytes, format_cpu, scale_bytes, scale_millicores
 from scaledapp.tiers.base import (
+    NOT_LOAD,
     RATE_WINDOW,
     Scope,
     SignalPressure,
@@ -47,7 +48,7 @@ class DbWriteTier(TierModel):
     metrics: ClassVar[frozenset[str]] = frozenset({DEPENDENCY_DURATION, PG_ACTIVITY, PG_MAX_CONNECTIONS, PG_LOCK_WAITS})
 
     def queries(self, scope: Scope, window: str = RATE_WINDOW) -> dict[str, str]:
-        writes = scope.selector(dependency=DEPENDENCY)
+        writes = scope.selector(dependency=DEPENDENCY, exclude=NOT_LOAD)
         primary = scope.selector("db-write")
         write_count = sum_rate(f"{DEPENDENCY_DURATION}_count", writes, window)
         return {
