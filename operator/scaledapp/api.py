@@ -371,8 +371,9 @@ class ScaledAppStatus(Model):
 class ScaledApp(Model):
     """The whole object, for tests and examples (the operator works on spec and status)."""
 
-    api_version: Literal["scaledapp.dev/v1alpha1"] = Field(API_VERSION)
-    kind: Literal["ScaledApp"] = Field(KIND)
+    # Literal defaults (not API_VERSION/KIND, which mypy sees as plain str); test_crd checks they agree.
+    api_version: Literal["scaledapp.dev/v1alpha1"] = Field("scaledapp.dev/v1alpha1")
+    kind: Literal["ScaledApp"] = Field("ScaledApp")
     metadata: dict[str, Any] = Field(default_factory=dict)
     spec: ScaledAppSpec = Field(default_factory=ScaledAppSpec)
     status: ScaledAppStatus | None = None

@@ -9,6 +9,9 @@ from scaledapp.api import GROUP
 TIER_LABEL = f"{GROUP}/tier"
 INSTANCE_LABEL = "app.kubernetes.io/instance"
 MANAGED_BY = "scaledapp-operator"
+# Pod tiers (the scaling tiers, plus the queue's Redis which is not scaled).
+TIERS = ("app", "cache", "db-write", "db-read", "workers")
+QUEUE_TIER = "queue"
 RECONCILER_MANAGER = "scaledapp-reconciler"
 SCALER_MANAGER = "scaledapp-scaler"
 
@@ -58,6 +61,13 @@ class ChildNames:
     @property
     def workers(self) -> str:  # Deployment
         return f"{self.owner}-workers"
+
+    @property
+    def queue(self) -> str:  # Deployment, Service: the job queue's own Redis (never evicts)
+        return f"{self.owner}-queue"
+
+    def ingress_policy(self, tier: str) -> str:  # NetworkPolicy guarding one tier's pods
+        return f"{self.owner}-{tier}-ingress"
 
 
 def selector_labels(owner: str, tier: str) -> dict[str, str]:

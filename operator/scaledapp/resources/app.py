@@ -1,0 +1,152 @@
+"""The app tier: Deployment, Service, PodDisruptionBudget; and the environment app and workers share.
+
+Environment of app and worker containers (generic names; the demo app reads these):
+
+    POD_NAME, POD_NAMESPACE   downward API (metadata.name, metadata.namespace)
+    CPU_LIMIT_MILLICORES      downward API: limits.cpu of the container, divisor 1m
+    PORT                      app only: the port to listen on (spec.app.port)
+    METRICS_PORT              workers only: the port of the worker's /metrics
+    DB_WRITE_HOST             the db-write Service (the primary)
+    DB_READ_HOST              the db-read Service (ready replicas; the primary when replicas.max is 0)
+    DB_PORT, DB_NAME, DB_USER
+    DB_PASSWORD               secretKeyRef into the credentials Secret
+    DB_WRITE_DSN, DB_READ_DSN libpq key=value DSNs built from the above with $(VAR) expansion, so
+                              the password still comes only from the Secret
+    CACHE_ENABLED             "true" / "false" (spec.cache.enabled)
+    REDIS_URL                 redis://<cache Service>:6379/0 (only when the cache is enabled)
+    CACHE_TTL_SECONDS         spec.cache.ttlSeconds
+    QUEUE_URL                 redis://<queue Service>:6379/0: the queue's own Redis, never evicted
+
+User variables from spec.app.env replace ours of the same name and follow the rest.
+`spec.replicas` is never set here: the scaler owns it (see scaler.py).
+"""
+
+from __future__ import annotations
+
+from scaledapp import api
+from scaledapp.resources import names
+from scaledapp.resources.common import (
+    APP_UID,
+    POSTGRES_PORT,
+    REDIS_PORT,
+    Manifest,
+    container_security_context,
+    env_field,
+    env_resource,
+    env_secret,
+    env_value,
+    http_probe,
+    merge_env,
+    object_meta,
+    pod_security_context,
+    pod_template,
+    resources,
+    scrape_annotations,
+    selector,
+    service,
+)
+from scaledapp.resources.secrets import APP_KEY, APP_USER, DATABASE
+
+TIER = "app"
+CONTAINER = "app"
+# The pod stays in the endpoints this long after deletion starts, so kube-proxy and load balancers stop
+# sending it new requests before the app sees SIGTERM; then the app drains in-flight requests.
+PRE_STOP_SECONDS = 5
+TERMINATION_GRACE_SECONDS = 45
+
+
+def dependency_env(child: names.ChildNames, spec: api.ScaledAppSpec, container: str) -> list[Manifest]:
+    """Where the dependencies are and how to log in: shared by app and worker containers."""
+    read_host = child.db_read if spec.database.read_replicas.max > 0 else child.db_write
+    dsn = "host=$({host}) port=$(DB_PORT) dbname=$(DB_NAME) user=$(DB_USER) password=$(DB_PASSWORD)"
+    env = [
+        env_field("POD_NAME", "metadata.name"),
+        env_field("POD_NAMESPACE", "metadata.namespace"),
+        env_resource("CPU_LIMIT_MILLICORES", container, "limits.cpu", "1m"),
+        env_value("DB_WRITE_HOST", child.db_write),
+        env_value("DB_READ_HOST", read_host),
+        env_value("DB_PORT", str(POSTGRES_PORT)),
+        env_value("DB_NAME", DATABASE),
+        env_value("DB_USER", APP_USER),
+        env_secret("DB_PASSWORD", child.db_credentials, APP_KEY),
+        # Dependent variables must come after what they reference.
+        env_value("DB_WRITE_DSN", dsn.format(host="DB_WRITE_HOST")),
+        env_value("DB_READ_DSN", dsn.format(host="DB_READ_HOST")),
+        env_value("CACHE_ENABLED", "true" if spec.cache.enabled else "false"),
+    ]
+    if spec.cache.enabled:
+        env.append(env_value("REDIS_URL", f"redis://{child.cache}:{REDIS_PORT}/0"))
+    env += [
+        env_value("CACHE_TTL_SECONDS", str(spec.cache.ttl_seconds)),
+        env_value("QUEUE_URL", f"redis://{child.queue}:{REDIS_PORT}/0"),
+    ]
+    return env
+
+
+def app_deployment(child: names.ChildNames, namespace: str, spec: api.ScaledAppSpec) -> Manifest:
+    app = spec.app
+    env = merge_env([*dependency_env(child, spec, CONTAINER), env_value("PORT", str(app.port))],
+                    [e.model_dump() for e in app.env])
+    container: Manifest = {
+        "name": CONTAINER,
+        "image": app.image,
+        "ports": [{"name": "http", "containerPort": app.port, "protocol": "TCP"}],
+        "env": env,
+        # Guaranteed QoS; the CPU limit is also what the app reports as its CPU budget.
+        "resources": resources(app.resources.cpu, app.resources.memory),
+        # The startup probe holds liveness off while the app opens its pools (up to 60 s).
+        "startupProbe": http_probe(app.probes.liveness_path, "http", period=2, failures=30),
+        "readinessProbe": http_probe(app.probes.readiness_path, "http", period=5, failures=2),
+        "livenessProbe": http_probe(app.probes.liveness_path, "http", period=10, failures=3),
+        "lifecycle": {"preStop": {"sleep": {"seconds": PRE_STOP_SECONDS}}},
+        "securityContext": container_security_context(),
+        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
+    }
+    pod = pod_template(
+        child.owner,
+        TIER,
+        {
+            "securityContext": pod_security_context(APP_UID),
+            "terminationGracePeriodSeconds": TERMINATION_GRACE_SECONDS,
+            "containers": [container],
+            "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}}],
+            # Spread replicas over nodes when possible, so one node loss does not take the tier.
+            "topologySpreadConstraints": [{
+                "maxSkew": 1,
+                "topologyKey": "kubernetes.io/hostname",
+                "whenUnsatisfiable": "ScheduleAnyway",
+                "labelSelector": selector(child.owner, TIER),
+            }],
+        },
+        annotations=scrape_annotations(app.port),
+    )
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": object_meta(child.owner, namespace, child.app, TIER),
+        "spec": {
+            "selector": selector(child.owner, TIER),
+            "revisionHistoryLimit": 5,
+            # maxUnavailable 0: a rollout never lowers serving capacity below the current replicas.
+            "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}},
+            "template": pod,
+        },
+    }
+
+
+def app_service(child: names.ChildNames, namespace: str, spec: api.ScaledAppSpec) -> Manifest:
+    return service(child.owner, namespace, child.app, TIER, [("http", spec.app.port, "http")])
+
+
+def app_pdb(child: names.ChildNames, namespace: str) -> Manifest:
+    # maxUnavailable, not minAvailable: with a single replica minAvailable 1 would block node drains.
+    return {
+        "apiVersion": "policy/v1",
+        "kind": "PodDisruptionBudget",
+        "metadata": object_meta(child.owner, namespace, child.app, TIER),
+        "spec": {
+            "maxUnavailable": 1,
+            "selector": selector(child.owner, TIER),
+            "unhealthyPodEvictionPolicy": "AlwaysAllow",
+        },
+    }

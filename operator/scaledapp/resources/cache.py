@@ -1,0 +1,215 @@
+"""The cache tier (Redis + redis_exporter) and the queue's own Redis.
+
+How the cache widens without being emptied
+------------------------------------------
+A restart empties a Redis without persistence, so growing the cache must not restart it:
+
+* The cache ConfigMap has two owners. `redis.conf` is the reconciler's; the key `maxmemory` (bytes)
+  belongs to the scaler (field manager `scaledapp-scaler`, see scaler.cache_memory_body).
+* Redis starts with `--maxmemory $(cat /etc/redis/maxmemory)` (the spec's initial size while the key
+  does not exist yet) and includes redis.conf from the same mounted ConfigMap.
+* A sidecar, `maxmemory-reloader`, runs the redis image itself (sh + redis-cli, no extra image):
+  it polls the mounted file, which the kubelet refreshes in place when the ConfigMap changes, and runs
+  `CONFIG SET maxmemory <bytes>` when the value differs from the last one applied.
+* The container's memory LIMIT is sized for spec.cache.memory.max (+25% headroom for fragmentation,
+  buffers and the allocator) from the start, so raising maxmemory never needs a bigger limit (which
+  would mean a new pod). The memory REQUEST follows the initial size (+25%), so a small cache does
+  not reserve its ceiling on the node. The price: the pod is Burstable and the node must be able to
+  grant the max when the cache grows into it.
+
+The queue Redis is separate because the cache evicts (allkeys-lru) and may be disabled: a job queue in
+it could lose jobs exactly when memory is tight. The queue uses noeviction and append-only persistence.
+"""
+
+from __future__ import annotations
+
+from scaledapp import api
+from scaledapp.resources import names
+from scaledapp.resources.common import (
+    REDIS_EXPORTER_PORT,
+    REDIS_GID,
+    REDIS_PORT,
+    REDIS_UID,
+    Manifest,
+    container_security_context,
+    env_value,
+    exec_probe,
+    format_memory,
+    memory_bytes,
+    object_meta,
+    pod_security_context,
+    pod_template,
+    resources,
+    scrape_annotations,
+    selector,
+    service,
+    tcp_probe,
+)
+
+TIER = "cache"
+QUEUE_TIER = names.QUEUE_TIER
+CONFIG_DIR = "/etc/redis"
+MAXMEMORY_KEY = "maxmemory"  # ConfigMap key owned by the scaler
+HEADROOM = 1.25  # container memory = maxmemory * 1.25 (Redis needs room beyond its dataset)
+RELOAD_SECONDS = 5
+
+REDIS_CONF = """\
+# Managed by the ScaledApp operator (reconciler). maxmemory is not here: it is the scaler's key.
+bind 0.0.0.0
+protected-mode no
+port 6379
+dir /data
+"""
+
+_START_CACHE = f"""\
+m="$(cat {CONFIG_DIR}/{MAXMEMORY_KEY} 2>/dev/null)"
+[ -n "$m" ] || m="$INITIAL_MAXMEMORY"
+exec redis-server {CONFIG_DIR}/redis.conf --maxmemory "$m" --maxmemory-policy allkeys-lru \
+--save "" --appendonly no
+"""
+
+# Applies a changed maxmemory without a restart. It retries until redis accepts (redis may still be
+# starting), and only remembers a value once CONFIG SET answered OK.
+_RELOADER = f"""\
+last=""
+while true; do
+  m="$(cat {CONFIG_DIR}/{MAXMEMORY_KEY} 2>/dev/null)"
+  if [ -n "$m" ] && [ "$m" != "$last" ]; then
+    if [ "$(redis-cli -h 127.0.0.1 CONFIG SET maxmemory "$m")" = OK ]; then
+      echo "maxmemory set to $m"; last="$m"
+    fi
+  fi
+  sleep {RELOAD_SECONDS}
+done
+"""
+
+_PING = 'test "$(redis-cli -h 127.0.0.1 ping)" = PONG'
+
+
+def cache_limits(spec: api.CacheSpec) -> Manifest:
+    """Redis container resources: limit sized for the max cache, request for the initial one."""
+    request = format_memory(int(memory_bytes(spec.memory.initial) * HEADROOM))
+    limit = format_memory(int(memory_bytes(spec.memory.max) * HEADROOM))
+    # CPU: Redis runs commands on one thread, so one core is its ceiling whatever the limit.
+    return resources("100m", request, limit_cpu="1", limit_memory=limit)
+
+
+def cache_config(child: names.ChildNames, namespace: str) -> Manifest:
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": object_meta(child.owner, namespace, child.cache_config, TIER),
+        "data": {"redis.conf": REDIS_CONF},
+    }
+
+
+def _redis_pod_base() -> Manifest:
+    return {"securityContext": pod_security_context(REDIS_UID, REDIS_GID), "terminationGracePeriodSeconds": 30}
+
+
+def cache_deployment(child: names.ChildNames, namespace: str, spec: api.ScaledAppSpec) -> Manifest:
+    cache = spec.cache
+    config_mount = {"name": "config", "mountPath": CONFIG_DIR, "readOnly": True}
+    redis: Manifest = {
+        "name": "redis",
+        "image": cache.image,
+        "command": ["sh", "-c", _START_CACHE],
+        "env": [env_value("INITIAL_MAXMEMORY", str(memory_bytes(cache.memory.initial)))],
+        "ports": [{"name": "redis", "containerPort": REDIS_PORT, "protocol": "TCP"}],
+        "resources": cache_limits(cache),
+        "readinessProbe": exec_probe(_PING, period=5, failures=2),
+        # Liveness by TCP: a Redis that is LOADING or busy answers errors to PING but is alive.
+        "livenessProbe": tcp_probe("redis", period=10, failures=3),
+        "securityContext": container_security_context(),
+        "volumeMounts": [config_mount, {"name": "data", "mountPath": "/data"}],
+    }
+    reloader: Manifest = {
+        "name": "maxmemory-reloader",
+        "image": cache.image,
+        "command": ["sh", "-c", _RELOADER],
+        "resources": resources("10m", "16Mi", limit_cpu="50m", limit_memory="32Mi"),
+        "securityContext": container_security_context(),
+        # Not subPath: only a whole-directory ConfigMap mount sees updates.
+        "volumeMounts": [config_mount],
+    }
+    exporter: Manifest = {
+        "name": "redis-exporter",
+        "image": api.REDIS_EXPORTER_IMAGE,
+        "env": [env_value("REDIS_ADDR", f"redis://127.0.0.1:{REDIS_PORT}")],
+        "ports": [{"name": "metrics", "containerPort": REDIS_EXPORTER_PORT, "protocol": "TCP"}],
+        "resources": resources("20m", "32Mi", limit_cpu="100m", limit_memory="64Mi"),
+        "securityContext": container_security_context(),
+    }
+    pod = pod_template(
+        child.owner,
+        TIER,
+        {
+            **_redis_pod_base(),
+            "containers": [redis, reloader, exporter],
+            "volumes": [
+                {"name": "config", "configMap": {"name": child.cache_config}},
+                {"name": "data", "emptyDir": {"sizeLimit": "64Mi"}},
+            ],
+        },
+        annotations=scrape_annotations(REDIS_EXPORTER_PORT),
+    )
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": object_meta(child.owner, namespace, child.cache, TIER),
+        "spec": {
+            # One Redis: the tier widens in memory, not in replicas, so the reconciler owns this.
+            "replicas": 1,
+            "selector": selector(child.owner, TIER),
+            "revisionHistoryLimit": 3,
+            # Start the new Redis before stopping the old: the app keeps a (cold) cache throughout.
+            "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}},
+            "template": pod,
+        },
+    }
+
+
+def cache_service(child: names.ChildNames, namespace: str) -> Manifest:
+    return service(child.owner, namespace, child.cache, TIER, [("redis", REDIS_PORT, "redis")])
+
+
+QUEUE_MAXMEMORY = 96 * 1024 * 1024
+
+
+def queue_deployment(child: names.ChildNames, namespace: str, spec: api.ScaledAppSpec) -> Manifest:
+    redis: Manifest = {
+        "name": "redis",
+        "image": spec.cache.image,
+        # noeviction: a full queue refuses new jobs (the app sees errors) instead of dropping old ones.
+        "args": ["--maxmemory", str(QUEUE_MAXMEMORY), "--maxmemory-policy", "noeviction",
+                 "--appendonly", "yes", "--dir", "/data"],
+        "ports": [{"name": "redis", "containerPort": REDIS_PORT, "protocol": "TCP"}],
+        "resources": resources("50m", "128Mi", limit_cpu="500m"),
+        "readinessProbe": exec_probe(_PING, period=5, failures=2),
+        "livenessProbe": tcp_probe("redis", period=10, failures=3),
+        "securityContext": container_security_context(),
+        "volumeMounts": [{"name": "data", "mountPath": "/data"}],
+    }
+    pod = pod_template(
+        child.owner,
+        QUEUE_TIER,
+        {**_redis_pod_base(), "containers": [redis],
+         "volumes": [{"name": "data", "emptyDir": {"sizeLimit": "256Mi"}}]},
+    )
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": object_meta(child.owner, namespace, child.queue, QUEUE_TIER),
+        "spec": {
+            "replicas": 1,
+            "selector": selector(child.owner, QUEUE_TIER),
+            "revisionHistoryLimit": 3,
+            # Recreate: two queue Redis instances at once would split the jobs between them.
+            "strategy": {"type": "Recreate"},
+            "template": pod,
+        },
+    }
+
+
+def queue_service(child: names.ChildNames, namespace: str) -> Manifest:
+    return service(child.owner, namespace, child.queue, QUEUE_TIER, [("redis", REDIS_PORT, "redis")])

@@ -1,0 +1,335 @@
+"""The Postgres tiers: the primary (db-write) and streaming read replicas (db-read).
+
+* Primary: StatefulSet (1 pod, PVC from a volumeClaimTemplate), a headless Service for its stable
+  DNS name and the `db-write` Service. `primary-init.sh` runs once, on an empty data directory, from
+  /docker-entrypoint-initdb.d: it creates the app, replication and exporter roles and the pg_hba
+  entry for replication. updateStrategy OnDelete: a template change (notably the scaler's new
+  `resources` for the `postgres` container) never restarts the primary; the scaler resizes the live
+  pod in place and the template keeps the size for the next restart. The container's `resources` are
+  the scaler's (scaler.primary_resources_body): the reconciler never writes them.
+* Replicas: StatefulSet (replicas: the scaler's), each pod seeded by an initContainer running
+  `replica-bootstrap.sh` in the same postgres image: pg_basebackup from the primary with its own
+  replication slot, then the image's entrypoint finds PG_VERSION and starts a hot standby. The
+  `db-read` Service selects replica pods only, and only ready ones (in recovery, accepting).
+* postgres_exporter sidecar on every Postgres pod (port 9187), with the project's extra queries
+  mounted from the db-scripts ConfigMap.
+
+The scripts are the package files in resources/files/, read once (package data, not outside I/O).
+"""
+
+from __future__ import annotations
+
+import functools
+from importlib import resources as importlib_resources
+
+from scaledapp import api
+from scaledapp.resources import names
+from scaledapp.resources.common import (
+    MI,
+    POSTGRES_EXPORTER_PORT,
+    POSTGRES_GID,
+    POSTGRES_PORT,
+    POSTGRES_UID,
+    Manifest,
+    container_security_context,
+    env_field,
+    env_secret,
+    env_value,
+    exec_probe,
+    memory_bytes,
+    object_meta,
+    pod_security_context,
+    pod_template,
+    resources,
+    scrape_annotations,
+    selector,
+    service,
+)
+from scaledapp.resources.secrets import (
+    APP_KEY,
+    APP_USER,
+    DATABASE,
+    EXPORTER_KEY,
+    EXPORTER_USER,
+    REPLICATION_KEY,
+    REPLICATION_USER,
+    SUPERUSER,
+    SUPERUSER_KEY,
+)
+
+WRITE_TIER = "db-write"
+READ_TIER = "db-read"
+CONTAINER = "postgres"  # the primary's container whose resources the scaler owns
+DATA_DIR = "/var/lib/postgresql/data"
+# A subdirectory: a fresh volume's root may hold lost+found, and initdb wants an empty directory.
+PGDATA = f"{DATA_DIR}/pgdata"
+SCRIPTS_DIR = "/scripts"
+QUERIES_DIR = "/etc/postgres-exporter"
+
+PRIMARY_INIT = "primary-init.sh"
+REPLICA_BOOTSTRAP = "replica-bootstrap.sh"
+EXPORTER_QUERIES = "postgres-exporter-queries.yaml"
+QUERIES_KEY = "queries.yaml"
+APP_ROLE = "app-role.sh"
+
+# The app's own login: owner of the app database (so it can create its schema), no other rights.
+# Runs after primary-init.sh, once, on an empty data directory; passwords travel as psql variables.
+APP_ROLE_SCRIPT = """\
+#!/usr/bin/env bash
+set -euo pipefail
+psql -v ON_ERROR_STOP=1 --no-psqlrc --quiet --username "$POSTGRES_USER" --dbname "$POSTGRES_DB" \\
+  -v name="$APP_USER" -v pw="$APP_PASSWORD" -v db="$POSTGRES_DB" <<'SQL'
+SELECT format('CREATE ROLE %I WITH LOGIN', :'name') WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = :'name')
+\\gexec
+SELECT format('ALTER ROLE %I WITH LOGIN PASSWORD %L', :'name', :'pw')
+\\gexec
+SELECT format('ALTER DATABASE %I OWNER TO %I', :'db', :'name')
+\\gexec
+SQL
+echo "app-role: role '$APP_USER' owns database '$POSTGRES_DB'"
+"""
+
+
+@functools.cache
+def package_file(name: str) -> str:
+    """A file shipped in scaledapp/resources/files (cached: read once per process)."""
+    return importlib_resources.files("scaledapp.resources").joinpath("files", name).read_text(encoding="utf-8")
+
+
+def scripts_configmap(child: names.ChildNames, namespace: str) -> Manifest:
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": object_meta(child.owner, namespace, child.db_scripts, WRITE_TIER, "db-scripts"),
+        "data": {
+            PRIMARY_INIT: package_file(PRIMARY_INIT),
+            REPLICA_BOOTSTRAP: package_file(REPLICA_BOOTSTRAP),
+            APP_ROLE: APP_ROLE_SCRIPT,
+            QUERIES_KEY: package_file(EXPORTER_QUERIES),
+        },
+    }
+
+
+def postgres_settings(spec: api.DatabaseSpec) -> list[str]:
+    """`postgres -c` arguments, identical on primary and replicas (a hot standby refuses to start
+    with a smaller max_wal_senders than its primary). max_slot_wal_keep_size and hot_standby_feedback
+    are set by primary-init.sh (ALTER SYSTEM), and pg_basebackup copies them to the replicas."""
+    senders = spec.read_replicas.max + 2  # one per replica, plus room for a basebackup and an operator
+    settings = {
+        "wal_level": "replica",
+        "max_wal_senders": str(senders),
+        "max_replication_slots": str(senders),
+        "hot_standby": "on",
+    }
+    return [arg for key, value in settings.items() for arg in ("-c", f"{key}={value}")]
+
+
+def slot_wal_keep_size(spec: api.DatabaseSpec) -> str:
+    """An orphaned or lagging slot must not fill the volume: it may retain a quarter of it."""
+    return f"{max(64, memory_bytes(spec.storage) // 4 // MI)}MB"
+
+
+def _probes(query: str) -> Manifest:
+    # TCP to 127.0.0.1, not the socket: the entrypoint's temporary init-time server listens only on the
+    # socket, so a pod is not started/ready until the real server is up.
+    isready = f"pg_isready -h 127.0.0.1 -p {POSTGRES_PORT} -q"
+    sql = f"PGPASSWORD=\"$POSTGRES_PASSWORD\" psql -h 127.0.0.1 -U {SUPERUSER} -d postgres -tAc '{query}'"
+    return {
+        # Generous: initdb and the init scripts (primary) or WAL replay to consistency (replica).
+        "startupProbe": exec_probe(isready, period=5, failures=120),
+        "readinessProbe": exec_probe(f'{isready} && test "$({sql})" = t', period=5, failures=2, timeout=5),
+        # Alive while accepting (0) or rejecting connections (1: starting, shutting down, recovering).
+        "livenessProbe": exec_probe(f"{isready}; test $? -le 1", period=10, failures=6, timeout=5),
+    }
+
+
+def _exporter(child: names.ChildNames) -> Manifest:
+    return {
+        "name": "postgres-exporter",
+        "image": api.POSTGRES_EXPORTER_IMAGE,
+        "args": [f"--extend.query-path={QUERIES_DIR}/{QUERIES_KEY}"],
+        "env": [
+            env_value("DATA_SOURCE_URI", f"127.0.0.1:{POSTGRES_PORT}/postgres?sslmode=disable"),
+            env_value("DATA_SOURCE_USER", EXPORTER_USER),
+            env_secret("DATA_SOURCE_PASS", child.db_credentials, EXPORTER_KEY),
+        ],
+        "ports": [{"name": "metrics", "containerPort": POSTGRES_EXPORTER_PORT, "protocol": "TCP"}],
+        "resources": resources("20m", "64Mi", limit_cpu="200m", limit_memory="128Mi"),
+        "securityContext": container_security_context(),
+        "volumeMounts": [{"name": "scripts", "mountPath": QUERIES_DIR, "readOnly": True}],
+    }
+
+
+def _postgres_container(child: names.ChildNames, spec: api.DatabaseSpec, query: str) -> Manifest:
+    return {
+        "name": CONTAINER,
+        "image": spec.image,
+        "args": ["postgres", *postgres_settings(spec)],
+        "env": [
+            env_value("PGDATA", PGDATA),
+            env_value("POSTGRES_USER", SUPERUSER),
+            env_secret("POSTGRES_PASSWORD", child.db_credentials, SUPERUSER_KEY),
+        ],
+        "ports": [{"name": "postgres", "containerPort": POSTGRES_PORT, "protocol": "TCP"}],
+        **_probes(query),
+        # Writable root: the entrypoint and server write under /var/run/postgresql and elsewhere in
+        # the image; `restricted` does not require a read-only root.
+        "securityContext": container_security_context(read_only_root=False),
+        "volumeMounts": [{"name": "data", "mountPath": DATA_DIR}, {"name": "shm", "mountPath": "/dev/shm"}],
+    }
+
+
+def _volumes(child: names.ChildNames) -> list[Manifest]:
+    return [
+        {"name": "scripts", "configMap": {"name": child.db_scripts, "defaultMode": 0o555}},
+        # Parallel queries use POSIX shared memory; a container's default /dev/shm is 64Mi.
+        {"name": "shm", "emptyDir": {"medium": "Memory", "sizeLimit": "256Mi"}},
+    ]
+
+
+def _claim(owner: str, tier: str, spec: api.DatabaseSpec) -> Manifest:
+    claim_spec: Manifest = {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": spec.storage}}}
+    if spec.storage_class_name:
+        claim_spec["storageClassName"] = spec.storage_class_name
+    return {"metadata": {"name": "data", "labels": names.labels(owner, tier)}, "spec": claim_spec}
+
+
+def _pod_base() -> Manifest:
+    return {
+        "securityContext": pod_security_context(POSTGRES_UID, POSTGRES_GID),
+        # Postgres' smart/fast shutdown checkpoints first: give it time rather than SIGKILL.
+        "terminationGracePeriodSeconds": 60,
+    }
+
+
+def primary_statefulset(
+    child: names.ChildNames, namespace: str, spec: api.ScaledAppSpec, replicas: int = 1
+) -> Manifest:
+    """The primary. `replicas` is 0 only for the very first apply (see build_children(hold_primary))."""
+    db = spec.database
+    postgres = _postgres_container(child, db, "select not pg_is_in_recovery()")
+    postgres["env"] += [
+        env_value("POSTGRES_DB", DATABASE),
+        # For primary-init.sh (documented at its top) and APP_ROLE_SCRIPT.
+        env_value("REPLICATION_USER", REPLICATION_USER),
+        env_secret("REPLICATION_PASSWORD", child.db_credentials, REPLICATION_KEY),
+        env_value("MAX_SLOT_WAL_KEEP_SIZE", slot_wal_keep_size(db)),
+        env_value("MONITOR_USER", EXPORTER_USER),
+        env_secret("MONITOR_PASSWORD", child.db_credentials, EXPORTER_KEY),
+        env_value("APP_USER", APP_USER),
+        env_secret("APP_PASSWORD", child.db_credentials, APP_KEY),
+    ]
+    # Resize in place, never restart: shared_buffers keeps its start-up size, the rest uses the room.
+    postgres["resizePolicy"] = [
+        {"resourceName": "cpu", "restartPolicy": "NotRequired"},
+        {"resourceName": "memory", "restartPolicy": "NotRequired"},
+    ]
+    postgres["volumeMounts"].append({"name": "initdb", "mountPath": "/docker-entrypoint-initdb.d", "readOnly": True})
+    volumes = [
+        *_volumes(child),
+        {"name": "initdb", "configMap": {
+            "name": child.db_scripts, "defaultMode": 0o555,
+            # The entrypoint runs them in name order, executable ones as programs (bash scripts).
+            "items": [{"key": PRIMARY_INIT, "path": f"10-{PRIMARY_INIT}"},
+                      {"key": APP_ROLE, "path": f"20-{APP_ROLE}"}],
+        }},
+    ]
+    pod = pod_template(
+        child.owner, WRITE_TIER,
+        {**_pod_base(), "containers": [postgres, _exporter(child)], "volumes": volumes},
+        annotations=scrape_annotations(POSTGRES_EXPORTER_PORT),
+    )
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "StatefulSet",
+        "metadata": object_meta(child.owner, namespace, child.db_primary, WRITE_TIER),
+        "spec": {
+            # The primary is not cloned: one pod, owned by the reconciler (widened vertically instead).
+            "replicas": replicas,
+            "serviceName": child.db_primary,
+            "selector": selector(child.owner, WRITE_TIER),
+            "updateStrategy": {"type": "OnDelete"},
+            "persistentVolumeClaimRetentionPolicy": {"whenDeleted": "Retain", "whenScaled": "Retain"},
+            "template": pod,
+            "volumeClaimTemplates": [_claim(child.owner, WRITE_TIER, db)],
+        },
+    }
+
+
+def replica_statefulset(child: names.ChildNames, namespace: str, spec: api.ScaledAppSpec) -> Manifest:
+    db = spec.database
+    postgres = _postgres_container(child, db, "select pg_is_in_recovery()")
+    # Replicas are widened by number, not size: their resources are the reconciler's, at the initial size.
+    postgres["resources"] = resources(db.resources.initial.cpu, db.resources.initial.memory)
+    bootstrap: Manifest = {
+        "name": "bootstrap",
+        "image": db.image,
+        "command": ["bash", f"{SCRIPTS_DIR}/{REPLICA_BOOTSTRAP}"],
+        # For replica-bootstrap.sh (documented at its top).
+        "env": [
+            env_value("PGDATA", PGDATA),
+            env_value("PRIMARY_HOST", child.db_write),
+            env_value("PRIMARY_PORT", str(POSTGRES_PORT)),
+            env_value("REPLICATION_USER", REPLICATION_USER),
+            env_secret("REPLICATION_PASSWORD", child.db_credentials, REPLICATION_KEY),
+            # Becomes application_name on the primary and, sanitised, the replication slot name.
+            env_field("REPLICA_NAME", "metadata.name"),
+        ],
+        "resources": resources("100m", "128Mi", limit_cpu="500m", limit_memory="256Mi"),
+        "securityContext": container_security_context(read_only_root=False),
+        "volumeMounts": [
+            {"name": "data", "mountPath": DATA_DIR},
+            {"name": "scripts", "mountPath": SCRIPTS_DIR, "readOnly": True},
+        ],
+    }
+    pod = pod_template(
+        child.owner, READ_TIER,
+        {
+            **_pod_base(),
+            "initContainers": [bootstrap],
+            "containers": [postgres, _exporter(child)],
+            "volumes": _volumes(child),
+            # Prefer nodes without another Postgres of this app: a replica beside the primary adds
+            # no capacity when the node is the limit.
+            "affinity": {"podAntiAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [{
+                "weight": 50,
+                "podAffinityTerm": {
+                    "topologyKey": "kubernetes.io/hostname",
+                    "labelSelector": {
+                        "matchLabels": {names.INSTANCE_LABEL: child.owner},
+                        "matchExpressions": [{"key": names.TIER_LABEL, "operator": "In",
+                                              "values": [WRITE_TIER, READ_TIER]}],
+                    },
+                },
+            }]}},
+        },
+        annotations=scrape_annotations(POSTGRES_EXPORTER_PORT),
+    )
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "StatefulSet",
+        "metadata": object_meta(child.owner, namespace, child.db_replicas, READ_TIER),
+        "spec": {
+            "serviceName": child.db_replicas,
+            "selector": selector(child.owner, READ_TIER),
+            # Replicas are independent of each other: start and stop them together.
+            "podManagementPolicy": "Parallel",
+            "updateStrategy": {"type": "RollingUpdate"},
+            # A removed replica's volume goes too: a later scale-up re-seeds from a fresh basebackup
+            # instead of resuming from a slot the scaler dropped at scale-down.
+            "persistentVolumeClaimRetentionPolicy": {"whenDeleted": "Delete", "whenScaled": "Delete"},
+            "template": pod,
+            "volumeClaimTemplates": [_claim(child.owner, READ_TIER, db)],
+        },
+    }
+
+
+def database_services(child: names.ChildNames, namespace: str) -> list[Manifest]:
+    port = [("postgres", POSTGRES_PORT, "postgres")]
+    return [
+        service(child.owner, namespace, child.db_primary, WRITE_TIER, port, headless=True),
+        service(child.owner, namespace, child.db_write, WRITE_TIER, port),
+        service(child.owner, namespace, child.db_replicas, READ_TIER, port, headless=True),
+        # Selects replica pods only (tier label), and Services route to ready pods only.
+        service(child.owner, namespace, child.db_read, READ_TIER, port),
+    ]

@@ -1,0 +1,95 @@
+"""Server-side-apply bodies for the fields the scaler owns (field manager `scaledapp-scaler`).
+
+The reconciler's manifests never contain these fields, exactly as a Deployment's manifest leaves
+`replicas` to an HPA; each body here holds only identity plus the owned fields, so applying it takes
+ownership of those and nothing else:
+
+* spec.replicas of the app Deployment, the workers Deployment and the replica StatefulSet;
+* `resources` of the `postgres` container in the primary StatefulSet's template (the live pod is
+  resized in place through the pods/resize subresource: see primary_pod_resize_patch);
+* the cache ConfigMap key `maxmemory` (bytes; see cache.py for how Redis picks it up live).
+
+Apply these only to objects that exist (a partial body cannot create one).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from scaledapp import api
+from scaledapp.resources import names
+from scaledapp.resources.cache import MAXMEMORY_KEY
+from scaledapp.resources.common import Manifest, memory_bytes
+from scaledapp.resources.database import CONTAINER as PRIMARY_CONTAINER
+
+WorkloadKind = Literal["Deployment", "StatefulSet"]
+HorizontalTier = Literal["app", "db-read", "workers"]
+
+
+def horizontal_target(child: names.ChildNames, tier: HorizontalTier) -> tuple[WorkloadKind, str]:
+    """The workload (kind, name) whose replicas widen a horizontally scaled tier."""
+    targets: dict[str, tuple[WorkloadKind, str]] = {
+        "app": ("Deployment", child.app),
+        "workers": ("Deployment", child.workers),
+        "db-read": ("StatefulSet", child.db_replicas),
+    }
+    return targets[tier]
+
+
+def _identity(api_version: str, kind: str, name: str, namespace: str) -> Manifest:
+    return {"apiVersion": api_version, "kind": kind, "metadata": {"name": name, "namespace": namespace}}
+
+
+def replicas_body(kind: WorkloadKind, name: str, namespace: str, replicas: int) -> Manifest:
+    if replicas < 0:
+        raise ValueError(f"replicas must be >= 0, got {replicas}")
+    return {**_identity("apps/v1", kind, name, namespace), "spec": {"replicas": replicas}}
+
+
+def _guaranteed(cpu: str, memory: str) -> Manifest:
+    # requests == limits: the primary stays Guaranteed, and an in-place resize cannot change QoS class.
+    return {"requests": {"cpu": cpu, "memory": memory}, "limits": {"cpu": cpu, "memory": memory}}
+
+
+def primary_resources_body(child: names.ChildNames, namespace: str, cpu: str, memory: str) -> Manifest:
+    """The primary's size in its StatefulSet template (OnDelete: takes effect at the next restart)."""
+    return {
+        **_identity("apps/v1", "StatefulSet", child.db_primary, namespace),
+        "spec": {"template": {"spec": {"containers": [
+            {"name": PRIMARY_CONTAINER, "resources": _guaranteed(cpu, memory)},
+        ]}}},
+    }
+
+
+def primary_pod_resize_patch(cpu: str, memory: str) -> Manifest:
+    """A strategic-merge patch for the live primary pod's `resize` subresource (pod `<db_primary>-0`)."""
+    return {"spec": {"containers": [{"name": PRIMARY_CONTAINER, "resources": _guaranteed(cpu, memory)}]}}
+
+
+def cache_memory_body(child: names.ChildNames, namespace: str, maxmemory: str | int) -> Manifest:
+    """The cache size: a quantity ("128Mi") or bytes; stored as bytes, which redis-server accepts."""
+    return {
+        **_identity("v1", "ConfigMap", child.cache_config, namespace),
+        "data": {MAXMEMORY_KEY: str(memory_bytes(maxmemory))},
+    }
+
+
+def initial_scaler_bodies(name: str, namespace: str, spec: api.ScaledAppSpec) -> list[Manifest]:
+    """The scaler's starting point, from the spec: minimum replicas and initial sizes.
+
+    Apply right after the first reconcile, and only for fields the scaler does not own yet:
+    re-applying later would undo the scaler's decisions.
+    """
+    child = names.ChildNames(name)
+    bodies = [
+        replicas_body("Deployment", child.app, namespace, spec.app.replicas.min),
+        replicas_body("StatefulSet", child.db_replicas, namespace, spec.database.read_replicas.min),
+        primary_resources_body(
+            child, namespace, spec.database.resources.initial.cpu, spec.database.resources.initial.memory
+        ),
+    ]
+    if spec.workers.enabled:
+        bodies.append(replicas_body("Deployment", child.workers, namespace, spec.workers.replicas.min))
+    if spec.cache.enabled:
+        bodies.append(cache_memory_body(child, namespace, spec.cache.memory.initial))
+    return bodies

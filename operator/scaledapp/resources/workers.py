@@ -1,0 +1,75 @@
+"""The workers tier: a Deployment of queue workers (the app image unless spec.workers.image is set).
+
+Workers get the app's environment (see app.py) plus METRICS_PORT, and the app's container resources:
+the spec sizes one kind of Python pod. `spec.replicas` is the scaler's.
+"""
+
+from __future__ import annotations
+
+from scaledapp import api
+from scaledapp.resources import names
+from scaledapp.resources.app import dependency_env
+from scaledapp.resources.common import (
+    APP_UID,
+    WORKER_METRICS_PORT,
+    Manifest,
+    container_security_context,
+    env_value,
+    merge_env,
+    object_meta,
+    pod_security_context,
+    pod_template,
+    resources,
+    scrape_annotations,
+    selector,
+)
+
+TIER = "workers"
+CONTAINER = "worker"
+# A worker stops taking jobs on SIGTERM and finishes the one in hand: give it time to.
+TERMINATION_GRACE_SECONDS = 60
+
+
+def workers_deployment(child: names.ChildNames, namespace: str, spec: api.ScaledAppSpec) -> Manifest:
+    workers, app = spec.workers, spec.app
+    env = merge_env(
+        [*dependency_env(child, spec, CONTAINER), env_value("METRICS_PORT", str(WORKER_METRICS_PORT))],
+        [e.model_dump() for e in app.env],
+    )
+    container: Manifest = {
+        "name": CONTAINER,
+        "image": workers.image or app.image,
+        "command": list(workers.command),
+        "ports": [{"name": "metrics", "containerPort": WORKER_METRICS_PORT, "protocol": "TCP"}],
+        "env": env,
+        "resources": resources(app.resources.cpu, app.resources.memory),
+        # A worker has no HTTP API; a hung process still stops serving /metrics, which liveness catches.
+        "livenessProbe": {
+            "httpGet": {"path": "/metrics", "port": "metrics"},
+            "initialDelaySeconds": 10, "periodSeconds": 20, "failureThreshold": 3, "timeoutSeconds": 5,
+        },
+        "securityContext": container_security_context(),
+        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
+    }
+    pod = pod_template(
+        child.owner,
+        TIER,
+        {
+            "securityContext": pod_security_context(APP_UID),
+            "terminationGracePeriodSeconds": TERMINATION_GRACE_SECONDS,
+            "containers": [container],
+            "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}}],
+        },
+        annotations=scrape_annotations(WORKER_METRICS_PORT),
+    )
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": object_meta(child.owner, namespace, child.workers, TIER),
+        "spec": {
+            "selector": selector(child.owner, TIER),
+            "revisionHistoryLimit": 5,
+            "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}},
+            "template": pod,
+        },
+    }

@@ -1,0 +1,263 @@
+"""The pure builders: valid Kubernetes objects, restricted pods, no scaler-owned field, wiring."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import kubernetes_validate
+import pytest
+import yaml
+
+from scaledapp import api
+from scaledapp.resources import DbPasswords, build_children, database
+from scaledapp.resources.names import INSTANCE_LABEL, TIER_LABEL, ChildNames
+
+ROOT = Path(__file__).resolve().parents[2]
+K8S_VERSION = "1.34.0"
+NS = "shop-ns"
+PASSWORDS = DbPasswords(superuser="su-7f3a9c", app="app-91bd02", replication="rep-3c8e11", exporter="exp-55d0aa")
+
+
+def full_spec() -> api.ScaledAppSpec:
+    return api.ScaledApp.model_validate(yaml.safe_load((ROOT / "examples" / "full.yaml").read_text())).spec
+
+
+SPECS: dict[str, api.ScaledAppSpec] = {
+    "minimal": api.ScaledAppSpec(),
+    "full": full_spec(),
+    "no-cache-no-workers": api.ScaledAppSpec.model_validate(
+        {"cache": {"enabled": False}, "workers": {"enabled": False}, "database": {"readReplicas": {"min": 0, "max": 0}}}
+    ),
+}
+
+
+@pytest.fixture(params=sorted(SPECS))
+def spec(request: pytest.FixtureRequest) -> api.ScaledAppSpec:
+    return SPECS[request.param]
+
+
+def children(spec: api.ScaledAppSpec, name: str = "shop") -> list[dict[str, Any]]:
+    return build_children(name, NS, spec, passwords=PASSWORDS)
+
+
+def by_key(manifests: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    return {f"{m['kind']}/{m['metadata']['name']}": m for m in manifests}
+
+
+def pod_specs(manifests: list[dict[str, Any]]) -> Iterator[tuple[str, dict[str, Any]]]:
+    for m in manifests:
+        if m["kind"] in ("Deployment", "StatefulSet"):
+            yield f"{m['kind']}/{m['metadata']['name']}", m["spec"]["template"]
+
+
+def containers(pod: dict[str, Any]) -> list[dict[str, Any]]:
+    return [*pod["spec"].get("initContainers", []), *pod["spec"]["containers"]]
+
+
+def test_every_manifest_is_valid_for_kubernetes_1_34(spec: api.ScaledAppSpec) -> None:
+    for manifest in children(spec):
+        kubernetes_validate.validate(manifest, K8S_VERSION, strict=True)
+
+
+def test_manifests_are_namespaced_labelled_and_unique(spec: api.ScaledAppSpec) -> None:
+    manifests = children(spec)
+    assert len(by_key(manifests)) == len(manifests)
+    for m in manifests:
+        assert m["metadata"]["namespace"] == NS
+        assert m["metadata"]["labels"][INSTANCE_LABEL] == "shop"
+        assert "ownerReferences" not in m["metadata"]  # the shell adopts them
+        assert len(m["metadata"]["name"]) <= 63
+
+
+def test_builders_are_deterministic() -> None:
+    assert children(SPECS["full"]) == children(SPECS["full"])
+
+
+def test_expected_children_in_apply_order() -> None:
+    c = ChildNames("shop")
+    keys = list(by_key(children(SPECS["minimal"])))
+    assert keys[0] == f"Secret/{c.db_credentials}"
+    for key in (f"Deployment/{c.app}", f"Service/{c.app}", f"PodDisruptionBudget/{c.app}", f"Deployment/{c.cache}",
+                f"Service/{c.cache}", f"ConfigMap/{c.cache_config}", f"StatefulSet/{c.db_primary}",
+                f"StatefulSet/{c.db_replicas}", f"Service/{c.db_write}", f"Service/{c.db_read}",
+                f"Service/{c.db_primary}", f"ConfigMap/{c.db_scripts}", f"Deployment/{c.workers}"):
+        assert key in keys
+    kinds = [k.split("/")[0] for k in keys]
+    first_workload = min(i for i, k in enumerate(kinds) if k in ("Deployment", "StatefulSet"))
+    assert all(k not in ("Deployment", "StatefulSet") for k in kinds[:first_workload])
+    assert {"ConfigMap", "Service", "NetworkPolicy", "Secret"} >= set(kinds[:first_workload])
+
+
+def test_disabled_tiers_and_existing_secret_are_left_out() -> None:
+    keys = set(by_key(build_children("shop", NS, SPECS["no-cache-no-workers"])))
+    assert not any("cache" in k or "workers" in k for k in keys)
+    assert not any(k.startswith("Secret/") for k in keys)
+
+
+def test_no_scaler_owned_field_in_reconciler_manifests(spec: api.ScaledAppSpec) -> None:
+    c = ChildNames("shop")
+    m = by_key(children(spec))
+    for key in (f"Deployment/{c.app}", f"Deployment/{c.workers}", f"StatefulSet/{c.db_replicas}"):
+        if key in m:
+            assert "replicas" not in m[key]["spec"], key
+    primary = m[f"StatefulSet/{c.db_primary}"]["spec"]["template"]["spec"]["containers"]
+    assert "resources" not in next(x for x in primary if x["name"] == "postgres")
+    if spec.cache.enabled:
+        assert "maxmemory" not in m[f"ConfigMap/{c.cache_config}"]["data"]
+
+
+def test_pods_pass_the_restricted_pod_security_profile(spec: api.ScaledAppSpec) -> None:
+    allowed_volumes = {"configMap", "secret", "emptyDir", "persistentVolumeClaim", "downwardAPI", "projected",
+                       "ephemeral", "csi"}
+    for key, pod in pod_specs(children(spec)):
+        ps = pod["spec"]
+        assert not any(ps.get(k) for k in ("hostNetwork", "hostPID", "hostIPC")), key
+        sc = ps["securityContext"]
+        assert sc["runAsNonRoot"] is True and isinstance(sc["runAsUser"], int) and sc["runAsUser"] > 0, key
+        assert sc["seccompProfile"] == {"type": "RuntimeDefault"}, key
+        for vol in ps.get("volumes", []):
+            assert set(vol) - {"name"} <= allowed_volumes, (key, vol)
+        for ctr in containers(pod):
+            where = f"{key}:{ctr['name']}"
+            csc = ctr["securityContext"]
+            assert csc["allowPrivilegeEscalation"] is False, where
+            assert csc["capabilities"] == {"drop": ["ALL"]}, where
+            assert csc.get("privileged") is not True and csc["runAsNonRoot"] is True, where
+            assert csc.get("runAsUser", 1) != 0, where
+            assert not any("hostPort" in p for p in ctr.get("ports", [])), where
+
+
+def test_every_container_has_resources_except_the_scaler_owned_one(spec: api.ScaledAppSpec) -> None:
+    primary = ChildNames("shop").db_primary
+    for key, pod in pod_specs(children(spec)):
+        for ctr in containers(pod):
+            if key == f"StatefulSet/{primary}" and ctr["name"] == "postgres":
+                continue  # sized by scaler.primary_resources_body (tests in test_resources_scaler.py)
+            res = ctr["resources"]
+            assert {"cpu", "memory"} <= set(res["requests"]) and {"cpu", "memory"} <= set(res["limits"]), key
+
+
+def test_pods_carry_instance_tier_labels_and_scrape_annotations() -> None:
+    c = ChildNames("shop")
+    ports = {c.app: ("app", "8080"), c.workers: ("workers", "9100"), c.cache: ("cache", "9121"),
+             c.db_primary: ("db-write", "9187"), c.db_replicas: ("db-read", "9187")}
+    seen = set()
+    for key, pod in pod_specs(children(SPECS["minimal"])):
+        name = key.split("/")[1]
+        labels, annotations = pod["metadata"]["labels"], pod["metadata"].get("annotations", {})
+        assert labels[INSTANCE_LABEL] == "shop"
+        if name not in ports:
+            continue  # the queue Redis: not a scaling tier, not scraped
+        tier, port = ports[name]
+        seen.add(name)
+        assert labels[TIER_LABEL] == tier
+        assert annotations == {"prometheus.io/scrape": "true", "prometheus.io/port": port,
+                               "prometheus.io/path": "/metrics"}
+        declared = {p["containerPort"] for ctr in pod["spec"]["containers"] for p in ctr.get("ports", [])}
+        assert int(port) in declared, key
+    assert seen == set(ports)
+
+
+def test_workload_selectors_match_their_pods(spec: api.ScaledAppSpec) -> None:
+    for m in children(spec):
+        if m["kind"] in ("Deployment", "StatefulSet"):
+            labels = m["spec"]["template"]["metadata"]["labels"]
+            assert m["spec"]["selector"]["matchLabels"].items() <= labels.items()
+
+
+def test_services_select_existing_pods_and_named_ports(spec: api.ScaledAppSpec) -> None:
+    manifests = children(spec)
+    pods = dict(pod_specs(manifests))
+    for svc in (m for m in manifests if m["kind"] == "Service"):
+        matching = [p for p in pods.values() if svc["spec"]["selector"].items() <= p["metadata"]["labels"].items()]
+        assert matching, svc["metadata"]["name"]
+        port_names = {p.get("name") for ctr in matching[0]["spec"]["containers"] for p in ctr.get("ports", [])}
+        for port in svc["spec"]["ports"]:
+            assert port["targetPort"] in port_names
+
+
+def test_app_deployment_probes_rollout_and_shutdown() -> None:
+    spec = SPECS["full"]
+    app = by_key(children(spec))[f"Deployment/{ChildNames('shop').app}"]
+    assert app["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
+    pod = app["spec"]["template"]["spec"]
+    ctr = pod["containers"][0]
+    assert ctr["name"] == "app" and ctr["image"] == spec.app.image
+    assert ctr["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert ctr["livenessProbe"]["httpGet"]["path"] == "/livez"
+    assert "startupProbe" in ctr
+    assert ctr["lifecycle"]["preStop"]["sleep"]["seconds"] > 0
+    assert pod["terminationGracePeriodSeconds"] > ctr["lifecycle"]["preStop"]["sleep"]["seconds"]
+    assert ctr["resources"]["requests"] == ctr["resources"]["limits"] == {"cpu": "500m", "memory": "256Mi"}
+    pdb = by_key(children(spec))[f"PodDisruptionBudget/{ChildNames('shop').app}"]
+    assert pdb["spec"]["selector"] == app["spec"]["selector"]
+
+
+def env_of(manifest: dict[str, Any], container: str) -> dict[str, dict[str, Any]]:
+    ctr = next(c for c in containers(manifest["spec"]["template"]) if c["name"] == container)
+    return {e["name"]: e for e in ctr["env"]}
+
+
+@pytest.mark.parametrize(("kind_name", "container"), [("app", "app"), ("workers", "worker")])
+def test_app_and_worker_environment(kind_name: str, container: str) -> None:
+    c = ChildNames("shop")
+    m = by_key(children(SPECS["full"]))[f"Deployment/{getattr(c, kind_name)}"]
+    env = env_of(m, container)
+    assert env["DB_WRITE_HOST"]["value"] == c.db_write
+    assert env["DB_READ_HOST"]["value"] == c.db_read
+    assert env["DB_PASSWORD"]["valueFrom"] == {"secretKeyRef": {"name": c.db_credentials, "key": "app-password"}}
+    assert env["REDIS_URL"]["value"] == f"redis://{c.cache}:6379/0"
+    assert env["QUEUE_URL"]["value"] == f"redis://{c.queue}:6379/0"
+    assert env["CACHE_TTL_SECONDS"]["value"] == "300"
+    assert env["CPU_LIMIT_MILLICORES"]["valueFrom"]["resourceFieldRef"] == {
+        "containerName": container, "resource": "limits.cpu", "divisor": "1m"}
+    assert env["POD_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
+    assert env["APP_LOG_LEVEL"]["value"] == "info"  # the user's own variable
+
+
+def test_dependent_env_references_come_after_their_definitions(spec: api.ScaledAppSpec) -> None:
+    for _key, pod in pod_specs(children(spec)):
+        for ctr in containers(pod):
+            defined: set[str] = set()
+            for e in ctr.get("env", []):
+                for ref in re.findall(r"\$\(([A-Z_]+)\)", e.get("value", "")):
+                    assert ref in defined, (ctr["name"], e["name"], ref)
+                defined.add(e["name"])
+
+
+def test_user_env_replaces_ours_in_place() -> None:
+    spec = api.ScaledAppSpec.model_validate({"app": {"env": [{"name": "DB_NAME", "value": "other"},
+                                                             {"name": "EXTRA", "value": "1"}]}})
+    app = by_key(children(spec))[f"Deployment/{ChildNames('shop').app}"]
+    names = [e["name"] for e in app["spec"]["template"]["spec"]["containers"][0]["env"]]
+    assert names.count("DB_NAME") == 1 and names[-1] == "EXTRA"
+    assert names.index("DB_NAME") < names.index("DB_WRITE_DSN")
+    assert env_of(app, "app")["DB_NAME"]["value"] == "other"
+
+
+def test_no_password_appears_anywhere_but_the_secret(spec: api.ScaledAppSpec) -> None:
+    secrets = (PASSWORDS.superuser, PASSWORDS.app, PASSWORDS.replication, PASSWORDS.exporter)
+    for m in children(spec):
+        if m["kind"] != "Secret":
+            text = yaml.safe_dump(m)
+            assert not any(s in text for s in secrets), m["metadata"]["name"]
+
+
+def test_read_host_falls_back_to_the_primary_without_replicas() -> None:
+    c = ChildNames("shop")
+    app = by_key(children(SPECS["no-cache-no-workers"]))[f"Deployment/{c.app}"]
+    env = env_of(app, "app")
+    assert env["DB_READ_HOST"]["value"] == c.db_write
+    assert env["CACHE_ENABLED"]["value"] == "false" and "REDIS_URL" not in env
+
+
+def test_scripts_configmap_holds_the_package_files() -> None:
+    data = by_key(children(SPECS["minimal"]))[f"ConfigMap/{ChildNames('shop').db_scripts}"]["data"]
+    files = ROOT / "operator" / "scaledapp" / "resources" / "files"
+    assert data["primary-init.sh"] == (files / "primary-init.sh").read_text()
+    assert data["replica-bootstrap.sh"] == (files / "replica-bootstrap.sh").read_text()
+    assert data["queries.yaml"] == (files / "postgres-exporter-queries.yaml").read_text()
+    assert database.package_file("primary-init.sh").startswith("#!")

@@ -1,0 +1,233 @@
+"""Cache, database and network builders, and the scaler's server-side-apply bodies."""
+
+from __future__ import annotations
+
+import copy
+import re
+from typing import Any
+
+import kubernetes_validate
+import pytest
+
+from scaledapp import api
+from scaledapp.resources import (
+    build_children,
+    cache_memory_body,
+    horizontal_target,
+    initial_scaler_bodies,
+    primary_pod_resize_patch,
+    primary_resources_body,
+    replicas_body,
+)
+from scaledapp.resources.database import package_file
+from scaledapp.resources.names import TIER_LABEL, ChildNames
+from tests.unit.test_resources import K8S_VERSION, NS, PASSWORDS, SPECS, by_key, env_of
+
+C = ChildNames("shop")
+
+
+def built(spec: str = "full") -> dict[str, dict[str, Any]]:
+    return by_key(build_children("shop", NS, SPECS[spec], passwords=PASSWORDS))
+
+
+def container(manifest: dict[str, Any], name: str, init: bool = False) -> dict[str, Any]:
+    ctrs = manifest["spec"]["template"]["spec"]["initContainers" if init else "containers"]
+    return next(c for c in ctrs if c["name"] == name)
+
+
+# ------------------------------------------------------------------------------------------ cache
+
+
+def test_cache_runs_redis_as_an_lru_cache_without_persistence() -> None:
+    redis = container(built()[f"Deployment/{C.cache}"], "redis")
+    script = redis["command"][-1]
+    assert "--maxmemory-policy allkeys-lru" in script
+    assert '--save ""' in script and "--appendonly no" in script
+    assert "/etc/redis/maxmemory" in script and "/etc/redis/redis.conf" in script
+    assert env_of(built()[f"Deployment/{C.cache}"], "redis")["INITIAL_MAXMEMORY"]["value"] == str(64 * 2**20)
+
+
+def test_cache_memory_limit_is_sized_for_the_max_and_request_for_the_initial() -> None:
+    redis = container(built()[f"Deployment/{C.cache}"], "redis")  # full: initial 64Mi, max 1Gi
+    assert redis["resources"]["limits"]["memory"] == "1280Mi"
+    assert redis["resources"]["requests"]["memory"] == "80Mi"
+
+
+def test_cache_reloader_and_exporter_sidecars() -> None:
+    deploy = built()[f"Deployment/{C.cache}"]
+    reloader = container(deploy, "maxmemory-reloader")
+    assert reloader["image"] == SPECS["full"].cache.image
+    assert "CONFIG SET maxmemory" in reloader["command"][-1]
+    assert all("subPath" not in m for m in reloader["volumeMounts"])  # subPath mounts never update
+    exporter = container(deploy, "redis-exporter")
+    assert exporter["image"] == api.REDIS_EXPORTER_IMAGE
+    assert exporter["ports"][0]["containerPort"] == 9121
+
+
+# ------------------------------------------------------------------------------------------ database
+
+
+def test_primary_statefulset() -> None:
+    sts = built()[f"StatefulSet/{C.db_primary}"]
+    assert sts["spec"]["replicas"] == 1
+    assert sts["spec"]["updateStrategy"] == {"type": "OnDelete"}
+    assert sts["spec"]["serviceName"] == C.db_primary
+    claim = sts["spec"]["volumeClaimTemplates"][0]
+    assert claim["spec"]["resources"]["requests"]["storage"] == "2Gi"
+    assert claim["spec"]["storageClassName"] == "standard"
+    pg = container(sts, "postgres")
+    assert {m["mountPath"] for m in pg["volumeMounts"]} >= {"/var/lib/postgresql/data", "/docker-entrypoint-initdb.d"}
+    assert {p["resourceName"]: p["restartPolicy"] for p in pg["resizePolicy"]} == {
+        "cpu": "NotRequired", "memory": "NotRequired"}
+    initdb = next(v for v in sts["spec"]["template"]["spec"]["volumes"] if v["name"] == "initdb")
+    assert initdb["configMap"]["items"][0]["key"] == "primary-init.sh"
+    held = by_key(build_children("shop", NS, SPECS["full"], hold_primary=True))[f"StatefulSet/{C.db_primary}"]
+    assert held["spec"]["replicas"] == 0
+
+
+def documented_env(script: str) -> tuple[set[str], set[str]]:
+    """(all, required) variables a script documents at its top / checks with ${VAR:?}."""
+    text = package_file(script)
+    header = text.split("set -euo pipefail")[0]
+    # Lines like "#   NAME   what it is" or "#   NAME, OTHER  what they are".
+    documented = {n.strip() for names in re.findall(r"^#\s+([A-Z][A-Z0-9_]*(?:, [A-Z][A-Z0-9_]*)*)\s", header, re.M)
+                  for n in names.split(",")}
+    required = set(re.findall(r"\$\{([A-Z_]+):\?", text))
+    return documented, required
+
+
+@pytest.mark.parametrize(("script", "workload", "ctr", "init"), [
+    ("primary-init.sh", "db_primary", "postgres", False),
+    ("replica-bootstrap.sh", "db_replicas", "bootstrap", True),
+])
+def test_scripts_get_the_variables_they_document(script: str, workload: str, ctr: str, init: bool) -> None:
+    documented, required = documented_env(script)
+    env = {e["name"] for e in container(built()[f"StatefulSet/{getattr(C, workload)}"], ctr, init)["env"]}
+    assert required <= env
+    # Every variable we pass to the script's container that looks like the script's is one it reads.
+    ours = {"REPLICATION_USER", "REPLICATION_PASSWORD", "PRIMARY_HOST", "PRIMARY_PORT", "REPLICA_NAME",
+            "MAX_SLOT_WAL_KEEP_SIZE", "MONITOR_USER", "MONITOR_PASSWORD"}
+    assert env & ours <= documented
+
+
+def test_replicas_bootstrap_from_the_primary_with_the_same_image() -> None:
+    sts = built()[f"StatefulSet/{C.db_replicas}"]
+    boot = container(sts, "bootstrap", init=True)
+    assert boot["image"] == container(sts, "postgres")["image"] == SPECS["full"].database.image
+    assert boot["command"][-1].endswith("/replica-bootstrap.sh")
+    env = {e["name"]: e for e in boot["env"]}
+    assert env["PRIMARY_HOST"]["value"] == C.db_write
+    assert env["REPLICATION_PASSWORD"]["valueFrom"]["secretKeyRef"]["key"] == "replication-password"
+    assert env["REPLICA_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
+    assert sts["spec"]["persistentVolumeClaimRetentionPolicy"]["whenScaled"] == "Delete"
+    assert "pg_is_in_recovery()" in container(sts, "postgres")["readinessProbe"]["exec"]["command"][-1]
+
+
+def test_postgres_exporters_use_the_pinned_image_and_mounted_queries() -> None:
+    m = built()
+    for sts in (m[f"StatefulSet/{C.db_primary}"], m[f"StatefulSet/{C.db_replicas}"]):
+        exporter = container(sts, "postgres-exporter")
+        assert exporter["image"] == api.POSTGRES_EXPORTER_IMAGE and api.POSTGRES_EXPORTER_IMAGE.endswith(":v0.19.1")
+        assert exporter["ports"][0]["containerPort"] == 9187
+        (arg,) = exporter["args"]
+        path = arg.removeprefix("--extend.query-path=")
+        mount = next(v for v in exporter["volumeMounts"] if path.startswith(v["mountPath"] + "/"))
+        volume = next(v for v in sts["spec"]["template"]["spec"]["volumes"] if v["name"] == mount["name"])
+        assert path.rsplit("/", 1)[1] in m[f"ConfigMap/{volume['configMap']['name']}"]["data"]
+
+
+def test_read_and_write_services_select_their_tier() -> None:
+    m = built()
+    assert m[f"Service/{C.db_read}"]["spec"]["selector"][TIER_LABEL] == "db-read"
+    assert m[f"Service/{C.db_write}"]["spec"]["selector"][TIER_LABEL] == "db-write"
+    assert m[f"Service/{C.db_primary}"]["spec"]["clusterIP"] == "None"
+    assert m[f"Service/{C.db_replicas}"]["spec"]["clusterIP"] == "None"
+
+
+# ------------------------------------------------------------------------------------------ network
+
+
+def allowed(policy: dict[str, Any], port: int) -> list[Any]:
+    port_spec = {"protocol": "TCP", "port": port}
+    return [rule.get("from") for rule in policy["spec"]["ingress"] if port_spec in rule["ports"]]
+
+
+def peer_tiers(peers: list[Any] | None) -> set[str]:
+    assert peers is not None
+    return {t for p in peers for e in p["podSelector"]["matchExpressions"] for t in e["values"]}
+
+
+def test_data_stores_accept_only_their_clients() -> None:
+    m = built()
+    write = m[f"NetworkPolicy/{C.ingress_policy('db-write')}"]
+    (peers,) = allowed(write, 5432)
+    assert peer_tiers(peers) == {"app", "workers", "db-read"}
+    assert allowed(write, 9187) == [None]  # metrics from anywhere
+    (peers,) = allowed(m[f"NetworkPolicy/{C.ingress_policy('db-read')}"], 5432)
+    assert peer_tiers(peers) == {"app", "workers"}
+    cache = m[f"NetworkPolicy/{C.ingress_policy('cache')}"]
+    (peers,) = allowed(cache, 6379)
+    assert peer_tiers(peers) == {"app", "workers"}
+    assert allowed(cache, 9121) == [None]
+    assert cache["spec"]["podSelector"]["matchLabels"][TIER_LABEL] == "cache"
+
+
+# ------------------------------------------------------------------------------------------ scaler
+
+
+def test_replicas_body_is_minimal() -> None:
+    assert replicas_body("StatefulSet", C.db_replicas, NS, 3) == {
+        "apiVersion": "apps/v1", "kind": "StatefulSet",
+        "metadata": {"name": C.db_replicas, "namespace": NS}, "spec": {"replicas": 3}}
+    assert horizontal_target(C, "db-read") == ("StatefulSet", C.db_replicas)
+    with pytest.raises(ValueError):
+        replicas_body("Deployment", C.app, NS, -1)
+
+
+def test_primary_resources_body_and_resize_patch() -> None:
+    body = primary_resources_body(C, NS, "1", "2Gi")
+    (ctr,) = body["spec"]["template"]["spec"]["containers"]
+    assert ctr == {"name": "postgres", "resources": {"requests": {"cpu": "1", "memory": "2Gi"},
+                                                     "limits": {"cpu": "1", "memory": "2Gi"}}}
+    assert body["metadata"] == {"name": C.db_primary, "namespace": NS}
+    assert primary_pod_resize_patch("1", "2Gi")["spec"]["containers"] == [ctr]
+
+
+def test_cache_memory_body_stores_bytes() -> None:
+    assert cache_memory_body(C, NS, "128Mi") == {
+        "apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": C.cache_config, "namespace": NS},
+        "data": {"maxmemory": str(128 * 2**20)}}
+    assert cache_memory_body(C, NS, 1000)["data"]["maxmemory"] == "1000"
+
+
+def merge(base: Any, patch: Any) -> Any:
+    """Server-side apply's merge, enough for these bodies: maps deep, lists of named items by name."""
+    if isinstance(base, dict) and isinstance(patch, dict):
+        out = dict(base)
+        for k, v in patch.items():
+            out[k] = merge(base[k], v) if k in base else copy.deepcopy(v)
+        return out
+    if isinstance(base, list) and isinstance(patch, list) and all(isinstance(x, dict) and "name" in x for x in patch):
+        out_list = list(base)
+        for item in patch:
+            idx = next((i for i, x in enumerate(out_list) if x.get("name") == item["name"]), None)
+            out_list.append(item) if idx is None else out_list.__setitem__(idx, merge(out_list[idx], item))
+        return out_list
+    return copy.deepcopy(patch)
+
+
+@pytest.mark.parametrize("spec_name", sorted(SPECS))
+def test_initial_scaler_bodies_complete_the_reconciler_manifests(spec_name: str) -> None:
+    spec = SPECS[spec_name]
+    m = built(spec_name)
+    for body in initial_scaler_bodies("shop", NS, spec):
+        key = f"{body['kind']}/{body['metadata']['name']}"
+        merged = merge(m[key], body)
+        kubernetes_validate.validate(merged, K8S_VERSION, strict=True)
+        m[key] = merged
+    assert m[f"Deployment/{C.app}"]["spec"]["replicas"] == spec.app.replicas.min
+    assert m[f"StatefulSet/{C.db_replicas}"]["spec"]["replicas"] == spec.database.read_replicas.min
+    pg = container(m[f"StatefulSet/{C.db_primary}"], "postgres")
+    assert pg["resources"]["limits"] == spec.database.resources.initial.model_dump()
+    if spec.cache.enabled:
+        assert m[f"ConfigMap/{C.cache_config}"]["data"]["maxmemory"] == str(64 * 2**20)
