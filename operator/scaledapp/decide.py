@@ -22,8 +22,10 @@ The rules, in order:
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from typing import Any
 
 from scaledapp import api
 from scaledapp.decide_support import (
@@ -77,9 +79,12 @@ def decide(
     now: datetime,
     *,
     paused: bool = False,
+    settling: Collection[TierName] = (),
 ) -> Decision:
     """Decide one tick. `snapshot` None means Prometheus could not be asked (hold); `sizes` are the
-    workloads' current scaler-owned fields; `state` and `last_action` come from status."""
+    workloads' current scaler-owned fields; `state` and `last_action` come from status; `settling`
+    names tiers whose workload has not rolled out its last change yet (ready < desired, resize in
+    progress): a step is judged only once it has taken effect."""
     mode = spec.scaling.mode
     if mode == api.ScalingMode.OFF:
         return Decision(
@@ -94,7 +99,7 @@ def decide(
             reason="Off",
             message="scaler is off: nothing evaluated",
         )
-    plan = _plan(spec, snapshot, enforce_bounds(spec, sizes), state, last_action, now)
+    plan = _plan(spec, snapshot, enforce_bounds(spec, sizes), state, last_action, now, frozenset(settling))
     if paused:
         message = f"paused by the {api.PAUSE_ANNOTATION} annotation"
         return Decision(
@@ -167,6 +172,21 @@ def record(history: list[api.Action], decision: Decision, previous: api.Action |
     return out[-HISTORY_LIMIT:]
 
 
+def status_fields(decision: Decision, history: list[api.Action], previous: api.Action | None) -> dict[str, Any]:
+    """The status fields a decision sets, camelCase as on the wire (conditions excluded: merge those
+    with conditions.set_condition so transition times survive)."""
+    status = api.ScaledAppStatus(
+        bottleneck=decision.bottleneck or "",
+        pressures=decision.pressures,
+        last_action=decision.last_action,
+        history=record(history, decision, previous),
+        recommendation=decision.recommendation,
+        scaler=decision.state,
+    )
+    fields = {"bottleneck", "pressures", "last_action", "history", "recommendation", "scaler"}
+    return status.model_dump(by_alias=True, mode="json", include=fields)
+
+
 # ---------------------------------------------------------------------------------------------- the plan
 
 
@@ -177,6 +197,7 @@ def _plan(
     state: api.ScalerState,
     last_action: api.Action | None,
     now: datetime,
+    settling: frozenset[TierName],
 ) -> Plan:
     scaling = spec.scaling
     now_text = format_time(now)
@@ -218,6 +239,14 @@ def _plan(
     )
     since_action = seconds_since(state.last_action_time, now)
     in_cooldown = since_action is not None and since_action < scaling.cooldown_seconds
+    cooldown_note = f"cooldown: {scaling.cooldown_seconds - (since_action or 0):.0f}s left"
+    # A widening step is judged only once it took effect (a new read replica bootstraps for minutes).
+    # Until then the cooldown goes on, for at most the back-off period: pods that never become ready
+    # did not help, and that is then the verdict.
+    pending = last_action is not None and last_action.verdict == "pending" and last_action.tier in settling
+    if pending and not in_cooldown and (since_action or 0) < scaling.cooldown_seconds + scaling.verify_backoff_seconds:
+        in_cooldown = True
+        cooldown_note = f"waiting for the last {last_action.tier if last_action else ''} step to roll out"
 
     verified = None
     if not in_cooldown:
@@ -235,7 +264,6 @@ def _plan(
         metrics=("True", "SignalsKnown", f"{len(judged)} tiers observed"),
         verified=verified,
     )
-    cooldown_note = f"cooldown: {scaling.cooldown_seconds - (since_action or 0):.0f}s left"
     if hot:
         return _widen_plan(plan, spec, sizes, hot, in_cooldown, cooldown_note, now)
     return _narrow_plan(plan, spec, sizes, all_calm, in_cooldown, cooldown_note, now)

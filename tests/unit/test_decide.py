@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from scaledapp import api
-from scaledapp.decide import Decision, decide, record
+from scaledapp.decide import Decision, decide, record, status_fields
 from scaledapp.policy import Sizes, Snapshot, enforce_bounds, format_time, initial_sizes
 
 NOW = datetime(2026, 11, 28, 12, 0, 0, tzinfo=UTC)
@@ -265,3 +265,30 @@ def test_record_keeps_ten_and_updates_the_verdict() -> None:
     assert decision.last_action is not None and decision.last_action.verdict == "ineffective"
     out = record(history, decision, previous)
     assert len(out) == 10 and out[-1].verdict == "ineffective"
+
+
+def test_a_step_is_judged_only_after_it_rolled_out() -> None:
+    previous = api.Action(time=ago(120), tier="db-read", kind="widen", pressure=4.0, applied=True, verdict="pending")
+    state = api.ScalerState(last_action_time=ago(120))
+    hot_reads = snapshot({"db-read": {"read_seconds": 0.2}})
+    sizes = make_sizes(db_read_replicas=2)
+    # The new replica is still bootstrapping: no verdict yet, and no second replica on stale signals.
+    waiting = decide(make_spec(), hot_reads, sizes, state, previous, NOW, settling={"db-read"})
+    assert waiting.action is None and waiting.reason == "Cooldown" and "roll out" in waiting.message
+    assert waiting.last_action == previous and waiting.verified is None
+    # Rolled out (or waited longer than the back-off): judged as usual.
+    done = decide(make_spec(), hot_reads, sizes, state, previous, NOW)
+    assert done.verified is not None and done.verified.verdict == "ineffective"
+    late = api.ScalerState(last_action_time=ago(700))
+    stuck = decide(make_spec(), hot_reads, sizes, late, previous, NOW, settling={"db-read"})
+    assert stuck.verified is not None and stuck.verified.verdict == "ineffective"
+
+
+def test_status_fields_round_trip() -> None:
+    decision = decide(make_spec(), snapshot({"app": {"cpu_utilization": 0.95}}), make_sizes(), api.ScalerState(),
+                      None, NOW)  # fmt: skip
+    fields = status_fields(decision, [], None)
+    assert fields["bottleneck"] == "app" and fields["lastAction"]["from"] == "2" and fields["lastAction"]["to"] == "3"
+    assert fields["scaler"]["lastActionTime"] == format_time(NOW) and len(fields["history"]) == 1
+    status = api.ScaledAppStatus.model_validate(fields)
+    assert status.scaler == decision.state and status.last_action == decision.action
