@@ -172,9 +172,19 @@ class DatabaseSpec(Model):
     """Postgres: a primary (widened vertically) and streaming read replicas (widened horizontally)."""
 
     image: str = Field(POSTGRES_IMAGE, min_length=1, max_length=512, description="Postgres image.")
-    storage: str = Quantity("1Gi", "Size of each database volume.")
+    # Immutable: a StatefulSet's volumeClaimTemplates cannot change, so an edit could never be applied.
+    storage: str = Field(
+        "1Gi",
+        description="Size of each database volume. Immutable.",
+        pattern=QUANTITY_PATTERN,
+        max_length=20,
+        json_schema_extra=cel(("self == oldSelf", "storage is immutable", None)),
+    )
     storage_class_name: str | None = Field(
-        None, max_length=253, description="StorageClass of the volumes; the cluster default when unset."
+        None,
+        max_length=253,
+        description="StorageClass of the volumes; the cluster default when unset. Immutable.",
+        json_schema_extra=cel(("self == oldSelf", "storageClassName is immutable", None)),
     )
     resources: ResourceRange = Field(
         default_factory=ResourceRange, description="Primary resources: initial size and vertical ceiling."
