@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from scaledapp import api
@@ -214,5 +214,3 @@ class Blocked:
     recommendation: str = ""
 
 
-def with_sizes(sizes: Sizes, **changes: int) -> Sizes:
-    return replace(sizes, **changes)
