@@ -76,12 +76,16 @@ ports_of() {
 }
 
 # check_ports NAME: fail, naming the port and the fix, when a port NAME needs is taken by another process.
+# A port held by a process that is just exiting (e.g. a killed apiserver) gets a few seconds to come free.
 check_ports() {
-  local p owner
+  local p owner deadline=$((SECONDS + 5))
   for p in $(ports_of "$1"); do
-    owner=$(ss -Htlnp "sport = :$p" 2>/dev/null | head -1) || true
+    while owner=$(ss -Htlnp "sport = :$p" 2>/dev/null | head -1) && [ -n "$owner" ] && [ $SECONDS -lt $deadline ]; do
+      sleep 0.2
+    done
     [ -z "$owner" ] && continue
-    die "$1: port $p is already in use by another process (${owner##* }). Stop that process, or move this" \
+    [[ $owner == *users:* ]] && owner="by ${owner##* }" || owner="(process not visible to us)"
+    die "$1: port $p is already in use $owner. Stop that process, or move this" \
       "component with LC_$(port_var "$1" "$p")=<free port> (and run 'cluster.sh down' first if it is a stale copy of ours)."
   done
 }
@@ -118,7 +122,7 @@ command_of() {
       --kubeconfig="$PKI/controller-manager.kubeconfig" \
       --authentication-kubeconfig="$PKI/controller-manager.kubeconfig" \
       --authorization-kubeconfig="$PKI/controller-manager.kubeconfig" \
-      --use-service-account-credentials=true --controllers='*' \
+      --controllers='*' \
       --service-account-private-key-file="$PKI/sa.key" --root-ca-file="$PKI/ca.crt" \
       --cluster-signing-cert-file="$PKI/ca.crt" --cluster-signing-key-file="$PKI/ca.key" \
       --leader-elect=false --bind-address=127.0.0.1 --secure-port="$KCM_PORT" \
@@ -160,11 +164,18 @@ wait_healthy() {
   done
 }
 
+# alive PID: the process exists and is not a zombie (our components are reaped by init, sometimes seconds later).
+alive() {
+  local state
+  state=$({ awk '{print $3}' "/proc/$1/stat"; } 2>/dev/null) || return 1
+  [ -n "$state" ] && [ "$state" != Z ]
+}
+
 # stop_pid PID: TERM its process group, then KILL after a deadline.
 stop_pid() {
   local pid=$1 deadline=$((SECONDS + 10))
   kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || return 0
-  while kill -0 "$pid" 2>/dev/null; do
+  while alive "$pid"; do
     if [ $SECONDS -ge "$deadline" ]; then kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null; fi
     sleep 0.1
   done
@@ -258,13 +269,14 @@ cmd_up() {
     say "local cluster is already up and healthy: nothing to do (kubeconfig: $STATE/kubeconfig)"
     return 0
   fi
+  local c
+  for c in "${COMPONENTS[@]}"; do pid_of "$c" >/dev/null || check_ports "$c"; done
   ADVERTISE_ADDRESS=$(advertise_address)
   ensure_pki
   write_kwok_stages
   ensure etcd && wait_healthy etcd 30
   ensure kube-apiserver && wait_healthy kube-apiserver 90
   say "kube-apiserver: ready after $((SECONDS - t0))s"
-  local c
   for c in kube-controller-manager kube-scheduler kwok pv-provisioner; do ensure "$c"; done
   kc apply --server-side --force-conflicts --field-manager=localcluster -f "$HERE/manifests/bootstrap.yaml" >/dev/null ||
     die "could not apply $HERE/manifests/bootstrap.yaml"

@@ -11,9 +11,11 @@ STATE="${SCALEDAPP_STATE:-$ROOT/.localcluster}"
 export GOTOOLCHAIN=local CGO_ENABLED=0 GOFLAGS=-buildvcs=false
 export GOMODCACHE="$CACHE/gomod" GOCACHE="$CACHE/go-build"
 
-say() { printf '\033[1;34m==>\033[0m %s\n' "$*" >&2; }
-warn() { printf '\033[1;33m!!\033[0m %s\n' "$*" >&2; }
-die() { printf '\033[1;31mxx\033[0m %s\n' "$*" >&2; exit 1; }
+# Colours only on a terminal (the pytest fixtures quote these messages).
+if [ -t 2 ]; then _B=$'\033[1;34m' _Y=$'\033[1;33m' _R=$'\033[1;31m' _N=$'\033[0m'; else _B="" _Y="" _R="" _N=""; fi
+say() { printf '%s==>%s %s\n' "$_B" "$_N" "$*" >&2; }
+warn() { printf '%s!!%s %s\n' "$_Y" "$_N" "$*" >&2; }
+die() { printf '%sxx%s %s\n' "$_R" "$_N" "$*" >&2; exit 1; }
 
 # bin_dir TOOL -> the cache folder of TOOL at its pinned version (one folder per pin, so a second build reuses it).
 bin_dir() {

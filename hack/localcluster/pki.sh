@@ -47,9 +47,10 @@ EOF
   chmod 600 "$file"
 }
 
-# ensure_pki: CA, serving cert, client certs, service-account key pair and kubeconfigs (kept while the state lives).
+# ensure_pki: CA, serving cert, client certs, service-account key pair and kubeconfigs (kept while the state lives:
+# `cluster.sh down` removes them, so changes here take effect at the next down + up).
 ensure_pki() {
-  if [ -s "$PKI/done" ] && [ "$(cat "$PKI/done")" = "$APISERVER_PORT" ]; then return 0; fi
+  if [ -s "$PKI/done" ]; then return 0; fi
   say "PKI: creating a CA and certificates in $PKI"
   rm -rf "$PKI" && mkdir -p "$PKI" && chmod 700 "$PKI"
   pki_ca ca scaledapp-local-ca
@@ -59,7 +60,9 @@ ensure_pki() {
     "subjectAltName=$san\nextendedKeyUsage=serverAuth\nkeyUsage=critical,digitalSignature,keyEncipherment"
   local client="extendedKeyUsage=clientAuth\nkeyUsage=critical,digitalSignature,keyEncipherment"
   pki_sign admin "/O=system:masters/CN=kubernetes-admin" "$client"
-  pki_sign controller-manager "/CN=system:kube-controller-manager" "$client"
+  # The controller-manager acts with its own name but in system:masters, without per-controller ServiceAccount
+  # credentials: in that mode it exits (F client_builder_dynamic) whenever the apiserver is briefly unreachable.
+  pki_sign controller-manager "/O=system:masters/CN=system:kube-controller-manager" "$client"
   pki_sign scheduler "/CN=system:kube-scheduler" "$client"
   # The aggregation layer's front proxy (lets aggregated APIs such as metrics-server authenticate the apiserver).
   pki_ca front-proxy-ca scaledapp-local-front-proxy-ca
@@ -71,5 +74,5 @@ ensure_pki() {
   write_kubeconfig "$PKI/controller-manager.kubeconfig" system:kube-controller-manager controller-manager
   write_kubeconfig "$PKI/scheduler.kubeconfig" system:kube-scheduler scheduler
   chmod 600 "$PKI"/*.key
-  echo "$APISERVER_PORT" >"$PKI/done"
+  date -u +%FT%TZ >"$PKI/done"
 }

@@ -15,17 +15,22 @@ is LEFT RUNNING, so the next run starts instantly and parallel sessions in the s
 each other; `make cluster-down` stops it. Set SCALEDAPP_CLUSTER_TEARDOWN=1 to have a session stop a control
 plane it started itself (one it found running is always left alone).
 
+Tests that break the control plane on purpose use `with private_cluster(tmp_path / "state") as scratch:`, a
+throw-away second control plane on free ports, so the shared one is never disturbed.
+
 A missing prerequisite (binaries not built, no Go to build them, a port taken) FAILS the fixture with cluster.sh's
 message, which names the problem and the fix; it never skips.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import secrets
 import shutil
+import socket
 import subprocess
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -68,6 +73,7 @@ class Cluster:
     state_dir: Path
     script: Path = CLUSTER_SH
     env: dict[str, str] = field(default_factory=dict)
+    overrides: dict[str, str] = field(default_factory=dict)
 
     # ------------------------------------------------------------------ kubectl
 
@@ -127,8 +133,8 @@ class Cluster:
     # ------------------------------------------------------------------ the control plane itself
 
     def run_script(self, *args: str, timeout: float = UP_TIMEOUT) -> subprocess.CompletedProcess[str]:
-        """Run hack/localcluster/cluster.sh ARGS (up, status, down, env); never raises on its exit code."""
-        return run_cluster_sh(*args, timeout=timeout)
+        """Run hack/localcluster/cluster.sh ARGS (up, status, down, env) for THIS cluster; never raises on exit code."""
+        return run_cluster_sh(*args, timeout=timeout, overrides=self.overrides)
 
     def ensure_up(self) -> None:
         """`cluster.sh up`: restart whatever component is down (e.g. after a test killed one); fail if it cannot."""
@@ -141,9 +147,18 @@ class Cluster:
         return int((self.state_dir / "pids" / f"{component}.pid").read_text().strip())
 
 
-def run_cluster_sh(*args: str, timeout: float = UP_TIMEOUT) -> subprocess.CompletedProcess[str]:
+def run_cluster_sh(
+    *args: str, timeout: float = UP_TIMEOUT, overrides: Mapping[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run cluster.sh; `overrides` (SCALEDAPP_STATE, LC_*_PORT) select a cluster other than the shared one."""
     return subprocess.run(
-        [str(CLUSTER_SH), *args], capture_output=True, text=True, timeout=timeout, check=False, cwd=ROOT
+        [str(CLUSTER_SH), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+        cwd=ROOT,
+        env={**os.environ, **(overrides or {})},
     )
 
 
@@ -166,33 +181,59 @@ def ready_pods(cluster: Cluster, namespace: str, selector: str) -> list[dict[str
     ]
 
 
-def _parse_env(output: str) -> dict[str, str]:
-    found = dict(re.findall(r"^export (\w+)=(.*)$", output, flags=re.MULTILINE))
-    if "KUBECONFIG" not in found or "PATH" not in found:
-        raise ValueError(f"unexpected `cluster.sh env` output: {output!r}")
-    return found
+def start_cluster(overrides: Mapping[str, str] | None = None) -> Cluster:
+    """`cluster.sh up` (reusing what runs) and connect to it; FAIL the test with cluster.sh's message if it cannot."""
+    overrides = dict(overrides or {})
+    state = overrides.get("SCALEDAPP_STATE") or os.environ.get("SCALEDAPP_STATE") or str(ROOT / ".localcluster")
+    up = run_cluster_sh("up", overrides=overrides)
+    if up.returncode != 0:
+        pytest.fail(
+            f"could not start the local control plane (`hack/localcluster/cluster.sh up` failed; "
+            f"logs in {state}/logs/):\n{tail(up.stderr)}",
+            pytrace=False,
+        )
+    output = run_cluster_sh("env", timeout=30, overrides=overrides).stdout
+    exported = dict(re.findall(r"^export (\w+)=(.*)$", output, flags=re.MULTILINE))
+    if "KUBECONFIG" not in exported or "PATH" not in exported:
+        pytest.fail(f"unexpected `cluster.sh env` output: {output!r}", pytrace=False)
+    kubectl = shutil.which("kubectl", path=exported["PATH"])
+    if kubectl is None:
+        pytest.fail("kubectl not found among the pinned binaries: run `make tools`", pytrace=False)
+    env = {**os.environ, **overrides, "KUBECONFIG": exported["KUBECONFIG"], "PATH": exported["PATH"]}
+    kubeconfig = Path(exported["KUBECONFIG"])
+    return Cluster(
+        kubeconfig=kubeconfig, kubectl_path=Path(kubectl), state_dir=kubeconfig.parent, env=env, overrides=overrides
+    )
+
+
+def free_ports(count: int) -> list[int]:
+    """`count` distinct TCP ports free on 127.0.0.1 right now."""
+    with contextlib.ExitStack() as stack:
+        socks = [stack.enter_context(socket.socket()) for _ in range(count)]
+        for sock in socks:
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in socks]
+
+
+@contextlib.contextmanager
+def private_cluster(state_dir: Path) -> Iterator[Cluster]:
+    """A second, throw-away control plane (own state folder, own free ports) for tests that break things on purpose
+    (kill the apiserver, stop etcd): the shared `cluster` that other tests and sessions use is never disturbed.
+    About 10 s to start and ~650 MiB while it runs; `cluster.sh down` at exit."""
+    ports = free_ports(6)
+    names = ("ETCD_PORT", "ETCD_PEER_PORT", "APISERVER_PORT", "KCM_PORT", "SCHEDULER_PORT", "KWOK_PORT")
+    overrides = {"SCALEDAPP_STATE": str(state_dir), **{f"LC_{n}": str(p) for n, p in zip(names, ports, strict=True)}}
+    try:
+        yield start_cluster(overrides)
+    finally:
+        run_cluster_sh("down", timeout=120, overrides=overrides)
 
 
 @pytest.fixture(scope="session")
 def cluster() -> Iterator[Cluster]:
-    """The local control plane, up and with 3 Ready fake nodes (started once per session, reused if running)."""
-    if not CLUSTER_SH.exists():
-        pytest.fail(f"{CLUSTER_SH} is missing", pytrace=False)
+    """The shared local control plane, up with 3 Ready fake nodes (started once, reused if already running)."""
     was_running = run_cluster_sh("status", timeout=60).returncode == 0
-    up = run_cluster_sh("up")
-    if up.returncode != 0:
-        pytest.fail(
-            "could not start the local control plane (`hack/localcluster/cluster.sh up` failed; "
-            f"logs in .localcluster/logs/):\n{tail(up.stderr)}",
-            pytrace=False,
-        )
-    exported = _parse_env(run_cluster_sh("env", timeout=30).stdout)
-    kubectl = shutil.which("kubectl", path=exported["PATH"])
-    if kubectl is None:
-        pytest.fail("kubectl not found in the pinned binaries: run `make tools`", pytrace=False)
-    env = {**os.environ, "KUBECONFIG": exported["KUBECONFIG"], "PATH": exported["PATH"]}
-    kubeconfig = Path(exported["KUBECONFIG"])
-    yield Cluster(kubeconfig=kubeconfig, kubectl_path=Path(kubectl), state_dir=kubeconfig.parent, env=env)
+    yield start_cluster()
     if not was_running and os.environ.get("SCALEDAPP_CLUSTER_TEARDOWN") == "1":
         run_cluster_sh("down", timeout=120)
 
