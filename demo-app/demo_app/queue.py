@@ -1,0 +1,141 @@
+"""The order queue in Redis: a list of waiting job ids, a zset of their enqueue times (for the oldest
+job's age), and a hash per job with its state. Workers move a job to a processing list atomically."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import math
+import time
+import uuid
+from typing import Any, Final
+
+import redis.asyncio
+
+from demo_app import metrics
+from demo_app.deps import Dependency, DependencyUnavailableError
+from demo_app.redispool import make_client
+
+WAITING: Final = "orders:waiting"
+ENQUEUED_AT: Final = "orders:enqueued_at"
+PROCESSING: Final = "orders:processing"
+
+
+def _b(value: bytes | str) -> bytes:
+    return value.encode() if isinstance(value, str) else value
+
+
+def job_key(job_id: str) -> str:
+    return f"order:{job_id}"
+
+
+class JobQueue:
+    def __init__(
+        self,
+        dep: Dependency,
+        url: str,
+        pool_size: int,
+        timeout: float,
+        job_ttl_seconds: int,
+        block_seconds: int = 0,
+    ) -> None:
+        self.dep = dep
+        self.job_ttl_seconds = job_ttl_seconds
+        self.block_seconds = block_seconds
+        # A blocking dequeue holds the socket for block_seconds: its reply timeout must cover that.
+        self.client: redis.asyncio.Redis = make_client(
+            dep.name, url, pool_size, timeout, socket_timeout=timeout + block_seconds
+        )
+
+    async def close(self) -> None:
+        await self.client.aclose()
+
+    async def enqueue(self, payload: dict[str, Any]) -> str:
+        job_id = uuid.uuid4().hex
+        now = time.time()
+
+        async def run() -> None:
+            async with self.client.pipeline(transaction=True) as pipe:
+                pipe.hset(
+                    job_key(job_id),
+                    mapping={"state": "queued", "enqueued_at": now, "payload": json.dumps(payload)},
+                )
+                pipe.expire(job_key(job_id), self.job_ttl_seconds)
+                pipe.zadd(ENQUEUED_AT, {job_id: now})
+                pipe.lpush(WAITING, job_id)
+                await pipe.execute()
+
+        await self.dep.call("enqueue", run)
+        return job_id
+
+    async def get(self, job_id: str) -> dict[str, str] | None:
+        async def run() -> dict[bytes, bytes]:
+            fields = await self.client.hgetall(job_key(job_id))
+            return {_b(k): _b(v) for k, v in fields.items()}
+
+        raw = await self.dep.call("get_order", run)
+        if not raw:
+            return None
+        return {k.decode(): v.decode() for k, v in raw.items()}
+
+    async def dequeue(self) -> str | None:
+        """Take the oldest waiting job (blocking up to block_seconds); None if there was none."""
+
+        async def run() -> bytes | None:
+            taken = await self.client.blmove(WAITING, PROCESSING, self.block_seconds, "RIGHT", "LEFT")
+            return None if taken is None else _b(taken)
+
+        raw = await self.dep.call("dequeue", run, deadline=self.dep.timeout + self.block_seconds)
+        if raw is None:
+            return None
+        job_id = raw.decode()
+
+        async def started() -> None:
+            async with self.client.pipeline(transaction=True) as pipe:
+                pipe.zrem(ENQUEUED_AT, job_id)
+                pipe.hset(job_key(job_id), mapping={"state": "processing", "started_at": time.time()})
+                await pipe.execute()
+
+        await self.dep.call("update_order", started)
+        return job_id
+
+    async def finish(self, job_id: str, state: str, detail: str = "") -> None:
+        async def run() -> None:
+            async with self.client.pipeline(transaction=True) as pipe:
+                pipe.hset(job_key(job_id), mapping={"state": state, "finished_at": time.time(), "detail": detail})
+                pipe.lrem(PROCESSING, 1, job_id)
+                await pipe.execute()
+
+        await self.dep.call("update_order", run)
+
+    async def stats(self) -> tuple[int, float]:
+        """(jobs waiting, age in seconds of the oldest waiting job, 0 if none)."""
+
+        async def run() -> tuple[int, list[tuple[bytes, float]]]:
+            async with self.client.pipeline(transaction=False) as pipe:
+                pipe.llen(WAITING)
+                pipe.zrange(ENQUEUED_AT, 0, 0, withscores=True)
+                depth, oldest = await pipe.execute()
+            return int(depth), list(oldest)
+
+        depth, oldest = await self.dep.call("depth", run)
+        age = max(0.0, time.time() - oldest[0][1]) if oldest else 0.0
+        return depth, age
+
+
+async def sample_queue(queue: JobQueue, stop: asyncio.Event, interval: float) -> None:
+    """Publish queue depth and oldest-job age every `interval` until `stop` is set. The app and the
+    workers both run this, so the backlog stays visible even when no worker is alive."""
+    while not stop.is_set():
+        depth: float
+        age: float
+        try:
+            depth, age = await queue.stats()
+        except DependencyUnavailableError:
+            # Unknown is not zero: NaN makes the operator hold instead of scaling workers down.
+            depth, age = math.nan, math.nan
+        metrics.QUEUE_DEPTH.set(depth)
+        metrics.QUEUE_OLDEST_AGE.set(age)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), interval)

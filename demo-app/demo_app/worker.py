@@ -1,0 +1,112 @@
+"""`python -m demo_app.worker`: take orders off the Redis queue and do the slow work.
+
+Runs `worker_concurrency` jobs at a time, exports metrics on `worker_metrics_port` (queue depth and the
+oldest job's age are sampled here, once a second), and on SIGTERM stops taking jobs, finishes the ones
+it holds, and exits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import time
+
+from prometheus_client import start_http_server
+
+from demo_app import metrics
+from demo_app.breaker import CircuitBreaker
+from demo_app.deps import Dependency, DependencyUnavailableError
+from demo_app.queue import JobQueue, sample_queue
+from demo_app.settings import Settings, get_settings
+
+log = logging.getLogger("demo_app.worker")
+
+_BLOCK_SECONDS = 1  # how long one dequeue waits for a job: also the worst-case reaction to SIGTERM
+_SAMPLE_SECONDS = 1.0
+
+
+async def _pause(stop: asyncio.Event, seconds: float) -> None:
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), seconds)
+
+
+async def do_job(settings: Settings) -> None:
+    # The slow work an order stands for (a payment call, an email...): time spent waiting elsewhere.
+    await asyncio.sleep(settings.job_duration_seconds)
+
+
+async def process(queue: JobQueue, settings: Settings, stop: asyncio.Event) -> None:
+    backoff = 0.1
+    while not stop.is_set():
+        try:
+            job_id = await queue.dequeue()
+        except DependencyUnavailableError as exc:
+            log.warning("queue unavailable: %s", exc)
+            await _pause(stop, backoff)
+            backoff = min(backoff * 2, 5.0)
+            continue
+        backoff = 0.1
+        if job_id is None:
+            continue
+        # A job once taken is finished even if SIGTERM arrives meanwhile.
+        metrics.JOBS_IN_PROGRESS.inc()
+        start = time.perf_counter()
+        status = "done"
+        try:
+            await do_job(settings)
+        except Exception:
+            log.exception("job %s failed", job_id)
+            status = "failed"
+        finally:
+            metrics.JOB_DURATION.observe(time.perf_counter() - start)
+            metrics.JOBS.labels(status).inc()
+            metrics.JOBS_IN_PROGRESS.dec()
+        try:
+            await queue.finish(job_id, status)
+        except DependencyUnavailableError as exc:
+            log.error("job %s %s but its state could not be recorded: %s", job_id, status, exc)
+
+
+async def run(settings: Settings) -> None:
+    metrics.init_worker_series(settings.cpu_limit_cores, settings.worker_concurrency)
+    server, _ = start_http_server(settings.worker_metrics_port)
+    dep = Dependency(
+        "queue", CircuitBreaker(settings.breaker_failures, settings.breaker_reset_seconds), settings.queue_timeout
+    )
+    queue = JobQueue(
+        dep,
+        settings.queue_url,
+        settings.worker_concurrency + 2,  # one blocking dequeue per job slot, plus the sampler
+        settings.queue_timeout,
+        settings.job_ttl_seconds,
+        block_seconds=_BLOCK_SECONDS,
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    log.info(
+        "worker: concurrency %d, job %.3fs, metrics on :%d",
+        settings.worker_concurrency,
+        settings.job_duration_seconds,
+        settings.worker_metrics_port,
+    )
+    try:
+        slots = (process(queue, settings, stop) for _ in range(settings.worker_concurrency))
+        await asyncio.gather(sample_queue(queue, stop, _SAMPLE_SECONDS), *slots)
+    finally:
+        await queue.close()
+        server.shutdown()
+        log.info("worker stopped")
+
+
+def main() -> None:
+    settings = get_settings()
+    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    asyncio.run(run(settings))
+
+
+if __name__ == "__main__":
+    main()

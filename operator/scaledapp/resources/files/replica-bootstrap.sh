@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# Seed a streaming read replica's data directory from the primary. Meant for an initContainer that
+# uses the same official postgres image (and user) as the replica's main container: the entrypoint
+# there finds PG_VERSION, skips initdb, and starts a hot standby that follows the primary.
+#
+#   pg_basebackup -X stream -R   copies the data, streams the WAL needed to make it consistent, and
+#                                writes standby.signal + primary_conninfo/primary_slot_name
+#   named slot per replica       the primary keeps the WAL this replica has not received yet (bounded
+#                                by max_slot_wal_keep_size, see primary-init.sh); whoever scales the
+#                                replicas down drops the slot (pg_drop_replication_slot)
+#
+# Environment (read here):
+#   PGDATA                 data directory to seed (set by the image)
+#   PRIMARY_HOST           primary's host name or address (required)
+#   PRIMARY_PORT           its port (default: 5432)
+#   REPLICATION_USER       replication role (default: replicator)
+#   REPLICATION_PASSWORD   its password (required)
+#   REPLICA_NAME           this replica's name, e.g. the pod name (default: $HOSTNAME); it becomes the
+#                          application_name on the primary and, sanitised, the slot name
+#   REPLICATION_SLOT       slot name override (default: derived from REPLICA_NAME)
+#   WAIT_TIMEOUT_SECONDS   give up if the primary is not reachable and copied within this (default: 300)
+#
+# Idempotent on restart: a data directory this script finished seeding is left alone (exit 0); one a
+# previous run left half-copied is emptied and seeded again.
+set -euo pipefail
+
+: "${PGDATA:?PGDATA must be set}"
+: "${PRIMARY_HOST:?PRIMARY_HOST must be set}"
+: "${REPLICATION_PASSWORD:?REPLICATION_PASSWORD must be set}"
+PRIMARY_PORT="${PRIMARY_PORT:-5432}"
+REPLICATION_USER="${REPLICATION_USER:-replicator}"
+REPLICA_NAME="${REPLICA_NAME:-${HOSTNAME:-replica}}"
+WAIT_TIMEOUT_SECONDS="${WAIT_TIMEOUT_SECONDS:-300}"
+# Slot names allow only [a-z0-9_], up to 63 characters.
+default_slot="$(printf '%s' "$REPLICA_NAME" | tr '[:upper:]' '[:lower:]' | tr -c 'a-z0-9_' '_' | cut -c1-63)"
+REPLICATION_SLOT="${REPLICATION_SLOT:-$default_slot}"
+DONE_MARKER="$PGDATA/scaledapp-replica-seeded"
+
+log() { echo "replica-bootstrap: $*" >&2; }
+
+if [ -s "$PGDATA/PG_VERSION" ] && [ -f "$DONE_MARKER" ]; then
+  log "$PGDATA already seeded; nothing to do"
+  exit 0
+fi
+
+mkdir -p "$PGDATA"
+chmod 0700 "$PGDATA"
+if [ -n "$(ls -A "$PGDATA")" ]; then
+  log "$PGDATA holds an unfinished copy; emptying it"
+  # Empty it rather than remove it: PGDATA may be a mount point.
+  find "$PGDATA" -mindepth 1 -delete
+fi
+
+export PGPASSWORD="$REPLICATION_PASSWORD"
+export PGCONNECT_TIMEOUT=5
+conn=(--host "$PRIMARY_HOST" --port "$PRIMARY_PORT" --username "$REPLICATION_USER" --no-password)
+deadline=$(( $(date +%s) + WAIT_TIMEOUT_SECONDS ))
+remaining() { echo $(( deadline - $(date +%s) )); }
+
+until pg_isready --quiet --host "$PRIMARY_HOST" --port "$PRIMARY_PORT"; do
+  [ "$(remaining)" -gt 0 ] || { log "primary ${PRIMARY_HOST}:${PRIMARY_PORT} not ready after ${WAIT_TIMEOUT_SECONDS}s"; exit 1; }
+  log "waiting for primary ${PRIMARY_HOST}:${PRIMARY_PORT}"
+  sleep 1
+done
+
+# Create the slot unless it exists already (a replica re-seeded under the same name keeps its slot).
+until pg_receivewal "${conn[@]}" --slot "$REPLICATION_SLOT" --create-slot --if-not-exists; do
+  [ "$(remaining)" -gt 0 ] || { log "could not create slot ${REPLICATION_SLOT}"; exit 1; }
+  sleep 1
+done
+
+until pg_basebackup "${conn[@]}" --pgdata "$PGDATA" --wal-method stream --write-recovery-conf \
+        --slot "$REPLICATION_SLOT" --checkpoint fast --dbname "application_name=${REPLICA_NAME}"; do
+  [ "$(remaining)" -gt 0 ] || { log "pg_basebackup did not complete within ${WAIT_TIMEOUT_SECONDS}s"; exit 1; }
+  log "pg_basebackup failed; retrying"
+  find "$PGDATA" -mindepth 1 -delete
+  sleep 2
+done
+
+touch "$DONE_MARKER"
+log "seeded $PGDATA from ${PRIMARY_HOST}:${PRIMARY_PORT} (slot ${REPLICATION_SLOT})"

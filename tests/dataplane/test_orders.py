@@ -1,0 +1,57 @@
+"""Orders: accepted at once with 202, done later by the worker; a burst queues up and drains."""
+
+from __future__ import annotations
+
+import asyncio
+
+import httpx
+import pytest
+import redis
+
+from demo_app.queue import PROCESSING, WAITING, job_key
+from tests.support.dataplane import AppProcess, RedisServer, WorkerProcess
+from tests.support.wait import wait_for
+
+pytestmark = pytest.mark.dataplane
+
+
+def test_a_queued_order_is_processed_by_the_worker(demo_app: AppProcess, demo_worker: WorkerProcess) -> None:
+    accepted = httpx.post(f"{demo_app.url}/orders", json={"item_id": 3, "quantity": 2}, timeout=5)
+    assert accepted.status_code == 202
+    status_url = demo_app.url + accepted.json()["status_url"]
+    assert accepted.headers["location"] == accepted.json()["status_url"]
+    done = wait_for(lambda: (o := httpx.get(status_url, timeout=5).json())["state"] == "done" and o,
+                    15, "the order to be done", interval=0.05)
+    assert float(done["finished_at"]) >= float(done["started_at"]) >= float(done["enqueued_at"])
+    assert httpx.get(f"{demo_app.url}/orders/no-such-job", timeout=5).status_code == 404
+
+
+async def _burst(url: str, n: int, concurrency: int) -> list[httpx.Response]:
+    gate = asyncio.Semaphore(concurrency)
+    async with httpx.AsyncClient(base_url=url, timeout=10) as client:
+
+        async def one(i: int) -> httpx.Response:
+            async with gate:
+                return await client.post("/orders", json={"item_id": 1 + i % 50})
+
+        return await asyncio.gather(*(one(i) for i in range(n)))
+
+
+def test_a_burst_far_above_the_workers_rate_is_accepted_and_drains(
+    demo_app: AppProcess, demo_worker: WorkerProcess, redis_server: RedisServer
+) -> None:
+    # The worker does 2 jobs at a time, 50 ms each: ~40 jobs/s. 300 orders arrive within about a second.
+    n = 300
+    queue = redis.Redis(host=redis_server.host, port=redis_server.port, db=1)
+    responses = asyncio.run(_burst(demo_app.url, n, concurrency=32))
+    assert [r.status_code for r in responses] == [202] * n
+    backlog = queue.llen(WAITING)
+    assert backlog > n / 3, f"expected a backlog, the workers kept up ({backlog} waiting)"
+
+    wait_for(lambda: queue.llen(WAITING) == 0 and queue.llen(PROCESSING) == 0, 60, "the backlog to drain",
+             interval=0.2)
+    ids = [r.json()["job_id"] for r in responses]
+    states = queue.pipeline()
+    for job_id in ids:
+        states.hget(job_key(job_id), "state")
+    assert set(states.execute()) == {b"done"}
