@@ -137,9 +137,21 @@ command_of() {
   esac
 }
 
+# reap_group NAME: stop leftovers of a dead NAME (e.g. the provisioner's kubectl watches after it was killed):
+# members of its old process group that are ours (see owned_pids).
+reap_group() {
+  local old pid
+  old=$(cat "$PIDS/$1.pid" 2>/dev/null) || return 0
+  for pid in $(owned_pids); do
+    [ "$({ awk '{print $5}' "/proc/$pid/stat"; } 2>/dev/null)" = "$old" ] && stop_pid "$pid"
+  done
+  return 0
+}
+
 # start NAME: launch NAME in its own session (so Ctrl-C on a caller does not reach it), logging to its log.
 start() {
   local name=$1
+  reap_group "$name"
   command_of "$name"
   check_ports "$name"
   printf '\n===== %s: starting %s\n' "$(date -u +%FT%TZ)" "$name" >>"$LOGS/$name.log"
@@ -188,7 +200,7 @@ owned_pids() {
     pid=${d#/proc/}
     [ "$pid" = $$ ] && continue
     cmd=$({ tr '\0' ' ' <"$d/cmdline"; } 2>/dev/null) || continue
-    [[ $cmd == *"$STATE/"* || $cmd == *"$STATE" ]] || continue
+    [[ $cmd == *"$STATE/"* || $cmd == *"$STATE "* ]] || continue
     exe=$(readlink "$d/exe" 2>/dev/null) || continue
     if [[ $exe == "$CACHE/bin/"* || $exe == "$K8S_BIN/"* || $cmd == *"$HERE/pv-provisioner.sh"* ]]; then
       echo "$pid"

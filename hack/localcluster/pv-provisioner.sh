@@ -14,6 +14,8 @@ STATE=${1:?usage: pv-provisioner.sh STATE_DIR}
 PROVISIONER=scaledapp.dev/local-pv
 export KUBECONFIG="$STATE/kubeconfig"
 KUBECTL=${KUBECTL:-kubectl}
+# kubectl with the kubeconfig on its command line, so `cluster.sh down` recognises leftover watches as its own.
+kc() { "$KUBECTL" --kubeconfig="$KUBECONFIG" "$@"; }
 
 log() { printf '%s %s\n' "$(date -u +%H:%M:%S)" "$*"; }
 
@@ -26,7 +28,7 @@ provision() {
   [ -n "$modes" ] || modes='["ReadWriteOnce"]'
   [ -n "$mode" ] || mode=Filesystem
   local out
-  if out=$("$KUBECTL" create -f - 2>&1 <<EOF
+  if out=$(kc create -f - 2>&1 <<EOF
 {"apiVersion": "v1", "kind": "PersistentVolume",
  "metadata": {"name": "pvc-$uid", "labels": {"scaledapp.dev/local-pv": "true"},
               "annotations": {"pv.kubernetes.io/provisioned-by": "$PROVISIONER"}},
@@ -51,7 +53,7 @@ watch_claims() {
   tpl+='{.metadata.annotations.volume\.kubernetes\.io/storage-provisioner}|{.spec.resources.requests.storage}|'
   tpl+='{.spec.accessModes}|{.spec.volumeMode}|{.spec.storageClassName}|{.metadata.deletionTimestamp}{"\n"}'
   while true; do
-    "$KUBECTL" get pvc --all-namespaces --watch -o jsonpath="$tpl" 2>&1 |
+    kc get pvc --all-namespaces --watch -o jsonpath="$tpl" 2>&1 |
       while IFS='|' read -r ns name uid phase vol prov size modes mode class deleting; do
         [ -n "$uid" ] || { log "claim watch: $ns"; continue; }
         if [ "$phase" = Pending ] && [ -z "$vol" ] && [ "$prov" = "$PROVISIONER" ] && [ -z "$deleting" ]; then
@@ -68,10 +70,10 @@ watch_volumes() {
   local tpl='{.metadata.name}|{.status.phase}|{.metadata.annotations.pv\.kubernetes\.io/provisioned-by}|'
   tpl+='{.metadata.deletionTimestamp}{"\n"}'
   while true; do
-    "$KUBECTL" get pv --watch -o jsonpath="$tpl" 2>&1 |
+    kc get pv --watch -o jsonpath="$tpl" 2>&1 |
       while IFS='|' read -r name phase prov deleting; do
         if [ "$phase" = Released ] && [ "$prov" = "$PROVISIONER" ] && [ -z "$deleting" ]; then
-          if "$KUBECTL" delete pv "$name" --wait=false --ignore-not-found >/dev/null 2>&1; then
+          if kc delete pv "$name" --wait=false --ignore-not-found >/dev/null 2>&1; then
             log "deleted released volume $name"
           else
             log "ERROR deleting released volume $name"
