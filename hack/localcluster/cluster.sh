@@ -244,12 +244,18 @@ write_kwok_stages() {
   } >"$STATE/kwok-stages.yaml"
 }
 
-# nodes_ready: the 3 fake nodes report Ready=True and carry no taint any more (the node lifecycle controller
-# lifts node.kubernetes.io/not-ready a moment after Ready), so pods can be scheduled on them.
+# nodes_ready: the 3 fake nodes report Ready=True and no longer carry the node.kubernetes.io/not-ready (or
+# unreachable) taint, which the node lifecycle controller lifts a moment after Ready; until then nothing schedules.
+# Other taints (a test cordoning a node) do not count.
 nodes_ready() {
-  local out
-  out=$(kc get nodes -l type=kwok -o jsonpath='{range .items[*]}{.status.conditions[?(@.type=="Ready")].status}{"/"}{.spec.taints}{" "}{end}' 2>/dev/null) || return 1
-  [ "$(echo "$out" | wc -w)" -ge 3 ] && [ "$(echo "$out" | tr ' ' '\n' | grep -cx 'True/')" -eq "$(echo "$out" | wc -w)" ]
+  local out n=0 line
+  out=$(kc get nodes -l type=kwok -o jsonpath='{range .items[*]}{.status.conditions[?(@.type=="Ready")].status}{" "}{.spec.taints[*].key}{"\n"}{end}' 2>/dev/null) || return 1
+  while read -r line; do
+    [ -n "$line" ] || continue
+    [[ $line == True* && $line != *node.kubernetes.io/not-ready* && $line != *node.kubernetes.io/unreachable* ]] || return 1
+    n=$((n + 1))
+  done <<<"$out"
+  [ $n -ge 3 ]
 }
 
 all_healthy() {
