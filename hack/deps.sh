@@ -9,6 +9,8 @@ command -v openssl >/dev/null || need+=(openssl)
 ls /usr/lib/postgresql/*/bin/pg_basebackup >/dev/null 2>&1 || need+=(postgresql)
 command -v psql >/dev/null || need+=(postgresql-client)
 command -v runuser >/dev/null || need+=(util-linux)
+command -v setpriv >/dev/null || need+=(util-linux)  # setpriv: tests run Postgres as an unprivileged user
+command -v useradd >/dev/null || need+=(passwd)
 if [ ${#need[@]} -eq 0 ]; then echo "==> system packages: all present (redis-server, haproxy, openssl, postgresql)"; exit 0; fi
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
   echo "==> installing Debian packages: ${need[*]}"

@@ -11,10 +11,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
-
 from demo_app.loadreport import Outcome, Report, summarize
 from demo_app.profiles import PROFILE_HELP, Profile, ZipfKeys, arrival_times, choose, parse_mix, parse_profile
+from demo_app.rawhttp import HttpError, RawClient
 
 
 @dataclass
@@ -31,29 +30,22 @@ class LoadConfig:
     progress: bool = True
 
 
-def _error_kind(exc: Exception) -> str:
-    if isinstance(exc, httpx.TimeoutException):
-        return "timeout"
-    if isinstance(exc, httpx.ConnectError):
-        return "connect"
-    if isinstance(exc, httpx.TransportError):
-        return "transport"
-    return type(exc).__name__
-
-
-async def _one(client: httpx.AsyncClient, op: str, key: int, seq: int) -> Outcome:
+async def one_request(client: RawClient, op: str, key: int, seq: int) -> Outcome:
+    """One read, write or order; every failure is a data point, never a crash of the generator."""
     start = time.perf_counter()
     try:
         if op == "read":
-            resp = await client.get(f"/items/{key}")
+            resp = await client.request("GET", f"/items/{key}")
         elif op == "write":
-            resp = await client.put(f"/items/{key}", json={"name": f"item-{key}", "value": f"load-{seq}"})
+            resp = await client.request("PUT", f"/items/{key}", {"name": f"item-{key}", "value": f"load-{seq}"})
         else:
-            resp = await client.post("/orders", json={"item_id": key, "quantity": 1})
-    except Exception as exc:  # every failure is a data point, never a crash of the generator
-        return Outcome(op, time.perf_counter() - start, _error_kind(exc))
+            resp = await client.request("POST", "/orders", {"item_id": key, "quantity": 1})
+    except HttpError as exc:
+        return Outcome(op, time.perf_counter() - start, exc.kind)
+    except (OSError, ValueError) as exc:
+        return Outcome(op, time.perf_counter() - start, type(exc).__name__)
     latency = time.perf_counter() - start
-    return Outcome(op, latency, None if resp.status_code < 400 else f"http_{resp.status_code}")
+    return Outcome(op, latency, None if resp.status < 400 else f"http_{resp.status}")
 
 
 def _progress(start: float, outcomes: list[Outcome], in_flight: int, dropped: int, final: bool = False) -> None:
@@ -78,11 +70,11 @@ async def run_load(config: LoadConfig) -> Report:
     outcomes: list[Outcome] = []
     tasks: set[asyncio.Task[None]] = set()
     dropped = 0
-    limits = httpx.Limits(max_connections=config.max_in_flight, max_keepalive_connections=config.max_in_flight)
-    async with httpx.AsyncClient(base_url=config.url, timeout=config.timeout, limits=limits) as client:
+    client = RawClient(config.url, config.max_in_flight, config.timeout)
+    try:
 
         async def fire(op: str, key: int, seq: int) -> None:
-            outcomes.append(await _one(client, op, key, seq))
+            outcomes.append(await one_request(client, op, key, seq))
 
         start = time.perf_counter()
         next_progress = start + 1.0
@@ -108,6 +100,8 @@ async def run_load(config: LoadConfig) -> Report:
         elapsed = time.perf_counter() - start
         if config.progress:
             _progress(start, outcomes, len(tasks), dropped, final=True)
+    finally:
+        await client.aclose()
     return summarize(outcomes, elapsed, dropped)
 
 

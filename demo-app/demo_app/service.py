@@ -9,6 +9,7 @@ own recent writes in memory, so read-your-writes holds here even while the cache
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import time
 from collections import OrderedDict
@@ -66,6 +67,7 @@ class Service:
         self.cache = cache
         self.queue = queue
         self.recent = RecentWrites(settings.recent_write_window_seconds)
+        self._loading: dict[tuple[int, bool], asyncio.Future[Item | None]] = {}
 
     async def _read_db(self, item_id: int, *, fresh: bool) -> Item | None:
         """Replicas normally; the primary when the key was just written. Each falls back to the other,
@@ -98,12 +100,41 @@ class Service:
                 metrics.CACHE_REQUESTS.labels("miss").inc()
         if not cache_usable:
             metrics.CACHE_REQUESTS.labels("bypass").inc()
-        item = await self._read_db(item_id, fresh=marker is not None or known is not None)
-        if item is not None and cache_usable:
-            # A failed fill is counted by the dependency; the reader already has its answer.
-            with contextlib.suppress(DependencyUnavailableError):
-                await self.cache.fill(item)
-        return item
+        return await self._load(item_id, fresh=marker is not None or known is not None, fill=cache_usable)
+
+    async def _load(self, item_id: int, *, fresh: bool, fill: bool) -> Item | None:
+        """Database read plus cache fill, coalesced: concurrent misses for one key in this process share
+        one query (a hot key expiring must not send a burst of identical queries to the database)."""
+        key = (item_id, fresh)  # a fresh read never joins a possibly stale one
+        pending = self._loading.get(key)
+        if pending is not None:
+            try:
+                return await asyncio.shield(pending)
+            except asyncio.CancelledError:
+                if not pending.cancelled():
+                    raise  # this request was cancelled, not the shared read
+            if key in self._loading:  # the leader was cancelled and another one took over
+                return await self._load(item_id, fresh=fresh, fill=fill)
+        future: asyncio.Future[Item | None] = asyncio.get_running_loop().create_future()
+        self._loading[key] = future
+        try:
+            item = await self._read_db(item_id, fresh=fresh)
+            if item is not None and fill:
+                # A failed fill is counted by the dependency; the reader already has its answer.
+                with contextlib.suppress(DependencyUnavailableError):
+                    await self.cache.fill(item)
+        except asyncio.CancelledError:
+            future.cancel()
+            raise
+        except Exception as exc:
+            future.set_exception(exc)
+            future.exception()  # retrieved: no "never retrieved" warning when nobody was waiting
+            raise
+        else:
+            future.set_result(item)
+            return item
+        finally:
+            del self._loading[key]
 
     async def _after_write(self, item: Item) -> Item:
         self.recent.note(item.id, item.version)

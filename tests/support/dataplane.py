@@ -255,7 +255,7 @@ class PostgresCluster:
         self.primary.stop()
 
 
-def _app_env(extra: Mapping[str, str]) -> dict[str, str]:
+def app_env(extra: Mapping[str, str]) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("APP_")}
     env["PYTHONPATH"] = os.pathsep.join([str(REPO / "demo-app"), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
     env.update(extra)
@@ -275,7 +275,7 @@ class AppProcess(Process):
         return f"http://{self.host}:{self.port}"
 
     def start(self, timeout: float = 30.0, ready: bool = True) -> None:
-        env = _app_env({**self.settings, "APP_HOST": self.host, "APP_PORT": str(self.port)})
+        env = app_env({**self.settings, "APP_HOST": self.host, "APP_PORT": str(self.port)})
         self.spawn([sys.executable, "-m", "demo_app"], env=env, cwd=REPO)
         probe = "/readyz" if ready else "/livez"
         wait_for(lambda: self._ok(probe), timeout, f"{self.name} {probe} on :{self.port}",
@@ -303,7 +303,7 @@ class WorkerProcess(Process):
         return f"http://{self.host}:{self.metrics_port}/metrics"
 
     def start(self, timeout: float = 30.0) -> None:
-        env = _app_env({**self.settings, "APP_WORKER_METRICS_PORT": str(self.metrics_port)})
+        env = app_env({**self.settings, "APP_WORKER_METRICS_PORT": str(self.metrics_port)})
         self.spawn([sys.executable, "-m", "demo_app.worker"], env=env, cwd=REPO)
         wait_for(self._metrics_ok, timeout, f"{self.name} metrics on :{self.metrics_port}",
                  interval=0.05, ignore=(httpx.TransportError,))
