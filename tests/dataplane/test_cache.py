@@ -19,8 +19,9 @@ from tests.support.dataplane import AppProcess, RedisServer
 pytestmark = pytest.mark.dataplane
 
 
-def test_second_read_is_a_cache_hit_and_spares_the_database(demo_app: AppProcess) -> None:
+def test_second_read_is_a_cache_hit_and_spares_the_database(demo_app: AppProcess, redis_server: RedisServer) -> None:
     item_id = 101
+    redis.Redis(host=redis_server.host, port=redis_server.port).delete(item_key(item_id))  # start cold
     before = scrape(demo_app.url + "/metrics")
     first = httpx.get(f"{demo_app.url}/items/{item_id}", timeout=5)
     middle = scrape(demo_app.url + "/metrics")

@@ -21,6 +21,22 @@ def timed(fn: object, *args: object, **kwargs: object) -> tuple[httpx.Response, 
     return response, time.perf_counter() - start
 
 
+def reads_served_by_the_replica_again(app: AppProcess, client: httpx.Client) -> None:
+    """After an outage the read pool reconnects in the background (reads fall back to the primary
+    meanwhile): wait until a cache miss is served by db-read again, so later tests start clean."""
+    ids = iter(range(450, 500))
+
+    def replica_read() -> bool:
+        before = scrape(app.url + "/metrics")
+        client.get(f"/items/{next(ids)}").raise_for_status()
+        after = scrape(app.url + "/metrics")
+        return delta(before, after, "scaledapp_dependency_duration_seconds_count", dependency="db-read",
+                     operation="get_item") == 1 and delta(before, after, "scaledapp_dependency_errors_total",
+                                                          dependency="db-read", kind="unavailable") == 0
+
+    wait_for(replica_read, 20, "reads served by the replica again", interval=0.2)
+
+
 @pytest.fixture
 def client(demo_app: AppProcess) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=demo_app.url, timeout=10) as c:
@@ -53,6 +69,14 @@ def test_with_redis_stopped_reads_come_from_the_database_and_orders_fail_fast(
         redis_server.start()
     wait_for(lambda: client.post("/orders", json={"item_id": 1}).status_code == 202, 20,
              "orders accepted again after Redis is back")
+
+    def cache_hit() -> bool:
+        client.get("/items/449")
+        before = scrape(demo_app.url + "/metrics")
+        client.get("/items/449")
+        return delta(before, scrape(demo_app.url + "/metrics"), "scaledapp_cache_requests_total", result="hit") == 1
+
+    wait_for(cache_hit, 20, "cache hits again after Redis is back", interval=0.2)
 
 
 def test_with_the_primary_stopped_writes_fail_fast_and_reads_go_on(
@@ -98,3 +122,4 @@ def test_readyz_follows_the_databases_and_livez_does_not(
     wait_for(lambda: client.get("/readyz").status_code == 200, 30, "/readyz true with the databases back")
     assert client.get("/livez").status_code == 200
     wait_for(pg.streaming, 30, "the replica streaming again", interval=0.2)
+    reads_served_by_the_replica_again(demo_app, client)
