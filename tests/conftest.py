@@ -3,4 +3,5 @@
 pytest_plugins = [
     "tests.support.cluster",
     "tests.support.dataplane",
+    "tests.support.operator",
 ]

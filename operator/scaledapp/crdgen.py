@@ -95,7 +95,7 @@ def _apply_defaults(schema: dict[str, Any], defaults: Any) -> None:
 
 def _schema_of(model: type[api.Model], defaults: bool) -> dict[str, Any]:
     raw = model.model_json_schema(by_alias=True, mode="validation")
-    schema = _structural({k: v for k, v in raw.items() if k != "$defs"}, raw.get("$defs", {}))
+    schema: dict[str, Any] = _structural({k: v for k, v in raw.items() if k != "$defs"}, raw.get("$defs", {}))
     schema.pop("description", None)
     if defaults:
         _apply_defaults(schema, model().model_dump(by_alias=True, mode="json", exclude_none=True))

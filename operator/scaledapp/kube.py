@@ -12,6 +12,7 @@ import datetime as dt
 import functools
 import logging
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 import kubernetes
@@ -24,6 +25,7 @@ from scaledapp import api
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 REQUEST_TIMEOUT = 10.0  # seconds, on every request: a hung API server must not hang a handler
+_POOL = ThreadPoolExecutor(max_workers=16, thread_name_prefix="kube")
 
 
 class KubeError(RuntimeError):
@@ -38,9 +40,9 @@ class KubeError(RuntimeError):
 def load_config() -> ApiClient:
     """In a pod: the service account. Elsewhere: the current kubeconfig context."""
     try:
-        kubernetes.config.load_incluster_config()
+        kubernetes.config.load_incluster_config()  # type: ignore[no-untyped-call]
     except kubernetes.config.ConfigException:
-        kubernetes.config.load_kube_config()
+        kubernetes.config.load_kube_config()  # type: ignore[no-untyped-call]
     return ApiClient()
 
 
@@ -53,7 +55,8 @@ class Kube:
         self._lock = asyncio.Lock()
 
     async def _run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        return await asyncio.to_thread(functools.partial(fn, *args, **kwargs))
+        # Own thread pool: a slow Prometheus (its own pool) can never starve Kubernetes calls.
+        return await asyncio.get_running_loop().run_in_executor(_POOL, functools.partial(fn, *args, **kwargs))
 
     async def _dyn(self) -> DynamicClient:
         async with self._lock:  # discovery runs once, in a thread
@@ -149,10 +152,9 @@ class Kube:
         except ApiException as exc:
             raise KubeError(f"patch status of {namespace}/{name}", exc.status, _reason(exc)) from exc
 
-    async def resize_pod(self, name: str, namespace: str, container: str, cpu: str, memory: str) -> bool:
+    async def resize_pod(self, name: str, namespace: str, patch: dict[str, Any]) -> bool:
         """In-place resize through the pods/resize subresource; False where the cluster cannot."""
-        body = {"spec": {"containers": [{"name": container, "resources": {
-            "requests": {"cpu": cpu, "memory": memory}, "limits": {"cpu": cpu, "memory": memory}}}]}}
+        body = patch
         dyn = await self._dyn()
         try:
             await self._run(

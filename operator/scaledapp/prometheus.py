@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import math
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -63,9 +64,17 @@ class Prometheus:
 
     async def snapshot(self, queries: Mapping[str, str]) -> Snapshot:
         names = list(queries)
-        tasks = [asyncio.to_thread(self._query, queries[name]) for name in names]
+        if not names:
+            return Snapshot({})
+        loop = asyncio.get_running_loop()
         try:
-            answers = await asyncio.wait_for(asyncio.gather(*tasks), timeout=self.timeout * 2 + 1)
+            # One query first: when Prometheus is down, say so after one timeout, not after all of them.
+            first = await asyncio.wait_for(loop.run_in_executor(_POOL, self._query, queries[names[0]]),
+                                           timeout=self.timeout + 1)
+            if not first[2]:
+                return Snapshot({n: None for n in names}, {n: first[1] or "no answer" for n in names}, True)
+            rest = [loop.run_in_executor(_POOL, self._query, queries[name]) for name in names[1:]]
+            answers = [first, *await asyncio.wait_for(asyncio.gather(*rest), timeout=self.timeout * 2 + 1)]
         except TimeoutError:
             return Snapshot({n: None for n in names}, {n: "snapshot deadline exceeded" for n in names}, True)
         values: dict[str, float | None] = {}
@@ -79,6 +88,7 @@ class Prometheus:
 
 
 _clients: dict[tuple[str, float], Prometheus] = {}
+_POOL = ThreadPoolExecutor(max_workers=16, thread_name_prefix="prometheus")
 
 
 def client_for(url: str, timeout: float) -> Prometheus:

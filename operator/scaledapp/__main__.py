@@ -1,0 +1,50 @@
+"""`python -m scaledapp`: run the operator against the current kubeconfig (or in-cluster credentials)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+
+import kopf
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m scaledapp",
+        description="The ScaledApp operator: runs each ScaledApp's tiers and widens only its bottleneck.",
+    )
+    scope = parser.add_mutually_exclusive_group()
+    scope.add_argument("-n", "--namespace", action="append", default=[], metavar="NS",
+                       help="watch this namespace (repeatable); default: all namespaces")
+    scope.add_argument("-A", "--all-namespaces", action="store_true", help="watch every namespace (the default)")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("--log-format", choices=["plain", "full", "json"], default="full",
+                        help="log line format; json gives one object per line")
+    parser.add_argument("--liveness", default="http://0.0.0.0:8080/healthz", metavar="URL",
+                        help="liveness endpoint (empty to disable)")
+    parser.add_argument("--standalone", action="store_true", default=True, help=argparse.SUPPRESS)
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    kopf.configure(verbose=args.verbose, log_format=kopf.LogFormat[args.log_format.upper()])
+    import scaledapp.handlers  # noqa: F401  (importing registers the handlers)
+
+    try:
+        asyncio.run(
+            kopf.operator(
+                standalone=True,
+                clusterwide=not args.namespace,
+                namespaces=args.namespace,
+                liveness_endpoint=args.liveness or None,
+            )
+        )
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

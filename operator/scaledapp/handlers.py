@@ -1,0 +1,98 @@
+"""kopf handlers: thin wiring of the loop in ARCHITECTURE.md (reconcile; observe, judge, decide, act)."""
+
+from __future__ import annotations
+
+import logging
+import random
+from typing import Any
+
+import kopf
+
+from scaledapp import api, reconciler, scaler
+from scaledapp.kube import Kube
+from scaledapp.resources.names import MANAGED_BY
+
+CHILD_KINDS = [
+    ("apps", "v1", "deployments"),
+    ("apps", "v1", "statefulsets"),
+    ("", "v1", "services"),
+    ("", "v1", "configmaps"),
+    ("", "v1", "secrets"),
+    ("policy", "v1", "poddisruptionbudgets"),
+    ("networking.k8s.io", "v1", "networkpolicies"),
+]
+OWNED = {"app.kubernetes.io/managed-by": MANAGED_BY}
+
+
+class _QuietDriftHandlers(logging.Filter):
+    """kopf logs every successful event handler; drift checks run on every child event, so drop those."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.getMessage().startswith("Handler 'drift-") and record.levelno <= logging.INFO)
+
+
+@kopf.on.startup()
+async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+    # Our own prefix for kopf's bookkeeping, so it never collides with another kopf operator.
+    settings.persistence.finalizer = f"{api.GROUP}/finalizer"
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=api.GROUP)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=api.GROUP, key="last-handled-configuration"
+    )
+    settings.posting.level = 40  # kopf's own Events only for errors; decisions post their own
+    settings.watching.server_timeout = 120
+    settings.watching.client_timeout = 150
+    settings.networking.request_timeout = 30
+    settings.execution.max_workers = 8  # threads for the blocking Kubernetes and Prometheus clients
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(_QuietDriftHandlers())
+    memo.kube = Kube()
+    memo.generations = {}
+
+
+@kopf.on.create(api.GROUP, api.VERSION, api.PLURAL)
+@kopf.on.update(api.GROUP, api.VERSION, api.PLURAL, field="spec")
+@kopf.on.resume(api.GROUP, api.VERSION, api.PLURAL)
+async def reconcile(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, **_: Any) -> None:
+    """Build every child from the spec and server-side apply it; report in status and Events."""
+    await reconciler.reconcile(memo.kube, dict(body), logger)
+
+
+def _owner_name(body: kopf.Body) -> str | None:
+    for ref in body.get("metadata", {}).get("ownerReferences", []):
+        if ref.get("kind") == api.KIND and ref.get("apiVersion", "").startswith(api.GROUP):
+            return str(ref["name"])
+    return None
+
+
+def _register_drift_handler(group: str, version: str, plural: str) -> None:
+    @kopf.on.event(group, version, plural, labels=OWNED, id=f"drift-{plural}")
+    async def repair(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, **_: Any) -> None:
+        """A child was deleted or edited: put back what the reconciler owns (a no-op when nothing drifted)."""
+        owner = _owner_name(body)
+        uid, generation = body.metadata.uid, body.metadata.get("generation")
+        seen: dict[str, int] = memo.generations  # rebuilt from the first listing after a restart
+        drift = reconciler.drifted(event["type"], dict(body), seen.get(uid) if event["type"] else generation)
+        if event["type"] == "DELETED":
+            seen.pop(uid, None)
+        elif generation is not None:
+            seen[uid] = int(generation)
+        if owner and drift:
+            await reconciler.repair_child(memo.kube, dict(body), owner, logger, deleted=event["type"] == "DELETED")
+
+
+for _group, _version, _plural in CHILD_KINDS:
+    _register_drift_handler(_group, _version, _plural)
+
+
+@kopf.daemon(
+    api.GROUP, api.VERSION, api.PLURAL,
+    initial_delay=lambda **_: random.uniform(1, 5),  # spread many ScaledApps' ticks apart
+    cancellation_timeout=10,
+)
+async def scale(body: kopf.Body, stopped: kopf.DaemonStopped, memo: kopf.Memo, logger: kopf.Logger,
+                **_: Any) -> None:
+    """Every spec.scaling.interval: observe, judge, decide, act, explain."""
+    while not stopped:
+        interval = await scaler.tick(memo.kube, dict(body), logger)
+        await stopped.wait(interval)

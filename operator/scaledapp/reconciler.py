@@ -1,0 +1,183 @@
+"""Reconcile: build every child from the spec (pure), server-side apply it as `scaledapp-reconciler`.
+
+The reconciler never writes the fields the scaler owns (replicas, the primary's resources, the cache's
+maxmemory); it only asks the scaler to set their initial sizes once, when a child is new.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import pydantic
+
+from scaledapp import api, conditions, resources, scaler
+from scaledapp.kube import Kube, KubeError
+from scaledapp.resources import names, secrets
+
+Manifest = dict[str, Any]
+
+
+def owner_reference(owner: Manifest) -> Manifest:
+    meta = owner["metadata"]
+    return {
+        "apiVersion": api.API_VERSION,
+        "kind": api.KIND,
+        "name": meta["name"],
+        "uid": meta["uid"],
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+
+
+def adopt(manifest: Manifest, owner: Manifest) -> Manifest:
+    """Owner reference on every child: garbage collection removes them with the ScaledApp."""
+    manifest.setdefault("metadata", {})["ownerReferences"] = [owner_reference(owner)]
+    return manifest
+
+
+def invalid_spec_message(error: pydantic.ValidationError) -> str:
+    parts = []
+    for item in error.errors()[:5]:
+        where = ".".join(str(p) for p in item["loc"])
+        parts.append(f"spec.{where}: {item['msg']}")
+    return "; ".join(parts)
+
+
+async def _report(kube: Kube, owner: Manifest, generation: int | None, *, ok: bool, reason: str, message: str) -> None:
+    current = (owner.get("status") or {}).get("conditions") or []
+    conds = conditions.set_condition(current, "Progressing", ok, reason, message, generation)
+    conds = conditions.set_condition(conds, "Degraded", not ok, "AsExpected" if ok else reason,
+                                     "" if ok else message, generation)
+    status: dict[str, Any] = {"conditions": conds}
+    if ok:
+        status["observedGeneration"] = generation
+    meta = owner["metadata"]
+    await kube.patch_status(meta["name"], meta["namespace"], status)
+    if not ok:
+        await kube.post_event(owner, "Warning", reason, message)
+
+
+async def reconcile(kube: Kube, owner: Manifest, logger: logging.Logger | logging.LoggerAdapter[Any]) -> None:
+    meta = owner["metadata"]
+    name, namespace, generation = meta["name"], meta["namespace"], meta.get("generation")
+    try:
+        spec = api.parse_spec(owner.get("spec"))
+    except pydantic.ValidationError as exc:  # the schema should have caught it; report, never crash
+        message = invalid_spec_message(exc)
+        logger.error("invalid spec: %s", message)
+        await _report(kube, owner, generation, ok=False, reason="InvalidSpec", message=message)
+        return
+    child = names.ChildNames(name)
+    try:
+        await _ensure_credentials(kube, owner, child, namespace)
+        await apply_children(kube, owner, spec)
+    except KubeError as exc:
+        logger.error("reconcile failed: %s", exc)
+        await _report(kube, owner, generation, ok=False, reason="ApplyFailed", message=str(exc))
+        raise
+    message = f"applied every child of generation {generation}"
+    logger.info(message)
+    first_time = not (owner.get("status") or {}).get("observedGeneration")
+    await _report(kube, owner, generation, ok=True, reason="Applied", message=message)
+    if first_time:
+        await kube.post_event(owner, "Normal", "Created", "created every tier: " + ", ".join(_summary(spec)))
+
+
+def _summary(spec: api.ScaledAppSpec) -> list[str]:
+    tiers = [f"app ({spec.app.replicas.min}-{spec.app.replicas.max} pods)"]
+    if spec.cache.enabled:
+        tiers.append(f"cache ({spec.cache.memory.initial})")
+    tiers.append(f"db-write ({spec.database.resources.initial.cpu} CPU)")
+    tiers.append(f"db-read ({spec.database.read_replicas.min}-{spec.database.read_replicas.max} replicas)")
+    if spec.workers.enabled:
+        tiers.append(f"workers ({spec.workers.replicas.min}-{spec.workers.replicas.max})")
+    return tiers
+
+
+async def _ensure_credentials(kube: Kube, owner: Manifest, child: names.ChildNames, namespace: str) -> None:
+    """Generated once, never overwritten, never logged: the Secret is created only when absent."""
+    if await kube.get("v1", "Secret", child.db_credentials, namespace) is not None:
+        return
+    secret = adopt(secrets.credentials_secret(child, namespace, secrets.generate_passwords()), owner)
+    if await kube.create_once(secret):
+        await kube.post_event(owner, "Normal", "CredentialsGenerated",
+                              f"generated database credentials in Secret {child.db_credentials}")
+
+
+async def apply_children(
+    kube: Kube, owner: Manifest, spec: api.ScaledAppSpec, only: tuple[str, str] | None = None
+) -> list[Manifest]:
+    """Server-side apply every child (or only the one (kind, name)); returns what the server answered.
+
+    A new primary is held at 0 replicas until the scaler has given it its size: a pod created without
+    resources could never be resized in place. Then the primary is applied again at 1 replica.
+    """
+    meta = owner["metadata"]
+    name, namespace = meta["name"], meta["namespace"]
+    child = names.ChildNames(name)
+    primary = await kube.get("apps/v1", "StatefulSet", child.db_primary, namespace)
+    hold = primary is None or not scaler.owned_by_scaler(primary)
+    applied = []
+    for manifest in resources.build_children(name, namespace, spec, hold_primary=hold):
+        if only is None or (manifest["kind"], manifest["metadata"]["name"]) == only:
+            applied.append(await kube.apply(adopt(manifest, owner), names.RECONCILER_MANAGER))
+    if any(m["kind"] in ("Deployment", "StatefulSet") for m in applied):
+        await scaler.set_initial_sizes(kube, owner, spec)
+    if hold and any(m["metadata"]["name"] == child.db_primary and m["kind"] == "StatefulSet" for m in applied):
+        sized = [m for m in resources.build_children(name, namespace, spec)
+                 if m["kind"] == "StatefulSet" and m["metadata"]["name"] == child.db_primary]
+        applied.append(await kube.apply(adopt(sized[0], owner), names.RECONCILER_MANAGER))
+    return applied
+
+
+def drifted(event_type: str | None, child: Manifest, seen_generation: int | None) -> bool:
+    """Is this watch event worth a repair? Deletions always; objects with a generation only when it grew
+    since we last saw them (their status changes all the time); the rest on every modification."""
+    if event_type == "DELETED":
+        return True
+    meta = child.get("metadata") or {}
+    if event_type != "MODIFIED" or meta.get("deletionTimestamp"):
+        return False
+    generation = meta.get("generation")
+    if generation is None:
+        return True
+    return seen_generation is None or int(generation) > seen_generation
+
+
+async def repair_child(
+    kube: Kube,
+    child: Manifest,
+    owner_name: str,
+    logger: logging.Logger | logging.LoggerAdapter[Any],
+    *,
+    deleted: bool,
+) -> None:
+    """Re-apply the one child that drifted; an Event says so when something was really put back."""
+    namespace = child["metadata"]["namespace"]
+    owner = await kube.get(api.API_VERSION, api.KIND, owner_name, namespace)
+    if owner is None or owner["metadata"].get("deletionTimestamp"):
+        return  # the ScaledApp is going away: garbage collection, not drift
+    # While a reconcile of this generation is under way its own applies show up here too: repair anyway
+    # (an apply is idempotent), but only a settled ScaledApp gets a "Repaired" Event.
+    settled = (owner.get("status") or {}).get("observedGeneration") == owner["metadata"].get("generation")
+    try:
+        spec = api.parse_spec(owner.get("spec"))
+    except pydantic.ValidationError:
+        return  # reported by reconcile
+    kind, child_name = child["kind"], child["metadata"]["name"]
+    child_names = names.ChildNames(owner_name)
+    if kind == "Secret" and child_name == child_names.db_credentials:
+        await _ensure_credentials(kube, owner, child_names, namespace)
+        return
+    # A no-op apply leaves resourceVersion alone; compare with a fresh read, not the (older) event body.
+    live = None if deleted else await kube.get(child["apiVersion"], kind, child_name, namespace)
+    before = (live or {}).get("metadata", {}).get("resourceVersion")
+    applied = await apply_children(kube, owner, spec, only=(kind, child_name))
+    if not applied:
+        return
+    after = applied[-1]
+    if settled and (deleted or after["metadata"].get("resourceVersion") != before):
+        verb = "recreated" if deleted else "reverted a change to"
+        logger.info("drift: %s %s/%s", verb, kind, child_name)
+        await kube.post_event(owner, "Normal", "Repaired", f"{verb} {kind} {child_name}")
