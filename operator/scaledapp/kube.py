@@ -115,6 +115,20 @@ class Kube:
             raise KubeError(f"list {kind}", exc.status, _reason(exc)) from exc
         return [item.to_dict() for item in result.items]
 
+    async def delete(self, api_version: str, kind: str, name: str, namespace: str) -> bool:
+        """Delete in the background (dependents go with it); False when it was already gone."""
+        resource = await self._resource(api_version, kind)
+        try:
+            await self._run(
+                (await self._dyn()).delete, resource, name=name, namespace=namespace,
+                propagation_policy="Background", _request_timeout=REQUEST_TIMEOUT,
+            )
+        except NotFoundError:
+            return False
+        except ApiException as exc:
+            raise KubeError(f"delete {kind}/{name}", exc.status, _reason(exc)) from exc
+        return True
+
     async def create_once(self, body: dict[str, Any]) -> bool:
         """Create `body` unless it exists; never overwrites (generated secrets are created exactly once)."""
         resource = await self._resource(body["apiVersion"], body["kind"])

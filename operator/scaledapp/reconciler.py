@@ -128,7 +128,22 @@ async def apply_children(
         sized = [m for m in resources.build_children(name, namespace, spec)
                  if m["kind"] == "StatefulSet" and m["metadata"]["name"] == child.db_primary]
         applied.append(await kube.apply(adopt(sized[0], owner), names.RECONCILER_MANAGER))
+    if only is None:
+        await _prune(kube, owner, {(m["kind"], m["metadata"]["name"]) for m in applied})
     return applied
+
+
+async def _prune(kube: Kube, owner: Manifest, kept: set[tuple[str, str]]) -> None:
+    """Delete children the spec no longer asks for (a tier switched off); only ones this ScaledApp owns."""
+    meta = owner["metadata"]
+    for api_version, kind, child_name in resources.all_child_kinds(meta["name"]):
+        if kind == "Secret" or (kind, child_name) in kept:
+            continue
+        live = await kube.get(api_version, kind, child_name, meta["namespace"])
+        refs = (live or {}).get("metadata", {}).get("ownerReferences") or []
+        if any(r.get("uid") == meta["uid"] for r in refs) and await kube.delete(
+                api_version, kind, child_name, meta["namespace"]):
+            await kube.post_event(owner, "Normal", "Pruned", f"deleted {kind} {child_name}: no longer in the spec")
 
 
 def drifted(event_type: str | None, child: Manifest, seen_generation: int | None) -> bool:

@@ -159,3 +159,16 @@ def test_killed_mid_reconcile_converges_after_restart(cluster: Any, operator: Op
     operator.start()
     wait_for(lambda: expected_children("crash") <= set(owned_children(cluster, namespace, "crash")), 90,
              "every child after two crashes")
+
+
+def test_switching_a_tier_off_prunes_its_children(cluster: Any, operator: OperatorProcess, namespace: str) -> None:
+    body = example("prune")
+    apply(cluster, namespace, body)
+    cache = f"deployment/{ChildNames('prune').cache}"
+    wait_for(lambda: find(cluster, namespace, cache), 90, "the cache deployment")
+    body["spec"].setdefault("cache", {})["enabled"] = False
+    apply(cluster, namespace, body)
+    wait_for(lambda: find(cluster, namespace, cache) is None, 60, "the cache deployment pruned")
+    assert find(cluster, namespace, f"deployment/{ChildNames('prune').app}") is not None
+    events = get(cluster, namespace, "events")["items"]
+    assert any(e["reason"] == "Pruned" for e in events), [e["reason"] for e in events]
