@@ -1,0 +1,177 @@
+"""The Helm chart, rendered by the pinned helm: lint-clean, valid Kubernetes 1.34 objects, least privilege."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import kubernetes_validate
+import pytest
+import yaml
+
+from tests.support.helm import CHART, helm_run, pinned_versions, render, set_args
+
+ROOT = Path(__file__).resolve().parents[2]
+K8S_VERSION = "1.34.0"
+VARIANTS: dict[str, dict[str, Any]] = {
+    "default": {},
+    "prometheus": {"prometheus.enabled": True},
+    "namespaced": {"watchNamespaces": ["shop", "blog"]},
+    "namespaced-prometheus": {"watchNamespaces": ["shop"], "prometheus.enabled": True},
+    "external-prometheus": {"prometheus.externalUrl": "http://prom.monitoring.svc:9090", "logFormat": "plain"},
+}
+
+
+def by_kind(objects: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
+    return [o for o in objects if o["kind"] == kind]
+
+
+def the(objects: list[dict[str, Any]], kind: str, name_suffix: str = "") -> dict[str, Any]:
+    found = [o for o in by_kind(objects, kind) if o["metadata"]["name"].endswith(name_suffix)]
+    assert len(found) == 1, [o["metadata"]["name"] for o in by_kind(objects, kind)]
+    return found[0]
+
+
+def operator_deployment(objects: list[dict[str, Any]]) -> dict[str, Any]:
+    return the([o for o in objects if o["metadata"]["name"] == "scaledapp-scaledapp-operator"], "Deployment")
+
+
+def rules(objects: list[dict[str, Any]], subject_suffix: str = "scaledapp-operator") -> list[dict[str, Any]]:
+    """Every rule of every (Cluster)Role bound to the operator's ServiceAccount."""
+    bound = {(b["roleRef"]["kind"], b["roleRef"]["name"], b["metadata"].get("namespace"))
+             for b in objects if b["kind"] in ("RoleBinding", "ClusterRoleBinding")
+             and any(s["name"].endswith(subject_suffix) for s in b["subjects"])}
+    out: list[dict[str, Any]] = []
+    for role in objects:
+        if role["kind"] in ("Role", "ClusterRole") and \
+                (role["kind"], role["metadata"]["name"], role["metadata"].get("namespace")) in bound:
+            out += role["rules"]
+    return out
+
+
+@pytest.mark.parametrize("values", [{}, {"prometheus.enabled": True, "watchNamespaces": ["a"]}], ids=["default", "all"])
+def test_helm_lint_strict_is_clean(values: dict[str, Any]) -> None:
+    proc = helm_run("lint", "--strict", str(CHART), *set_args(values))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "[WARNING]" not in proc.stdout and "[ERROR]" not in proc.stdout, proc.stdout
+
+
+@pytest.mark.parametrize("values", [{"logFormat": "xml"}, {"replicas": 2}, {"prometheus.retention": "forever"},
+                                    {"watchNamespaces": ["Not_A_Namespace"]}], ids=str)
+def test_the_values_schema_rejects_mistakes(values: dict[str, Any]) -> None:
+    proc = helm_run("template", "x", str(CHART), *set_args(values))
+    assert proc.returncode != 0
+    assert "schema" in proc.stderr, proc.stderr
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_rendered_objects_are_valid_kubernetes_1_34(variant: str) -> None:
+    objects = render(VARIANTS[variant])
+    assert objects
+    for obj in objects:
+        kubernetes_validate.validate(obj, K8S_VERSION, strict=True)
+
+
+def test_the_chart_crd_is_the_generated_one() -> None:
+    assert (CHART / "crds" / "scaledapps.scaledapp.dev.yaml").read_text() == \
+        (ROOT / "crds" / "scaledapps.scaledapp.dev.yaml").read_text()
+
+
+def test_the_operator_runs_once_with_recreate_liveness_and_json_logs() -> None:
+    deploy = operator_deployment(render())
+    spec = deploy["spec"]
+    assert spec["replicas"] == 1
+    assert spec["strategy"] == {"type": "Recreate"}
+    container = spec["template"]["spec"]["containers"][0]
+    assert container["command"] == ["python", "-m", "scaledapp"]
+    assert container["args"] == ["--all-namespaces", "--log-format=json", "--liveness=http://0.0.0.0:8080/healthz"]
+    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
+    assert container["resources"]["limits"] and container["resources"]["requests"]
+    assert container["image"] == "ghcr.io/scaledapp/operator:0.1.0"
+
+
+def test_namespaced_mode_uses_roles_only() -> None:
+    objects = render({"watchNamespaces": ["shop", "blog"]})
+    assert not by_kind(objects, "ClusterRole") and not by_kind(objects, "ClusterRoleBinding")
+    assert sorted(r["metadata"]["namespace"] for r in by_kind(objects, "Role")) == ["blog", "shop"]
+    for binding in by_kind(objects, "RoleBinding"):
+        assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "scaledapp-scaledapp-operator",
+                                        "namespace": "scaledapp-system"}]
+    args = operator_deployment(objects)["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert args[:2] == ["--namespace=shop", "--namespace=blog"] and "--all-namespaces" not in args
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_rbac_is_least_privilege(variant: str) -> None:
+    objects = render(VARIANTS[variant])
+    granted = rules(objects)
+    assert granted
+    verbs_of: dict[str, set[str]] = {}
+    for rule in granted:
+        assert "*" not in rule["verbs"] and "*" not in rule["resources"] and "*" not in rule["apiGroups"], rule
+        assert "resourceNames" not in rule and "nonResourceURLs" not in rule, rule
+        for resource in rule["resources"]:
+            key = f"{resource}.{rule['apiGroups'][0]}" if rule["apiGroups"][0] else resource
+            verbs_of.setdefault(key, set()).update(rule["verbs"])
+    assert not any({"delete", "deletecollection", "update", "escalate", "bind", "impersonate"} & v
+                   for v in verbs_of.values()), verbs_of
+    assert verbs_of["secrets"] == {"get", "list", "watch", "create"}
+    assert verbs_of["pods/resize"] == {"patch"}
+    assert "pods" not in verbs_of  # only the resize subresource
+    assert verbs_of["events"] == {"create"}
+    assert verbs_of["scaledapps/status.scaledapp.dev"] == {"patch"}
+    assert verbs_of["scaledapps.scaledapp.dev"] == {"get", "list", "watch", "patch"}
+
+
+def test_bundled_prometheus_may_only_read_pods() -> None:
+    objects = render({"prometheus.enabled": True})
+    role = the(objects, "ClusterRole", "-prometheus")
+    assert role["rules"] == [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]}]
+    namespaced = render({"prometheus.enabled": True, "watchNamespaces": ["shop"]})
+    assert not by_kind(namespaced, "ClusterRole")
+    assert [r["metadata"]["namespace"] for r in by_kind(namespaced, "Role") if r["metadata"]["name"].endswith(
+        "-prometheus")] == ["shop"]
+
+
+def test_bundled_prometheus_is_pinned_and_discovers_pods_by_annotation() -> None:
+    objects = render({"prometheus.enabled": True})
+    deploy = the(objects, "Deployment", "-prometheus")
+    container = deploy["spec"]["template"]["spec"]["containers"][0]
+    assert container["image"] == f"prom/prometheus:v{pinned_versions()['PROMETHEUS_VERSION']}"
+    service = the(objects, "Service")
+    # The CRD's default spec.scaling.prometheusUrl is http://prometheus.scaledapp-system.svc:9090.
+    assert service["metadata"]["name"] == "prometheus" and service["spec"]["ports"][0]["port"] == 9090
+    config = yaml.safe_load(the(objects, "ConfigMap", "-prometheus")["data"]["prometheus.yml"])
+    relabel = config["scrape_configs"][0]["relabel_configs"]
+    assert {"source_labels": ["__meta_kubernetes_pod_annotation_prometheus_io_scrape"], "action": "keep",
+            "regex": "true"} in relabel
+    assert {"action": "labelmap", "regex": "__meta_kubernetes_pod_label_(.+)"} in relabel
+    targets = {r.get("target_label") for r in relabel}
+    assert {"namespace", "pod", "__address__", "__metrics_path__"} <= targets
+    checksum = deploy["spec"]["template"]["metadata"]["annotations"]["checksum/config"]
+    changed = the(render({"prometheus.enabled": True, "prometheus.scrapeInterval": "30s"}), "Deployment", "-prometheus")
+    assert changed["spec"]["template"]["metadata"]["annotations"]["checksum/config"] != checksum
+
+
+@pytest.mark.parametrize("variant", ["prometheus", "namespaced-prometheus"])
+def test_every_pod_meets_the_restricted_profile(variant: str) -> None:
+    for deploy in by_kind(render(VARIANTS[variant]), "Deployment"):
+        pod = deploy["spec"]["template"]["spec"]
+        assert pod["securityContext"]["runAsNonRoot"] is True
+        assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+        assert not pod.get("hostNetwork") and not pod.get("hostPID") and not pod.get("hostIPC")
+        assert all("emptyDir" in v or "configMap" in v for v in pod.get("volumes", []))
+        for container in pod["containers"]:
+            sc = container["securityContext"]
+            assert sc["allowPrivilegeEscalation"] is False, deploy["metadata"]["name"]
+            assert sc["capabilities"] == {"drop": ["ALL"]}
+            assert sc["readOnlyRootFilesystem"] is True
+            assert sc["runAsNonRoot"] is True
+
+
+def test_values_and_schema_agree() -> None:
+    schema = json.loads((CHART / "values.schema.json").read_text())
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    assert set(values) == set(schema["properties"])
+    assert set(values["prometheus"]) == set(schema["properties"]["prometheus"]["properties"])
