@@ -4,4 +4,5 @@ pytest_plugins = [
     "tests.support.cluster",
     "tests.support.dataplane",
     "tests.support.operator",
+    "tests.support.prometheus",
 ]
