@@ -203,8 +203,20 @@ async def tick(kube: Kube, body: Manifest, logger: Logger) -> float:
                                              meta.get("generation"), now)
         await _explain(kube, body, status, decision, logger)
     patch["conditions"] = conds
-    await kube.patch_status(name, namespace, patch)
+    if changed(body.get("status") or {}, patch):  # an unchanged status is not written (no watch event)
+        await kube.patch_status(name, namespace, patch)
     return float(spec.scaling.interval_seconds)
+
+
+def changed(current: Manifest, patch: Manifest) -> bool:
+    """Would merging `patch` into the status `current` change anything?"""
+    for key, value in patch.items():
+        if isinstance(value, dict) and isinstance(current.get(key), dict):
+            if changed(current[key], value):
+                return True
+        elif current.get(key) != value:
+            return True
+    return False
 
 
 async def _decide_and_act(kube: Kube, spec: api.ScaledAppSpec, name: str, namespace: str, meta: Manifest,

@@ -1,0 +1,38 @@
+"""Pure parts of the scaler shell: reading sizes from workloads, status change detection."""
+
+from __future__ import annotations
+
+from scaledapp import api
+from scaledapp.scaler import Workloads, changed, settling_tiers, sizes_of, tiers_status
+
+
+def _deployment(replicas: int, ready: int) -> dict[str, object]:
+    return {"spec": {"replicas": replicas}, "status": {"readyReplicas": ready}}
+
+
+def test_sizes_come_from_the_scaler_owned_fields() -> None:
+    spec = api.ScaledAppSpec()
+    primary = {"spec": {"replicas": 1, "template": {"spec": {"containers": [
+        {"name": "postgres", "resources": {"limits": {"cpu": "1", "memory": "1Gi"}}}]}}}, "status": {}}
+    workloads = Workloads(app=_deployment(3, 3), workers=_deployment(2, 1), db_read=_deployment(1, 1),
+                          db_write=primary, cache_config={"data": {"maxmemory": str(128 * 2**20)}})
+    sizes = sizes_of(workloads, spec)
+    assert (sizes.app_replicas, sizes.workers_replicas, sizes.db_read_replicas) == (3, 2, 1)
+    assert sizes.cache_memory_bytes == 128 * 2**20
+    assert (sizes.db_write_cpu_millicores, sizes.db_write_memory_bytes) == (1000, 2**30)
+    assert settling_tiers(tiers_status(workloads, sizes)) == {"workers", "db-write"}
+
+
+def test_missing_fields_fall_back_to_the_spec_starting_points() -> None:
+    spec = api.ScaledAppSpec()
+    sizes = sizes_of(Workloads(None, None, None, None, None), spec)
+    assert sizes.app_replicas == spec.app.replicas.min
+    assert sizes.db_write_cpu == "500m"
+
+
+def test_changed_compares_nested_values() -> None:
+    current = {"app": "2/2", "tiers": {"app": {"desired": 2, "ready": 2}}, "bottleneck": ""}
+    assert not changed(current, {"app": "2/2", "tiers": {"app": {"desired": 2, "ready": 2}}})
+    assert changed(current, {"tiers": {"app": {"desired": 3, "ready": 2}}})
+    assert changed(current, {"bottleneck": "app"})
+    assert changed({}, {"conditions": []})
