@@ -105,6 +105,10 @@ class Service:
     async def _load(self, item_id: int, *, fresh: bool, fill: bool) -> Item | None:
         """Database read plus cache fill, coalesced: concurrent misses for one key in this process share
         one query (a hot key expiring must not send a burst of identical queries to the database)."""
+        if not fill:
+            # No cache in play (off or down): every read is its own query, so "cache off" really puts
+            # the whole read load on the database (the knob that makes db-read the bottleneck).
+            return await self._read_db(item_id, fresh=fresh)
         key = (item_id, fresh)  # a fresh read never joins a possibly stale one
         pending = self._loading.get(key)
         if pending is not None:

@@ -342,11 +342,9 @@ def app_settings(cluster: PostgresCluster, cache: RedisServer, **overrides: str)
 def dataplane_dir() -> Iterator[Path]:
     root = REPO / ".dataplane"
     root.mkdir(exist_ok=True)
-    for old in root.iterdir():  # runs whose process is gone
-        with contextlib.suppress(ValueError, ProcessLookupError):
-            os.kill(int(old.name), 0)
-            continue
-        shutil.rmtree(old, ignore_errors=True)
+    for old in root.iterdir():  # earlier sessions (named by pid) whose process is gone
+        if old.name.isdigit() and not Path(f"/proc/{old.name}").exists():
+            shutil.rmtree(old, ignore_errors=True)
     base = root / str(os.getpid())
     (base / "logs").mkdir(parents=True, exist_ok=True)
     base.chmod(0o755)
