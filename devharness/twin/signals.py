@@ -1,0 +1,131 @@
+"""The operator's tier signals, computed from the twin's series the way the tier queries compute them
+from Prometheus (operator/scaledapp/tiers/*.py): rates and histogram quantiles over the last rate
+window, ratios of sums, max/sum of gauges over the pods that report them. Unknown stays None.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from devharness.twin import families as f
+from devharness.twin.physics import histogram_quantile
+from scaledapp.policy import TierName
+from scaledapp.tiers import app, cache, db_read, db_write, tier, workers
+from scaledapp.tiers.base import Scope
+
+Signals = dict[str, float | None]
+QUANTILE = 0.95
+READ_OPS = ("get_item",)  # db-read operations that are load (ping/schema are excluded by the queries)
+WRITE_OPS = ("get_item", "put_item", "create_item")
+
+
+@dataclass(frozen=True)
+class Window:
+    """Counter increments summed over the rate window, per pod role, and the window's length."""
+
+    seconds: float
+    app: Mapping[str, float]
+    cache: Mapping[str, float]
+    app_core_seconds: float  # ready app pods x CPU limit x time: the denominator of CPU utilization
+    in_flight_per_pod_seconds: float  # in-flight per ready pod, integrated over time
+
+
+def _merged(hists: Sequence[f.Hist], totals: Mapping[str, float]) -> tuple[list[float], float]:
+    cumulative = [0.0] * len(hists[0].bounds)
+    count = 0.0
+    for hist in hists:
+        buckets, n = hist.cumulative(totals)
+        cumulative = [a + b for a, b in zip(cumulative, buckets, strict=True)]
+        count += n
+    return cumulative, count
+
+
+def _quantile(hists: Sequence[f.Hist], totals: Mapping[str, float]) -> float | None:
+    cumulative, count = _merged(hists, totals)
+    value = histogram_quantile(QUANTILE, hists[0].bounds, cumulative, count)
+    return None if value != value else value  # NaN: no observations
+
+
+def app_signals(w: Window, app_ready: int) -> Signals:
+    if app_ready == 0 or w.seconds <= 0:  # no pod reports: every query is empty
+        return dict.fromkeys((app.CPU_UTILIZATION, app.IN_FLIGHT_PER_POD, app.REQUESTS_PER_SECOND,
+                              app.REQUEST_SECONDS, app.DEPENDENCY_SECONDS))
+    count = sum(w.app.get(h.count_key, 0.0) for h in f.HTTP_HIST.values())
+    total = sum(w.app.get(h.sum_key, 0.0) for h in f.HTTP_HIST.values())
+    dependency = sum(w.app.get(h.sum_key, 0.0) for (_, op), h in f.DEPENDENCY_HIST.items()
+                     if op not in ("ping", "schema"))
+    return {
+        app.CPU_UTILIZATION: w.app.get("process_cpu_seconds_total", 0.0) / w.app_core_seconds
+        if w.app_core_seconds > 0 else None,
+        app.IN_FLIGHT_PER_POD: w.in_flight_per_pod_seconds / w.seconds,
+        app.REQUESTS_PER_SECOND: count / w.seconds,
+        app.REQUEST_SECONDS: total / count if count > 0 else None,
+        app.DEPENDENCY_SECONDS: dependency / count if count > 0 else None,
+    }
+
+
+def cache_signals(w: Window, app_ready: int, memory_used: float, memory_max: float) -> Signals:
+    lookups = w.app.get(f.CACHE_RESULT["hit"], 0.0) + w.app.get(f.CACHE_RESULT["miss"], 0.0)
+    cpu = w.cache.get("redis_cpu_user_seconds_total", 0.0) + w.cache.get("redis_cpu_sys_seconds_total", 0.0)
+    seconds = max(w.seconds, 1e-9)
+    return {
+        cache.CPU_CORES: cpu / seconds,
+        cache.MEMORY_UTILIZATION: memory_used / memory_max if memory_max > 0 else None,
+        cache.EVICTIONS_PER_SECOND: w.cache.get("redis_evicted_keys_total", 0.0) / seconds,
+        cache.LOOKUPS_PER_SECOND: lookups / seconds if app_ready else None,
+        cache.HIT_RATIO: w.app.get(f.CACHE_RESULT["hit"], 0.0) / lookups if lookups > 0 else None,
+    }
+
+
+def db_read_signals(w: Window, app_ready: int, replicas: Mapping[str, tuple[float, float, float]]) -> Signals:
+    """`replicas`: ready replica pod -> (active sessions, max_connections, lag seconds)."""
+    reads = [f.DEPENDENCY_HIST["db-read", op] for op in READ_OPS]
+    count = sum(w.app.get(h.count_key, 0.0) for h in reads)
+    return {
+        db_read.READS_PER_SECOND: count / max(w.seconds, 1e-9) if app_ready else None,
+        db_read.READ_SECONDS: _quantile(reads, w.app),
+        db_read.POOL_WAIT_SECONDS: _quantile([f.POOL_WAIT_HIST["db-read"]], w.app),
+        db_read.REPLICA_SATURATION: max((a / m for a, m, _ in replicas.values()), default=None),
+        db_read.LAG_SECONDS: max((lag for _, _, lag in replicas.values()), default=None),
+    }
+
+
+def db_write_signals(
+    w: Window, app_ready: int, lock_waits: float, connections: float, max_connections: float
+) -> Signals:
+    writes = [f.DEPENDENCY_HIST["db-write", op] for op in WRITE_OPS]
+    count = sum(w.app.get(h.count_key, 0.0) for h in writes)
+    return {
+        db_write.WRITES_PER_SECOND: count / max(w.seconds, 1e-9) if app_ready else None,
+        db_write.WRITE_SECONDS: _quantile(writes, w.app),
+        db_write.LOCK_WAITS: lock_waits,
+        db_write.CONNECTION_UTILIZATION: connections / max_connections,
+    }
+
+
+def workers_signals(depth: float | None, oldest_age: float | None) -> Signals:
+    return {workers.QUEUE_DEPTH_SIGNAL: depth, workers.OLDEST_AGE_SECONDS: oldest_age}
+
+
+def enabled(signals: dict[TierName, Signals], cache_enabled: bool, workers_enabled: bool) -> dict[TierName, Signals]:
+    return {t: s for t, s in signals.items()
+            if (t != "cache" or cache_enabled) and (t != "workers" or workers_enabled)}
+
+
+def complete(signals: dict[TierName, Signals]) -> dict[TierName, Signals]:
+    """Fill in the signals a tier borrows from another tier's series (e.g. a database tier that reads
+    the app's CPU utilization as `app_cpu_utilization`): every name a tier queries gets a value, and a
+    name the twin cannot compute stays None (unknown), so a new query shows up as missing, not as zero."""
+    out: dict[TierName, Signals] = {}
+    for name, values in signals.items():
+        wanted = tier(name).queries(Scope("twin", "twin"))
+        filled = dict(values)
+        for signal in wanted:
+            if signal in filled:
+                continue
+            owner, _, borrowed = signal.partition("_")
+            source = signals.get(owner, {})  # type: ignore[call-overload]
+            filled[signal] = source.get(borrowed) if borrowed in source else None
+        out[name] = filled
+    return out
