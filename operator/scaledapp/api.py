@@ -341,6 +341,11 @@ class Action(Model):
     reason: str = Field("", description="Why, in words.")
     applied: bool = Field(False, description="False in Recommend mode or when only recommended.")
     pressure: float | None = Field(None, description="The tier's pressure when decided.")
+    throughput: float | None = Field(
+        None,
+        description="The tier's throughput when decided (app requests, reads or writes per second), so that "
+        "a step that let more work through counts as effective even while the tier is still saturated.",
+    )
     verdict: Literal["pending", "effective", "ineffective", "n/a"] = Field(
         "n/a", description="Verify-after-act: did the step lower the tier's pressure?"
     )

@@ -7,8 +7,11 @@ The rules, in order:
 1. Mode Off: nothing is evaluated. Unknown data (None/NaN) in any needed signal: hold; missing data
    is never zero.
 2. Verify-after-act: once the cooldown after a widening step is over, compare that tier's pressure
-   now with its pressure when the step was decided. If it did not drop, the step was ineffective: the
-   tier is not widened again until the back-off expires; the next candidate is considered instead.
+   now with its pressure when the step was decided, and its throughput (a saturated tier's pressure
+   can stay pinned after a step that helped). If neither improved within one more rate window
+   (a backlog built up before the step takes that long to leave the signals), the step was
+   ineffective: the tier is not widened again until the back-off expires; the next candidate is
+   considered instead. Until the verdict, no other step is taken.
 3. The bottleneck is the tier with the highest pressure above 1 + hysteresis; pressures within
    TIE_TOLERANCE of each other tie, and ties go to the cheaper rung (api.LADDER).
 4. The bottleneck is widened by one step once it has been hot for the scale-up window and no
@@ -29,11 +32,13 @@ from typing import Any
 
 from scaledapp import api
 from scaledapp.decide_support import (
+    VERIFY_GRACE_SECONDS,
     Plan,
     conditions_for,
     peak_of,
     rank_hot,
     rescale_peaks,
+    throughputs_of,
     track_calm_peaks,
     verify_last_action,
 )
@@ -129,6 +134,7 @@ def decide(
             reason=plan.message,
             applied=auto,
             pressure=plan.pressure_of(plan.step.tier),
+            throughput=plan.throughputs.get(plan.step.tier),
             verdict="pending" if auto and plan.step.kind == "widen" else "n/a",
         )
         step = plan.step if auto else None
@@ -224,6 +230,7 @@ def _plan(
         )
 
     known: dict[TierName, float] = {name: j.pressure for name, j in judged.items() if j.pressure is not None}
+    throughputs = throughputs_of({t.name: snapshot.tier(t.name) for t in enabled_tiers(spec)})
     up, down = 1 + scaling.hysteresis, 1 - scaling.hysteresis
     hot = rank_hot({name: p for name, p in known.items() if p > up})
     all_calm = all(p < down for p in known.values())
@@ -251,11 +258,16 @@ def _plan(
     verified = None
     if not in_cooldown:
         before = last_action
-        last_action, ineffective = verify_last_action(last_action, known)
+        patient = (since_action or 0) < scaling.cooldown_seconds + VERIFY_GRACE_SECONDS
+        last_action, ineffective = verify_last_action(last_action, known, patient, throughputs)
         verified = last_action if last_action is not before else None
         if ineffective is not None:
             until = format_time(now + timedelta(seconds=scaling.verify_backoff_seconds))
             new_state.ineffective_until[ineffective] = until
+        elif last_action is not None and last_action.verdict == "pending" and last_action.kind == "widen":
+            # Not judged yet (see VERIFY_GRACE_SECONDS): no second step before the first has shown its effect.
+            in_cooldown = True
+            cooldown_note = f"judging the last {last_action.tier} step: its pressure has not fallen yet"
     plan = Plan(
         pressures=pressures,
         judged=judged,
@@ -263,6 +275,7 @@ def _plan(
         last_action=last_action,
         metrics=("True", "SignalsKnown", f"{len(judged)} tiers observed"),
         verified=verified,
+        throughputs=throughputs,
     )
     if hot:
         return _widen_plan(plan, spec, sizes, hot, in_cooldown, cooldown_note, now)

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from scaledapp import api
 from scaledapp.policy import Blocked, Step, TierName, format_time, seconds_since
-from scaledapp.tiers import TierPressure
+from scaledapp.tiers import TierPressure, app, db_read, db_write
 
 # Pressures this close count as a tie, and ties go to the cheaper rung: a 1.50 vs 1.505 difference is
 # noise, not evidence that the dearer tier is the chokepoint.
@@ -16,6 +16,21 @@ TIE_TOLERANCE = 0.01
 # A widening step is effective when its tier's pressure fell by at least this fraction, or the tier is
 # no longer hot; anything less is within the noise of a rate() window.
 VERIFY_MIN_DROP = 0.05
+# A step that has not lowered its tier's pressure by the end of the cooldown gets one more rate window
+# (tiers.base.RATE_WINDOW, 1m) before it is called ineffective: queue-driven signals (in-flight requests,
+# request and query latency) still carry the backlog that built up before the step, and a window that
+# still holds it says nothing about the step. A step that was not enough, but helped, would otherwise be
+# judged ineffective and its tier - still the bottleneck - locked out for the whole back-off.
+VERIFY_GRACE_SECONDS = 60
+# The signal that counts the work a tier gets through. A saturated tier's pressure can stay pinned
+# after a step that helped but was not enough: CPU at its limit, and in-flight requests at what the
+# clients' timeout lets queue up (that grows with the pods). More work served is then the evidence
+# that the step widened the chokepoint; a wrong lane serves no more than before.
+THROUGHPUT_SIGNALS: dict[TierName, str] = {
+    "app": app.REQUESTS_PER_SECOND,
+    "db-read": db_read.READS_PER_SECOND,
+    "db-write": db_write.WRITES_PER_SECOND,
+}
 
 ConditionParts = tuple[str, str, str]  # status ("True"/"False"/"Unknown"), reason, message
 
@@ -37,6 +52,7 @@ class Plan:
     ceiling: Blocked | None = None
     narrow_ratio: float | None = None  # a narrow step's predicted pressure / pressure before
     verified: api.Action | None = None  # the previous action, if its verdict was decided this tick
+    throughputs: dict[TierName, float] = field(default_factory=dict)  # THROUGHPUT_SIGNALS now
 
     def pressure_of(self, tier: TierName) -> float | None:
         judged = self.judged.get(tier)
@@ -57,10 +73,15 @@ def rank_hot(hot: dict[TierName, float]) -> list[TierName]:
 
 
 def verify_last_action(
-    last_action: api.Action | None, pressures: dict[TierName, float]
+    last_action: api.Action | None,
+    pressures: dict[TierName, float],
+    patient: bool = False,
+    throughputs: dict[TierName, float] | None = None,
 ) -> tuple[api.Action | None, TierName | None]:
     """Judge a pending widening step once its cooldown is over: (the action with its verdict, the tier
-    to back off from if the step was ineffective)."""
+    to back off from if the step was ineffective). Effective: the tier's pressure fell, or its
+    throughput rose (THROUGHPUT_SIGNALS). `patient`: still within VERIFY_GRACE_SECONDS, so a step
+    that has shown neither yet stays pending instead of ineffective."""
     if last_action is None or last_action.verdict != "pending" or last_action.kind != "widen":
         return last_action, None
     tier = next((name for name in api.LADDER if name == last_action.tier), None)
@@ -70,6 +91,12 @@ def verify_last_action(
         return replace_verdict(last_action, "n/a"), None
     if now <= before * (1 - VERIFY_MIN_DROP):
         return replace_verdict(last_action, "effective"), None
+    served_before = last_action.throughput
+    served_now = (throughputs or {}).get(tier)
+    if served_before is not None and served_now is not None and served_now >= served_before * (1 + VERIFY_MIN_DROP):
+        return replace_verdict(last_action, "effective"), None
+    if patient:
+        return last_action, None
     return replace_verdict(last_action, "ineffective"), tier
 
 
@@ -113,6 +140,16 @@ def rescale_peaks(state: api.ScalerState, tier: TierName, ratio: float) -> api.S
     return state.model_copy(
         update={"calm_peak": scaled(state.calm_peak), "calm_peak_previous": scaled(state.calm_peak_previous)}
     )
+
+
+def throughputs_of(snapshot_tiers: dict[TierName, dict[str, float | None]]) -> dict[TierName, float]:
+    """Each tier's throughput signal, where known."""
+    out: dict[TierName, float] = {}
+    for tier, signal in THROUGHPUT_SIGNALS.items():
+        value = snapshot_tiers.get(tier, {}).get(signal)
+        if value is not None:
+            out[tier] = value
+    return out
 
 
 def replace_verdict(action: api.Action, verdict: str) -> api.Action:

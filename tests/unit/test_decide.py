@@ -258,10 +258,11 @@ def test_pressures_carry_evidence() -> None:
 
 def test_record_keeps_ten_and_updates_the_verdict() -> None:
     history = [api.Action(time=ago(100 - i), tier="app", kind="widen", verdict="n/a") for i in range(10)]
-    previous = api.Action(time=ago(60), tier="app", kind="widen", pressure=1.5, applied=True, verdict="pending")
+    # Judged after the cooldown (60 s) and the grace of one rate window (60 s).
+    previous = api.Action(time=ago(120), tier="app", kind="widen", pressure=1.5, applied=True, verdict="pending")
     history[-1] = previous
     decision = decide(make_spec(), snapshot({"app": {"cpu_utilization": 1.05}}), make_sizes(app_replicas=3),
-                      api.ScalerState(last_action_time=ago(60)), previous, NOW)  # fmt: skip
+                      api.ScalerState(last_action_time=ago(120)), previous, NOW)  # fmt: skip
     assert decision.last_action is not None and decision.last_action.verdict == "ineffective"
     out = record(history, decision, previous)
     assert len(out) == 10 and out[-1].verdict == "ineffective"

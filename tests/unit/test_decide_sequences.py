@@ -58,13 +58,16 @@ def test_an_ineffective_step_is_not_repeated_and_the_next_candidate_is_tried() -
         return {"app": {"cpu_utilization": 1.05}, "db-read": {"read_seconds": 0.065 / sizes.db_read_replicas}}
 
     loop = Loop(make_spec(), make_sizes())
-    loop.run(signals, 600)  # the back-off is 600 s from the verdict at t=60
+    # The verdict comes after the cooldown (60 s) and one more rate window (60 s): at t=120; the back-off
+    # is 600 s from there.
+    loop.run(signals, 660)
     actions = [(t, a.kind, a.tier, a.to) for t, a in loop.actions()]
-    assert actions == [(0, "widen", "app", "3"), (60, "widen", "db-read", "2")]
+    assert actions == [(0, "widen", "app", "3"), (120, "widen", "db-read", "2")]
     assert loop.sizes.app_replicas == 3 and loop.sizes.db_read_replicas == 2
     history = api.ScaledAppStatus.model_validate(loop.status).history
     assert [(a.tier, a.verdict) for a in history] == [("app", "ineffective"), ("db-read", "effective")]
-    assert {d.reason for t, d in loop.decisions if t > 60} == {"IneffectiveBackoff"}
+    assert {d.reason for t, d in loop.decisions if 60 <= t < 120} == {"Cooldown"}
+    assert {d.reason for t, d in loop.decisions if t > 120} == {"IneffectiveBackoff"}
     # Once the back-off expires the hot tier may be tried again (and judged again).
     loop.run(signals, 75)
     assert loop.actions()[-1][1].tier == "app"
@@ -153,3 +156,21 @@ def test_a_restarted_operator_keeps_cooldowns_and_windows() -> None:
     assert decision.action is None and decision.reason == "Cooldown"
     second.run(hot, 60)
     assert api.ScaledAppStatus.model_validate(second.status).history[-1].verdict == "effective"
+
+
+def test_a_step_that_helps_only_once_the_backlog_drains_is_effective_and_the_tier_widens_again() -> None:
+    # Regression (make bench, step scenario): a load step backs requests up in the app; one more pod is
+    # not enough but helps. The in-flight signal still carries the backlog at the end of the cooldown
+    # and falls only a little later. The step must not be judged ineffective (locking the app - still
+    # the bottleneck - out for the whole back-off); the app must be widened again.
+    def signals(sizes: Sizes, elapsed: float) -> Overrides:
+        cpu = 0.7 * 1.7 * 2 / sizes.app_replicas  # 4 pods bring it under target
+        backlog = 20.0 if sizes.app_replicas == 3 and elapsed < 90 else 0.0
+        return {"app": {"cpu_utilization": cpu, "in_flight_per_pod": 4.0 + backlog * 16}}
+
+    loop = Loop(make_spec(), make_sizes())
+    loop.run(signals, 400)
+    widened = [(t, a.to) for t, a in loop.actions() if a.tier == "app" and a.kind == "widen"]
+    assert widened[:2] == [(0, "3"), (90, "4")]
+    history = api.ScaledAppStatus.model_validate(loop.status).history
+    assert [a.verdict for a in history[:2]] == ["effective", "effective"]
