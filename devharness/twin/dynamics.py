@@ -88,10 +88,11 @@ def tick(
     share = min(1.0, app.throughput / requests) if requests > 0 else 0.0
     reads, writes, orders = (load.reads_per_second * share, load.writes_per_second * share,
                              load.orders_per_second * share)
-    if run.app_pods == 0:
-        self_seconds = p.client_timeout_seconds
+    if run.app_pods == 0:  # nothing is served (every request fails): no latency to speak of
+        self_seconds, behind = p.client_timeout_seconds, 0.0
     else:
-        self_seconds = sojourn(cpu_per_request / pod_cores, app.busy) + app.queue_delay
+        # Waiting behind the app's backlog is the same for every request (FIFO), then its own sojourn.
+        self_seconds, behind = sojourn(cpu_per_request / pod_cores, app.busy), app.queue_delay
     app_c["process_cpu_seconds_total"] = app.throughput * cpu_per_request * dt
 
     # --- cache: Zipf keys, LRU + TTL; reads of keys written in the last few seconds go to the primary
@@ -218,9 +219,10 @@ def tick(
                     (max(0.0, primary_reads - primary_read_errors),
                      self_seconds + cache_call + primary_read_client + cache_call))
     for count, mean in read_classes:
-        f.HTTP_HIST["read"].observe(app_c, count * dt, mean)
-    f.HTTP_HIST["write"].observe(app_c, (writes - write_errors) * dt, self_seconds + write_client + cache_call)
-    f.HTTP_HIST["order"].observe(app_c, orders * dt, self_seconds + queue_call)
+        f.HTTP_HIST["read"].observe(app_c, count * dt, mean, shift=behind)
+    f.HTTP_HIST["write"].observe(app_c, (writes - write_errors) * dt, self_seconds + write_client + cache_call,
+                                 shift=behind)
+    f.HTTP_HIST["order"].observe(app_c, orders * dt, self_seconds + queue_call, shift=behind)
     for cls, ok, failed in (("read", served_reads, read_errors + primary_read_errors),
                             ("write", writes - write_errors, write_errors), ("order", orders, 0.0)):
         app_c[f.HTTP_COUNT[cls]] = max(0.0, ok) * dt
@@ -257,9 +259,9 @@ def tick(
 
     # --- the end user's view and the ground truth
     dropped = app.dropped + read_errors + write_errors + primary_read_errors
-    classes = [(c, m) for c, m in read_classes if c > 0]
-    classes += [(writes - write_errors, self_seconds + write_client + cache_call), (orders, self_seconds + queue_call),
-                (dropped, math.inf)]
+    classes = [(c, behind, m) for c, m in read_classes if c > 0]
+    classes += [(writes - write_errors, behind, self_seconds + write_client + cache_call),
+                (orders, behind, self_seconds + queue_call), (dropped, 0.0, math.inf)]
     replica_active = min(float(read_pool), rd.throughput * read_server)
     utilization = {
         "app": app.utilization,
@@ -271,7 +273,7 @@ def tick(
     }
     return TickResult(
         app=app_c, worker=worker_c, cache=cache_c, primary=primary_c, replica=replica_c,
-        in_flight=app.throughput * (self_seconds - app.queue_delay) + state.app.backlog
+        in_flight=app.throughput * self_seconds + state.app.backlog
         + sum(c * (m - self_seconds) for c, m in read_classes) + writes * write_client + orders * queue_call,
         queue_depth=depth,
         oldest_age=oldest,

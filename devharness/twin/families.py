@@ -84,23 +84,24 @@ class Hist:
     bucket_keys: tuple[str, ...] = field(init=False)
     sum_key: str = field(init=False)
     count_key: str = field(init=False)
+    inf_key: str = field(init=False)
 
     def __post_init__(self) -> None:
         buckets = tuple(key(f"{self.name}_bucket", (*self.labels, ("le", _le(b)))) for b in self.bounds)
         object.__setattr__(self, "bucket_keys", buckets)
         object.__setattr__(self, "sum_key", key(f"{self.name}_sum", self.labels))
         object.__setattr__(self, "count_key", key(f"{self.name}_count", self.labels))
+        object.__setattr__(self, "inf_key", key(f"{self.name}_bucket", (*self.labels, ("le", "+Inf"))))
 
-    @property
-    def inf_key(self) -> str:
-        return key(f"{self.name}_bucket", (*self.labels, ("le", "+Inf")))
-
-    def observe(self, into: MutableMapping[str, float], count: float, mean: float, waiting: float = 1.0) -> None:
-        """Add `count` observations, a share `waiting` of them exponential around `mean`, the rest 0."""
-        for bucket, value in zip(self.bucket_keys, bucket_counts(count, mean, self.bounds, waiting), strict=True):
+    def observe(
+        self, into: MutableMapping[str, float], count: float, mean: float, waiting: float = 1.0, shift: float = 0.0
+    ) -> None:
+        """Add `count` observations, a share `waiting` of them `shift` + exponential around `mean`, the rest 0."""
+        counts = bucket_counts(count, mean, self.bounds, waiting, shift)
+        for bucket, value in zip(self.bucket_keys, counts, strict=True):
             into[bucket] = into.get(bucket, 0.0) + value
         into[self.inf_key] = into.get(self.inf_key, 0.0) + count
-        into[self.sum_key] = into.get(self.sum_key, 0.0) + count * mean * waiting
+        into[self.sum_key] = into.get(self.sum_key, 0.0) + count * (mean + shift) * waiting
         into[self.count_key] = into.get(self.count_key, 0.0) + count
 
     def observe_fixed(self, into: MutableMapping[str, float], count: float, value: float) -> None:

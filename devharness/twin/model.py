@@ -58,6 +58,7 @@ EPOCH = datetime(2025, 1, 1, tzinfo=UTC)
 RATE_WINDOW_SECONDS = 60.0  # tiers.RATE_WINDOW ("1m")
 SATURATED = 0.9
 LOADED = 0.7
+UTILIZATION_SECONDS = 5.0
 POD_TIERS: tuple[TierName, ...] = ("app", "cache", "db-read", "workers", "db-write")
 
 
@@ -84,6 +85,7 @@ class Observation:
     hit_ratio: float | None
     queue_depth: float
     replica_lag_seconds: float
+    app_cpu_utilization: float = 0.0  # this tick: CPU the ready app pods used / their CPU limits
 
     def saturated(self, tier: TierName) -> bool:
         return self.utilization.get(tier, 0.0) >= SATURATED
@@ -106,6 +108,11 @@ class _Record:
     result: TickResult
     app_core_seconds: float
     in_flight_per_pod: float
+
+
+def _accumulate(totals: dict[str, float], increments: Mapping[str, float], sign: float) -> None:
+    for sample, value in increments.items():
+        totals[sample] = max(0.0, totals.get(sample, 0.0) + sign * value)  # max: float noise below zero
 
 
 class TwinModel:
@@ -133,6 +140,9 @@ class TwinModel:
         self._now = 0.0
         self._state = PlantState()
         self._window: deque[_Record] = deque()
+        # Running sums of the window's counter increments (added when a tick enters, removed when it leaves).
+        self._totals_app: dict[str, float] = {}
+        self._totals_cache: dict[str, float] = {}
         self._pods: dict[TierName, list[_Pod]] = {tier: [] for tier in POD_TIERS}
         self._serial = 0
         self._series: PodSeries | None = PodSeries() if pod_series else None
@@ -145,6 +155,7 @@ class TwinModel:
             for pod in pods:
                 pod.ready_at = -math.inf
         self._last: TickResult | None = None
+        self._utilization: dict[TierName, float] = {}
         self.last: Observation | None = None
 
     # ------------------------------------------------------------------------------------------ time
@@ -270,11 +281,21 @@ class TwinModel:
         self._last = result
         per_pod = result.in_flight / len(app_ready) if app_ready else 0.0
         self._window.append(_Record(self._now, dt, result, len(app_ready) * cpu_limit * dt, per_pod * dt))
+        _accumulate(self._totals_app, result.app, 1.0)
+        _accumulate(self._totals_cache, result.cache, 1.0)
         while self._window and self._window[0].time <= self._now - RATE_WINDOW_SECONDS:
-            self._window.popleft()
+            gone = self._window.popleft()
+            _accumulate(self._totals_app, gone.result.app, -1.0)
+            _accumulate(self._totals_cache, gone.result.cache, -1.0)
         if self._series is not None:
             self._series.add(result, {t: [p.name for p in self._ready(t)] for t in POD_TIERS})
-        utilization: dict[TierName, float] = {t: result.utilization[t] for t in POD_TIERS}
+        # Utilization over the last ~5 s (an exponential average), as any utilization is measured over an
+        # interval: one tick's Poisson noise (an order more or less) is not saturation.
+        smoothing = min(1.0, dt / UTILIZATION_SECONDS)
+        for t in POD_TIERS:
+            previous = self._utilization.get(t, result.utilization[t])
+            self._utilization[t] = previous + (result.utilization[t] - previous) * smoothing
+        utilization: dict[TierName, float] = dict(self._utilization)
         if not self.spec.cache.enabled:
             del utilization["cache"]
         if not self.spec.workers.enabled:
@@ -297,6 +318,8 @@ class TwinModel:
             hit_ratio=result.hit_ratio,
             queue_depth=result.queue_depth,
             replica_lag_seconds=max(result.replica_lag.values(), default=0.0),
+            app_cpu_utilization=result.app["process_cpu_seconds_total"] / (len(app_ready) * cpu_limit * dt)
+            if app_ready else 0.0,
         )
         return self.last
 
@@ -309,17 +332,10 @@ class TwinModel:
             return Snapshot(time=moment, signals={})
         last = self._last
         records = list(self._window)
-        totals_app: dict[str, float] = {}
-        totals_cache: dict[str, float] = {}
-        for record in records:
-            for k, v in record.result.app.items():
-                totals_app[k] = totals_app.get(k, 0.0) + v
-            for k, v in record.result.cache.items():
-                totals_cache[k] = totals_cache.get(k, 0.0) + v
         window = sig.Window(
             seconds=sum(r.dt for r in records),
-            app=totals_app,
-            cache=totals_cache,
+            app=self._totals_app,
+            cache=self._totals_cache,
             app_core_seconds=sum(r.app_core_seconds for r in records),
             in_flight_per_pod_seconds=sum(r.in_flight_per_pod for r in records),
         )

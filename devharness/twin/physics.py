@@ -90,16 +90,22 @@ def exponential_cdf(x: float, mean: float) -> float:
     return 1.0 - math.exp(-x / mean)
 
 
-def mixture_quantile(classes: list[tuple[float, float]], quantile: float) -> float:
-    """The quantile of a mixture of exponentials given as (weight, mean); mean inf = never answered."""
-    total = sum(w for w, _ in classes)
+def shifted_cdf(x: float, shift: float, mean: float) -> float:
+    """P(shift + Exp(mean) <= x): a deterministic wait (a FIFO backlog ahead) plus an M/M/1 sojourn."""
+    return 0.0 if x < shift else exponential_cdf(x - shift, mean)
+
+
+def mixture_quantile(classes: list[tuple[float, float, float]], quantile: float) -> float:
+    """The quantile of a mixture of shifted exponentials given as (weight, shift, mean); mean inf =
+    never answered."""
+    total = sum(w for w, _, _ in classes)
     if total <= 0:
         return 0.0
-    if sum(w for w, m in classes if math.isinf(m)) / total > 1 - quantile:
+    if sum(w for w, _, m in classes if math.isinf(m)) / total > 1 - quantile:
         return math.inf
 
     def cdf(x: float) -> float:
-        return sum(w * exponential_cdf(x, m) for w, m in classes if not math.isinf(m)) / total
+        return sum(w * shifted_cdf(x, s, m) for w, s, m in classes if not math.isinf(m)) / total
 
     low, high = 0.0, 1.0
     while cdf(high) < quantile and high < 1e6:
@@ -177,10 +183,12 @@ class KeySpace:
         keys, hits = self._sum(rate, low)
         return hits, float(capacity_keys), True
 
+    @lru_cache(maxsize=4096)  # noqa: B019 - see steady_state
     def working_set(self, rate: float, ttl: float) -> float:
         """Keys that would be cached within one TTL with unlimited memory."""
         return self._sum(rate, ttl)[0] if rate > 0 else 0.0
 
+    @lru_cache(maxsize=4096)  # noqa: B019 - see steady_state
     def recently_written_share(self, write_rate: float, window: float) -> float:
         """Share of reads whose key was written within `window` seconds (those read the primary)."""
         if write_rate <= 0:
@@ -198,12 +206,14 @@ def quantize(rate: float) -> float:
 # ---------------------------------------------------------------------------------------------- histograms
 
 
-def bucket_counts(count: float, mean: float, bounds: tuple[float, ...], waiting: float = 1.0) -> list[float]:
+def bucket_counts(
+    count: float, mean: float, bounds: tuple[float, ...], waiting: float = 1.0, shift: float = 0.0
+) -> list[float]:
     """Cumulative counts per finite bucket bound for `count` observations, a share `waiting` of them
-    exponential around `mean` and the rest zero (e.g. calls that got a pooled connection at once)."""
+    `shift` + exponential around `mean` and the rest zero (e.g. calls that got a pooled connection at once)."""
     if count <= 0:
         return [0.0] * len(bounds)
-    return [count * ((1 - waiting) + waiting * exponential_cdf(le, mean)) for le in bounds]
+    return [count * ((1 - waiting) + waiting * shifted_cdf(le, shift, mean)) for le in bounds]
 
 
 def histogram_quantile(quantile: float, bounds: tuple[float, ...], cumulative: list[float], total: float) -> float:

@@ -177,7 +177,7 @@ NO_CACHE = {"cache": {"enabled": False}}
     [
         (Load(330, 20, 1), TwinParams(), {}, {}, "app"),
         (Load(1100, 10, 1), TwinParams(), {}, {"app_replicas": 10}, "cache"),
-        (Load(500, 5, 0.5), TwinParams(), NO_CACHE, {"app_replicas": 5}, "db-read"),
+        (Load(530, 5, 0.5), TwinParams(), NO_CACHE, {"app_replicas": 5}, "db-read"),
         (Load(150, 15, 6), TwinParams(), {}, {}, "workers"),
         (Load(100, 240, 1), TwinParams(), {}, {"app_replicas": 5}, "db-write"),
     ],
