@@ -174,3 +174,21 @@ def test_a_step_that_helps_only_once_the_backlog_drains_is_effective_and_the_tie
     assert widened[:2] == [(0, "3"), (90, "4")]
     history = api.ScaledAppStatus.model_validate(loop.status).history
     assert [a.verdict for a in history[:2]] == ["effective", "effective"]
+
+
+def test_a_saturated_tier_whose_step_let_more_work_through_is_widened_again() -> None:
+    # Regression (make bench, bottleneck shift): an overloaded app sheds what its clients' timeout cannot
+    # wait for, so in-flight per pod and CPU stay pinned however many pods it has until it has enough.
+    # Each step raises the requests served; that is the evidence it helped, and the app is widened again.
+    def signals(sizes: Sizes, _: float) -> Overrides:
+        served = min(900.0, 166.0 * sizes.app_replicas)
+        pinned = served < 900.0
+        return {"app": {"cpu_utilization": 1.0 if pinned else 0.6, "in_flight_per_pod": 830.0 if pinned else 8.0,
+                        "requests_per_second": served}}
+
+    loop = Loop(make_spec(), make_sizes())
+    loop.run(signals, 900)
+    assert loop.sizes.app_replicas == 6
+    history = api.ScaledAppStatus.model_validate(loop.status).history
+    assert {a.verdict for a in history if a.tier == "app"} <= {"effective", "pending"}
+    assert all(a.throughput is not None for a in history)
