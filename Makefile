@@ -50,3 +50,15 @@ cluster-down: ## stop every local-cluster process and remove its state
 
 cluster-status: ## say which local-cluster components run
 	@$(LC)/cluster.sh status
+
+# ---------------------------------------------------------------------------------------------- demo
+DURATION ?= 420
+PROFILE ?= bottleneck-shift
+demo: venv ## the closed loop live: control plane, operator, Prometheus, twin; DURATION=s PROFILE=p; KIND=1: on kind
+	@if [ "$(KIND)" = 1 ]; then \
+		echo "==> KIND=1: the real path (kind cluster, images, operator and Prometheus, load generator)"; \
+		$(MAKE) --no-print-directory kind-up deploy load; \
+	else \
+		$(MAKE) --no-print-directory cluster-up && \
+		$(VPY) -m devharness.demo --duration $(DURATION) --profile $(PROFILE); \
+	fi
