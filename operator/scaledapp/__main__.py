@@ -32,9 +32,14 @@ def main(argv: list[str] | None = None) -> int:
     kopf.configure(verbose=args.verbose, log_format=kopf.LogFormat[args.log_format.upper()])
     import scaledapp.handlers  # noqa: F401  (importing registers the handlers)
 
+    settings = kopf.OperatorSettings()
+    # Named namespaces (the chart's Role-only install): kopf must not list/watch namespaces and CRDs, which
+    # are cluster-scoped; it serves exactly the named namespaces and the resources discovery found at start.
+    settings.scanning.disabled = bool(args.namespace)
     try:
         asyncio.run(
             kopf.operator(
+                settings=settings,
                 standalone=True,
                 clusterwide=not args.namespace,
                 namespaces=args.namespace,

@@ -74,3 +74,15 @@ def render(values: Mapping[str, Any] | None = None, namespace: str = "scaledapp-
     """`helm template` the chart (templates only; crds/ are checked on their own) into objects."""
     text = helm("template", release, str(CHART), "--namespace", namespace, *set_args(values or {}))
     return [doc for doc in yaml.safe_load_all(text) if doc]
+
+
+
+def install(kubeconfig: Path, release: str, namespace: str, values: Mapping[str, Any] | None = None,
+            *, skip_crds: bool = False, upgrade: bool = False, timeout: str = "120s") -> str:
+    """`helm install` (or `upgrade --reuse-values`) the chart and wait for its Deployments; returns helm's output
+    with the rendered NOTES. Pass skip_crds=True when the CRD is already in the cluster (other tests install it
+    from crds/): helm would skip an existing CRD anyway, and it never upgrades or deletes one."""
+    verb = ["upgrade", "--reuse-values"] if upgrade else ["install", "--create-namespace"]
+    flags = ["--skip-crds"] if skip_crds and not upgrade else []
+    return helm(*verb, release, str(CHART), "--namespace", namespace, "--wait", "--timeout", timeout, *flags,
+                *set_args(values or {}), kubeconfig=kubeconfig, timeout=300)

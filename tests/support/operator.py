@@ -9,11 +9,12 @@ import socket
 import subprocess
 import sys
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from tests.support.wait import wait_for
 
@@ -28,12 +29,19 @@ def free_port() -> int:
 
 
 class OperatorProcess:
-    """Start, kill and restart the operator; its log is kept for failure messages."""
+    """Start, kill and restart the operator; its log is kept for failure messages.
 
-    def __init__(self, kubeconfig: str, log_dir: Path, extra_env: dict[str, str] | None = None) -> None:
+    `kubeconfig` may be any kubeconfig, e.g. one holding a ServiceAccount's token (see
+    `token_kubeconfig`) to run the operator with exactly the chart's RBAC. `scope` are the scope
+    arguments (default `--all-namespaces`; `["-n", "ns"]` for one namespace); `name` names the log file.
+    """
+
+    def __init__(self, kubeconfig: str, log_dir: Path, extra_env: dict[str, str] | None = None, *,
+                 scope: Sequence[str] = ("--all-namespaces",), name: str = "operator-under-test") -> None:
         self.kubeconfig = kubeconfig
-        self.log_path = log_dir / "operator-under-test.log"
+        self.log_path = log_dir / f"{name}.log"
         self.extra_env = extra_env or {}
+        self.scope = list(scope)
         self.proc: subprocess.Popen[bytes] | None = None
         self.port = 0
 
@@ -48,7 +56,7 @@ class OperatorProcess:
         }
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "scaledapp", "--all-namespaces", "--log-format", "json",
+            [sys.executable, "-m", "scaledapp", *self.scope, "--log-format", "json",
              "--liveness", f"http://127.0.0.1:{self.port}/healthz"],
             env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
         )
@@ -92,6 +100,27 @@ class OperatorProcess:
             except ValueError:
                 continue
         return records
+
+
+def token_kubeconfig(admin_kubeconfig: Path, token: str, path: Path) -> Path:
+    """A kubeconfig for the admin kubeconfig's server and CA that authenticates with a bearer token only
+    (e.g. from `kubectl create token SA`): whatever runs with it has exactly that identity's RBAC."""
+    admin = yaml.safe_load(admin_kubeconfig.read_text())
+    cluster = dict(admin["clusters"][0]["cluster"])
+    ca = cluster.get("certificate-authority")
+    if ca and not Path(ca).is_absolute():
+        cluster["certificate-authority"] = str((admin_kubeconfig.parent / ca).resolve())
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "target", "cluster": cluster}],
+        "users": [{"name": "token", "user": {"token": token}}],
+        "contexts": [{"name": "token", "context": {"cluster": "target", "user": "token"}}],
+        "current-context": "token",
+    }
+    path.write_text(yaml.safe_dump(config))
+    path.chmod(0o600)
+    return path
 
 
 @pytest.fixture(scope="session")
