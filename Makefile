@@ -42,6 +42,10 @@ test: venv deps tools lint ## everything: lint, unit, control-plane, data-plane 
 	@echo "==> pytest (cluster tests start the local control plane once; see .localcluster/logs)"
 	@$(VPY) -m pytest -q -p no:cacheprovider --timeout=900
 
+bench: venv ## ScaledApp vs HPA-style baselines on the simulated twin (+ control-plane and data-plane benches) -> bench/results/
+	@echo "==> twin benchmark in simulated time, then the control-plane and data-plane benchmarks"
+	@$(VPY) bench/run.py --out bench/results
+
 cluster-up: tools ## start etcd, apiserver, controller-manager, scheduler, kwok + 3 fake nodes (.localcluster/)
 	@$(LC)/cluster.sh up
 

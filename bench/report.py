@@ -1,0 +1,145 @@
+"""The benchmark's output: a markdown table with the goals checked, and PNG plots."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+
+from bench.scenarios import BenchScenario
+from bench.simulate import SLO_P95_SECONDS, RunResult
+from scaledapp.quantity import MEBIBYTE
+
+SCALEDAPP = "ScaledApp"
+HPA_CPU = "HPA on app CPU"
+PER_TIER = "per-tier HPAs (KEDA)"
+
+
+def _seconds(value: float | None) -> str:
+    if value is None:
+        return "never"
+    return "n/a" if math.isnan(value) else f"{value:.0f}"
+
+
+def _final(r: RunResult) -> str:
+    s = r.samples[-1].sizes
+    return f"app {s.app_replicas}, read {s.db_read_replicas}, workers {s.workers_replicas}, " \
+           f"cache {s.cache_memory}, primary {s.db_write_cpu}"
+
+
+def table(results: Sequence[RunResult], scenarios: Sequence[BenchScenario]) -> list[str]:
+    lines = [
+        "| scenario | policy | first correct-tier action (s) | SLO violation (s) | replica-seconds | core-seconds "
+        "| wrong-tier actions | reversals | actions | failed requests | final sizes |",
+        "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|---|",
+    ]
+    titles = {s.name: s.name for s in scenarios}
+    for r in results:
+        name = f"**{r.policy}**" if r.policy == SCALEDAPP else r.policy
+        lines.append(
+            f"| {titles[r.scenario]} | {name} | {_seconds(r.time_to_correct)} | {r.slo_violation_seconds:.0f} "
+            f"| {r.replica_seconds:.0f} | {r.core_seconds:.0f} | {r.wrong_tier} | {r.reversals} | {len(r.acts)} "
+            f"| {r.errors:.0f} | {_final(r)} |"
+        )
+    return lines
+
+
+def goals(results: Sequence[RunResult], scenarios: Sequence[BenchScenario]) -> list[str]:
+    by = {(r.scenario, r.policy): r for r in results}
+    ours = {s.name: by[(s.name, SCALEDAPP)] for s in scenarios}
+    out: list[str] = []
+
+    def verdict(ok: bool) -> str:
+        return "met" if ok else "**missed**"
+
+    step_ours, step_hpa = ours["step"].time_to_correct, by[("step", HPA_CPU)].time_to_correct
+    ok = step_ours is not None and step_hpa is not None and step_ours <= 0.5 * step_hpa
+    out.append(f"- Time to first correct-tier action in the step scenario <= 0.5 x HPA-on-CPU's: "
+               f"{_seconds(step_ours)} s vs {_seconds(step_hpa)} s: {verdict(ok)}")
+    wrong = {name: r.wrong_tier for name, r in ours.items() if r.wrong_tier}
+    out.append(f"- Zero wrong-tier actions for ScaledApp: {verdict(not wrong)}"
+               + (f" ({', '.join(f'{k}: {v}' for k, v in wrong.items())})" if wrong else ""))
+    worse = []
+    for s in scenarios:
+        best = min((r for r in results if r.scenario == s.name and r.policy != SCALEDAPP),
+                   key=lambda r: r.slo_violation_seconds)
+        if ours[s.name].slo_violation_seconds > best.slo_violation_seconds:
+            worse.append(f"{s.name}: {ours[s.name].slo_violation_seconds:.0f} s vs {best.policy} "
+                         f"{best.slo_violation_seconds:.0f} s")
+    out.append(f"- SLO-violation seconds no worse than any baseline: {verdict(not worse)}"
+               + (f" ({'; '.join(worse)})" if worse else ""))
+    costlier = [f"{s.name}: {ours[s.name].replica_seconds:.0f} vs {by[(s.name, PER_TIER)].replica_seconds:.0f}"
+                for s in scenarios if ours[s.name].replica_seconds > by[(s.name, PER_TIER)].replica_seconds]
+    out.append(f"- Replica-seconds no worse than per-tier HPAs: {verdict(not costlier)}"
+               + (f" ({'; '.join(costlier)})" if costlier else ""))
+    flapping = {s.name: ours[s.name].reversals for s in scenarios if s.steady and ours[s.name].reversals}
+    steady = ", ".join(s.name for s in scenarios if s.steady)
+    out.append(f"- Zero reversals in steady scenarios ({steady}): {verdict(not flapping)}"
+               + (f" ({', '.join(f'{k}: {v}' for k, v in flapping.items())})" if flapping else ""))
+    return out
+
+
+def plot_scenario(scenario: BenchScenario, runs: Sequence[RunResult], path: Path) -> None:
+    rows = 2 + len(runs)
+    fig, axes = plt.subplots(rows, 1, figsize=(11, 2.1 * rows), sharex=True)
+    first = runs[0].samples
+    t = [s.time for s in first]
+    axes[0].stackplot(t, [s.reads for s in first], [s.writes for s in first], [s.orders for s in first],
+                      labels=["reads/s", "writes/s", "orders/s"], alpha=0.7)
+    axes[0].set_ylabel("offered load")
+    axes[0].legend(loc="upper left", fontsize=7)
+    axes[0].set_title(scenario.title, fontsize=10)
+    for r in runs:
+        axes[1].plot(t, [min(s.p95, 10.0) for s in r.samples], label=r.policy, linewidth=0.9)
+    axes[1].axhline(SLO_P95_SECONDS, color="red", linestyle="--", linewidth=0.8, label="SLO")
+    axes[1].set_yscale("log")
+    axes[1].set_ylabel("p95 (s)")
+    axes[1].legend(loc="upper left", fontsize=7, ncol=3)
+    if scenario.outage is not None:
+        for ax in axes:
+            ax.axvspan(*scenario.outage, color="grey", alpha=0.15)
+    for ax, r in zip(axes[2:], runs, strict=True):
+        samples = r.samples
+        ax.step(t, [s.sizes.app_replicas for s in samples], where="post", label="app")
+        ax.step(t, [s.sizes.db_read_replicas for s in samples], where="post", label="db-read")
+        ax.step(t, [s.sizes.workers_replicas for s in samples], where="post", label="workers")
+        ax.step(t, [s.sizes.cache_memory_bytes / (64 * MEBIBYTE) for s in samples], where="post",
+                linestyle=":", label="cache (x64Mi)")
+        ax.step(t, [s.sizes.db_write_cpu_millicores / 500 for s in samples], where="post", linestyle="--",
+                label="primary (x500m)")
+        for act in r.acts:
+            if act.wrong:
+                ax.axvline(act.time, color="red", linewidth=0.8)
+        ax.set_ylabel(r.policy, fontsize=7)
+        ax.legend(loc="upper left", fontsize=6, ncol=5)
+    axes[-1].set_xlabel("simulated seconds")
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+
+
+def plot_summary(results: Sequence[RunResult], scenarios: Sequence[BenchScenario], path: Path) -> None:
+    policies = list(dict.fromkeys(r.policy for r in results))
+    by = {(r.scenario, r.policy): r for r in results}
+    metrics: list[tuple[str, Callable[[RunResult], float]]] = [
+               ("SLO violation (s)", lambda r: r.slo_violation_seconds),
+               ("replica-seconds", lambda r: r.replica_seconds),
+               ("wrong-tier actions", lambda r: float(r.wrong_tier)),
+               ("reversals", lambda r: float(r.reversals))]
+    fig, axes = plt.subplots(len(metrics), 1, figsize=(11, 2.6 * len(metrics)))
+    width = 0.8 / len(policies)
+    for ax, (label, value) in zip(axes, metrics, strict=True):
+        for i, policy in enumerate(policies):
+            xs = [j + i * width for j in range(len(scenarios))]
+            ax.bar(xs, [value(by[(s.name, policy)]) for s in scenarios], width, label=policy)
+        ax.set_xticks([j + 0.4 - width / 2 for j in range(len(scenarios))], [s.name for s in scenarios])
+        ax.set_ylabel(label)
+    axes[0].legend(fontsize=7, ncol=4)
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)

@@ -1,0 +1,154 @@
+"""One benchmark run: a scenario x a policy against the twin in simulated time (1 s ticks, policies
+asked every 15 s), and the run's scores from the model's ground truth."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from bench.policies import Inputs, Policy
+from bench.scenarios import BenchScenario
+from devharness.twin import TwinModel
+from devharness.twin.model import LOADED, SATURATED
+from scaledapp.policy import Sizes, TierName, changed_tiers
+from scaledapp.quantity import parse_cpu_millicores
+
+SLO_P95_SECONDS = 0.25  # end-user p95 latency objective
+POLICY_PERIOD = 15  # seconds; every policy's interval is a multiple of it
+# Prometheus and metrics-server both scrape every 15 s, not in step with the policies' ticks: a policy
+# sees data 8 s old (on average a scrape is 7.5 s old), and metrics-server's CPU is the average over
+# the 15 s before its scrape.
+SCRAPE_PERIOD = 15
+SCRAPE_OFFSET = 7
+JUDGE_WINDOW = 60  # an action is judged against the ground truth of the preceding rate window
+REVERSAL_WINDOW = 600.0  # a tier changing direction within this is a reversal (flapping)
+
+
+@dataclass(frozen=True)
+class Act:
+    time: float
+    tier: TierName
+    kind: str  # widen / narrow
+    before: str
+    after: str
+    correct: bool  # the tier was saturated (ground truth) in the preceding window
+    wrong: bool  # a widening of a tier that was not even loaded in the preceding window
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One tick of a run, for the plots."""
+
+    time: float
+    reads: float
+    writes: float
+    orders: float
+    p95: float
+    sizes: Sizes
+    bottleneck: TierName | None
+
+
+@dataclass
+class RunResult:
+    scenario: str
+    policy: str
+    acts: list[Act] = field(default_factory=list)
+    samples: list[Sample] = field(default_factory=list)
+    time_to_correct: float | None = None
+    slo_violation_seconds: float = 0.0
+    replica_seconds: float = 0.0  # app + read replicas + workers, pods that exist
+    core_seconds: float = 0.0  # the same pods' CPU limits plus the primary's CPU
+    errors: float = 0.0
+
+    @property
+    def wrong_tier(self) -> int:
+        return sum(1 for a in self.acts if a.wrong)
+
+    @property
+    def reversals(self) -> int:
+        count = 0
+        last: dict[str, Act] = {}
+        for act in self.acts:
+            previous = last.get(act.tier)
+            if previous is not None and previous.kind != act.kind and act.time - previous.time <= REVERSAL_WINDOW:
+                count += 1
+            last[act.tier] = act
+        return count
+
+
+def _size_text(sizes: Sizes, tier: TierName) -> str:
+    return {
+        "app": str(sizes.app_replicas),
+        "db-read": str(sizes.db_read_replicas),
+        "workers": str(sizes.workers_replicas),
+        "cache": sizes.cache_memory,
+        "db-write": sizes.db_write_cpu,
+    }[tier]
+
+
+def _bigger(before: Sizes, after: Sizes, tier: TierName) -> bool:
+    pick: dict[TierName, Callable[[Sizes], int]] = {
+        "app": lambda s: s.app_replicas,
+        "db-read": lambda s: s.db_read_replicas,
+        "workers": lambda s: s.workers_replicas,
+        "cache": lambda s: s.cache_memory_bytes,
+        "db-write": lambda s: s.db_write_cpu_millicores,
+    }
+    return pick[tier](after) > pick[tier](before)
+
+
+def run(scenario: BenchScenario, policy: Policy, seed: int = 1) -> RunResult:
+    model = TwinModel(scenario.spec, params=scenario.params_at(0.0), seed=seed)
+    spec = scenario.spec
+    app_cores = parse_cpu_millicores(spec.app.resources.cpu) / 1000.0
+    replica_cores = parse_cpu_millicores(spec.database.resources.initial.cpu) / 1000.0
+    worker_cores = 0.5
+    result = RunResult(scenario.name, policy.name)
+    saturated_at: list[set[TierName]] = []  # per tick
+    loaded_at: list[set[TierName]] = []
+    first_saturation: float | None = None
+    scraped = Inputs(None, None)
+    cpu_samples: list[float] = []
+    for _ in range(int(scenario.duration)):
+        now = model.now
+        model.params = scenario.params_at(now)
+        obs = model.step(scenario.load(now))
+        cpu_samples = [*cpu_samples[-(SCRAPE_PERIOD - 1):], obs.app_cpu_utilization]
+        tick = round(obs.time)
+        if tick % SCRAPE_PERIOD == SCRAPE_OFFSET:
+            down = scenario.metrics_down(obs.time)
+            scraped = Inputs(None if down else model.snapshot(),
+                             None if down else sum(cpu_samples) / len(cpu_samples))
+        saturated_at.append({t for t, u in obs.utilization.items() if u >= SATURATED})
+        loaded_at.append({t for t, u in obs.utilization.items() if u >= LOADED})
+        if first_saturation is None and obs.time > scenario.event and obs.bottleneck is not None:
+            first_saturation = obs.time
+        sizes = model.sizes
+        result.slo_violation_seconds += 1.0 if not obs.p95_seconds <= SLO_P95_SECONDS else 0.0
+        result.replica_seconds += sizes.app_replicas + sizes.db_read_replicas + sizes.workers_replicas
+        result.core_seconds += (sizes.app_replicas * app_cores + sizes.db_read_replicas * replica_cores
+                                + sizes.workers_replicas * worker_cores + sizes.db_write_cpu_millicores / 1000.0)
+        result.errors += obs.errors_per_second
+        result.samples.append(Sample(obs.time, obs.load.reads_per_second, obs.load.writes_per_second,
+                                     obs.load.orders_per_second, obs.p95_seconds, sizes, obs.bottleneck))
+        if tick % POLICY_PERIOD:
+            continue
+        inputs = Inputs(None, None) if scenario.metrics_down(obs.time) else scraped
+        new = policy.tick(obs.time, model, inputs)
+        if new is None or new == sizes:
+            continue
+        recent_saturated = set().union(*saturated_at[-JUDGE_WINDOW:])
+        recent_loaded = set().union(*loaded_at[-JUDGE_WINDOW:])
+        for tier in changed_tiers(sizes, new):
+            widen = _bigger(sizes, new, tier)
+            act = Act(obs.time, tier, "widen" if widen else "narrow", _size_text(sizes, tier), _size_text(new, tier),
+                      correct=widen and tier in recent_saturated, wrong=widen and tier not in recent_loaded)
+            result.acts.append(act)
+            if (act.correct and result.time_to_correct is None and first_saturation is not None
+                    and act.time >= first_saturation):
+                result.time_to_correct = act.time - first_saturation
+        model.set_sizes(new)
+    if result.time_to_correct is None and first_saturation is None:
+        result.time_to_correct = math.nan  # nothing ever saturated: nothing to react to
+    return result
