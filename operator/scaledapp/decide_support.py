@@ -8,7 +8,7 @@ from typing import Any
 
 from scaledapp import api
 from scaledapp.policy import Blocked, Step, TierName, format_time, seconds_since
-from scaledapp.tiers import TierPressure, app, db_read, db_write
+from scaledapp.tiers import TierPressure, app, db_read, db_write, workers
 
 # Pressures this close count as a tie, and ties go to the cheaper rung: a 1.50 vs 1.505 difference is
 # noise, not evidence that the dearer tier is the chokepoint.
@@ -22,14 +22,17 @@ VERIFY_MIN_DROP = 0.05
 # still holds it says nothing about the step. A step that was not enough, but helped, would otherwise be
 # judged ineffective and its tier - still the bottleneck - locked out for the whole back-off.
 VERIFY_GRACE_SECONDS = 60
-# The signal that counts the work a tier gets through. A saturated tier's pressure can stay pinned
-# after a step that helped but was not enough: CPU at its limit, and in-flight requests at what the
-# clients' timeout lets queue up (that grows with the pods). More work served is then the evidence
-# that the step widened the chokepoint; a wrong lane serves no more than before.
+# The signal that counts the work a tier gets through. A saturated tier's pressure can stay pinned after
+# a step that helped but was not enough: CPU at its limit, in-flight requests at what the clients'
+# timeout lets queue up (that grows with the pods), a queue that still grows, only slower. More work
+# served is then the evidence that the step widened the chokepoint; a wrong lane serves no more than
+# before. (The cache has none: memory does not serve more lookups, it turns misses into hits, and its
+# pressure falls when that works.)
 THROUGHPUT_SIGNALS: dict[TierName, str] = {
     "app": app.REQUESTS_PER_SECOND,
     "db-read": db_read.READS_PER_SECOND,
     "db-write": db_write.WRITES_PER_SECOND,
+    "workers": workers.JOBS_PER_SECOND,
 }
 
 ConditionParts = tuple[str, str, str]  # status ("True"/"False"/"Unknown"), reason, message

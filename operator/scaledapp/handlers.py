@@ -47,7 +47,13 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     for handler in logging.getLogger().handlers:
         handler.addFilter(_QuietDriftHandlers())
     memo.kube = Kube()
-    memo.generations = {}
+
+
+@kopf.on.probe(id="apiRequests")
+async def api_requests(memo: kopf.Memo, **_: Any) -> int:
+    """Shown on the liveness endpoint: how many Kubernetes API calls the operator has made."""
+    kube: Kube | None = getattr(memo, "kube", None)
+    return kube.requests if kube else 0
 
 
 @kopf.on.create(api.GROUP, api.VERSION, api.PLURAL)
@@ -70,13 +76,12 @@ def _register_drift_handler(group: str, version: str, plural: str) -> None:
     async def repair(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, **_: Any) -> None:
         """A child was deleted or edited: put back what the reconciler owns (a no-op when nothing drifted)."""
         owner = _owner_name(body)
-        uid, generation = body.metadata.uid, body.metadata.get("generation")
-        seen: dict[str, int] = memo.generations  # rebuilt from the first listing after a restart
-        drift = reconciler.drifted(event["type"], dict(body), seen.get(uid) if event["type"] else generation)
+        kube: Kube = memo.kube
+        drift = kube.seen.drifted(event["type"], dict(body))
         if event["type"] == "DELETED":
-            seen.pop(uid, None)
-        elif generation is not None:
-            seen[uid] = int(generation)
+            kube.seen.forget(body.metadata.uid)
+        else:
+            kube.seen.record(dict(body))
         if owner and drift:
             await reconciler.repair_child(memo.kube, dict(body), owner, logger, deleted=event["type"] == "DELETED")
 

@@ -46,6 +46,44 @@ def load_config() -> ApiClient:
     return ApiClient()
 
 
+class Seen:
+    """The last version of each child the operator wrote or saw (uid -> generation, resourceVersion).
+
+    It tells our own writes, echoed back by the watch, from someone else's edits. It lives in memory
+    only: after a restart the first listing refills it and `resume` re-applies everything anyway.
+    """
+
+    def __init__(self) -> None:
+        self._versions: dict[str, tuple[int | None, str | None]] = {}
+
+    def record(self, obj: dict[str, Any]) -> None:
+        meta = obj.get("metadata") or {}
+        if meta.get("uid"):
+            generation = meta.get("generation")
+            self._versions[meta["uid"]] = (int(generation) if generation is not None else None,
+                                          meta.get("resourceVersion"))
+
+    def forget(self, uid: str) -> None:
+        self._versions.pop(uid, None)
+
+    def drifted(self, event_type: str | None, child: dict[str, Any]) -> bool:
+        """Is this watch event worth a repair? Deletions always; objects with a generation only when it
+        grew past what we last saw (their status changes all the time); others when their version is
+        not the one we wrote or saw last."""
+        meta = child.get("metadata") or {}
+        if event_type == "DELETED":
+            return True
+        if event_type != "MODIFIED" or meta.get("deletionTimestamp"):
+            return False
+        known = self._versions.get(meta.get("uid", ""))
+        if known is None:
+            return True
+        generation = meta.get("generation")
+        if generation is not None and known[0] is not None:
+            return int(generation) > known[0]
+        return meta.get("resourceVersion") != known[1]
+
+
 class Kube:
     """Async facade over the dynamic client. One instance per operator process."""
 
@@ -53,20 +91,26 @@ class Kube:
         self._client = client or load_config()
         self._dynamic: DynamicClient | None = None
         self._lock = asyncio.Lock()
+        self.requests = 0  # API calls made through this facade (reported on the liveness probe)
+        self.seen = Seen()  # what we wrote: our own writes echoed by the watch are not drift
 
     async def _run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         # Own thread pool: a slow Prometheus (its own pool) can never starve Kubernetes calls.
+        self.requests += 1
+        return await self._in_thread(fn, *args, **kwargs)
+
+    async def _in_thread(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(_POOL, functools.partial(fn, *args, **kwargs))
 
     async def _dyn(self) -> DynamicClient:
         async with self._lock:  # discovery runs once, in a thread
             if self._dynamic is None:
-                self._dynamic = await self._run(DynamicClient, self._client)
+                self._dynamic = await self._in_thread(DynamicClient, self._client)
             return self._dynamic
 
     async def _resource(self, api_version: str, kind: str) -> Any:
         dyn = await self._dyn()
-        return await self._run(dyn.resources.get, api_version=api_version, kind=kind)
+        return await self._in_thread(dyn.resources.get, api_version=api_version, kind=kind)
 
     async def apply(self, body: dict[str, Any], manager: str) -> dict[str, Any]:
         """Server-side apply `body` as `manager`; forced, because each manager owns its fields alone."""
@@ -86,6 +130,7 @@ class Kube:
         except ApiException as exc:
             raise KubeError(f"apply {body['kind']}/{meta['name']}", exc.status, _reason(exc)) from exc
         out: dict[str, Any] = result.to_dict()
+        self.seen.record(out)
         return out
 
     async def get(self, api_version: str, kind: str, name: str, namespace: str | None) -> dict[str, Any] | None:

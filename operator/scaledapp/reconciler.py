@@ -6,6 +6,7 @@ maxmemory); it only asks the scaler to set their initial sizes once, when a chil
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -16,6 +17,7 @@ from scaledapp.kube import Kube, KubeError
 from scaledapp.resources import names, secrets
 
 Manifest = dict[str, Any]
+WORKLOADS = ("Deployment", "StatefulSet")
 
 
 def owner_reference(owner: Manifest) -> Manifest:
@@ -118,10 +120,12 @@ async def apply_children(
     child = names.ChildNames(name)
     primary = await kube.get("apps/v1", "StatefulSet", child.db_primary, namespace)
     hold = primary is None or not scaler.owned_by_scaler(primary)
-    applied = []
-    for manifest in resources.build_children(name, namespace, spec, hold_primary=hold):
-        if only is None or (manifest["kind"], manifest["metadata"]["name"]) == only:
-            applied.append(await kube.apply(adopt(manifest, owner), names.RECONCILER_MANAGER))
+    wanted = [m for m in resources.build_children(name, namespace, spec, hold_primary=hold)
+              if only is None or (m["kind"], m["metadata"]["name"]) == only]
+    # Two waves, each applied concurrently: what pods need (config, policies, services), then workloads.
+    applied: list[Manifest] = []
+    for wave in ([m for m in wanted if m["kind"] not in WORKLOADS], [m for m in wanted if m["kind"] in WORKLOADS]):
+        applied += await asyncio.gather(*(kube.apply(adopt(m, owner), names.RECONCILER_MANAGER) for m in wave))
     if any(m["kind"] in ("Deployment", "StatefulSet") for m in applied):
         await scaler.set_initial_sizes(kube, owner, spec)
     if hold and any(m["metadata"]["name"] == child.db_primary and m["kind"] == "StatefulSet" for m in applied):
@@ -144,20 +148,6 @@ async def _prune(kube: Kube, owner: Manifest, kept: set[tuple[str, str]]) -> Non
         if any(r.get("uid") == meta["uid"] for r in refs) and await kube.delete(
                 api_version, kind, child_name, meta["namespace"]):
             await kube.post_event(owner, "Normal", "Pruned", f"deleted {kind} {child_name}: no longer in the spec")
-
-
-def drifted(event_type: str | None, child: Manifest, seen_generation: int | None) -> bool:
-    """Is this watch event worth a repair? Deletions always; objects with a generation only when it grew
-    since we last saw them (their status changes all the time); the rest on every modification."""
-    if event_type == "DELETED":
-        return True
-    meta = child.get("metadata") or {}
-    if event_type != "MODIFIED" or meta.get("deletionTimestamp"):
-        return False
-    generation = meta.get("generation")
-    if generation is None:
-        return True
-    return seen_generation is None or int(generation) > seen_generation
 
 
 async def repair_child(

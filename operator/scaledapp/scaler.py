@@ -28,7 +28,7 @@ from scaledapp.resources.scaler import (
     primary_resources_body,
     replicas_body,
 )
-from scaledapp.tiers.base import Scope
+from scaledapp.tiers.base import RATE_WINDOW, Scope
 
 Manifest = dict[str, Any]
 Logger = logging.Logger | logging.LoggerAdapter[Any]
@@ -158,10 +158,11 @@ def _status_model(raw: Manifest | None) -> api.ScaledAppStatus:
 
 
 async def observe(
-    spec: api.ScaledAppSpec, name: str, namespace: str, now: dt.datetime
+    spec: api.ScaledAppSpec, name: str, namespace: str, now: dt.datetime, window: str = RATE_WINDOW
 ) -> tuple[Snapshot | None, str]:
-    """One Prometheus snapshot of every enabled tier's signals; None (and why) when Prometheus is unreachable."""
-    queries = tiers.queries(spec, Scope(namespace, name))
+    """One Prometheus snapshot of every enabled tier's signals; None (and why) when Prometheus is unreachable.
+    `window` is the rate window: tests and the twin scrape every second and use a shorter one."""
+    queries = tiers.queries(spec, Scope(namespace, name), window)
     flat = {f"{tier_name}|{signal}": promql
             for tier_name, signals in queries.items() for signal, promql in signals.items()}
     client = prometheus.client_for(spec.scaling.prometheus_url, spec.scaling.query_timeout_seconds)

@@ -44,6 +44,23 @@ SELF_SECONDS = "self_seconds"
 OWN_IN_FLIGHT_PER_POD = "own_in_flight_per_pod"
 
 
+def cpu_utilization_query(scope: Scope, window: str) -> str:
+    """Per pod: CPU seconds per second over the pod's own CPU limit (both series come from the same
+    scrape target, so they match on every label); then the average over pods."""
+    app = scope.selector("app")
+    return f"avg(rate({PROCESS_CPU}{app}[{window}]) / {CPU_LIMIT}{app})"
+
+
+def cpu_bound(cpu_utilization: float | None, spec: api.ScaledAppSpec) -> bool:
+    """The app is hot on CPU on its own (above target plus hysteresis). Its client-side timings of its
+    dependencies then measure its own event loop as much as the dependency: an asyncio process that is
+    busy computing takes long to resume a coroutine whose query (or pooled connection) is ready.
+    Unknown CPU is not CPU-bound: the app tier is then unknown too, and the scaler holds anyway."""
+    if cpu_utilization is None:
+        return False
+    return cpu_utilization > spec.scaling.targets.app_cpu_utilization * (1 + spec.scaling.hysteresis)
+
+
 class AppTier(HorizontalTier):
     name = "app"
     metrics: ClassVar[frozenset[str]] = frozenset(
@@ -63,9 +80,7 @@ class AppTier(HorizontalTier):
         calls = scope.selector("app", exclude=NOT_LOAD)
         dependency_sum = zero_if_reporting(sum_rate(f"{DEPENDENCY_DURATION}_sum", calls, window), scope, "app")
         return {
-            # Per pod: CPU seconds per second over the pod's own CPU limit (both series come from the
-            # same scrape target, so they match on every label); then the average over pods.
-            CPU_UTILIZATION: f"avg(rate({PROCESS_CPU}{app}[{window}]) / {CPU_LIMIT}{app})",
+            CPU_UTILIZATION: cpu_utilization_query(scope, window),
             IN_FLIGHT_PER_POD: f"avg(sum by (instance) (avg_over_time({IN_FLIGHT}{app}[{window}])))",
             REQUESTS_PER_SECOND: zero_if_reporting(request_count, scope, "app"),
             REQUEST_SECONDS: f"{sum_rate(f'{REQUEST_DURATION}_sum', app, window)} / {request_count}",

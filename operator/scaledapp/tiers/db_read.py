@@ -2,6 +2,9 @@
 
 Pressure: read latency and read-pool wait as the app sees them (client-side, so they include the
 network and the replicas' queueing), and active sessions per replica against its connection limit.
+Client-side timings count only while the app is not CPU-bound (tiers.app.cpu_bound): a saturated
+app's event loop inflates every dependency timing it takes, and would otherwise send the scaler to add
+replicas for an app that is short of CPU.
 Replication lag is a guard, not a pressure: a lagging replica is not the answer to read load (a new
 one bootstraps from the same busy primary and lags too), so while lag is over target the scaler
 reports it and holds instead of adding replicas.
@@ -14,6 +17,7 @@ from typing import ClassVar
 
 from scaledapp import api
 from scaledapp.policy import Blocked, Bounds, Sizes, Step
+from scaledapp.tiers.app import CPU_LIMIT, PROCESS_CPU, cpu_bound, cpu_utilization_query
 from scaledapp.tiers.base import (
     NOT_LOAD,
     RATE_WINDOW,
@@ -42,12 +46,15 @@ READ_SECONDS = "read_seconds"  # p95
 POOL_WAIT_SECONDS = "pool_wait_seconds"  # p95
 REPLICA_SATURATION = "replica_saturation"  # busiest replica: active sessions / max_connections
 LAG_SECONDS = "lag_seconds"  # worst replica
+APP_CPU_UTILIZATION = "app_cpu_utilization"  # the app tier's CPU signal: are the app's timings trustworthy?
+# Derived evidence name: the client-side timings were set aside because the app is CPU-bound.
+APP_CPU_BOUND = "app_cpu_bound"
 
 
 class DbReadTier(HorizontalTier):
     name = "db-read"
     metrics: ClassVar[frozenset[str]] = frozenset(
-        {DEPENDENCY_DURATION, POOL_WAIT, PG_ACTIVITY, PG_MAX_CONNECTIONS, PG_LAG}
+        {DEPENDENCY_DURATION, POOL_WAIT, PG_ACTIVITY, PG_MAX_CONNECTIONS, PG_LAG, PROCESS_CPU, CPU_LIMIT}
     )
     replicas_field = "db_read_replicas"
     max_field = "spec.database.readReplicas.max"
@@ -66,6 +73,7 @@ class DbReadTier(HorizontalTier):
             REPLICA_SATURATION: f"max(sum by (instance) ({PG_ACTIVITY}{active}) / "
             f"sum by (instance) ({PG_MAX_CONNECTIONS}{replicas}))",
             LAG_SECONDS: f"max({PG_LAG}{replicas})",
+            APP_CPU_UTILIZATION: cpu_utilization_query(scope, window),
         }
 
     def pressure(self, signals: Mapping[str, float | None], spec: api.ScaledAppSpec, sizes: Sizes) -> TierPressure:
@@ -75,7 +83,12 @@ class DbReadTier(HorizontalTier):
         components: list[SignalPressure] = []
         guards: list[SignalPressure] = []
         # Latency quantiles are NaN without reads; replica signals do not exist without replicas.
-        if not missing and reads > 0:
+        app_cpu = signals.get(APP_CPU_UTILIZATION)
+        if not missing and reads > 0 and cpu_bound(app_cpu, spec):
+            assert app_cpu is not None
+            # Not evidence against the replicas (see the module doc); shown, with no pressure, to say why.
+            components.append(SignalPressure(APP_CPU_BOUND, app_cpu, targets.app_cpu_utilization, 0.0))
+        elif not missing and reads > 0:
             latency, wait = need(signals, [READ_SECONDS, POOL_WAIT_SECONDS], missing)
             components.append(higher_is_worse(READ_SECONDS, latency, targets.read_latency_seconds))
             components.append(higher_is_worse(POOL_WAIT_SECONDS, wait, targets.read_pool_wait_seconds))

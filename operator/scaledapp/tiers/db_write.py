@@ -1,8 +1,10 @@
 """The db-write tier: the Postgres primary, the one thing that cannot be cloned.
 
 Pressure: write latency as the app sees it, sessions waiting on locks, and connection saturation on
-the primary. Widening is vertical (CPU and memory times a factor, up to the max). At the max the
-status says so and recommends sharding; the scaler never shards.
+the primary. Write latency counts only while the app is not CPU-bound (tiers.app.cpu_bound): a
+saturated app's event loop inflates its own timings; lock waits and connections are the server's word.
+Widening is vertical (CPU and memory times a factor, up to the max). At the max the status says so
+and recommends sharding; the scaler never shards.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import ClassVar
 from scaledapp import api
 from scaledapp.policy import Blocked, Bounds, Sizes, Step, clamp
 from scaledapp.quantity import format_bytes, format_cpu, scale_bytes, scale_millicores
+from scaledapp.tiers.app import CPU_LIMIT, PROCESS_CPU, cpu_bound, cpu_utilization_query
 from scaledapp.tiers.base import (
     NOT_LOAD,
     RATE_WINDOW,
@@ -41,11 +44,14 @@ WRITES_PER_SECOND = "writes_per_second"
 WRITE_SECONDS = "write_seconds"  # p95
 LOCK_WAITS = "lock_waits"
 CONNECTION_UTILIZATION = "connection_utilization"
+APP_CPU_UTILIZATION = "app_cpu_utilization"  # the app tier's CPU signal: are the app's timings trustworthy?
 
 
 class DbWriteTier(TierModel):
     name = "db-write"
-    metrics: ClassVar[frozenset[str]] = frozenset({DEPENDENCY_DURATION, PG_ACTIVITY, PG_MAX_CONNECTIONS, PG_LOCK_WAITS})
+    metrics: ClassVar[frozenset[str]] = frozenset(
+        {DEPENDENCY_DURATION, PG_ACTIVITY, PG_MAX_CONNECTIONS, PG_LOCK_WAITS, PROCESS_CPU, CPU_LIMIT}
+    )
 
     def queries(self, scope: Scope, window: str = RATE_WINDOW) -> dict[str, str]:
         writes = scope.selector(dependency=DEPENDENCY, exclude=NOT_LOAD)
@@ -56,6 +62,7 @@ class DbWriteTier(TierModel):
             WRITE_SECONDS: histogram_quantile(DEPENDENCY_DURATION, writes, window),
             LOCK_WAITS: f"sum({PG_LOCK_WAITS}{primary})",
             CONNECTION_UTILIZATION: f"sum({PG_ACTIVITY}{primary}) / sum({PG_MAX_CONNECTIONS}{primary})",
+            APP_CPU_UTILIZATION: cpu_utilization_query(scope, window),
         }
 
     def pressure(self, signals: Mapping[str, float | None], spec: api.ScaledAppSpec, sizes: Sizes) -> TierPressure:
@@ -66,7 +73,8 @@ class DbWriteTier(TierModel):
         if not missing:
             components.append(higher_is_worse(LOCK_WAITS, locks, targets.write_lock_waits))
             components.append(higher_is_worse(CONNECTION_UTILIZATION, connections, targets.db_connection_utilization))
-            if writes > 0:  # the latency quantile is NaN without writes
+            # The latency quantile is NaN without writes, and the app's own clock when it is CPU-bound.
+            if writes > 0 and not cpu_bound(signals.get(APP_CPU_UTILIZATION), spec):
                 (latency,) = need(signals, [WRITE_SECONDS], missing)
                 components.append(higher_is_worse(WRITE_SECONDS, latency, targets.write_latency_seconds))
         if missing:

@@ -1,7 +1,8 @@
 """The workers tier: queue workers draining slow work from a Redis list, widened by adding replicas.
 
 Pressure: queued jobs per worker and the age of the oldest job (a backlog that is small but old
-means the workers are not keeping up either).
+means the workers are not keeping up either). Jobs finished per second is not a pressure: it is the
+tier's throughput, the evidence that a step helped while the backlog is still growing (decide.py).
 """
 
 from __future__ import annotations
@@ -11,22 +12,33 @@ from typing import ClassVar
 
 from scaledapp import api
 from scaledapp.policy import Bounds, Sizes
-from scaledapp.tiers.base import RATE_WINDOW, HorizontalTier, Scope, TierPressure, higher_is_worse, need
+from scaledapp.tiers.base import (
+    RATE_WINDOW,
+    HorizontalTier,
+    Scope,
+    TierPressure,
+    higher_is_worse,
+    need,
+    sum_rate,
+    zero_if_reporting,
+)
 
 # Metric names (the app and the workers both report the queue; the highest reading counts).
 QUEUE_DEPTH = "scaledapp_queue_depth"
 QUEUE_OLDEST_AGE = "scaledapp_queue_oldest_age_seconds"
+JOBS = "scaledapp_worker_jobs_total"
 
 # Signals.
 QUEUE_DEPTH_SIGNAL = "queue_depth"
 OLDEST_AGE_SECONDS = "oldest_age_seconds"
+JOBS_PER_SECOND = "jobs_per_second"  # finished (done or failed): the tier's throughput
 # Derived evidence name.
 DEPTH_PER_WORKER = "queue_depth_per_worker"
 
 
 class WorkersTier(HorizontalTier):
     name = "workers"
-    metrics: ClassVar[frozenset[str]] = frozenset({QUEUE_DEPTH, QUEUE_OLDEST_AGE})
+    metrics: ClassVar[frozenset[str]] = frozenset({QUEUE_DEPTH, QUEUE_OLDEST_AGE, JOBS})
     replicas_field = "workers_replicas"
     max_field = "spec.workers.replicas.max"
 
@@ -41,6 +53,7 @@ class WorkersTier(HorizontalTier):
         return {
             QUEUE_DEPTH_SIGNAL: f"max({QUEUE_DEPTH}{instance})",
             OLDEST_AGE_SECONDS: f"max({QUEUE_OLDEST_AGE}{instance})",
+            JOBS_PER_SECOND: zero_if_reporting(sum_rate(JOBS, scope.selector("workers"), window), scope, "workers"),
         }
 
     def pressure(self, signals: Mapping[str, float | None], spec: api.ScaledAppSpec, sizes: Sizes) -> TierPressure:
