@@ -56,6 +56,12 @@ async def api_requests(memo: kopf.Memo, **_: Any) -> int:
     return kube.requests if kube else 0
 
 
+@kopf.on.cleanup()
+async def goodbye(memo: kopf.Memo, logger: kopf.Logger, **_: Any) -> None:
+    kube: Kube | None = getattr(memo, "kube", None)
+    logger.info("operator stopping after %d Kubernetes API calls", kube.requests if kube else 0)
+
+
 @kopf.on.create(api.GROUP, api.VERSION, api.PLURAL)
 @kopf.on.update(api.GROUP, api.VERSION, api.PLURAL, field="spec")
 @kopf.on.resume(api.GROUP, api.VERSION, api.PLURAL)
