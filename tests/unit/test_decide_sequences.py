@@ -15,6 +15,7 @@ from datetime import timedelta
 from scaledapp import api
 from scaledapp.decide import Decision, decide, record
 from scaledapp.policy import Sizes
+from scaledapp.tiers.base import Scope
 from tests.unit.test_decide import NOW, Overrides, make_sizes, make_spec, snapshot
 
 Signals = Callable[[Sizes, float], Overrides]  # (sizes, seconds since start) -> signal overrides
@@ -192,3 +193,25 @@ def test_a_saturated_tier_whose_step_let_more_work_through_is_widened_again() ->
     history = api.ScaledAppStatus.model_validate(loop.status).history
     assert {a.verdict for a in history if a.tier == "app"} <= {"effective", "pending"}
     assert all(a.throughput is not None for a in history)
+
+
+def test_workers_whose_step_drained_more_jobs_are_widened_again() -> None:
+    # Regression (make bench, bottleneck shift): orders arrive faster than two workers finish them, so
+    # the queue and its depth per worker keep growing after the first step; jobs finished per second
+    # (the workers' throughput signal) rose, so the step helped and the workers are widened again.
+    from scaledapp.tiers import workers
+
+    assert "scaledapp_worker_jobs_total" in workers.TIER.queries(Scope("ns", "demo"))[workers.JOBS_PER_SECOND]
+    depth = {"value": 0.0}
+
+    def signals(sizes: Sizes, _: float) -> Overrides:
+        done = min(6.0, 2.0 * sizes.workers_replicas)
+        depth["value"] = max(0.0, depth["value"] + (6.0 - done) * 15)
+        return {"workers": {"queue_depth": depth["value"], "oldest_age_seconds": depth["value"] / 6.0,
+                            "jobs_per_second": done}}
+
+    loop = Loop(make_spec(), make_sizes())
+    loop.run(signals, 900)
+    assert loop.sizes.workers_replicas >= 3
+    history = api.ScaledAppStatus.model_validate(loop.status).history
+    assert "ineffective" not in {a.verdict for a in history if a.tier == "workers"}
