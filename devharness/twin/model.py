@@ -112,7 +112,10 @@ class _Record:
 
 def _accumulate(totals: dict[str, float], increments: Mapping[str, float], sign: float) -> None:
     for sample, value in increments.items():
-        totals[sample] = max(0.0, totals.get(sample, 0.0) + sign * value)  # max: float noise below zero
+        total = totals.get(sample, 0.0) + sign * value
+        # Adding and later subtracting the same increments leaves float residue (1e-15) where the real
+        # window holds nothing; rate() of a counter that did not move is exactly 0 ("evicting" is > 0).
+        totals[sample] = total if total > 1e-9 else 0.0
 
 
 class TwinModel:
@@ -143,6 +146,7 @@ class TwinModel:
         # Running sums of the window's counter increments (added when a tick enters, removed when it leaves).
         self._totals_app: dict[str, float] = {}
         self._totals_cache: dict[str, float] = {}
+        self._totals_worker: dict[str, float] = {}
         self._pods: dict[TierName, list[_Pod]] = {tier: [] for tier in POD_TIERS}
         self._serial = 0
         self._series: PodSeries | None = PodSeries() if pod_series else None
@@ -283,10 +287,12 @@ class TwinModel:
         self._window.append(_Record(self._now, dt, result, len(app_ready) * cpu_limit * dt, per_pod * dt))
         _accumulate(self._totals_app, result.app, 1.0)
         _accumulate(self._totals_cache, result.cache, 1.0)
+        _accumulate(self._totals_worker, result.worker, 1.0)
         while self._window and self._window[0].time <= self._now - RATE_WINDOW_SECONDS:
             gone = self._window.popleft()
             _accumulate(self._totals_app, gone.result.app, -1.0)
             _accumulate(self._totals_cache, gone.result.cache, -1.0)
+            _accumulate(self._totals_worker, gone.result.worker, -1.0)
         if self._series is not None:
             self._series.add(result, {t: [p.name for p in self._ready(t)] for t in POD_TIERS})
         # Utilization over the last ~5 s (an exponential average), as any utilization is measured over an
@@ -336,6 +342,7 @@ class TwinModel:
             seconds=sum(r.dt for r in records),
             app=self._totals_app,
             cache=self._totals_cache,
+            worker=self._totals_worker,
             app_core_seconds=sum(r.app_core_seconds for r in records),
             in_flight_per_pod_seconds=sum(r.in_flight_per_pod for r in records),
         )
@@ -356,7 +363,10 @@ class TwinModel:
             ),
             "db-write": sig.db_write_signals(window, app_ready, last.lock_waits, last.primary_connections, max_conn),
             "workers": sig.workers_signals(
-                last.queue_depth if reporting_queue else None, last.oldest_age if reporting_queue else None
+                window,
+                last.queue_depth if reporting_queue else None,
+                last.oldest_age if reporting_queue else None,
+                len(self._ready("workers")),
             ),
         }
         return Snapshot(

@@ -27,6 +27,7 @@ class Window:
     seconds: float
     app: Mapping[str, float]
     cache: Mapping[str, float]
+    worker: Mapping[str, float]
     app_core_seconds: float  # ready app pods x CPU limit x time: the denominator of CPU utilization
     in_flight_per_pod_seconds: float  # in-flight per ready pod, integrated over time
 
@@ -104,8 +105,13 @@ def db_write_signals(
     }
 
 
-def workers_signals(depth: float | None, oldest_age: float | None) -> Signals:
-    return {workers.QUEUE_DEPTH_SIGNAL: depth, workers.OLDEST_AGE_SECONDS: oldest_age}
+def workers_signals(w: Window, depth: float | None, oldest_age: float | None, workers_ready: int) -> Signals:
+    jobs = w.worker.get(f.JOBS_DONE, 0.0) + w.worker.get(f.JOBS_FAILED, 0.0)
+    return {
+        workers.QUEUE_DEPTH_SIGNAL: depth,
+        workers.OLDEST_AGE_SECONDS: oldest_age,
+        workers.JOBS_PER_SECOND: jobs / max(w.seconds, 1e-9) if workers_ready else None,
+    }
 
 
 def enabled(signals: dict[TierName, Signals], cache_enabled: bool, workers_enabled: bool) -> dict[TierName, Signals]:

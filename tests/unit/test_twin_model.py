@@ -191,3 +191,15 @@ def test_canonical_loads_name_the_intended_tier(
     observed = settle(model, load, 180)
     assert hottest(model) == intended, pressures(model)
     assert observed.bottleneck == intended, observed.utilization
+
+
+def test_a_counter_that_stopped_moving_has_a_rate_of_exactly_zero() -> None:
+    # Evictions during a small-cache period leave the rate window later: then the rate is 0, not 1e-15
+    # (the cache tier counts misses as capacity pressure only while evictions are > 0).
+    model = TwinModel(seed=1)
+    model.set_sizes(model.with_sizes(app_replicas=10))
+    settle(model, Load(1100, 10, 1), 120)
+    assert (model.snapshot().tier("cache")["evictions_per_second"] or 0) > 0
+    model.set_sizes(model.with_sizes(cache_memory_bytes=512 * 2**20))
+    settle(model, Load(1100, 10, 1), 120)
+    assert model.snapshot().tier("cache")["evictions_per_second"] == 0.0
