@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from scaledapp import api, tiers
-from scaledapp.policy import Blocked, Sizes, Step, initial_sizes
+from scaledapp.decide import decide
+from scaledapp.policy import Blocked, Sizes, Snapshot, Step, initial_sizes
 from scaledapp.tiers import app, cache, db_read, db_write, workers
 from scaledapp.tiers.base import Scope, TierModel, lower_is_worse, prometheus_label
 
@@ -89,6 +91,8 @@ def test_queries_use_exactly_the_declared_metric_names(tier: TierModel) -> None:
         (db_write.TIER, db_write.WRITE_SECONDS, None, ['dependency="db-write"']),
         (db_write.TIER, db_write.LOCK_WAITS, "db-write", ["pg_locks_waiting_count"]),
         (db_write.TIER, db_write.CONNECTION_UTILIZATION, "db-write", ["pg_settings_max_connections"]),
+        (db_read.TIER, db_read.APP_CPU_UTILIZATION, "app", ["process_cpu_seconds_total", "scaledapp_cpu_limit_cores"]),
+        (db_write.TIER, db_write.APP_CPU_UTILIZATION, "app", ["process_cpu_seconds_total"]),
         (workers.TIER, workers.QUEUE_DEPTH_SIGNAL, None, ["scaledapp_queue_depth"]),
         (workers.TIER, workers.OLDEST_AGE_SECONDS, None, ["scaledapp_queue_oldest_age_seconds"]),
     ],
@@ -207,6 +211,60 @@ def test_db_read_without_replicas_needs_no_replica_signals() -> None:
     judged = db_read.TIER.pressure(signals, spec(), sizes(db_read_replicas=0))
     assert not judged.missing
     assert db_read.TIER.pressure(signals, spec(), sizes(db_read_replicas=1)).missing
+
+
+def test_dependency_tiers_read_the_apps_cpu_exactly_as_the_app_tier_does() -> None:
+    app_cpu = app.TIER.queries(SCOPE, "10s")[app.CPU_UTILIZATION]
+    assert db_read.TIER.queries(SCOPE, "10s")[db_read.APP_CPU_UTILIZATION] == app_cpu
+    assert db_write.TIER.queries(SCOPE, "10s")[db_write.APP_CPU_UTILIZATION] == app_cpu
+
+
+# Found on the real data plane (tests/dataplane/test_signals.py): an app saturating its one core made
+# its read-pool wait p95 0.57 s (the event loop resumed the waiting coroutine late), and db-read was
+# named instead of app.
+READS_TIMED_BY_A_BUSY_LOOP = {"reads_per_second": 20.0, "read_seconds": 0.6, "pool_wait_seconds": 0.57,
+                              "replica_saturation": 0.05, "lag_seconds": 0.1}  # fmt: skip
+
+
+def test_read_timings_of_a_cpu_bound_app_are_not_evidence_against_the_replicas() -> None:
+    busy = db_read.TIER.pressure({**READS_TIMED_BY_A_BUSY_LOOP, "app_cpu_utilization": 0.95}, spec(), sizes())
+    assert busy.pressure is not None and busy.pressure < 1
+    assert {c.signal for c in busy.components} == {db_read.APP_CPU_BOUND, db_read.REPLICA_SATURATION}
+    # Saturated replicas are the server's own word and still count.
+    saturated = {**READS_TIMED_BY_A_BUSY_LOOP, "app_cpu_utilization": 0.95, "replica_saturation": 0.95}
+    assert db_read.TIER.pressure(saturated, spec(), sizes()).evidence().signal == db_read.REPLICA_SATURATION
+    # Within the app's target plus hysteresis (0.7 * 1.1), its timings stand.
+    calm_app = db_read.TIER.pressure({**READS_TIMED_BY_A_BUSY_LOOP, "app_cpu_utilization": 0.75}, spec(), sizes())
+    assert calm_app.evidence().signal == db_read.POOL_WAIT_SECONDS and (calm_app.pressure or 0) > 50
+    no_replicas = db_read.TIER.pressure({**READS_TIMED_BY_A_BUSY_LOOP, "app_cpu_utilization": 0.95}, spec(),
+                                        sizes(db_read_replicas=0))
+    assert no_replicas.pressure == 0.0 and no_replicas.evidence().signal == db_read.APP_CPU_BOUND
+
+
+def test_write_latency_of_a_cpu_bound_app_is_set_aside_but_lock_waits_count() -> None:
+    writes = {"writes_per_second": 5.0, "write_seconds": 0.9, "lock_waits": 0.0, "connection_utilization": 0.1}
+    assert db_write.TIER.pressure({**writes, "app_cpu_utilization": 0.3}, spec(), sizes()).pressure == 9.0
+    busy = db_write.TIER.pressure({**writes, "app_cpu_utilization": 0.95}, spec(), sizes())
+    assert busy.pressure is not None and busy.pressure < 1
+    locked = db_write.TIER.pressure({**writes, "lock_waits": 10.0, "app_cpu_utilization": 0.95}, spec(), sizes())
+    assert locked.evidence().signal == db_write.LOCK_WAITS and locked.pressure == 2.0
+
+
+def test_a_cpu_bound_app_is_named_not_the_replicas_its_busy_loop_seems_to_wait_for() -> None:
+    cpu = 0.95
+    signals = {
+        "app": {**APP_CALM, "cpu_utilization": cpu},
+        "cache": {"cpu_cores": 0.1, "memory_utilization": 0.2, "evictions_per_second": 0.0,
+                  "lookups_per_second": 100.0, "hit_ratio": 0.95},
+        "db-read": {**READS_TIMED_BY_A_BUSY_LOOP, "app_cpu_utilization": cpu},
+        "db-write": {"writes_per_second": 0.0, "lock_waits": 0.0, "connection_utilization": 0.05,
+                     "app_cpu_utilization": cpu},
+        "workers": {"queue_depth": 0.0, "oldest_age_seconds": 0.0},
+    }  # fmt: skip
+    now = datetime(2026, 11, 28, tzinfo=UTC)
+    decision = decide(spec(), Snapshot(time=now, signals=signals), sizes(), api.ScalerState(), None, now)
+    assert decision.bottleneck == "app"
+    assert decision.step is not None and decision.step.tier == "app"
 
 
 def test_workers_depth_is_per_worker() -> None:
