@@ -103,7 +103,8 @@ def _extra(title: str, command: list[str], why_not: str | None) -> list[str]:
     if done.returncode != 0:
         tail = "\n".join((done.stderr or done.stdout).strip().splitlines()[-15:])
         return [*lines, f"Failed (exit {done.returncode}):", "", "```", tail, "```", ""]
-    return [*lines, f"`{' '.join(command)}`", "", done.stdout.strip(), ""]
+    shown = " ".join(part.replace(f"{REPO}/", "") for part in command)
+    return [*lines, f"`{shown}`", "", done.stdout.strip(), ""]
 
 
 def extras() -> list[str]:
@@ -121,7 +122,7 @@ def extras() -> list[str]:
         missing = next((f"{tool} is not installed (make deps)" for tool in ("redis-server", "postgres", "initdb")
                         if shutil.which(tool) is None), None)
         lines += _extra("Data plane: one app process on loopback (bench/dataplane_bench.py)",
-                        [sys.executable, str(dataplane), "--seconds", "3", "--requests", "3000"], missing)
+                        [sys.executable, str(dataplane), "--seconds", "5"], missing)
     return lines
 
 
