@@ -22,6 +22,26 @@ ENQUEUED_AT: Final = "orders:enqueued_at"
 PROCESSING: Final = "orders:processing"
 
 
+# Atomically put back every job taken longer than the visibility timeout ago (its worker died holding it).
+# KEYS: processing, waiting, enqueued_at. ARGV: now, visibility seconds, job key prefix.
+_REQUEUE_STALE: Final = """
+local n = 0
+for _, id in ipairs(redis.call('LRANGE', KEYS[1], 0, -1)) do
+  local key = ARGV[3] .. id
+  local taken = tonumber(redis.call('HGET', key, 'started_at') or redis.call('HGET', key, 'enqueued_at') or ARGV[1])
+  if tonumber(ARGV[1]) - taken > tonumber(ARGV[2]) then
+    redis.call('LREM', KEYS[1], 1, id)
+    redis.call('RPUSH', KEYS[2], id)
+    redis.call('ZADD', KEYS[3], redis.call('HGET', key, 'enqueued_at') or ARGV[1], id)
+    redis.call('HSET', key, 'state', 'queued')
+    redis.call('HINCRBY', key, 'attempts', 1)
+    n = n + 1
+  end
+end
+return n
+"""
+
+
 def _b(value: bytes | str) -> bytes:
     return value.encode() if isinstance(value, str) else value
 
@@ -108,6 +128,17 @@ class JobQueue:
                 await pipe.execute()
 
         await self.dep.call("update_order", run)
+
+    async def requeue_stale(self, visibility_seconds: float) -> int:
+        """Queue again the jobs whose worker vanished mid-job (taken > visibility_seconds ago); they go
+        to the front (the end BLMOVE takes from) since they have waited longest. Returns how many."""
+
+        async def run() -> int:
+            keys = [PROCESSING, WAITING, ENQUEUED_AT]
+            args: list[str | float] = [time.time(), visibility_seconds, job_key("")]
+            return int(await self.client.eval(_REQUEUE_STALE, len(keys), *keys, *args))
+
+        return await self.dep.call("requeue", run)
 
     async def stats(self) -> tuple[int, float]:
         """(jobs waiting, age in seconds of the oldest waiting job, 0 if none)."""

@@ -74,6 +74,9 @@ class Settings(BaseSettings):
         9100, ge=1, le=65535, validation_alias=_alias("worker_metrics_port", "METRICS_PORT")
     )
     job_ttl_seconds: int = Field(86400, ge=1)
+    # A job taken longer ago than this is presumed lost with its worker (killed, evicted) and queued again:
+    # orders are processed at least once. Keep it well above the longest job.
+    job_visibility_seconds: float = Field(120.0, gt=0)
 
     # --- schema / seed
     seed_items: int = Field(1000, ge=0)

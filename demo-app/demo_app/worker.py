@@ -69,6 +69,19 @@ async def process(queue: JobQueue, settings: Settings, stop: asyncio.Event) -> N
             log.error("job %s %s but its state could not be recorded: %s", job_id, status, exc)
 
 
+async def reap(queue: JobQueue, settings: Settings, stop: asyncio.Event) -> None:
+    """Every worker sweeps now and then for jobs a dead worker held (servers keep no state of their own:
+    a killed worker loses nothing but time)."""
+    interval = min(10.0, settings.job_visibility_seconds / 2)
+    while not stop.is_set():
+        try:
+            if requeued := await queue.requeue_stale(settings.job_visibility_seconds):
+                log.warning("queued %d job(s) again: their worker vanished while holding them", requeued)
+        except DependencyUnavailableError as exc:
+            log.warning("queue unavailable for the stale-job sweep: %s", exc)
+        await _pause(stop, interval)
+
+
 async def run(settings: Settings) -> None:
     metrics.init_worker_series(settings.cpu_limit_cores, settings.worker_concurrency)
     server, _ = start_http_server(settings.worker_metrics_port)
@@ -95,7 +108,7 @@ async def run(settings: Settings) -> None:
     )
     try:
         slots = (process(queue, settings, stop) for _ in range(settings.worker_concurrency))
-        await asyncio.gather(sample_queue(queue, stop, _SAMPLE_SECONDS), *slots)
+        await asyncio.gather(sample_queue(queue, stop, _SAMPLE_SECONDS), reap(queue, settings, stop), *slots)
     finally:
         await queue.close()
         server.shutdown()

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import signal
+from pathlib import Path
 
 import httpx
 import pytest
 import redis
 
 from demo_app.queue import PROCESSING, WAITING, job_key
-from tests.support.dataplane import AppProcess, RedisServer, WorkerProcess
+from tests.support.dataplane import AppProcess, PostgresCluster, RedisServer, WorkerProcess, app_settings
 from tests.support.wait import wait_for
 
 pytestmark = pytest.mark.dataplane
@@ -55,3 +57,33 @@ def test_a_burst_far_above_the_workers_rate_is_accepted_and_drains(
     for job_id in ids:
         states.hget(job_key(job_id), "state")
     assert set(states.execute()) == {b"done"}
+
+
+def test_a_job_held_by_a_killed_worker_is_queued_again_and_done(
+    demo_app: AppProcess, demo_worker: WorkerProcess, dataplane_dir: Path, pg_cluster: PostgresCluster,
+    redis_server: RedisServer,
+) -> None:
+    demo_worker.stop()  # only the doomed worker may take the order
+    # A worker with slow jobs is killed (SIGKILL: no chance to finish) while it holds an order.
+    settings = app_settings(pg_cluster, redis_server, job_duration_seconds="30", job_visibility_seconds="2")
+    doomed = WorkerProcess("doomed-worker", dataplane_dir / "logs", settings)
+    doomed.start()
+    accepted = httpx.post(f"{demo_app.url}/orders", json={"item_id": 7}, timeout=5)
+    status_url = demo_app.url + accepted.json()["status_url"]
+
+    def state() -> str:
+        return str(httpx.get(status_url, timeout=5).json()["state"])
+
+    wait_for(lambda: state() == "processing", 15, "the order taken")
+    doomed.send(signal.SIGKILL)
+    doomed.wait_stopped(10)
+    # A healthy worker's sweep finds the orphan, queues it again, and does it.
+    rescuer = WorkerProcess("rescuer-worker", dataplane_dir / "logs",
+                            {**settings, "APP_JOB_DURATION_SECONDS": "0.05"})
+    rescuer.start()
+    try:
+        wait_for(lambda: state() == "done", 30, "the orphaned order done by another worker")
+        assert httpx.get(status_url, timeout=5).json()["attempts"] == "1"
+    finally:
+        rescuer.stop()
+        demo_worker.start()
