@@ -1,0 +1,161 @@
+"""The images, checked without a Docker engine: Dockerfiles, build contexts and the requirements they install.
+
+What this cannot check (a real build and run) is listed in the README under "The kind path".
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+import sys
+from importlib import metadata
+from pathlib import Path
+
+import pytest
+import yaml
+from packaging.requirements import Requirement
+
+from scaledapp.resources.common import APP_UID
+
+ROOT = Path(__file__).resolve().parents[2]
+# (Dockerfile, build context, requirements file, source packages)
+IMAGES = {
+    "operator": (ROOT / "operator" / "Dockerfile", ROOT, ROOT / "requirements" / "runtime.txt",
+                 [ROOT / "operator" / "scaledapp"]),
+    "demo-app": (ROOT / "demo-app" / "Dockerfile", ROOT / "demo-app", ROOT / "demo-app" / "requirements.txt",
+                 [ROOT / "demo-app" / "demo_app"]),
+}
+PINNED_PYTHON = re.compile(r"^python:3\.11\.\d+-slim-bookworm$")
+
+
+def instructions(dockerfile: Path) -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) with continuations joined and comments dropped."""
+    text = re.sub(r"\\\n(\s*#.*\n)*", " ", dockerfile.read_text())
+    out = []
+    for line in text.splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            word, _, rest = line.partition(" ")
+            out.append((word.upper(), rest.strip()))
+    return out
+
+
+def stages(dockerfile: Path) -> list[list[tuple[str, str]]]:
+    out: list[list[tuple[str, str]]] = []
+    for word, rest in instructions(dockerfile):
+        if word == "FROM":
+            out.append([])
+        if out:
+            out[-1].append((word, rest))
+    return out
+
+
+def build_arg(dockerfile: Path, name: str) -> str:
+    for word, rest in instructions(dockerfile):
+        if word == "ARG" and rest.startswith(f"{name}="):
+            return rest.split("=", 1)[1]
+    raise AssertionError(f"no ARG {name} in {dockerfile}")
+
+
+def dockerignore_includes(context: Path, path: str) -> bool:
+    """Docker's .dockerignore rules: the last matching pattern wins; a pattern also matches a path's parents."""
+    ignore = context / ".dockerignore"
+    patterns = [ln.strip() for ln in ignore.read_text().splitlines() if ln.strip() and not ln.startswith("#")]
+    included = True
+    parts = path.strip("/").split("/")
+    candidates = ["/".join(parts[: i + 1]) for i in range(len(parts))]
+    for pattern in patterns:
+        negate = pattern.startswith("!")
+        body = pattern[1:] if negate else pattern
+        rx = re.escape(body.strip("/")).replace(r"\*\*/", "(.*/)?").replace(r"\*", "[^/]*").replace(r"\?", "[^/]")
+        if any(re.fullmatch(rx, c) for c in candidates):
+            included = negate
+    return included
+
+
+@pytest.mark.parametrize("image", sorted(IMAGES))
+def test_multi_stage_on_the_pinned_base_and_non_root(image: str) -> None:
+    dockerfile, _, _, _ = IMAGES[image]
+    assert PINNED_PYTHON.match(build_arg(dockerfile, "PYTHON_IMAGE"))
+    all_stages = stages(dockerfile)
+    assert len(all_stages) >= 2, "multi-stage"
+    assert all(s[0][1].split()[0] == "${PYTHON_IMAGE}" for s in all_stages)
+    final = all_stages[-1]
+    users = [rest for word, rest in final if word == "USER"]
+    assert users == [f"{APP_UID}:{APP_UID}"], "a numeric non-root user, the UID the pods run as"
+    final_runs = " ".join(rest for word, rest in final if word == "RUN")
+    for tool in ("apt-get", "gcc", "build-essential", "pip install", "make "):
+        assert tool not in final_runs, f"{tool} in the final stage"
+    assert any(word == "COPY" and "--from=build" in rest for word, rest in final)
+
+
+def test_both_images_share_one_base() -> None:
+    bases = {build_arg(d, "PYTHON_IMAGE") for d, _, _, _ in IMAGES.values()}
+    assert len(bases) == 1, bases
+
+
+def test_the_chart_runs_the_operator_as_the_image_user() -> None:
+    values = yaml.safe_load((ROOT / "charts" / "scaledapp-operator" / "values.yaml").read_text())
+    assert values["runAsUser"] == APP_UID
+
+
+@pytest.mark.parametrize("image", sorted(IMAGES))
+def test_what_the_dockerfile_copies_is_in_its_context(image: str) -> None:
+    dockerfile, context, _, _ = IMAGES[image]
+    for word, rest in instructions(dockerfile):
+        if word == "COPY" and "--from=" not in rest:
+            *sources, _dest = rest.split()
+            for source in sources:
+                assert (context / source).exists(), source
+                assert dockerignore_includes(context, source), f"{source} is excluded by .dockerignore"
+
+
+def test_the_root_context_carries_only_the_operator() -> None:
+    assert dockerignore_includes(ROOT, "operator/scaledapp/kube.py")
+    assert dockerignore_includes(ROOT, "operator/scaledapp/resources/files/primary-init.sh")
+    for path in (".git/config", ".venv/bin/python", ".localcluster/kubeconfig", "tests/conftest.py",
+                 "operator/scaledapp/__pycache__/kube.cpython-311.pyc", "demo-app/demo_app/app.py"):
+        assert not dockerignore_includes(ROOT, path), path
+
+
+def third_party_imports(packages: list[Path]) -> set[str]:
+    names: set[str] = set()
+    local = {p.name for p in packages}
+    for package in packages:
+        for source in package.rglob("*.py"):
+            for node in ast.walk(ast.parse(source.read_text())):
+                if isinstance(node, ast.Import):
+                    names.update(a.name.split(".")[0] for a in node.names)
+                elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                    names.add(node.module.split(".")[0])
+    return {n for n in names if n not in sys.stdlib_module_names and n not in local and n != "__future__"}
+
+
+def closure(requirements: Path) -> set[str]:
+    """Every distribution the requirements file installs, with their dependencies (as installed here)."""
+    todo = [Requirement(ln.split("#")[0].strip()).name for ln in requirements.read_text().splitlines()
+            if ln.split("#")[0].strip() and not ln.startswith("-")]
+    seen: set[str] = set()
+    while todo:
+        name = todo.pop().lower().replace("_", "-")
+        if name in seen:
+            continue
+        seen.add(name)
+        for raw in metadata.requires(name) or []:
+            req = Requirement(raw)
+            if req.marker is None or req.marker.evaluate({"extra": ""}):
+                todo.append(req.name)
+    return seen
+
+
+@pytest.mark.parametrize("image", sorted(IMAGES))
+def test_the_requirements_provide_every_import(image: str) -> None:
+    _, _, requirements, packages = IMAGES[image]
+    provided = closure(requirements)
+    dists = metadata.packages_distributions()
+    missing = {}
+    for module in third_party_imports(packages):
+        owners = {d.lower().replace("_", "-") for d in dists.get(module, [])}
+        if not owners & provided:
+            missing[module] = sorted(owners)
+    assert missing == {}, f"imported but not installed by {requirements.name}: {missing}"
