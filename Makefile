@@ -29,7 +29,7 @@ tools: ## build the pinned Go binaries (k8s, etcd, kwok, helm, prometheus, expor
 	@$(LC)/build.sh
 
 lint: venv ## ruff + mypy
-	@echo "==> ruff"; $(VENV)/bin/ruff check operator demo-app tests bench hack
+	@echo "==> ruff"; $(VENV)/bin/ruff check operator demo-app tests bench hack devharness
 	@echo "==> mypy"; $(VENV)/bin/mypy
 
 crds: venv ## regenerate crds/ and the chart's crds/ from the pydantic API
