@@ -66,3 +66,33 @@ demo: venv ## the closed loop live: control plane, operator, Prometheus, twin; D
 		$(MAKE) --no-print-directory cluster-up && \
 		$(VPY) -m devharness.demo --duration $(DURATION) --profile $(PROFILE); \
 	fi
+
+# ---------------------------------------------------------------------------------------------- kind
+# The real path on your machine, with Docker and kind (README "Quickstart on kind"). Each target checks its
+# prerequisites, names what is missing, and prints every command it runs (hack/kind/kind.sh); all of them
+# use the kubectl context kind-$(KIND_CLUSTER) explicitly, never your current one.
+KIND_CLUSTER ?= scaledapp
+LOAD_PROFILE ?= step:rate=20,peak=150,at=60
+LOAD_SECONDS ?= 300
+KIND_SH := KIND_CLUSTER=$(KIND_CLUSTER) hack/kind/kind.sh
+
+kind-up: ## create the kind cluster (1 control plane + 2 workers, pinned Kubernetes 1.34 node image)
+	@$(KIND_SH) up
+
+images: ## docker build the operator and demo-app images under the tags the chart and the CRD default to
+	@$(KIND_SH) images
+
+kind-load: images ## load both images into the kind nodes (no registry)
+	@$(KIND_SH) load-images
+
+deploy: kind-load ## CRD, chart with the bundled Prometheus (scaledapp-system), examples/minimal.yaml in namespace demo
+	@$(KIND_SH) deploy
+
+load: ## the load generator as a Job against the demo app's Service; LOAD_PROFILE=..., LOAD_SECONDS=...
+	@LOAD_PROFILE='$(LOAD_PROFILE)' LOAD_SECONDS='$(LOAD_SECONDS)' $(KIND_SH) load
+
+chaos: ## delete a pod of each tier under load; before/after report (hack/chaos.py); CHAOS_ARGS='--tiers app'
+	@CHAOS_ARGS='$(CHAOS_ARGS)' $(KIND_SH) chaos
+
+kind-down: ## delete the kind cluster
+	@$(KIND_SH) down

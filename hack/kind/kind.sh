@@ -1,0 +1,148 @@
+#!/usr/bin/env bash
+# The kind path (README "Quickstart on kind"): kind.sh up|images|load-images|deploy|load|chaos|down
+#
+# Every step checks what it needs first and names what is missing (exit 2), prints each command it runs
+# ("+ ..."), and passes an explicit --context kind-$KIND_CLUSTER / --kube-context, so it never acts on
+# whatever cluster your current kubectl context points at.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+KIND_CLUSTER=${KIND_CLUSTER:-scaledapp}
+CONTEXT="kind-${KIND_CLUSTER}"
+KIND_VERSION_WANT=v0.33.0           # the release whose node image hack/kind/cluster.yaml pins by digest
+OPERATOR_IMAGE=${OPERATOR_IMAGE:-ghcr.io/scaledapp/operator:0.1.0}   # the chart's image.repository:appVersion
+DEMO_IMAGE=${DEMO_IMAGE:-ghcr.io/scaledapp/demo-app:0.1.0}           # the CRD's default spec.app.image
+RELEASE=scaledapp
+SYSTEM_NS=scaledapp-system          # the CRD's default prometheusUrl is http://prometheus.scaledapp-system.svc:9090
+DEMO_NS=${DEMO_NS:-demo}
+DEMO_NAME=demo                      # metadata.name in examples/minimal.yaml
+LOAD_PROFILE=${LOAD_PROFILE:-step:rate=20,peak=150,at=60}
+LOAD_SECONDS=${LOAD_SECONDS:-300}
+BIN="${SCALEDAPP_BIN:-$HOME/.cache/scaledapp/bin}"
+# shellcheck disable=SC1091
+source "$ROOT/hack/localcluster/versions.env"
+
+say() { printf '==> %s\n' "$*" >&2; }
+run() { printf '+ %s\n' "$*" >&2; "$@"; }
+
+# The pinned kubectl and helm when `make tools` built them, else whatever is on PATH.
+KUBECTL=kubectl; [ -x "$BIN/kubernetes-v$K8S_VERSION/kubectl" ] && KUBECTL="$BIN/kubernetes-v$K8S_VERSION/kubectl"
+HELM=helm; [ -x "$BIN/helm-v$HELM_VERSION/helm" ] && HELM="$BIN/helm-v$HELM_VERSION/helm"
+PY=python3; [ -x "$ROOT/.venv/bin/python" ] && PY="$ROOT/.venv/bin/python"
+
+missing=()
+need() { # need CMD HINT
+  command -v "$1" >/dev/null 2>&1 || missing+=("$1: $2")
+}
+need_engine() {
+  need docker "install Docker (https://docs.docker.com/get-docker/)"
+  if command -v docker >/dev/null 2>&1 && ! docker info >/dev/null 2>&1; then
+    missing+=("a running Docker engine: \`docker info\` failed (start Docker Desktop or dockerd)")
+  fi
+}
+need_kind() {
+  need kind "install kind $KIND_VERSION_WANT (https://kind.sigs.k8s.io/docs/user/quick-start/#installation)"
+}
+need_cluster() {
+  if command -v kind >/dev/null 2>&1 && ! kind get clusters 2>/dev/null | grep -qx "$KIND_CLUSTER"; then
+    missing+=("the kind cluster \"$KIND_CLUSTER\": run \`make kind-up\`")
+  fi
+}
+check() { # check WHAT: fail with every missing prerequisite at once
+  if [ ${#missing[@]} -gt 0 ]; then
+    printf '%s needs:\n' "$1" >&2
+    printf '  - %s\n' "${missing[@]}" >&2
+    exit 2
+  fi
+}
+
+k() { run "$KUBECTL" --context "$CONTEXT" "$@"; }
+
+cmd_up() {
+  need_engine; need_kind; check "make kind-up"
+  local have; have=$(kind version 2>/dev/null | awk '{print $2}')
+  [ "$have" = "$KIND_VERSION_WANT" ] || say "kind $have found; the pinned node image is built for kind $KIND_VERSION_WANT"
+  if kind get clusters 2>/dev/null | grep -qx "$KIND_CLUSTER"; then
+    say "kind cluster $KIND_CLUSTER already exists (context $CONTEXT): nothing to do"
+  else
+    say "creating kind cluster $KIND_CLUSTER: 1 control plane + 2 workers, Kubernetes 1.34 (hack/kind/cluster.yaml)"
+    run kind create cluster --name "$KIND_CLUSTER" --config "$ROOT/hack/kind/cluster.yaml" --wait 180s
+  fi
+  say "next: make images kind-load deploy"
+}
+
+cmd_images() {
+  need_engine; check "make images"
+  say "building $OPERATOR_IMAGE (operator/Dockerfile, context: the repository root)"
+  run docker build -f "$ROOT/operator/Dockerfile" -t "$OPERATOR_IMAGE" "$ROOT"
+  say "building $DEMO_IMAGE (demo-app/Dockerfile: the app, its worker and the load generator)"
+  run docker build -t "$DEMO_IMAGE" "$ROOT/demo-app"
+  run docker image ls --filter "reference=ghcr.io/scaledapp/*"
+}
+
+cmd_load_images() {
+  need_engine; need_kind; need_cluster; check "make kind-load"
+  for image in "$OPERATOR_IMAGE" "$DEMO_IMAGE"; do
+    docker image inspect "$image" >/dev/null 2>&1 || missing+=("the image $image: run \`make images\`")
+  done
+  check "make kind-load"
+  say "loading the images into every node of $KIND_CLUSTER (no registry needed; pods use IfNotPresent)"
+  run kind load docker-image --name "$KIND_CLUSTER" "$OPERATOR_IMAGE" "$DEMO_IMAGE"
+}
+
+cmd_deploy() {
+  need_kind; need_cluster; need "$KUBECTL" "kubectl (or \`make tools\`)"; need "$HELM" "helm v3 (or \`make tools\`)"
+  check "make deploy"
+  say "the CRD first (helm installs crds/ only once and never upgrades them)"
+  k apply --server-side --force-conflicts -f "$ROOT/crds/"
+  say "the operator and the bundled Prometheus: helm release $RELEASE in $SYSTEM_NS"
+  run "$HELM" upgrade --install "$RELEASE" "$ROOT/charts/scaledapp-operator" --kube-context "$CONTEXT" \
+    --namespace "$SYSTEM_NS" --create-namespace --set prometheus.enabled=true --wait --timeout 5m
+  say "an example ScaledApp: examples/minimal.yaml in namespace $DEMO_NS"
+  "$KUBECTL" --context "$CONTEXT" get namespace "$DEMO_NS" >/dev/null 2>&1 || k create namespace "$DEMO_NS"
+  k apply -n "$DEMO_NS" -f "$ROOT/examples/minimal.yaml"
+  say "waiting for every tier to be Ready (first run pulls Redis, Postgres and the exporters: a few minutes)"
+  k wait -n "$DEMO_NS" --for=condition=Ready "scaledapp/$DEMO_NAME" --timeout=15m
+  k get -n "$DEMO_NS" scaledapp "$DEMO_NAME"
+  say "next: make load   (and in another terminal: kubectl --context $CONTEXT -n $DEMO_NS get scaledapp -w)"
+}
+
+need_python() {
+  need "$KUBECTL" "kubectl (or \`make tools\`)"; need "$PY" "python3 (or \`make venv\`)"; need_kind; need_cluster
+}
+
+cmd_load() {
+  need_python; check "make load"
+  say "load generator as a Job in $DEMO_NS against svc/$DEMO_NAME-app: $LOAD_PROFILE for ${LOAD_SECONDS}s"
+  PYTHONPATH="$ROOT" run "$PY" -m hack.loadjob --context "$CONTEXT" --namespace "$DEMO_NS" --name "$DEMO_NAME" \
+    --profile "$LOAD_PROFILE" --seconds "$LOAD_SECONDS" --image "$DEMO_IMAGE"
+}
+
+cmd_chaos() {
+  need_python; check "make chaos"
+  say "chaos drill: one pod of each tier deleted under load; report at the end"
+  local extra=()
+  read -r -a extra <<< "${CHAOS_ARGS:-}"  # e.g. CHAOS_ARGS="--tiers app,db-write --seconds 60"
+  PYTHONPATH="$ROOT" run "$PY" -m hack.chaos --context "$CONTEXT" --namespace "$DEMO_NS" --name "$DEMO_NAME" \
+    --image "$DEMO_IMAGE" "${extra[@]}"
+}
+
+cmd_down() {
+  need_kind; check "make kind-down"
+  if kind get clusters 2>/dev/null | grep -qx "$KIND_CLUSTER"; then
+    run kind delete cluster --name "$KIND_CLUSTER"
+  else
+    say "no kind cluster $KIND_CLUSTER: nothing to do"
+  fi
+}
+
+case "${1:-}" in
+  up) cmd_up ;;
+  images) cmd_images ;;
+  load-images) cmd_load_images ;;
+  deploy) cmd_deploy ;;
+  load) cmd_load ;;
+  chaos) cmd_chaos ;;
+  down) cmd_down ;;
+  *) echo "usage: $0 up|images|load-images|deploy|load|chaos|down" >&2; exit 64 ;;
+esac

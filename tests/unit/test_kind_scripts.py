@@ -1,0 +1,69 @@
+"""The kind-path scripts' pure parts: the load Job, the chaos report, the pins they share with the chart."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import kubernetes_validate
+import pytest
+import yaml
+from hack import chaos, loadjob
+
+from scaledapp import api
+from scaledapp.resources.names import ChildNames
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_the_load_job_is_valid_restricted_and_targets_the_app_service() -> None:
+    spec = loadjob.LoadSpec("demo", "demo", "constant:rate=5", 30)
+    job = loadjob.job_manifest(spec, "load-1")
+    kubernetes_validate.validate(job, "1.34.0", strict=True)
+    pod = job["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    assert pod["securityContext"]["runAsNonRoot"] and pod["securityContext"]["seccompProfile"]
+    assert container["securityContext"]["capabilities"] == {"drop": ["ALL"]}
+    assert container["securityContext"]["allowPrivilegeEscalation"] is False
+    assert spec.url == f"http://{ChildNames('demo').app}.demo.svc:{api.AppSpec().port}"
+    assert container["command"][:3] == ["python", "-m", "demo_app.load"]
+    assert container["command"][container["command"].index("--url") + 1] == spec.url
+
+
+def test_the_scripts_use_the_images_the_chart_and_the_crd_default_to() -> None:
+    assert loadjob.DEMO_IMAGE == api.DEMO_APP_IMAGE
+    chart = yaml.safe_load((ROOT / "charts" / "scaledapp-operator" / "Chart.yaml").read_text())
+    values = yaml.safe_load((ROOT / "charts" / "scaledapp-operator" / "values.yaml").read_text())
+    script = (ROOT / "hack" / "kind" / "kind.sh").read_text()
+    pins = dict(re.findall(r"^(OPERATOR_IMAGE|DEMO_IMAGE)=\$\{\w+:-([^}]+)\}", script, re.MULTILINE))
+    assert pins == {"OPERATOR_IMAGE": f"{values['image']['repository']}:{chart['appVersion']}",
+                    "DEMO_IMAGE": api.DEMO_APP_IMAGE}
+    # The CRD's default prometheusUrl is the bundled Prometheus in the namespace deploy installs into.
+    assert "SYSTEM_NS=scaledapp-system" in script
+    assert api.ScalingSpec().prometheus_url == f"http://{values['prometheus']['serviceName']}.scaledapp-system.svc:9090"
+
+
+def test_the_kind_node_image_is_pinned_by_digest_to_the_local_minor_version() -> None:
+    config = yaml.safe_load((ROOT / "hack" / "kind" / "cluster.yaml").read_text())
+    versions = dict(line.split("=", 1) for line in (ROOT / "hack" / "localcluster" / "versions.env").read_text()
+                    .splitlines() if "=" in line and not line.startswith("#"))
+    minor = ".".join(versions["K8S_VERSION"].split(".")[:2])
+    for node in config["nodes"]:
+        assert re.fullmatch(rf"kindest/node:v{re.escape(minor)}\.\d+@sha256:[0-9a-f]{{64}}", node["image"])
+
+
+def test_chaos_report_table() -> None:
+    rows = [chaos.Drill("(none: baseline)", sent=400, failed=0, p99_ms=41.2),
+            chaos.Drill("db-write", pod="demo-db-0", ready_before=1, seconds_to_ready=9.5, sent=400, failed=12,
+                        errors={"http_503": 12}, p99_ms=850.0, operator_events=["MetricsUnavailable: holding"]),
+            chaos.Drill("workers", note="no Ready pod of this tier (tier disabled or not up): skipped")]
+    text = chaos.table(rows)
+    assert "| db-write | demo-db-0 | 1 | 9.5 s | 12 / 400 | 850 ms | MetricsUnavailable: holding |" in text
+    assert "| (none: baseline) | - | - | - | 0 / 400 | 41 ms |" in text
+    assert "skipped" in text.splitlines()[-1]
+
+
+def test_chaos_rejects_unknown_tiers() -> None:
+    with pytest.raises(SystemExit):
+        chaos.parse_args(["--tiers", "app,frontend"])
+    assert chaos.parse_args(["--tiers", "db-write"]).tiers == "db-write"
