@@ -68,8 +68,13 @@ def main(argv: list[str] | None = None) -> int:
         recorder = Recorder(kubeconfig, namespace, stack.name, stack.prometheus.url, stack.trace)
         print(timeline_header(), flush=True)
         deadline = time.monotonic() + args.duration
+        phase = ""
         while not stop.is_set() and time.monotonic() < deadline:
-            print(timeline_line(recorder.sample()), flush=True)
+            sample = recorder.sample()
+            if sample.phase and sample.phase != phase:
+                phase = sample.phase
+                print(f"------ load: {phase}", flush=True)
+            print(timeline_line(sample), flush=True)
             stack.twin.check_alive()
             stack.operator.check_alive()
             stop.wait(args.every)
@@ -100,12 +105,14 @@ def write_report(recorder: Recorder, out: Path, args: argparse.Namespace, namesp
     recorder.write(out / "timeline.jsonl")
     title = f"ScaledApp demo: {args.profile} on the live twin"
     plot_path = out / "plot.png"
-    plot(recorder.samples, plot_path, title)
+    plot(recorder.samples, plot_path, title, [(p.start, p.name) for p in scenario(args.profile).phases])
     settings = {"profile": args.profile, "seed": str(args.seed), "namespace": namespace,
                 "ScaledApp": str(args.example.relative_to(REPO) if args.example.is_relative_to(REPO) else args.example),
                 "load phases": "; ".join(f"{p.start:.0f}s {p.name}" for p in scenario(args.profile).phases)}
     report = out / "report.md"
-    report.write_text(markdown(recorder.samples, title=title, settings=settings, plot=plot_path.name))
+    phases = [(p.start, p.name, p.expect) for p in scenario(args.profile).phases]
+    report.write_text(markdown(recorder.samples, title=title, settings=settings, plot=plot_path.name,
+                               phases=phases))
     print(f"==> report: {report}\n==> plot:   {plot_path}\n==> raw:    {out / 'timeline.jsonl'}, "
           f"{out / 'trace.jsonl'}, logs {out}/*.log")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -31,7 +32,28 @@ def _bottleneck_spans(samples: Sequence[Sample]) -> list[tuple[float, float, str
     return spans
 
 
-def markdown(samples: Sequence[Sample], *, title: str, settings: dict[str, str], plot: str) -> str:
+def step_name(event: str) -> str:
+    """"widen app" / "narrow workers" from the operator's Event text ("" for other Events)."""
+    widened = re.match(r"Widened: (\S+) is the bottleneck", event)
+    narrowed = re.match(r"Narrowed: .*?; (\S+) peak pressure", event)
+    if widened:
+        return f"widen {widened.group(1)}"
+    return f"narrow {narrowed.group(1)}" if narrowed else ""
+
+
+def phase_table(samples: Sequence[Sample], phases: Sequence[tuple[float, str, str]]) -> list[str]:
+    """Per load phase: the tier it was meant to press, and the steps the operator took meanwhile."""
+    lines = ["## Load phases and what the operator did", "", "| phase | from | meant to press | steps in the phase |",
+             "|---|---|---|---|"]
+    ends = [start for start, _, _ in phases[1:]] + [float("inf")]
+    for (start, name, expect), end in zip(phases, ends, strict=True):
+        steps = [step_name(e) for t, e in _actions(samples) if start <= t < end and step_name(e)]
+        lines.append(f"| {name} | {start:.0f}s | {expect or '-'} | {'; '.join(steps) or 'none'} |")
+    return [*lines, ""]
+
+
+def markdown(samples: Sequence[Sample], *, title: str, settings: dict[str, str], plot: str,
+             phases: Sequence[tuple[float, str, str]] = ()) -> str:
     lines = [f"# {title}", ""]
     lines += [f"- {k}: {v}" for k, v in settings.items()]
     if samples:
@@ -45,6 +67,7 @@ def markdown(samples: Sequence[Sample], *, title: str, settings: dict[str, str],
         lines += ["", "## Bottleneck over time", "", "| from | to | bottleneck |", "|---|---|---|"]
         for start, end, tier in _bottleneck_spans(samples):
             lines.append(f"| {start:.0f}s | {end:.0f}s | {tier or '(none)'} |")
+    lines += ["", *phase_table(samples, phases)] if phases else []
     lines += ["", "## Decisions (the ScaledApp's Events)", ""]
     actions = _actions(samples)
     lines += [f"- {t:.0f}s {e}" for t, e in actions] or ["- none"]
@@ -55,14 +78,19 @@ def markdown(samples: Sequence[Sample], *, title: str, settings: dict[str, str],
     return "\n".join(lines)
 
 
-def plot(samples: Sequence[Sample], path: Path, title: str) -> None:
-    """Three stacked panels sharing the time axis: load, p95 latency, size per tier; actions as lines."""
+def plot(samples: Sequence[Sample], path: Path, title: str, phases: Sequence[tuple[float, str]] = ()) -> None:
+    """Three stacked panels sharing the time axis: load (with the profile's phases), p95 latency (with the
+    bottleneck the operator named), ready replicas per tier; every step as a vertical line."""
     t = [s.t for s in samples]
     fig, (load_ax, p95_ax, size_ax) = plt.subplots(3, 1, sharex=True, figsize=(11, 8.5))
     load_ax.plot(t, [s.load if s.load is not None else float("nan") for s in samples], label="offered load")
     load_ax.plot(t, [s.rps if s.rps is not None else float("nan") for s in samples], label="served (Prometheus)",
                  linestyle="--")
     load_ax.set_ylabel("requests/s")
+    for start, name in phases:
+        load_ax.axvline(start, color="tab:blue", alpha=0.25, linestyle=":")
+        load_ax.text(start, 0.02, f" {name}", transform=load_ax.get_xaxis_transform(), fontsize=7, rotation=90,
+                     va="bottom", color="tab:blue")
     load_ax.legend(loc="upper left")
     p95_ax.plot(t, [s.p95_seconds * 1000 if s.p95_seconds is not None else float("nan") for s in samples],
                 color="tab:red")

@@ -81,7 +81,14 @@ class Stack:
 
     def install_crd(self) -> None:
         self.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(CRD))
-        self.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd/scaledapps.scaledapp.dev")
+
+        def established() -> bool:
+            # Polled, not `kubectl wait`: that fails outright while a new CRD has no conditions yet.
+            crd = json.loads(self.kubectl("get", "crd/scaledapps.scaledapp.dev", "-o", "json"))
+            conditions = crd.get("status", {}).get("conditions") or []
+            return any(c.get("type") == "Established" and c.get("status") == "True" for c in conditions)
+
+        poll(established, 60, "the ScaledApp CRD Established", 0.2)
 
     def create_namespace(self) -> None:
         self.kubectl("create", "namespace", self.namespace)
