@@ -96,3 +96,7 @@ chaos: ## delete a pod of each tier under load; before/after report (hack/chaos.
 
 kind-down: ## delete the kind cluster
 	@$(KIND_SH) down
+
+.PHONY: reference
+reference: venv ## regenerate docs/reference.md (the ScaledApp API reference) from the CRD descriptions
+	@$(VPY) -m hack.gen_reference --write

@@ -1,0 +1,174 @@
+"""Generate docs/reference.md, the ScaledApp API reference, from the CRD's schema and descriptions.
+
+    python -m hack.gen_reference            print it
+    python -m hack.gen_reference --write    refresh docs/reference.md      (make reference)
+    python -m hack.gen_reference --check    exit 1 when docs/reference.md is stale (a unit test runs this)
+
+The CRD itself is generated from operator/scaledapp/api.py (`make crds`), so a field's description is
+written once, in the pydantic model, and shows up in `kubectl explain` and here alike.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from scaledapp import api, crdgen
+
+ROOT = Path(__file__).resolve().parents[1]
+OUT = ROOT / "docs" / "reference.md"
+Schema = dict[str, Any]
+
+
+def type_of(node: Schema) -> str:
+    kind = node.get("type", "object")
+    if kind == "array":
+        return f"[]{type_of(node.get('items', {}))}"
+    if kind == "object" and isinstance(node.get("additionalProperties"), dict):
+        return f"map[string]{type_of(node['additionalProperties'])}"
+    if kind == "object" and node.get("x-kubernetes-preserve-unknown-fields"):
+        return "object (free-form)"
+    return str(kind)
+
+
+def constraints(node: Schema) -> list[str]:
+    out = []
+    if "enum" in node:
+        out.append("one of " + ", ".join(f"`{v}`" for v in node["enum"]))
+    for key, inclusive, exclusive in (("minimum", "≥", ">"), ("maximum", "≤", "<")):
+        if key in node:
+            strict = node.get(f"exclusive{key[0].upper()}{key[1:]}") is True
+            out.append(f"{exclusive if strict else inclusive} {node[key]:g}")
+    if "minLength" in node:
+        out.append(f"length ≥ {node['minLength']}")
+    if "maxLength" in node:
+        out.append(f"length ≤ {node['maxLength']}")
+    if "minItems" in node:
+        out.append(f"≥ {node['minItems']} items")
+    if "maxItems" in node:
+        out.append(f"≤ {node['maxItems']} items")
+    if "pattern" in node:
+        out.append(f"pattern `{node['pattern']}`")
+    if node.get("nullable"):
+        out.append("optional")
+    for rule in node.get("x-kubernetes-validations", []):
+        if rule["rule"] == "self == oldSelf":
+            out.append("**immutable**")
+    return out
+
+
+def default_of(node: Schema) -> str:
+    if "default" not in node or type_of(node) == "object" or isinstance(node["default"], dict):
+        return ""
+    return f"`{json.dumps(node['default'])}`"
+
+
+def cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def is_object(node: Schema) -> bool:
+    return type_of(node) == "object" and "properties" in node
+
+
+def child_object(node: Schema) -> Schema | None:
+    """The object schema documented in its own section: the node itself, or the items of an array."""
+    if is_object(node):
+        return node
+    items = node.get("items")
+    if type_of(node).startswith("[]") and isinstance(items, dict) and is_object(items):
+        return items
+    return None
+
+
+def anchor(path: str) -> str:
+    return path.replace(".", "").replace("[]", "").lower()
+
+
+def sections(path: str, node: Schema, out: list[str]) -> None:
+    """One section per object: a table of its fields, then the rules checked on it, then its sub-objects."""
+    out += [f"### `{path}`", ""]
+    if node.get("description"):
+        out += [node["description"], ""]
+    out += ["| field | type | default | description |", "|---|---|---|---|"]
+    nested: list[tuple[str, Schema]] = []
+    for name, prop in node["properties"].items():
+        sub = child_object(prop)
+        sub_path = f"{path}.{name}" + ("[]" if sub is not None and sub is not prop else "")
+        name_cell = f"[`{name}`](#{anchor(sub_path)})" if sub is not None else f"`{name}`"
+        text = prop.get("description", "")
+        extra = constraints(prop)
+        if extra:
+            text += (" " if text else "") + "(" + "; ".join(extra) + ")"
+        out.append(f"| {name_cell} | {cell(type_of(prop))} | {cell(default_of(prop))} | {cell(text)} |")
+        if sub is not None:
+            nested.append((sub_path, {**sub, "description": sub.get("description") or prop.get("description", "")}))
+    rules = [r for r in node.get("x-kubernetes-validations", []) if r["rule"] != "self == oldSelf"]
+    if rules:
+        out += ["", "Checked by the API server on this object:", ""]
+        out += [f"- {r['message']}" for r in rules]
+    out.append("")
+    for sub_path, sub in nested:
+        sections(sub_path, sub, out)
+
+
+def render() -> str:
+    crd = crdgen.build_crd()
+    version = crd["spec"]["versions"][0]
+    root = version["schema"]["openAPIV3Schema"]
+    columns = "".join(f"| {c['name']} | `{c['jsonPath']}` | {c.get('description', '')} |\n"
+                      for c in version["additionalPrinterColumns"])
+    out = [
+        "# ScaledApp API reference",
+        "",
+        "<!-- Generated by `python -m hack.gen_reference --write` (make reference) from the CRD, which is generated"
+        " from operator/scaledapp/api.py. Do not edit by hand. -->",
+        "",
+        f"`apiVersion: {api.API_VERSION}`, `kind: {api.KIND}` (plural `{api.PLURAL}`, short name"
+        f" `{', '.join(api.SHORT_NAMES)}`), namespaced. {root['description']}",
+        "",
+        "Every spec field has a default, so `spec: {}` is a complete ScaledApp (examples/minimal.yaml);"
+        " examples/full.yaml sets every field. `kubectl explain scaledapp.spec` shows the same descriptions.",
+        "",
+        "Checked by the API server on every ScaledApp:",
+        "",
+        *[f"- {r['message']}" for r in root.get("x-kubernetes-validations", [])],
+        "",
+        "`kubectl get scaledapps` columns:",
+        "",
+        "| column | from | meaning |",
+        "|---|---|---|",
+        columns.rstrip("\n"),
+        "",
+        "## spec",
+        "",
+    ]
+    sections("spec", root["properties"]["spec"], out)
+    out += ["## status", "", "Written by the operator only (the status subresource).", ""]
+    sections("status", root["properties"]["status"], out)
+    return "\n".join(out).rstrip("\n") + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m hack.gen_reference", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--write", action="store_true", help=f"write {OUT.relative_to(ROOT)}")
+    parser.add_argument("--check", action="store_true", help="exit 1 when the committed file is stale")
+    args = parser.parse_args(argv)
+    text = render()
+    if args.write:
+        OUT.write_text(text)
+        print(f"wrote {OUT.relative_to(ROOT)}")
+    elif args.check:
+        if not OUT.exists() or OUT.read_text() != text:
+            print(f"stale: {OUT.relative_to(ROOT)} (run `make reference`)", file=sys.stderr)
+            return 1
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
