@@ -67,3 +67,16 @@ def test_chaos_rejects_unknown_tiers() -> None:
     with pytest.raises(SystemExit):
         chaos.parse_args(["--tiers", "app,frontend"])
     assert chaos.parse_args(["--tiers", "db-write"]).tiers == "db-write"
+
+
+def test_the_readme_quickstart_lists_every_kind_step_in_order() -> None:
+    readme = (ROOT / "README.md").read_text()
+    sections = re.findall(r"^## (.+)$", readme, re.MULTILINE)
+    assert sections[0] == "The two commands"
+    quickstart = readme.split("## Quickstart on kind", 1)[1].split("\n## ", 1)[0]
+    block = quickstart.split("```bash", 1)[1].split("```", 1)[0]
+    steps = re.findall(r"^make ([a-z-]+)", block, re.MULTILINE)
+    assert steps == ["kind-up", "images", "kind-load", "deploy", "load", "chaos", "kind-down"]
+    makefile = (ROOT / "Makefile").read_text()
+    for step in steps:
+        assert re.search(rf"^{step}:.*## ", makefile, re.MULTILINE), f"make {step} has no documented target"
