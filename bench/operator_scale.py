@@ -142,7 +142,12 @@ def main(argv: list[str] | None = None) -> int:
         bench.up()
         try:
             bench.kubectl("apply", "--server-side", "-f", str(CRD))
-            bench.kubectl("wait", "--for=condition=Established", "crd/scaledapps.scaledapp.dev")
+            jsonpath = 'jsonpath={.status.conditions[?(@.type=="Established")].status}'
+            deadline = time.monotonic() + 60
+            while bench.kubectl("get", "crd/scaledapps.scaledapp.dev", "-o", jsonpath) != "True":
+                if time.monotonic() > deadline:
+                    raise RuntimeError("the ScaledApp CRD never became Established")
+                time.sleep(0.2)
             rows = [run(bench, n) for n in args.sizes]
         finally:
             bench.cluster("down")

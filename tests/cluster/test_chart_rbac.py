@@ -23,7 +23,7 @@ from scaledapp.resources.names import ChildNames
 from scaledapp.tiers.base import PROM_INSTANCE_LABEL, PROM_TIER_LABEL, Scope
 from tests.support.cluster import Cluster, KubectlError, private_cluster
 from tests.support.helm import install
-from tests.support.operator import OperatorProcess, token_kubeconfig
+from tests.support.operator import OperatorProcess, token_kubeconfig, wait_crd_established
 from tests.support.wait import eventually, wait_for
 
 pytestmark = pytest.mark.cluster
@@ -45,7 +45,7 @@ def scratch(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     with private_cluster(tmp_path_factory.mktemp("chart-rbac") / "state") as cluster:
         out = install(cluster.kubeconfig, RELEASE, SYSTEM, {"prometheus.enabled": True})
         assert "NOTES:" in out
-        cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd/scaledapps.scaledapp.dev")
+        wait_crd_established(cluster)
         new_namespace(cluster, SCOPED_NS)  # Roles go into watched namespaces: they must exist first
         install(cluster.kubeconfig, SCOPED_RELEASE, SCOPED_SYSTEM, {"watchNamespaces": [SCOPED_NS]})
         yield cluster

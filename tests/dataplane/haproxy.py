@@ -51,7 +51,11 @@ backend apps
     balance roundrobin
     option httpchk GET /readyz
     http-check expect status 200
-    default-server inter 100ms fall 1 rise 2
+    # A check answered slowly under load is not a dead backend (the default check timeout equals
+    # `inter`): allow 2 s, and take a backend out after two failed checks (200 ms, well inside the
+    # app's drain window).
+    timeout check 2s
+    default-server inter 100ms fall 2 rise 2
 {servers}
 """
 

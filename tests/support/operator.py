@@ -127,8 +127,15 @@ def token_kubeconfig(admin_kubeconfig: Path, token: str, path: Path) -> Path:
 def crd(cluster: Any) -> Path:
     """The generated CRD installed and Established."""
     cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(CRD))
-    cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd/scaledapps.scaledapp.dev")
+    wait_crd_established(cluster)
     return CRD
+
+
+def wait_crd_established(cluster: Any) -> None:
+    """Poll: `kubectl wait` errors out while a brand-new CRD has no conditions yet."""
+    jsonpath = 'jsonpath={.status.conditions[?(@.type=="Established")].status}'
+    wait_for(lambda: cluster.kubectl("get", "crd/scaledapps.scaledapp.dev", "-o", jsonpath) == "True",
+             60, "the ScaledApp CRD to be Established")
 
 
 @pytest.fixture(scope="session")
