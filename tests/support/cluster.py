@@ -12,8 +12,8 @@ and kwok with 3 fake nodes (kwok-node-0..2), all plain processes with state in .
 Session policy: the fixture runs `cluster.sh up`, which reuses a running healthy control plane in well under a
 second, heals one with a dead component, or starts one (~5 s warm). At the end of the session the control plane
 is LEFT RUNNING, so the next run starts instantly and parallel sessions in the same tree never pull it from under
-each other; `make cluster-down` stops it. Set SCALEDAPP_CLUSTER_TEARDOWN=1 to have a session stop a control
-plane it started itself (one it found running is always left alone).
+each other; `make cluster-down` stops it. Under CI (CI=true), or with SCALEDAPP_CLUSTER_TEARDOWN=1, a session
+stops a control plane it started itself, leaving nothing behind (one it found running is always left alone).
 
 Tests that break the control plane on purpose use `with private_cluster(tmp_path / "state") as scratch:`, a
 throw-away second control plane on free ports, so the shared one is never disturbed.
@@ -234,7 +234,8 @@ def cluster() -> Iterator[Cluster]:
     """The shared local control plane, up with 3 Ready fake nodes (started once, reused if already running)."""
     was_running = run_cluster_sh("status", timeout=60).returncode == 0
     yield start_cluster()
-    if not was_running and os.environ.get("SCALEDAPP_CLUSTER_TEARDOWN") == "1":
+    teardown = os.environ.get("SCALEDAPP_CLUSTER_TEARDOWN") == "1" or os.environ.get("CI") == "true"
+    if not was_running and teardown:
         run_cluster_sh("down", timeout=120)
 
 
