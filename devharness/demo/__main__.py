@@ -75,8 +75,9 @@ def main(argv: list[str] | None = None) -> int:
                 phase = sample.phase
                 print(f"------ load: {phase}", flush=True)
             print(timeline_line(sample), flush=True)
-            stack.twin.check_alive()
-            stack.operator.check_alive()
+            if not stop.is_set():  # Ctrl-C reaches the children too (one process group): not a crash
+                stack.twin.check_alive()
+                stack.operator.check_alive()
             stop.wait(args.every)
     except HarnessError as exc:
         print(f"demo failed: {exc}", file=sys.stderr)

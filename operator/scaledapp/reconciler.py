@@ -150,6 +150,17 @@ async def _prune(kube: Kube, owner: Manifest, kept: set[tuple[str, str]]) -> Non
             await kube.post_event(owner, "Normal", "Pruned", f"deleted {kind} {child_name}: no longer in the spec")
 
 
+def put_back(before: Manifest | None, after: Manifest) -> bool:
+    """Did the repair apply change the child? Objects with a generation (workloads) changed only if
+    it grew: their resourceVersion also moves with every status update their controller writes
+    between our read and our apply (replicas rolling out after a scaler step), which is not a repair.
+    Objects without one (ConfigMaps, Services) changed if their resourceVersion did."""
+    old, new = (before or {}).get("metadata", {}), after.get("metadata", {})
+    if old.get("generation") is not None and new.get("generation") is not None:
+        return bool(new["generation"] != old["generation"])
+    return bool(new.get("resourceVersion") != old.get("resourceVersion"))
+
+
 async def repair_child(
     kube: Kube,
     child: Manifest,
@@ -175,14 +186,12 @@ async def repair_child(
     if kind == "Secret" and child_name == child_names.db_credentials:
         await _ensure_credentials(kube, owner, child_names, namespace)
         return
-    # A no-op apply leaves resourceVersion alone; compare with a fresh read, not the (older) event body.
+    # Compare with a fresh read, not the (older) event body.
     live = None if deleted else await kube.get(child["apiVersion"], kind, child_name, namespace)
-    before = (live or {}).get("metadata", {}).get("resourceVersion")
     applied = await apply_children(kube, owner, spec, only=(kind, child_name))
     if not applied:
         return
-    after = applied[-1]
-    if settled and (deleted or after["metadata"].get("resourceVersion") != before):
+    if settled and (deleted or put_back(live, applied[-1])):
         verb = "recreated" if deleted else "reverted a change to"
         logger.info("drift: %s %s/%s", verb, kind, child_name)
         await kube.post_event(owner, "Normal", "Repaired", f"{verb} {kind} {child_name}")

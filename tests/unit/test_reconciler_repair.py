@@ -1,0 +1,36 @@
+"""The "Repaired" Event claims a change was put back: only when the repair apply really changed the child.
+
+Found end to end (make demo): every scaler step was followed by "Repaired: reverted a change to
+Deployment demo-app", because the Deployment controller's status updates moved resourceVersion
+between the repair's read and its (no-op) apply.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from scaledapp.reconciler import put_back
+
+
+def obj(resource_version: str, generation: int | None = None) -> dict[str, Any]:
+    meta: dict[str, Any] = {"resourceVersion": resource_version}
+    if generation is not None:
+        meta["generation"] = generation
+    return {"metadata": meta}
+
+
+def test_a_status_update_during_a_no_op_repair_is_not_a_repair() -> None:
+    assert not put_back(obj("100", generation=4), obj("103", generation=4))
+
+
+def test_a_reverted_spec_edit_is_a_repair() -> None:
+    assert put_back(obj("100", generation=4), obj("101", generation=5))
+
+
+def test_objects_without_a_generation_compare_resource_versions() -> None:
+    assert not put_back(obj("7"), obj("7"))
+    assert put_back(obj("7"), obj("8"))
+
+
+def test_a_child_that_was_gone_is_put_back() -> None:
+    assert put_back(None, obj("1", generation=1))
