@@ -7,6 +7,10 @@ from typing import Any
 
 from scaledapp import api
 
+# Status conditions each writer owns (server-side apply per writer: neither drops the other's).
+RECONCILER_CONDITIONS = ("Progressing", "Degraded")
+SCALER_CONDITIONS = ("Ready", "MetricsAvailable", "Scaling", "AtCeiling")
+
 
 def now_rfc3339(now: dt.datetime | None = None) -> str:
     return (now or dt.datetime.now(dt.UTC)).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -193,23 +193,31 @@ class Kube:
             raise KubeError(f"create {body['kind']}/{name}", exc.status, _reason(exc)) from exc
         return True
 
-    async def patch_status(self, name: str, namespace: str, status: dict[str, Any]) -> None:
-        """Merge-patch the ScaledApp's status subresource."""
+    async def apply_status(self, name: str, namespace: str, status: dict[str, Any], manager: str) -> None:
+        """Server-side apply the ScaledApp's status fields that `manager` owns.
+
+        The reconciler and the scaler each write their own fields and their own conditions (the CRD
+        keys `conditions` by type), so neither can drop the other's, as a merge patch of the whole list
+        would when both write at once.
+        """
         resource = await self._resource(api.API_VERSION, api.KIND)
+        body = {"apiVersion": api.API_VERSION, "kind": api.KIND,
+                "metadata": {"name": name, "namespace": namespace}, "status": without_nulls(status)}
         try:
             await self._run(
-                (await self._dyn()).patch,
+                (await self._dyn()).server_side_apply,
                 resource.status,
-                body={"status": status},
+                body=body,
                 name=name,
                 namespace=namespace,
-                content_type="application/merge-patch+json",
+                field_manager=manager,
+                force_conflicts=True,
                 _request_timeout=REQUEST_TIMEOUT,
             )
         except NotFoundError:
             log.debug("ScaledApp %s/%s is gone; status not written", namespace, name)
         except ApiException as exc:
-            raise KubeError(f"patch status of {namespace}/{name}", exc.status, _reason(exc)) from exc
+            raise KubeError(f"apply status of {namespace}/{name}", exc.status, _reason(exc)) from exc
 
     async def resize_pod(self, name: str, namespace: str, patch: dict[str, Any]) -> bool:
         """In-place resize through the pods/resize subresource; False where the cluster cannot."""
@@ -258,6 +266,18 @@ class Kube:
             await self.create_once(event)
         except KubeError as exc:
             log.warning("could not post Event %s on %s/%s: %s", reason, meta["namespace"], meta["name"], exc.message)
+
+
+def without_nulls(value: Any) -> Any:
+    """Drop None values and empty maps: in an apply body a field is absent, not null (absent = the writer
+    gives it up). Empty maps go too: the API server stores an applied `{}` under a map-typed field as
+    null, which its own schema then rejects."""
+    if isinstance(value, dict):
+        cleaned = {k: without_nulls(v) for k, v in value.items() if v is not None}
+        return {k: v for k, v in cleaned.items() if v != {}}
+    if isinstance(value, list):
+        return [without_nulls(v) for v in value]
+    return value
 
 
 def _reason(exc: ApiException) -> str:

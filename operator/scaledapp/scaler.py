@@ -203,9 +203,12 @@ async def tick(kube: Kube, body: Manifest, logger: Logger) -> float:
             conds = conditions.set_condition(conds, cond.type, _bool(cond.status), cond.reason, cond.message,
                                              meta.get("generation"), now)
         await _explain(kube, body, status, decision, logger)
-    patch["conditions"] = conds
-    if changed(body.get("status") or {}, patch):  # an unchanged status is not written (no watch event)
-        await kube.patch_status(name, namespace, patch)
+    patch["conditions"] = [c for c in conds if c["type"] in conditions.SCALER_CONDITIONS]
+    current = dict(body.get("status") or {})
+    current["conditions"] = [c for c in current.get("conditions") or []
+                             if c.get("type") in conditions.SCALER_CONDITIONS]
+    if changed(current, patch):  # an unchanged status is not written (no watch event)
+        await kube.apply_status(name, namespace, patch, names.SCALER_MANAGER)
     return float(spec.scaling.interval_seconds)
 
 

@@ -36,3 +36,10 @@ def test_changed_compares_nested_values() -> None:
     assert changed(current, {"tiers": {"app": {"desired": 3, "ready": 2}}})
     assert changed(current, {"bottleneck": "app"})
     assert changed({}, {"conditions": []})
+
+
+def test_apply_bodies_carry_no_nulls() -> None:
+    from scaledapp.kube import without_nulls
+
+    body = {"a": None, "b": {"c": None, "d": 1}, "e": [{"f": None}], "g": {}, "h": {"i": None}}
+    assert without_nulls(body) == {"b": {"d": 1}, "e": [{}]}
