@@ -51,11 +51,12 @@ async def _report(kube: Kube, owner: Manifest, generation: int | None, *, ok: bo
     conds = conditions.set_condition(current, "Progressing", ok, reason, message, generation)
     conds = conditions.set_condition(conds, "Degraded", not ok, "AsExpected" if ok else reason,
                                      "" if ok else message, generation)
-    status: dict[str, Any] = {"conditions": conds}
-    if ok:
-        status["observedGeneration"] = generation
+    status: dict[str, Any] = {"conditions": [c for c in conds if c["type"] in conditions.RECONCILER_CONDITIONS]}
+    observed = generation if ok else (owner.get("status") or {}).get("observedGeneration")
+    if observed is not None:
+        status["observedGeneration"] = observed
     meta = owner["metadata"]
-    await kube.patch_status(meta["name"], meta["namespace"], status)
+    await kube.apply_status(meta["name"], meta["namespace"], status, names.RECONCILER_MANAGER)
     if not ok:
         await kube.post_event(owner, "Warning", reason, message)
 
