@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing
+import os
 import shutil
 import subprocess
 import sys
@@ -116,6 +117,14 @@ def extras() -> list[str]:
             "built (make tools)"
         lines += _extra("Control plane: warm start and memory (hack/localcluster/bench.sh)",
                         [str(control_plane), "1"], missing)
+    scale = REPO / "bench" / "operator_scale.py"
+    if scale.exists():
+        binaries = Path.home() / ".cache" / "scaledapp" / "bin"
+        missing = None if any(binaries.glob("kubernetes-*")) else "the control plane's binaries are not built"
+        # N=500 takes many minutes on 2 cores: SCALE_SIZES="1 50 500" asks for it.
+        sizes = os.environ.get("SCALE_SIZES", "1 50").split()
+        lines += _extra("Operator at scale: N ScaledApps until all Ready (bench/operator_scale.py)",
+                        [sys.executable, "-m", "bench.operator_scale", *sizes], missing)
     dataplane = REPO / "bench" / "dataplane_bench.py"
     if dataplane.exists():
         # It starts its own Redis and Postgres (tests/support/dataplane.py), so it needs only their binaries.
