@@ -176,7 +176,8 @@ def timeline_line(sample: Sample) -> str:
     action = sample.scaling or "-"
     if sample.metrics_available == "False":
         action = f"{action} (metrics unavailable)"
-    head = (f"{sample.t:5.0f}s  {_num(sample.load, '5.0f'):>5}/s  {p95:>7}  {sample.bottleneck or '-':<10} "
+    load = "-" if sample.load is None else f"{sample.load:.0f}/s"
+    head = (f"{sample.t:5.0f}s  {load:>7}  {p95:>7}  {sample.bottleneck or '-':<10} "
             f"{pressure[:26]:<26} {reps:<15} {action}")
     events = [e if len(e) <= EVENT_WIDTH else e[: EVENT_WIDTH - 3] + "..." for e in sample.events]
     return "\n".join([head, *(f"{'':>8}event  {e}" for e in events)])
