@@ -86,8 +86,10 @@ def _register_drift_handler(group: str, version: str, plural: str) -> None:
         drift = kube.seen.drifted(event["type"], dict(body))
         if event["type"] == "DELETED":
             kube.seen.forget(body.metadata.uid)
+            kube.cache.forget(dict(body))
         else:
             kube.seen.record(dict(body))
+            kube.cache.remember(dict(body))
         if owner and drift:
             await reconciler.repair_child(memo.kube, dict(body), owner, logger, deleted=event["type"] == "DELETED")
 

@@ -49,13 +49,14 @@ class Workloads:
 
 
 async def read_workloads(kube: Kube, name: str, namespace: str) -> Workloads:
+    """The five scaler-owned workloads, from the watch cache (a GET only for one not seen yet)."""
     child = names.ChildNames(name)
     return Workloads(
-        app=await kube.get("apps/v1", "Deployment", child.app, namespace),
-        workers=await kube.get("apps/v1", "Deployment", child.workers, namespace),
-        db_read=await kube.get("apps/v1", "StatefulSet", child.db_replicas, namespace),
-        db_write=await kube.get("apps/v1", "StatefulSet", child.db_primary, namespace),
-        cache_config=await kube.get("v1", "ConfigMap", child.cache_config, namespace),
+        app=await kube.get_cached("apps/v1", "Deployment", child.app, namespace),
+        workers=await kube.get_cached("apps/v1", "Deployment", child.workers, namespace),
+        db_read=await kube.get_cached("apps/v1", "StatefulSet", child.db_replicas, namespace),
+        db_write=await kube.get_cached("apps/v1", "StatefulSet", child.db_primary, namespace),
+        cache_config=await kube.get_cached("v1", "ConfigMap", child.cache_config, namespace),
     )
 
 

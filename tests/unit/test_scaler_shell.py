@@ -43,3 +43,19 @@ def test_apply_bodies_carry_no_nulls() -> None:
 
     body = {"a": None, "b": {"c": None, "d": 1}, "e": [{"f": None}], "g": {}, "h": {"i": None}}
     assert without_nulls(body) == {"b": {"d": 1}, "e": [{}]}
+
+
+def test_watch_cache_keeps_the_newest_version_of_each_child() -> None:
+    from scaledapp.kube import WatchCache
+
+    def deploy(rv: str, uid: str = "u1") -> dict[str, object]:
+        return {"kind": "Deployment", "metadata": {"name": "a", "namespace": "n", "uid": uid, "resourceVersion": rv}}
+
+    cache = WatchCache()
+    cache.remember(deploy("7"))
+    cache.remember(deploy("5"))  # an older watch event arriving after our apply's answer
+    assert cache.get("Deployment", "a", "n") == deploy("7")
+    cache.remember(deploy("3", uid="u2"))  # deleted and recreated: a new object, whatever its version
+    assert cache.get("Deployment", "a", "n") == deploy("3", uid="u2")
+    cache.forget(deploy("3", uid="u2"))
+    assert cache.get("Deployment", "a", "n") is None
