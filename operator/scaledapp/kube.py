@@ -25,7 +25,8 @@ from scaledapp import api
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 REQUEST_TIMEOUT = 10.0  # seconds, on every request: a hung API server must not hang a handler
-_POOL = ThreadPoolExecutor(max_workers=16, thread_name_prefix="kube")
+POOL_THREADS = 16
+_POOL = ThreadPoolExecutor(max_workers=POOL_THREADS, thread_name_prefix="kube")
 
 
 class KubeError(RuntimeError):
@@ -43,7 +44,10 @@ def load_config() -> ApiClient:
         kubernetes.config.load_incluster_config()  # type: ignore[no-untyped-call]
     except kubernetes.config.ConfigException:
         kubernetes.config.load_kube_config()  # type: ignore[no-untyped-call]
-    return ApiClient()
+    configuration = kubernetes.client.Configuration.get_default_copy()
+    # One pooled connection per worker thread (the default is 5 per CPU: connections were thrown away).
+    configuration.connection_pool_maxsize = POOL_THREADS
+    return ApiClient(configuration)
 
 
 class Seen:

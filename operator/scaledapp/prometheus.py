@@ -15,7 +15,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from prometheus_api_client import PrometheusConnect
+from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
+
+POOL_THREADS = 16
+_POOL = ThreadPoolExecutor(max_workers=POOL_THREADS, thread_name_prefix="prometheus")
 
 
 @dataclass(frozen=True)
@@ -53,6 +57,8 @@ class Prometheus:
         self.url = url.rstrip("/")
         self.timeout = timeout
         self._client = PrometheusConnect(url=self.url, disable_ssl=False, retry=Retry(total=0), timeout=timeout)
+        # As many pooled connections as query threads, so none is opened and thrown away per tick.
+        self._client._session.mount(self.url, HTTPAdapter(max_retries=Retry(total=0), pool_maxsize=POOL_THREADS))
 
     def _query(self, promql: str) -> tuple[float | None, str | None, bool]:
         """(value, why unknown, answered): answered is False when Prometheus itself did not answer."""
@@ -88,7 +94,6 @@ class Prometheus:
 
 
 _clients: dict[tuple[str, float], Prometheus] = {}
-_POOL = ThreadPoolExecutor(max_workers=16, thread_name_prefix="prometheus")
 
 
 def client_for(url: str, timeout: float) -> Prometheus:
