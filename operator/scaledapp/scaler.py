@@ -236,10 +236,13 @@ async def _decide_and_act(kube: Kube, spec: api.ScaledAppSpec, name: str, namesp
                       paused=paused, settling=settling_tiers(tier_counts))
     if decision.desired != sizes:
         try:
-            await apply_sizes(kube, name, namespace, sizes, decision.desired)
+            done = await apply_sizes(kube, name, namespace, sizes, decision.desired)
         except KubeError as exc:
             logger.error("could not apply %s: %s", decision.step, exc)
             raise
+        for note in (d for d in done if "unavailable" in d):
+            logger.warning(note)
+            await kube.post_event({"metadata": meta}, "Warning", "ResizeAtRestart", note)
     return decision
 
 
