@@ -6,11 +6,10 @@ shell adds them (kopf.adopt) so builders stay independent of the live object.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
-from decimal import Decimal
 from typing import Any
 
+from scaledapp.quantity import parse_bytes
 from scaledapp.resources import names
 
 Manifest = dict[str, Any]
@@ -31,26 +30,11 @@ REDIS_EXPORTER_PORT = 9121
 WORKER_METRICS_PORT = 9100  # the worker serves only /metrics, on this port
 
 MI = 1024 * 1024
-_SUFFIX = {
-    "": Decimal(1), "m": Decimal("0.001"),
-    "k": Decimal(10**3), "M": Decimal(10**6), "G": Decimal(10**9), "T": Decimal(10**12),
-    "Ki": Decimal(2**10), "Mi": Decimal(2**20), "Gi": Decimal(2**30), "Ti": Decimal(2**40),
-}
-_QUANTITY = re.compile(r"^([0-9]+(?:\.[0-9]+)?)(m|k|M|G|T|Ki|Mi|Gi|Ti)?$")
-
-
-def parse_quantity(quantity: str | int) -> Decimal:
-    """A Kubernetes quantity (the subset api.QUANTITY_PATTERN admits) as a number: '64Mi' -> 67108864."""
-    if isinstance(quantity, int):
-        return Decimal(quantity)
-    match = _QUANTITY.match(quantity.strip())
-    if not match:
-        raise ValueError(f"not a quantity: {quantity!r}")
-    return Decimal(match.group(1)) * _SUFFIX[match.group(2) or ""]
 
 
 def memory_bytes(quantity: str | int) -> int:
-    return int(parse_quantity(quantity))
+    """A memory quantity in bytes ('64Mi' -> 67108864); ints are bytes already (one parser: quantity.py)."""
+    return quantity if isinstance(quantity, int) else parse_bytes(quantity)
 
 
 def format_memory(n_bytes: int) -> str:
