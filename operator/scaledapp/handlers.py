@@ -9,7 +9,7 @@ from typing import Any
 import kopf
 
 from scaledapp import api, reconciler, scaler
-from scaledapp.kube import Kube
+from scaledapp.kube import Kube, KubeError
 from scaledapp.resources.names import MANAGED_BY
 
 CHILD_KINDS = [
@@ -91,7 +91,11 @@ def _register_drift_handler(group: str, version: str, plural: str) -> None:
             kube.seen.record(dict(body))
             kube.cache.remember(dict(body))
         if owner and drift:
-            await reconciler.repair_child(memo.kube, dict(body), owner, logger, deleted=event["type"] == "DELETED")
+            try:
+                await reconciler.repair_child(memo.kube, dict(body), owner, logger,
+                                              deleted=event["type"] == "DELETED")
+            except KubeError as exc:  # e.g. the namespace is being deleted: the next event or resume retries
+                logger.warning("could not repair %s/%s: %s", body.get("kind"), body.metadata.name, exc.message)
 
 
 for _group, _version, _plural in CHILD_KINDS:
