@@ -100,8 +100,14 @@ class WatchCache:
         meta = obj.get("metadata") or {}
         return str(obj.get("kind")), str(meta.get("namespace")), str(meta.get("name"))
 
+    CACHED_KINDS = ("Deployment", "StatefulSet", "ConfigMap")  # what a scaler tick reads; never Secrets
+
     def remember(self, obj: dict[str, Any]) -> None:
         """Keep `obj` unless a newer version of it is already known (events and apply answers race)."""
+        if obj.get("kind") not in self.CACHED_KINDS:
+            return
+        # managedFields are most of a body's size and no tick reads them.
+        obj = {**obj, "metadata": {k: v for k, v in (obj.get("metadata") or {}).items() if k != "managedFields"}}
         key = self._key(obj)
         known = self._bodies.get(key)
         if known is None or _version(obj) >= _version(known) or known["metadata"].get("uid") != obj[

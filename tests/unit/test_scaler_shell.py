@@ -59,3 +59,15 @@ def test_watch_cache_keeps_the_newest_version_of_each_child() -> None:
     assert cache.get("Deployment", "a", "n") == deploy("3", uid="u2")
     cache.forget(deploy("3", uid="u2"))
     assert cache.get("Deployment", "a", "n") is None
+
+
+def test_watch_cache_holds_only_what_a_tick_reads() -> None:
+    from scaledapp.kube import WatchCache
+
+    cache = WatchCache()
+    cache.remember({"kind": "Secret", "metadata": {"name": "s", "namespace": "n", "resourceVersion": "1"}})
+    assert cache.get("Secret", "s", "n") is None  # never keep credentials in memory
+    cache.remember({"kind": "ConfigMap", "metadata": {"name": "c", "namespace": "n", "resourceVersion": "1",
+                                                      "managedFields": [{"manager": "x"}]}})
+    kept = cache.get("ConfigMap", "c", "n")
+    assert kept is not None and "managedFields" not in kept["metadata"]
