@@ -109,6 +109,13 @@ class Engine:
         self.state, self.last_action = api.ScalerState(), None
         return decision
 
+    def load_visible(self) -> bool:
+        """Does Prometheus show the load yet (requests served or in flight)? Observes, decides nothing."""
+        now = dt.datetime.now(dt.UTC)
+        snapshot, _why = asyncio.run(scaler.observe(self.spec, INSTANCE, self.namespace, now, window=WINDOW))
+        app = snapshot.tier("app") if snapshot is not None else {}
+        return (app.get("requests_per_second") or 0.0) > 0 or (app.get("in_flight_per_pod") or 0.0) > 0
+
     def signal(self, tier: TierName, name: str) -> float | None:
         assert self.snapshot is not None
         return self.snapshot.tier(tier).get(name)
@@ -120,6 +127,9 @@ class Engine:
         served = requests_served(app)
         # The load generator is a new Python process (~1 s to start): the clock starts at its first request.
         wait_for(lambda: requests_served(app) > served, 15, f"the load to reach {app.name}", interval=0.05)
+        # Ticks count from the moment the metrics pipeline shows the load (scrape and discovery lag on a busy
+        # box is Prometheus', not the engine's): "named within two ticks" is the engine's own reaction.
+        wait_for(self.load_visible, 20, f"the load on {app.name} visible in Prometheus", interval=0.5)
         start = time.monotonic()
         decision: Decision | None = None
         for tick in range(1, max_ticks + 1):
