@@ -6,14 +6,11 @@ import datetime as dt
 from typing import Any
 
 from scaledapp import api
+from scaledapp.policy import format_time
 
 # Status conditions each writer owns (server-side apply per writer: neither drops the other's).
 RECONCILER_CONDITIONS = ("Progressing", "Degraded")
 SCALER_CONDITIONS = ("Ready", "MetricsAvailable", "Scaling", "AtCeiling")
-
-
-def now_rfc3339(now: dt.datetime | None = None) -> str:
-    return (now or dt.datetime.now(dt.UTC)).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def set_condition(
@@ -32,7 +29,7 @@ def set_condition(
     since = previous.get("lastTransitionTime") if previous and previous.get("status") == text else None
     condition = api.Condition(
         type=type_, status=text, reason=reason, message=message,
-        last_transition_time=since or now_rfc3339(now), observed_generation=generation,
+        last_transition_time=since or format_time(now or dt.datetime.now(dt.UTC)), observed_generation=generation,
     )
     out.append(condition.model_dump(by_alias=True, exclude_none=True))
     return sorted(out, key=lambda c: str(c["type"]))
