@@ -58,6 +58,12 @@ class Bench:
         return out.stdout
 
 
+def established(crd: dict[str, Any]) -> bool:
+    """A brand-new CRD has no conditions yet (a jsonpath filter on them errors), so read the JSON."""
+    conditions = crd.get("status", {}).get("conditions") or []
+    return any(c.get("type") == "Established" and c.get("status") == "True" for c in conditions)
+
+
 def scaledapps(n: int, namespace: str) -> str:
     items = [{
         "apiVersion": "scaledapp.dev/v1alpha1", "kind": "ScaledApp",
@@ -142,9 +148,8 @@ def main(argv: list[str] | None = None) -> int:
         bench.up()
         try:
             bench.kubectl("apply", "--server-side", "-f", str(CRD))
-            jsonpath = 'jsonpath={.status.conditions[?(@.type=="Established")].status}'
             deadline = time.monotonic() + 60
-            while bench.kubectl("get", "crd/scaledapps.scaledapp.dev", "-o", jsonpath) != "True":
+            while not established(json.loads(bench.kubectl("get", "crd/scaledapps.scaledapp.dev", "-o", "json"))):
                 if time.monotonic() > deadline:
                     raise RuntimeError("the ScaledApp CRD never became Established")
                 time.sleep(0.2)

@@ -15,8 +15,7 @@ import pytest
 import yaml
 
 from tests.support.cluster import Cluster, private_cluster
-from tests.support.operator import OperatorProcess
-from tests.support.wait import wait_for
+from tests.support.operator import OperatorProcess, wait_crd_established
 
 pytestmark = pytest.mark.cluster
 ROOT = Path(__file__).resolve().parents[2]
@@ -47,9 +46,7 @@ def kind_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Cluster
         env = {**os.environ, "PATH": f"{fakebin}{os.pathsep}{cluster.env['PATH']}", "KUBECONFIG": str(kubeconfig)}
         operator = OperatorProcess(str(cluster.kubeconfig), base, name="operator-kind-path")
         cluster.kubectl("apply", "--server-side", "-f", str(ROOT / "crds"))
-        established = "jsonpath={.status.conditions[?(@.type=='Established')].status}"
-        wait_for(lambda: "True" in cluster.kubectl("get", "crd/scaledapps.scaledapp.dev", "-o", established),
-                 60, "the CRD Established")
+        wait_crd_established(cluster)
         operator.start()
         try:
             yield cluster, env, log

@@ -131,10 +131,16 @@ def crd(cluster: Any) -> Path:
     return CRD
 
 
+def crd_is_established(crd_json: str) -> bool:
+    """True when a CRD (as `kubectl get -o json` prints it) has Established=True; a brand-new one has no
+    conditions at all, which a jsonpath filter treats as an error, so read the JSON instead."""
+    conditions = json.loads(crd_json).get("status", {}).get("conditions") or []
+    return any(c.get("type") == "Established" and c.get("status") == "True" for c in conditions)
+
+
 def wait_crd_established(cluster: Any) -> None:
     """Poll: `kubectl wait` errors out while a brand-new CRD has no conditions yet."""
-    jsonpath = 'jsonpath={.status.conditions[?(@.type=="Established")].status}'
-    wait_for(lambda: cluster.kubectl("get", "crd/scaledapps.scaledapp.dev", "-o", jsonpath) == "True",
+    wait_for(lambda: crd_is_established(cluster.kubectl("get", "crd/scaledapps.scaledapp.dev", "-o", "json")),
              60, "the ScaledApp CRD to be Established")
 
 
