@@ -97,6 +97,10 @@ port_var() {
   esac
 }
 
+# The controllers' own client rate limits (20 and 50 requests/s by default) would make hundreds of fake pods
+# queue behind them, not behind the operator under test; lifted as kwokctl does for its scale setups.
+CLIENT_QPS="--kube-api-qps=1000 --kube-api-burst=2000"
+
 # command_of NAME: sets CMD to the command line of NAME.
 command_of() {
   case "$1" in
@@ -126,10 +130,10 @@ command_of() {
       --service-account-private-key-file="$PKI/sa.key" --root-ca-file="$PKI/ca.crt" \
       --cluster-signing-cert-file="$PKI/ca.crt" --cluster-signing-key-file="$PKI/ca.key" \
       --leader-elect=false --bind-address=127.0.0.1 --secure-port="$KCM_PORT" \
-      --pvclaimbinder-sync-period=5s --profiling=false ) ;;
+      --pvclaimbinder-sync-period=5s --profiling=false $CLIENT_QPS ) ;;
     kube-scheduler) CMD=("$K8S_BIN/kube-scheduler" --kubeconfig="$PKI/scheduler.kubeconfig" \
       --authentication-kubeconfig="$PKI/scheduler.kubeconfig" --authorization-kubeconfig="$PKI/scheduler.kubeconfig" \
-      --leader-elect=false --bind-address=127.0.0.1 --secure-port="$SCHEDULER_PORT" --profiling=false ) ;;
+      --leader-elect=false --bind-address=127.0.0.1 --secure-port="$SCHEDULER_PORT" --profiling=false $CLIENT_QPS ) ;;
     kwok) CMD=("$KWOK_BIN/kwok" --kubeconfig="$STATE/kubeconfig" --config="$STATE/kwok-stages.yaml" \
       --manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake --cidr=10.244.0.0/16 \
       --node-ip=10.240.0.1 --node-lease-duration-seconds=40 --server-address="127.0.0.1:$KWOK_PORT" ) ;;
