@@ -11,7 +11,9 @@ The rules, in order:
    can stay pinned after a step that helped). If neither improved within one more rate window
    (a backlog built up before the step takes that long to leave the signals), the step was
    ineffective: the tier is not widened again until the back-off expires; the next candidate is
-   considered instead. Until the verdict, no other step is taken.
+   considered instead. Until the verdict, no other step is taken. A rolled-out step whose tier serves clearly more
+   while its pressure has not fallen (still saturated: EARLY_EFFECTIVE_RISE) is judged effective at
+   once, and that tier, if still the bottleneck, may take its next step within the cooldown.
 3. The bottleneck is the tier with the highest pressure above 1 + hysteresis; pressures within
    TIE_TOLERANCE of each other tie, and ties go to the cheaper rung (api.LADDER).
 4. The bottleneck is widened by one step once it has been hot for the scale-up window and no
@@ -38,6 +40,7 @@ from scaledapp.decide_support import (
     peak_of,
     rank_hot,
     rescale_peaks,
+    still_saturated_after_step,
     throughputs_of,
     track_calm_peaks,
     verify_last_action,
@@ -256,6 +259,12 @@ def _plan(
         cooldown_note = f"waiting for the last {last_action.tier if last_action else ''} step to roll out"
 
     verified = None
+    continuing: TierName | None = None  # a tier whose step plainly helped: it may step again in cooldown
+    if in_cooldown and not pending:
+        early = still_saturated_after_step(last_action, known, throughputs)
+        if early is not None:
+            last_action = verified = early
+            continuing = next(name for name in api.LADDER if name == early.tier)
     if not in_cooldown:
         before = last_action
         patient = (since_action or 0) < scaling.cooldown_seconds + VERIFY_GRACE_SECONDS
@@ -278,7 +287,7 @@ def _plan(
         throughputs=throughputs,
     )
     if hot:
-        return _widen_plan(plan, spec, sizes, hot, in_cooldown, cooldown_note, now)
+        return _widen_plan(plan, spec, sizes, hot, in_cooldown, cooldown_note, now, continuing)
     return _narrow_plan(plan, spec, sizes, all_calm, in_cooldown, cooldown_note, now)
 
 
@@ -290,6 +299,7 @@ def _widen_plan(
     in_cooldown: bool,
     cooldown_note: str,
     now: datetime,
+    continuing: TierName | None = None,
 ) -> Plan:
     state = plan.state
     candidates = [name for name in hot if name not in state.ineffective_until]
@@ -319,7 +329,7 @@ def _widen_plan(
         recommendation = outcome.recommendation or f"Raise the max of the {bottleneck} tier or reduce its load."
         plan = replace(plan, recommendation=recommendation, ceiling=outcome if outcome.at_ceiling else None)
         return replace(plan, reason=outcome.reason, message=f"holding: {why}; {outcome.message}")
-    if in_cooldown:
+    if in_cooldown and bottleneck != continuing:
         return replace(plan, reason="Cooldown", message=f"holding: {why}; {cooldown_note}")
     hot_for = seconds_since(state.hot_since.get(bottleneck), now) or 0.0
     window = spec.scaling.stabilization.scale_up_seconds

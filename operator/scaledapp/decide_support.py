@@ -35,6 +35,14 @@ THROUGHPUT_SIGNALS: dict[TierName, str] = {
     "workers": workers.JOBS_PER_SECOND,
 }
 
+# Before its cooldown is over, a rolled-out widening step is judged at once when the evidence is plain:
+# its tier serves at least this much more work while its pressure has not fallen. The tier is then still
+# saturated after a step that helped - demand is beyond what the step added - so, if it is still the
+# bottleneck, its next step need not wait out the cooldown (HPA has no scale-up cooldown at all). A
+# pressure that is falling waits for the cooldown: the backlog from before the step is still draining and
+# the tier may settle below target without another step.
+EARLY_EFFECTIVE_RISE = 0.15
+
 ConditionParts = tuple[str, str, str]  # status ("True"/"False"/"Unknown"), reason, message
 
 
@@ -101,6 +109,24 @@ def verify_last_action(
     if patient:
         return last_action, None
     return replace_verdict(last_action, "ineffective"), tier
+
+
+def still_saturated_after_step(
+    last_action: api.Action | None, pressures: dict[TierName, float], throughputs: dict[TierName, float]
+) -> api.Action | None:
+    """The pending widening step, judged "effective", when it already shows EARLY_EFFECTIVE_RISE more
+    throughput and no fall in pressure (see there); None otherwise."""
+    if last_action is None or last_action.verdict != "pending" or last_action.kind != "widen":
+        return None
+    tier = next((name for name in api.LADDER if name == last_action.tier), None)
+    if tier is None:
+        return None
+    before, now = last_action.pressure, pressures.get(tier)
+    served_before, served_now = last_action.throughput, throughputs.get(tier)
+    if before is None or now is None or served_before is None or served_now is None or served_before <= 0:
+        return None
+    rose = served_now >= served_before * (1 + EARLY_EFFECTIVE_RISE)
+    return replace_verdict(last_action, "effective") if rose and now > before * (1 - VERIFY_MIN_DROP) else None
 
 
 def track_calm_peaks(
