@@ -22,44 +22,57 @@ log() { printf '%s %s\n' "$(date -u +%H:%M:%S)" "$*"; }
 # Stop the watch pipelines with us (we are the leader of our own process group: cluster.sh starts us with setsid).
 trap 'trap - TERM INT EXIT; kill 0 2>/dev/null || true' TERM INT EXIT
 
-provision() {
-  local ns=$1 name=$2 uid=$3 size=$4 modes=$5 mode=$6 class=$7
-  [ -n "$size" ] || size=1Gi
-  [ -n "$modes" ] || modes='["ReadWriteOnce"]'
-  [ -n "$mode" ] || mode=Filesystem
-  local out
-  if out=$(kc create -f - 2>&1 <<EOF
-{"apiVersion": "v1", "kind": "PersistentVolume",
- "metadata": {"name": "pvc-$uid", "labels": {"scaledapp.dev/local-pv": "true"},
-              "annotations": {"pv.kubernetes.io/provisioned-by": "$PROVISIONER"}},
- "spec": {"capacity": {"storage": "$size"}, "accessModes": $modes, "volumeMode": "$mode",
-          "persistentVolumeReclaimPolicy": "Delete", "storageClassName": "$class",
-          "claimRef": {"apiVersion": "v1", "kind": "PersistentVolumeClaim",
-                       "namespace": "$ns", "name": "$name", "uid": "$uid"},
-          "hostPath": {"path": "/var/lib/scaledapp-local-pv/pvc-$uid"}}}
-EOF
-  ); then
-    log "provisioned pvc-$uid ($size) for claim $ns/$name"
-  elif [[ $out == *AlreadyExists* ]]; then
-    :
-  else
-    log "ERROR provisioning for claim $ns/$name: $out"
-  fi
+# pv_json NS NAME UID SIZE MODES MODE CLASS: the PersistentVolume for one claim, pre-bound to it.
+pv_json() {
+  local ns=$1 name=$2 uid=$3 size=${4:-1Gi} modes=${5:-'["ReadWriteOnce"]'} mode=${6:-Filesystem} class=$7
+  printf '%s' "{\"apiVersion\": \"v1\", \"kind\": \"PersistentVolume\",
+ \"metadata\": {\"name\": \"pvc-$uid\", \"labels\": {\"scaledapp.dev/local-pv\": \"true\"},
+              \"annotations\": {\"pv.kubernetes.io/provisioned-by\": \"$PROVISIONER\"}},
+ \"spec\": {\"capacity\": {\"storage\": \"$size\"}, \"accessModes\": $modes, \"volumeMode\": \"$mode\",
+          \"persistentVolumeReclaimPolicy\": \"Delete\", \"storageClassName\": \"$class\",
+          \"claimRef\": {\"apiVersion\": \"v1\", \"kind\": \"PersistentVolumeClaim\",
+                       \"namespace\": \"$ns\", \"name\": \"$name\", \"uid\": \"$uid\"},
+          \"hostPath\": {\"path\": \"/var/lib/scaledapp-local-pv/pvc-$uid\"}}}"
 }
 
-# watch_claims: every claim the PV binder handed to us and that has no volume yet gets one.
+# provision_batch PV_JSON...: create the volumes with one kubectl call (a process per claim was the
+# bottleneck when many StatefulSets start at once); a volume that already exists is not an error.
+provision_batch() {
+  local items out line
+  items=$(IFS=,; printf '%s' "$*")
+  out=$(kc create -f - 2>&1 <<<"{\"apiVersion\": \"v1\", \"kind\": \"List\", \"items\": [$items]}") || true
+  while IFS= read -r line; do
+    case $line in
+      *" created") log "provisioned ${line#persistentvolume/}" ;;
+      *AlreadyExists*|"") ;;
+      *) log "ERROR provisioning: $line" ;;
+    esac
+  done <<<"$out"
+}
+
+# watch_claims: every claim the PV binder handed to us and that has no volume yet gets one. Claims that
+# arrive together (a watch delivers them back to back) are provisioned in one batch.
 watch_claims() {
   local tpl='{.metadata.namespace}|{.metadata.name}|{.metadata.uid}|{.status.phase}|{.spec.volumeName}|'
   tpl+='{.metadata.annotations.volume\.kubernetes\.io/storage-provisioner}|{.spec.resources.requests.storage}|'
   tpl+='{.spec.accessModes}|{.spec.volumeMode}|{.spec.storageClassName}|{.metadata.deletionTimestamp}{"\n"}'
   while true; do
-    kc get pvc --all-namespaces --watch -o jsonpath="$tpl" 2>&1 |
-      while IFS='|' read -r ns name uid phase vol prov size modes mode class deleting; do
-        [ -n "$uid" ] || { log "claim watch: $ns"; continue; }
-        if [ "$phase" = Pending ] && [ -z "$vol" ] && [ "$prov" = "$PROVISIONER" ] && [ -z "$deleting" ]; then
-          provision "$ns" "$name" "$uid" "$size" "$modes" "$mode" "$class"
+    kc get pvc --all-namespaces --watch -o jsonpath="$tpl" 2>&1 | {
+      batch=()
+      while true; do
+        if IFS='|' read -r -t 0.2 ns name uid phase vol prov size modes mode class deleting; then
+          [ -n "$uid" ] || { log "claim watch: $ns"; continue; }
+          if [ "$phase" = Pending ] && [ -z "$vol" ] && [ "$prov" = "$PROVISIONER" ] && [ -z "$deleting" ]; then
+            batch+=("$(pv_json "$ns" "$name" "$uid" "$size" "$modes" "$mode" "$class")")
+          fi
+          [ ${#batch[@]} -lt 100 ] || { provision_batch "${batch[@]}"; batch=(); }
+        else
+          rc=$?  # above 128: no line for 0.2 s, so flush the batch; otherwise the watch ended
+          [ ${#batch[@]} -eq 0 ] || { provision_batch "${batch[@]}"; batch=(); }
+          [ "$rc" -gt 128 ] || break
         fi
-      done || true
+      done
+    } || true
     log "claim watch ended; re-listing"
     sleep 1
   done

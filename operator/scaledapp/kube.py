@@ -8,10 +8,12 @@ field manager, so the reconciler and the scaler never fight over a field (as HPA
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import functools
 import json
 import logging
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -56,6 +58,21 @@ class Seen:
 
     def __init__(self) -> None:
         self._versions: dict[str, tuple[int | None, str | None]] = {}
+        # Writes in flight, by (kind, namespace, name): their echo can reach the watch before their answer
+        # reaches us (the controllers' "expectations"); an edit in that instant waits for the next event.
+        self._writing: dict[tuple[str, str, str], int] = {}
+
+    @contextlib.contextmanager
+    def writing(self, obj: dict[str, Any]) -> Iterator[None]:
+        """Around one of our writes of `obj`: its watch events are not drift until it has answered."""
+        key = object_key(obj)
+        self._writing[key] = self._writing.get(key, 0) + 1
+        try:
+            yield
+        finally:
+            self._writing[key] -= 1
+            if not self._writing[key]:
+                del self._writing[key]
 
     def record(self, obj: dict[str, Any]) -> None:
         meta = obj.get("metadata") or {}
@@ -74,7 +91,7 @@ class Seen:
         meta = child.get("metadata") or {}
         if event_type == "DELETED":
             return True
-        if event_type != "MODIFIED" or meta.get("deletionTimestamp"):
+        if event_type != "MODIFIED" or meta.get("deletionTimestamp") or object_key(child) in self._writing:
             return False
         known = self._versions.get(meta.get("uid", ""))
         if known is None:
@@ -85,17 +102,17 @@ class Seen:
         return meta.get("resourceVersion") != known[1]
 
 
+def object_key(obj: dict[str, Any]) -> tuple[str, str, str]:
+    meta = obj.get("metadata") or {}
+    return str(obj.get("kind")), str(meta.get("namespace")), str(meta.get("name"))
+
+
 class WatchCache:
     """The latest body of each child, fed by the watches the operator holds anyway (the drift handlers)
     and by our own applies, so a scaler tick reads its workloads without a GET each (an informer cache)."""
 
     def __init__(self) -> None:
         self._bodies: dict[tuple[str, str, str], dict[str, Any]] = {}
-
-    @staticmethod
-    def _key(obj: dict[str, Any]) -> tuple[str, str, str]:
-        meta = obj.get("metadata") or {}
-        return str(obj.get("kind")), str(meta.get("namespace")), str(meta.get("name"))
 
     CACHED_KINDS = ("Deployment", "StatefulSet", "ConfigMap")  # what a scaler tick reads; never Secrets
 
@@ -105,14 +122,14 @@ class WatchCache:
             return
         # managedFields are most of a body's size and no tick reads them.
         obj = {**obj, "metadata": {k: v for k, v in (obj.get("metadata") or {}).items() if k != "managedFields"}}
-        key = self._key(obj)
+        key = object_key(obj)
         known = self._bodies.get(key)
         if known is None or _version(obj) >= _version(known) or known["metadata"].get("uid") != obj[
                 "metadata"].get("uid"):
             self._bodies[key] = obj
 
     def forget(self, obj: dict[str, Any]) -> None:
-        self._bodies.pop(self._key(obj), None)
+        self._bodies.pop(object_key(obj), None)
 
     def get(self, kind: str, name: str, namespace: str) -> dict[str, Any] | None:
         return self._bodies.get((kind, namespace, name))
@@ -190,12 +207,13 @@ class Kube:
         meta = body["metadata"]
         path = resource_path(body["apiVersion"], body["kind"], meta.get("namespace"), meta["name"])
         try:
-            out: dict[str, Any] = await self._call(
-                "PATCH", path, body=body, content_type=APPLY,
-                query=[("fieldManager", manager), ("force", "true")])
+            with self.seen.writing(body):
+                out: dict[str, Any] = await self._call(
+                    "PATCH", path, body=body, content_type=APPLY,
+                    query=[("fieldManager", manager), ("force", "true")])
+                self.seen.record(out)
         except ApiException as exc:
             raise KubeError(f"apply {body['kind']}/{meta['name']}", exc.status, _reason(exc)) from exc
-        self.seen.record(out)
         self.cache.remember(out)
         return out
 

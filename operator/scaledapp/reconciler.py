@@ -99,9 +99,8 @@ def _summary(spec: api.ScaledAppSpec) -> list[str]:
 
 
 async def _ensure_credentials(kube: Kube, owner: Manifest, child: names.ChildNames, namespace: str) -> None:
-    """Generated once, never overwritten, never logged: the Secret is created only when absent."""
-    if await kube.get("v1", "Secret", child.db_credentials, namespace) is not None:
-        return
+    """Generated once, never overwritten, never logged: the Secret is created only when absent (a create
+    that finds it there changes nothing)."""
     secret = adopt(secrets.credentials_secret(child, namespace, secrets.generate_passwords()), owner)
     if await kube.create_once(secret):
         await kube.post_event(owner, "Normal", "CredentialsGenerated",
@@ -127,8 +126,7 @@ async def apply_children(
     applied: list[Manifest] = []
     for wave in ([m for m in wanted if m["kind"] not in WORKLOADS], [m for m in wanted if m["kind"] in WORKLOADS]):
         applied += await asyncio.gather(*(kube.apply(adopt(m, owner), names.RECONCILER_MANAGER) for m in wave))
-    if any(m["kind"] in ("Deployment", "StatefulSet") for m in applied):
-        await scaler.set_initial_sizes(kube, owner, spec)
+    await scaler.set_initial_sizes(kube, owner, spec, applied)
     if hold and any(m["metadata"]["name"] == child.db_primary and m["kind"] == "StatefulSet" for m in applied):
         sized = [m for m in resources.build_children(name, namespace, spec)
                  if m["kind"] == "StatefulSet" and m["metadata"]["name"] == child.db_primary]

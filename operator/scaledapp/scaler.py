@@ -114,11 +114,13 @@ def owned_by_scaler(live: Manifest) -> bool:
     return any(f.get("manager") == names.SCALER_MANAGER for f in live["metadata"].get("managedFields") or [])
 
 
-async def set_initial_sizes(kube: Kube, owner: Manifest, spec: api.ScaledAppSpec) -> None:
-    """Give each scaler-owned field its starting size, once: later the scaler's own decisions stand."""
+async def set_initial_sizes(kube: Kube, owner: Manifest, spec: api.ScaledAppSpec, applied: list[Manifest]) -> None:
+    """Give each scaler-owned field of the children just `applied` (the server's answers, with their
+    managedFields) its starting size, once: later the scaler's own decisions stand."""
     meta = owner["metadata"]
+    answers = {(m["kind"], m["metadata"]["name"]): m for m in applied}
     for body in initial_scaler_bodies(meta["name"], meta["namespace"], spec):
-        live = await kube.get(body["apiVersion"], body["kind"], body["metadata"]["name"], meta["namespace"])
+        live = answers.get((body["kind"], body["metadata"]["name"]))
         if live is not None and not owned_by_scaler(live):
             await kube.apply(body, names.SCALER_MANAGER)
 

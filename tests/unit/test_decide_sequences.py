@@ -215,3 +215,35 @@ def test_workers_whose_step_drained_more_jobs_are_widened_again() -> None:
     assert loop.sizes.workers_replicas >= 3
     history = api.ScaledAppStatus.model_validate(loop.status).history
     assert "ineffective" not in {a.verdict for a in history if a.tier == "workers"}
+
+
+def test_a_tier_still_saturated_after_a_step_that_helped_steps_again_without_waiting_out_the_cooldown() -> None:
+    # make bench, spike: demand far beyond the app's pods pins CPU and in-flight; each step lets more
+    # requests through while the pressure stays where it was. That is plain evidence the step helped and
+    # was not enough, so the next step comes at the next tick instead of after the 60 s cooldown.
+    def signals(sizes: Sizes, _: float) -> Overrides:
+        served = min(900.0, 166.0 * sizes.app_replicas)
+        pinned = served < 900.0
+        return {"app": {"cpu_utilization": 1.0 if pinned else 0.6, "in_flight_per_pod": 830.0 if pinned else 8.0,
+                        "requests_per_second": served}}
+
+    loop = Loop(make_spec(), make_sizes())
+    loop.run(signals, 300)
+    widened = [(t, a.to) for t, a in loop.actions() if a.tier == "app" and a.kind == "widen"]
+    assert widened == [(0, "3"), (15, "4"), (30, "5"), (45, "6")]
+    history = api.ScaledAppStatus.model_validate(loop.status).history
+    assert [a.verdict for a in reversed(history)][:3] == ["effective"] * 3
+
+
+def test_a_step_whose_pressure_is_falling_waits_out_the_cooldown_even_as_throughput_rises() -> None:
+    # make bench, step: after a step the backlog drains, pressure falls but is still over target for a
+    # while. Another step then would overshoot: the tier may settle under target on its own.
+    def signals(sizes: Sizes, _: float) -> Overrides:
+        return {"app": {"cpu_utilization": 0.7 * 1.7 * 2 / sizes.app_replicas,
+                        "requests_per_second": 166.0 * sizes.app_replicas}}
+
+    loop = Loop(make_spec(), make_sizes())
+    loop.run(signals, 300)
+    widened = [t for t, a in loop.actions() if a.tier == "app" and a.kind == "widen"]
+    assert widened[0] == 0
+    assert len(widened) == 1 or widened[1] >= 60
