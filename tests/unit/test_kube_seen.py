@@ -44,3 +44,45 @@ def test_nested_writes_of_one_object_are_counted() -> None:
             pass
         assert not seen.drifted("MODIFIED", deployment(5))
     assert seen.drifted("MODIFIED", deployment(5))
+
+
+def test_the_watch_cache_keeps_only_what_a_tick_reads_and_reads_the_same() -> None:
+    import json
+
+    from scaledapp import api, resources
+    from scaledapp.kube import WatchCache
+    from scaledapp.resources import names
+    from scaledapp.scaler import Workloads, sizes_of, tiers_status
+
+    spec = api.parse_spec({"database": {"resources": {"initial": {"cpu": "750m", "memory": "768Mi"}}}})
+    child = names.ChildNames("demo")
+    built = {(m["kind"], m["metadata"]["name"]): m for m in resources.build_children("demo", "ns", spec)}
+    live = {}
+    for key in (("Deployment", child.app), ("Deployment", child.workers), ("StatefulSet", child.db_replicas),
+                ("StatefulSet", child.db_primary), ("ConfigMap", child.cache_config)):
+        body = json.loads(json.dumps(built[key]))
+        body["metadata"].update(uid=f"uid-{key[1]}", resourceVersion="5", generation=2,
+                                managedFields=[{"manager": "scaledapp-scaler", "fieldsV1": {"f:spec": {}}}])
+        if key[0] != "ConfigMap":
+            body["spec"]["replicas"] = 3
+            body["status"] = {"replicas": 3, "readyReplicas": 2, "conditions": [{"type": "Available"}]}
+        live[key] = body
+    cache = WatchCache()
+    for body in live.values():
+        cache.remember(body)
+
+    def workloads(get: object) -> Workloads:
+        assert callable(get)
+        return Workloads(app=get("Deployment", child.app), workers=get("Deployment", child.workers),
+                         db_read=get("StatefulSet", child.db_replicas), db_write=get("StatefulSet", child.db_primary),
+                         cache_config=get("ConfigMap", child.cache_config))
+
+    full = workloads(lambda kind, name: live[(kind, name)])
+    cached = workloads(lambda kind, name: cache.get(kind, name, "ns"))
+    assert sizes_of(cached, spec) == sizes_of(full, spec)
+    assert sizes_of(cached, spec).db_write_cpu == "750m"
+    assert tiers_status(cached, sizes_of(cached, spec)) == tiers_status(full, sizes_of(full, spec))
+    primary = cache.get("StatefulSet", child.db_primary, "ns")
+    assert primary is not None and "managedFields" not in primary["metadata"]
+    assert "volumeClaimTemplates" not in primary["spec"] and "conditions" not in primary["status"]
+    assert len(json.dumps(primary)) < len(json.dumps(live[("StatefulSet", child.db_primary)])) / 4
