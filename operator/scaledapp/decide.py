@@ -11,9 +11,10 @@ The rules, in order:
    can stay pinned after a step that helped). If neither improved within one more rate window
    (a backlog built up before the step takes that long to leave the signals), the step was
    ineffective: the tier is not widened again until the back-off expires; the next candidate is
-   considered instead. Until the verdict, no other step is taken. A rolled-out step whose tier serves clearly more
-   while its pressure has not fallen (still saturated: EARLY_EFFECTIVE_RISE) is judged effective at
-   once, and that tier, if still the bottleneck, may take its next step within the cooldown.
+   considered instead. Until the verdict, no other step is taken. One exception: a rolled-out step
+   whose tier serves clearly more while its pressure has not fallen (still saturated, see
+   EARLY_EFFECTIVE_RISE) is judged effective at once, and that tier, if still the bottleneck, may take
+   its next step within the cooldown.
 3. The bottleneck is the tier with the highest pressure above 1 + hysteresis; pressures within
    TIE_TOLERANCE of each other tie, and ties go to the cheaper rung (api.LADDER).
 4. The bottleneck is widened by one step once it has been hot for the scale-up window and no
