@@ -177,18 +177,21 @@ def test_a_step_that_helps_only_once_the_backlog_drains_is_effective_and_the_tie
     assert [a.verdict for a in history[:2]] == ["effective", "effective"]
 
 
+def saturated_until_six_pods(sizes: Sizes, _: float) -> Overrides:
+    """An app that needs six pods for 900 req/s: below that, CPU and in-flight stay pinned (clients time out
+    and retry) and only the requests served grow with each pod."""
+    served = min(900.0, 166.0 * sizes.app_replicas)
+    pinned = served < 900.0
+    return {"app": {"cpu_utilization": 1.0 if pinned else 0.6, "in_flight_per_pod": 830.0 if pinned else 8.0,
+                    "requests_per_second": served}}
+
+
 def test_a_saturated_tier_whose_step_let_more_work_through_is_widened_again() -> None:
     # Regression (make bench, bottleneck shift): an overloaded app sheds what its clients' timeout cannot
     # wait for, so in-flight per pod and CPU stay pinned however many pods it has until it has enough.
     # Each step raises the requests served; that is the evidence it helped, and the app is widened again.
-    def signals(sizes: Sizes, _: float) -> Overrides:
-        served = min(900.0, 166.0 * sizes.app_replicas)
-        pinned = served < 900.0
-        return {"app": {"cpu_utilization": 1.0 if pinned else 0.6, "in_flight_per_pod": 830.0 if pinned else 8.0,
-                        "requests_per_second": served}}
-
     loop = Loop(make_spec(), make_sizes())
-    loop.run(signals, 900)
+    loop.run(saturated_until_six_pods, 900)
     assert loop.sizes.app_replicas == 6
     history = api.ScaledAppStatus.model_validate(loop.status).history
     assert {a.verdict for a in history if a.tier == "app"} <= {"effective", "pending"}
@@ -221,14 +224,8 @@ def test_a_tier_still_saturated_after_a_step_that_helped_steps_again_without_wai
     # make bench, spike: demand far beyond the app's pods pins CPU and in-flight; each step lets more
     # requests through while the pressure stays where it was. That is plain evidence the step helped and
     # was not enough, so the next step comes at the next tick instead of after the 60 s cooldown.
-    def signals(sizes: Sizes, _: float) -> Overrides:
-        served = min(900.0, 166.0 * sizes.app_replicas)
-        pinned = served < 900.0
-        return {"app": {"cpu_utilization": 1.0 if pinned else 0.6, "in_flight_per_pod": 830.0 if pinned else 8.0,
-                        "requests_per_second": served}}
-
     loop = Loop(make_spec(), make_sizes())
-    loop.run(signals, 300)
+    loop.run(saturated_until_six_pods, 300)
     widened = [(t, a.to) for t, a in loop.actions() if a.tier == "app" and a.kind == "widen"]
     assert widened == [(0, "3"), (15, "4"), (30, "5"), (45, "6")]
     history = api.ScaledAppStatus.model_validate(loop.status).history
