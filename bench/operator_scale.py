@@ -20,6 +20,8 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from tests.support.operator import crd_is_established
+
 ROOT = Path(__file__).resolve().parents[1]
 CLUSTER_SH = ROOT / "hack" / "localcluster" / "cluster.sh"
 CRD = ROOT / "crds" / "scaledapps.scaledapp.dev.yaml"
@@ -56,12 +58,6 @@ class Bench:
         if out.returncode != 0:
             raise RuntimeError(f"kubectl {' '.join(args)}: {out.stderr[-1000:]}")
         return out.stdout
-
-
-def established(crd: dict[str, Any]) -> bool:
-    """A brand-new CRD has no conditions yet (a jsonpath filter on them errors), so read the JSON."""
-    conditions = crd.get("status", {}).get("conditions") or []
-    return any(c.get("type") == "Established" and c.get("status") == "True" for c in conditions)
 
 
 def scaledapps(n: int, namespace: str) -> str:
@@ -149,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             bench.kubectl("apply", "--server-side", "-f", str(CRD))
             deadline = time.monotonic() + 60
-            while not established(json.loads(bench.kubectl("get", "crd/scaledapps.scaledapp.dev", "-o", "json"))):
+            while not crd_is_established(bench.kubectl("get", "crd/scaledapps.scaledapp.dev", "-o", "json")):
                 if time.monotonic() > deadline:
                     raise RuntimeError("the ScaledApp CRD never became Established")
                 time.sleep(0.2)

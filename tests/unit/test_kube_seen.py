@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from scaledapp.kube import Seen
@@ -71,8 +72,7 @@ def test_the_watch_cache_keeps_only_what_a_tick_reads_and_reads_the_same() -> No
     for body in live.values():
         cache.remember(body)
 
-    def workloads(get: object) -> Workloads:
-        assert callable(get)
+    def workloads(get: Callable[[str, str], dict[str, Any] | None]) -> Workloads:
         return Workloads(app=get("Deployment", child.app), workers=get("Deployment", child.workers),
                          db_read=get("StatefulSet", child.db_replicas), db_write=get("StatefulSet", child.db_primary),
                          cache_config=get("ConfigMap", child.cache_config))
