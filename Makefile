@@ -63,8 +63,8 @@ demo: venv ## the closed loop live: control plane, operator, Prometheus, twin; D
 		echo "==> KIND=1: the real path (kind cluster, images, operator and Prometheus, load generator)"; \
 		$(MAKE) --no-print-directory kind-up deploy load; \
 	else \
-		$(MAKE) --no-print-directory cluster-up && \
-		$(VPY) -m devharness.demo --duration $(DURATION) --profile $(PROFILE); \
+		LC_NODES=kwok $(MAKE) --no-print-directory cluster-up && \
+		LC_NODES=kwok $(VPY) -m devharness.demo --duration $(DURATION) --profile $(PROFILE); \
 	fi
 
 # ---------------------------------------------------------------------------------------------- kind

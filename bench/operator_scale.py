@@ -37,7 +37,7 @@ def progress(text: str) -> None:
 
 class Bench:
     def __init__(self, state: Path) -> None:
-        self.env = {**os.environ, **PORTS, "SCALEDAPP_STATE": str(state)}
+        self.env = {**os.environ, **PORTS, "SCALEDAPP_STATE": str(state), "LC_NODES": "kwok"}
         self.state = state
 
     def cluster(self, *args: str) -> str:

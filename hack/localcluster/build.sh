@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Build the pinned control-plane and data-plane binaries from Go modules into ~/.cache/scaledapp/bin.
-# Usage: build.sh [TOOL...]   (default: all; tools: k8s etcd kwok helm prometheus postgres-exporter redis-exporter)
+# Usage: build.sh [TOOL...]   (default: all; tools: k8s etcd kwok helm prometheus postgres-exporter redis-exporter
+#                               coredns local-path-provisioner crictl)
 # A tool whose binaries are already cached is not rebuilt. A cold build of everything took 695 s on 2 cores
 # (empty module and build caches: `SCALEDAPP_CACHE=/tmp/empty hack/localcluster/build.sh`).
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
@@ -49,13 +50,14 @@ exec 9>"$CACHE/build.lock"
 flock -w 3600 9 || die "another build holds $CACHE/build.lock for over an hour"
 
 tools=("$@")
-[ ${#tools[@]} -gt 0 ] || tools=(k8s etcd kwok helm prometheus postgres-exporter redis-exporter)
+[ ${#tools[@]} -gt 0 ] || tools=(k8s etcd kwok helm prometheus postgres-exporter redis-exporter coredns local-path-provisioner crictl)
 total=$SECONDS
 for t in "${tools[@]}"; do
   case "$t" in
-    k8s) build_tool k8s k8s "kube-apiserver kube-controller-manager kube-scheduler kubectl" "$(k8s_ldflags)" "" \
-           k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager \
-           k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubectl ;;
+    k8s) build_tool k8s k8s "kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet kube-proxy" \
+           "$(k8s_ldflags)" "" k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager \
+           k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubectl \
+           k8s.io/kubernetes/cmd/kubelet k8s.io/kubernetes/cmd/kube-proxy ;;
     etcd) build_tool etcd etcd "etcd" "" "" go.etcd.io/etcd/server/v3 && \
            { [ -x "$(bin_dir etcd)/etcd" ] || mv "$(bin_dir etcd)/server" "$(bin_dir etcd)/etcd"; } ;;
     kwok) build_tool kwok kwok "kwok" "" "" sigs.k8s.io/kwok/cmd/kwok ;;
@@ -68,7 +70,13 @@ for t in "${tools[@]}"; do
            github.com/prometheus-community/postgres_exporter/cmd/postgres_exporter ;;
     redis-exporter) build_tool redis-exporter redis-exporter "redis_exporter" \
            "-X main.BuildVersion=$REDIS_EXPORTER_VERSION" "" github.com/oliver006/redis_exporter ;;
-    *) die "unknown tool '$t' (tools: k8s etcd kwok helm prometheus postgres-exporter redis-exporter)" ;;
+    coredns) build_tool coredns coredns "coredns" "-X github.com/coredns/coredns/coremain.GitCommit=v$COREDNS_VERSION" "" \
+           scaledapp.dev/localcluster/coredns ;;
+    local-path-provisioner) build_tool local-path-provisioner local-path-provisioner "local-path-provisioner" \
+           "-X main.VERSION=v$LOCAL_PATH_PROVISIONER_VERSION" "" github.com/rancher/local-path-provisioner ;;
+    crictl) build_tool crictl crictl "crictl" "-X sigs.k8s.io/cri-tools/pkg/version.Version=v$CRICTL_VERSION" "" \
+           sigs.k8s.io/cri-tools/cmd/crictl ;;
+    *) die "unknown tool '$t' (tools: k8s etcd kwok helm prometheus postgres-exporter redis-exporter coredns local-path-provisioner crictl)" ;;
   esac
 done
 say "all requested tools ready (${SECONDS}s; total $((SECONDS - total))s)"

@@ -1,6 +1,10 @@
 #!/usr/bin/env bash
-# The local Kubernetes control plane, without Docker: etcd, kube-apiserver, kube-controller-manager,
-# kube-scheduler and kwok (3 fake nodes), plus a tiny PV provisioner, as plain processes.
+# The local Kubernetes cluster, without Docker: etcd, kube-apiserver, kube-controller-manager and kube-scheduler as
+# plain processes, and either
+#   LC_NODES=real (default)  one real node: containerd + runc (Debian), kubelet and kube-proxy (same k8s pin), a
+#                            bridge with no uplink, CoreDNS and the local-path provisioner (node.sh); or
+#   LC_NODES=kwok            kwok with 3 fake nodes and a tiny PV provisioner: no containers, for scale tests and
+#                            private throw-away clusters (only one real node fits a machine).
 #
 # Usage: cluster.sh up|down|status|env
 #   up      start whatever is not running and healthy (a no-op when everything is); wait for Ready nodes
@@ -15,13 +19,17 @@
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 # shellcheck source=pki.sh
 source "$HERE/pki.sh"
+# shellcheck source=node.sh
+source "$HERE/node.sh"
 
-ETCD_PORT=${LC_ETCD_PORT:-2379}
-ETCD_PEER_PORT=${LC_ETCD_PEER_PORT:-2380}
-APISERVER_PORT=${LC_APISERVER_PORT:-6443}
-KCM_PORT=${LC_KCM_PORT:-10257}
-SCHEDULER_PORT=${LC_SCHEDULER_PORT:-10259}
-KWOK_PORT=${LC_KWOK_PORT:-10247}
+# Default ports; LC_NODES=kwok without SCALEDAPP_STATE (the kwok cluster beside the real one) shifts them by 10000.
+shift=0; [ "$KWOK_BESIDE_REAL" = 1 ] && shift=10000
+ETCD_PORT=${LC_ETCD_PORT:-$((2379 + shift))}
+ETCD_PEER_PORT=${LC_ETCD_PEER_PORT:-$((2380 + shift))}
+APISERVER_PORT=${LC_APISERVER_PORT:-$((6443 + shift))}
+KCM_PORT=${LC_KCM_PORT:-$((10257 + shift))}
+SCHEDULER_PORT=${LC_SCHEDULER_PORT:-$((10259 + shift))}
+KWOK_PORT=${LC_KWOK_PORT:-$((10247 + shift))}
 K8S_BIN=${SCALEDAPP_K8S_BIN:-$(bin_dir k8s)}
 ETCD_BIN=$(bin_dir etcd)
 KWOK_BIN=$(bin_dir kwok)
@@ -30,9 +38,16 @@ CMD=()
 # Admission: the defaults, listed explicitly for the ones the tests rely on.
 ADMISSION=NamespaceLifecycle,LimitRanger,ServiceAccount,PodSecurity,DefaultStorageClass
 ADMISSION+=,StorageObjectInUseProtection,ResourceQuota,TaintNodesByCondition,Priority
-COMPONENTS=(etcd kube-apiserver kube-controller-manager kube-scheduler kwok pv-provisioner)
 LOGS="$STATE/logs"
 PIDS="$STATE/pids"
+# The node kind is chosen at `up` and kept in the state folder, so down/status/env act on what runs.
+if [ -s "$STATE/nodes" ]; then NODES=$(cat "$STATE/nodes"); else NODES=${LC_NODES:-real}; fi
+case "$NODES" in
+  real) COMPONENTS=(etcd kube-apiserver kube-controller-manager kube-scheduler containerd kubelet kube-proxy
+          local-path-provisioner) ;;
+  kwok) COMPONENTS=(etcd kube-apiserver kube-controller-manager kube-scheduler kwok pv-provisioner) ;;
+  *) die "LC_NODES=$NODES: expected real or kwok" ;;
+esac
 
 kc() { "$KUBECTL" --kubeconfig="$STATE/kubeconfig" --request-timeout=10s "$@"; }
 
@@ -60,7 +75,10 @@ healthy() {
     kube-controller-manager) "${c[@]}" -k "https://127.0.0.1:$KCM_PORT/healthz" ;;
     kube-scheduler) "${c[@]}" -k "https://127.0.0.1:$SCHEDULER_PORT/healthz" ;;
     kwok) "${c[@]}" "http://127.0.0.1:$KWOK_PORT/healthz" ;;
-    pv-provisioner) pid_of pv-provisioner >/dev/null ;;
+    pv-provisioner|local-path-provisioner) pid_of "$1" >/dev/null ;;
+    containerd) ctr --address "$CONTAINERD_SOCK" version >/dev/null 2>&1 ;;
+    kubelet) "${c[@]}" "http://127.0.0.1:10248/healthz" ;;
+    kube-proxy) "${c[@]}" "http://127.0.0.1:10256/healthz" ;;
   esac
 }
 
@@ -71,6 +89,8 @@ ports_of() {
     kube-controller-manager) echo "$KCM_PORT" ;;
     kube-scheduler) echo "$SCHEDULER_PORT" ;;
     kwok) echo "$KWOK_PORT" ;;
+    kubelet) echo "10250 10248" ;;
+    kube-proxy) echo "10256 10249" ;;
     *) echo "" ;;
   esac
 }
@@ -93,7 +113,8 @@ port_var() {
   case "$1:$2" in
     etcd:"$ETCD_PEER_PORT") echo ETCD_PEER_PORT ;; etcd:*) echo ETCD_PORT ;;
     kube-apiserver:*) echo APISERVER_PORT ;; kube-controller-manager:*) echo KCM_PORT ;;
-    kube-scheduler:*) echo SCHEDULER_PORT ;; *) echo KWOK_PORT ;;
+    kube-scheduler:*) echo SCHEDULER_PORT ;; kubelet:*|kube-proxy:*) echo "<none: one real node per machine>" ;;
+    *) echo KWOK_PORT ;;
   esac
 }
 
@@ -111,17 +132,27 @@ command_of() {
       --initial-cluster="localcluster=http://127.0.0.1:$ETCD_PEER_PORT" \
       --unsafe-no-fsync=true --quota-backend-bytes=4294967296 --log-level=warn ) ;;
     kube-apiserver) CMD=("$K8S_BIN/kube-apiserver" --etcd-servers="http://127.0.0.1:$ETCD_PORT" \
-      --bind-address=127.0.0.1 --secure-port="$APISERVER_PORT" --advertise-address="$ADVERTISE_ADDRESS" \
+      --secure-port="$APISERVER_PORT" --advertise-address="$ADVERTISE_ADDRESS" \
       --tls-cert-file="$PKI/apiserver.crt" --tls-private-key-file="$PKI/apiserver.key" \
-      --client-ca-file="$PKI/ca.crt" --authorization-mode=RBAC --allow-privileged=true \
-      --enable-admission-plugins="$ADMISSION" \
+      --client-ca-file="$PKI/ca.crt" --allow-privileged=true \
       --service-account-issuer=https://kubernetes.default.svc.cluster.local \
       --service-account-key-file="$PKI/sa.pub" --service-account-signing-key-file="$PKI/sa.key" \
       --service-cluster-ip-range=10.96.0.0/16 --profiling=false \
       --requestheader-client-ca-file="$PKI/front-proxy-ca.crt" --requestheader-allowed-names=front-proxy-client \
       --requestheader-username-headers=X-Remote-User --requestheader-group-headers=X-Remote-Group \
       --requestheader-extra-headers-prefix=X-Remote-Extra- \
-      --proxy-client-cert-file="$PKI/front-proxy-client.crt" --proxy-client-key-file="$PKI/front-proxy-client.key" ) ;;
+      --proxy-client-cert-file="$PKI/front-proxy-client.crt" --proxy-client-key-file="$PKI/front-proxy-client.key" )
+      if [ "$NODES" = real ]; then
+        # Pods reach the apiserver at the node's bridge address (the `kubernetes` Service's endpoint); node.sh's
+        # INPUT rules keep it off every other interface. The Node authorizer and NodeRestriction confine the
+        # kubelet to its own node; the apiserver verifies the kubelet's serving certificate.
+        CMD+=(--bind-address=0.0.0.0 --authorization-mode=Node,RBAC --enable-admission-plugins="$ADMISSION,NodeRestriction"
+          --kubelet-client-certificate="$PKI/apiserver-kubelet-client.crt"
+          --kubelet-client-key="$PKI/apiserver-kubelet-client.key"
+          --kubelet-certificate-authority="$PKI/ca.crt" --kubelet-preferred-address-types=InternalIP)
+      else
+        CMD+=(--bind-address=127.0.0.1 --authorization-mode=RBAC --enable-admission-plugins="$ADMISSION")
+      fi ;;
     kube-controller-manager) CMD=("$K8S_BIN/kube-controller-manager" \
       --kubeconfig="$PKI/controller-manager.kubeconfig" \
       --authentication-kubeconfig="$PKI/controller-manager.kubeconfig" \
@@ -138,6 +169,14 @@ command_of() {
       --manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake --cidr=10.244.0.0/16 \
       --node-ip=10.240.0.1 --node-lease-duration-seconds=40 --server-address="127.0.0.1:$KWOK_PORT" ) ;;
     pv-provisioner) CMD=("$HERE/pv-provisioner.sh" "$STATE" ) ;;
+    containerd) CMD=(containerd --config "$NODE_DIR/containerd.toml" --log-level warn) ;;
+    kubelet) CMD=("$K8S_BIN/kubelet" --config="$NODE_DIR/kubelet.yaml" --kubeconfig="$PKI/kubelet.kubeconfig" \
+      --root-dir="$NODE_DIR/kubelet" --hostname-override="$NODE_NAME" --node-ip="$NODE_IP" --v=1) ;;
+    kube-proxy) CMD=("$K8S_BIN/kube-proxy" --config="$NODE_DIR/kube-proxy.yaml" --v=1) ;;
+    local-path-provisioner) CMD=("$(bin_dir local-path-provisioner)/local-path-provisioner" start \
+      --kubeconfig "$PKI/local-path-provisioner.kubeconfig" --namespace local-path-storage \
+      --config "$NODE_DIR/local-path-config.json" --service-account-name local-path-provisioner \
+      --helper-image localhost/scaledapp/toolbox:1 --provisioner-name rancher.io/local-path) ;;
   esac
 }
 
@@ -206,7 +245,8 @@ owned_pids() {
     cmd=$({ tr '\0' ' ' <"$d/cmdline"; } 2>/dev/null) || continue
     [[ $cmd == *"$STATE/"* || $cmd == *"$STATE "* ]] || continue
     exe=$(readlink "$d/exe" 2>/dev/null) || continue
-    if [[ $exe == "$CACHE/bin/"* || $exe == "$K8S_BIN/"* || $cmd == *"$HERE/pv-provisioner.sh"* ]]; then
+    if [[ $exe == "$CACHE/bin/"* || $exe == "$K8S_BIN/"* || $cmd == *"$HERE/pv-provisioner.sh"* ||
+          $exe == */containerd ]]; then
       echo "$pid"
     fi
   done
@@ -215,14 +255,16 @@ owned_pids() {
 # ---------------------------------------------------------------- helpers for up
 
 require_binaries() {
+  [ "$NODES" = real ] && node_require
   local b
   for b in "$ETCD_BIN/etcd" "$K8S_BIN/kube-apiserver" "$K8S_BIN/kube-controller-manager" \
-    "$K8S_BIN/kube-scheduler" "$KUBECTL" "$KWOK_BIN/kwok"; do
+    "$K8S_BIN/kube-scheduler" "$KUBECTL" $([ "$NODES" = kwok ] && echo "$KWOK_BIN/kwok"); do
     [ -x "$b" ] || die "missing $b: build the pinned binaries first with 'make tools' (or: hack/localcluster/build.sh k8s etcd kwok; needs Go >= 1.26)"
   done
 }
 
 advertise_address() {
+  [ "$NODES" = real ] && { echo "$NODE_IP"; return 0; }
   local ip=${LC_ADVERTISE_ADDRESS:-}
   [ -n "$ip" ] || ip=$(ip -4 route get 1.1.1.1 2>/dev/null | sed -n 's/.* src \([0-9.]*\).*/\1/p' | head -1)
   [ -n "$ip" ] || ip=$(hostname -I 2>/dev/null | tr ' ' '\n' | grep -v -E '^(127\.|::1|$)' | head -1)
@@ -248,18 +290,20 @@ write_kwok_stages() {
   } >"$STATE/kwok-stages.yaml"
 }
 
-# nodes_ready: the 3 fake nodes report Ready=True and no longer carry the node.kubernetes.io/not-ready (or
-# unreachable) taint, which the node lifecycle controller lifts a moment after Ready; until then nothing schedules.
-# Other taints (a test cordoning a node) do not count.
+# nodes_ready: the nodes report Ready=True and no longer carry the node.kubernetes.io/not-ready (or unreachable)
+# taint, which the node lifecycle controller lifts a moment after Ready; until then nothing schedules. Other taints
+# (a test cordoning a node) do not count. kwok: the 3 fake nodes; real: the node, and cluster DNS answering.
 nodes_ready() {
-  local out n=0 line
-  out=$(kc get nodes -l type=kwok -o jsonpath='{range .items[*]}{.status.conditions[?(@.type=="Ready")].status}{" "}{.spec.taints[*].key}{"\n"}{end}' 2>/dev/null) || return 1
+  local out n=0 line want=3 sel=(-l type=kwok)
+  [ "$NODES" = real ] && want=1 sel=("$NODE_NAME")
+  out=$(kc get nodes "${sel[@]}" -o jsonpath='{range .items[*]}{.status.conditions[?(@.type=="Ready")].status}{" "}{.spec.taints[*].key}{"\n"}{end}' 2>/dev/null) || return 1
   while read -r line; do
     [ -n "$line" ] || continue
     [[ $line == True* && $line != *node.kubernetes.io/not-ready* && $line != *node.kubernetes.io/unreachable* ]] || return 1
     n=$((n + 1))
   done <<<"$out"
-  [ $n -ge 3 ]
+  [ $n -ge $want ] || return 1
+  [ "$NODES" = kwok ] || [ "$(kc -n kube-system get deployment coredns -o jsonpath='{.status.readyReplicas}' 2>/dev/null)" = 1 ]
 }
 
 all_healthy() {
@@ -281,12 +325,23 @@ ensure() {
   start "$name"
 }
 
+# apply_manifest FILE: server-side apply, with the node's folders filled in.
+apply_manifest() {
+  sed -e "s|@NODE_VOLUMES@|$NODE_DIR/volumes|g" -e "s|@DNS_IP@|$DNS_IP|g" "$1" |
+    kc apply --server-side --force-conflicts --field-manager=localcluster -f - >/dev/null ||
+    die "could not apply $1"
+}
+
 # ---------------------------------------------------------------- commands
 
 cmd_up() {
   local t0=$SECONDS
   require_binaries
+  if [ -s "$STATE/nodes" ] && [ -n "${LC_NODES:-}" ] && [ "$LC_NODES" != "$NODES" ]; then
+    die "the cluster in $STATE runs $NODES nodes; LC_NODES=$LC_NODES needs 'cluster.sh down' first"
+  fi
   mkdir -p "$STATE" "$LOGS" "$PIDS"
+  echo "$NODES" >"$STATE/nodes"
   if [ -s "$STATE/kubeconfig" ] && all_healthy; then
     say "local cluster is already up and healthy: nothing to do (kubeconfig: $STATE/kubeconfig)"
     return 0
@@ -295,26 +350,52 @@ cmd_up() {
   for c in "${COMPONENTS[@]}"; do pid_of "$c" >/dev/null || check_ports "$c"; done
   ADVERTISE_ADDRESS=$(advertise_address)
   ensure_pki
-  write_kwok_stages
+  if [ "$NODES" = real ]; then
+    node_record_host
+    node_pki
+    node_write_configs
+    node_network_up
+  else
+    write_kwok_stages
+  fi
   ensure etcd && wait_healthy etcd 30
   ensure kube-apiserver && wait_healthy kube-apiserver 90
   say "kube-apiserver: ready after $((SECONDS - t0))s"
-  for c in kube-controller-manager kube-scheduler kwok pv-provisioner; do ensure "$c"; done
-  kc apply --server-side --force-conflicts --field-manager=localcluster -f "$HERE/manifests/bootstrap.yaml" >/dev/null ||
-    die "could not apply $HERE/manifests/bootstrap.yaml"
-  for c in kube-controller-manager kube-scheduler kwok pv-provisioner; do wait_healthy "$c" 60; done
-  say "waiting for the 3 fake nodes to become Ready ..."
-  local deadline=$((SECONDS + 60))
+  if [ "$NODES" = real ]; then
+    ensure containerd && wait_healthy containerd 30
+    node_import_images
+    for c in kube-controller-manager kube-scheduler; do ensure "$c"; done
+    apply_manifest "$HERE/manifests/local-path.yaml"
+    apply_manifest "$HERE/manifests/coredns.yaml"
+    for c in kubelet kube-proxy local-path-provisioner; do ensure "$c"; done
+  else
+    for c in kube-controller-manager kube-scheduler kwok pv-provisioner; do ensure "$c"; done
+    apply_manifest "$HERE/manifests/bootstrap.yaml"
+  fi
+  for c in "${COMPONENTS[@]}"; do wait_healthy "$c" 60; done
+  local what="3 fake nodes" deadline=$((SECONDS + 90))
+  [ "$NODES" = real ] && what="node $NODE_NAME and cluster DNS"
+  say "waiting for the $what to become Ready ..."
   until nodes_ready; do
     for c in "${COMPONENTS[@]}"; do pid_of "$c" >/dev/null || { tail -n 25 "$LOGS/$c.log" >&2; die "$c died (log: $LOGS/$c.log)"; }; done
-    [ $SECONDS -lt $deadline ] || { kc get nodes -o wide >&2 || true; die "nodes not Ready after 60s (see $LOGS/kwok.log)"; }
+    if [ $SECONDS -ge $deadline ]; then
+      kc get nodes -o wide >&2 || true
+      kc -n kube-system get pods -o wide >&2 || true
+      die "$what not Ready after 90s (logs: $LOGS/)"
+    fi
     sleep 0.2
   done
-  say "local cluster up in $((SECONDS - t0))s: 3 Ready nodes. Use it with: eval \"\$($HERE/cluster.sh env)\""
+  local prefix=""; [ "$KWOK_BESIDE_REAL" = 1 ] && prefix="LC_NODES=kwok "
+  say "local cluster up in $((SECONDS - t0))s: $what Ready. Use it with: eval \"\$(${prefix}$HERE/cluster.sh env)\""
 }
 
 cmd_down() {
   local c pid stopped=0
+  if [ "$NODES" = real ]; then
+    # The kubelet first (it would restart what we stop), then every pod through the CRI while containerd runs.
+    if pid=$(pid_of kubelet); then stop_pid "$pid" && say "kubelet: stopped (pid $pid)" && stopped=$((stopped + 1)); fi
+    node_stop_pods
+  fi
   for ((i = ${#COMPONENTS[@]} - 1; i >= 0; i--)); do
     c=${COMPONENTS[i]}
     if pid=$(pid_of "$c"); then stop_pid "$pid" && say "$c: stopped (pid $pid)" && stopped=$((stopped + 1)); fi
@@ -323,6 +404,12 @@ cmd_down() {
     warn "stopping straggler pid $pid: $(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | cut -c1-100)"
     stop_pid "$pid"
   done
+  if [ "$NODES" = real ]; then
+    node_stop_pods
+    node_unmount
+    node_restore_host
+    say "real node: host restored (iptables chains, bridge, sysctls, mounts, cgroups, /var and /run paths)"
+  fi
   rm -rf "$STATE"
   say "local cluster down ($stopped components stopped; $STATE removed)"
 }

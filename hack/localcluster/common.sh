@@ -8,6 +8,9 @@ source "$HERE/versions.env"
 CACHE="${SCALEDAPP_CACHE:-$HOME/.cache/scaledapp}"
 # shellcheck disable=SC2034  # used by the scripts that source this file
 STATE="${SCALEDAPP_STATE:-$ROOT/.localcluster}"
+# The kwok cluster has a folder and ports of its own by default, so it can run beside the real one.
+KWOK_BESIDE_REAL=0
+if [ "${LC_NODES:-}" = kwok ] && [ -z "${SCALEDAPP_STATE:-}" ]; then STATE="$ROOT/.localcluster-kwok" KWOK_BESIDE_REAL=1; fi
 export GOTOOLCHAIN=local CGO_ENABLED=0 GOFLAGS=-buildvcs=false
 export GOMODCACHE="$CACHE/gomod" GOCACHE="$CACHE/go-build"
 
@@ -27,6 +30,9 @@ bin_dir() {
     prometheus) echo "$CACHE/bin/prometheus-v$PROMETHEUS_VERSION" ;;
     postgres-exporter) echo "$CACHE/bin/postgres_exporter-v$POSTGRES_EXPORTER_VERSION" ;;
     redis-exporter) echo "$CACHE/bin/redis_exporter-v$REDIS_EXPORTER_VERSION" ;;
+    coredns) echo "$CACHE/bin/coredns-v$COREDNS_VERSION" ;;
+    local-path-provisioner) echo "$CACHE/bin/local-path-provisioner-v$LOCAL_PATH_PROVISIONER_VERSION" ;;
+    crictl) echo "$CACHE/bin/crictl-v$CRICTL_VERSION" ;;
     *) die "unknown tool $1" ;;
   esac
 }

@@ -81,6 +81,25 @@ class ResourceAmounts(Model):
     memory: str = Quantity("256Mi", "Memory, as a Kubernetes quantity (e.g. 256Mi, 1Gi).")
 
 
+class AppResources(Model):
+    """CPU and memory of each app (and worker) container."""
+
+    cpu: str = Quantity(
+        "500m",
+        "CPU limit: the container's CPU budget. The app reports it as a metric, and CPU utilization (what the "
+        "scaler reads) is usage over this limit.",
+    )
+    memory: str = Quantity("256Mi", "Memory limit, and request.")
+    cpu_request: str | None = Field(
+        None,
+        pattern=QUANTITY_PATTERN,
+        max_length=20,
+        description="CPU the scheduler reserves per container (requests.cpu); a fifth of cpu when unset, never "
+        "more than cpu. Below cpu the pod is Burstable: it uses up to its limit when the node has the CPU. "
+        "Set it to cpu for Guaranteed QoS.",
+    )
+
+
 class EnvVar(Model):
     name: str = Field(..., min_length=1, max_length=128, pattern=ENV_NAME_PATTERN, description="Variable name.")
     value: str = Field("", max_length=4096, description="Literal value (never put secrets here).")
@@ -106,10 +125,10 @@ class AppSpec(Model):
     env: list[EnvVar] = Field(
         default_factory=list, max_length=64, description="Extra environment variables for app and worker pods."
     )
-    resources: ResourceAmounts = Field(
-        default_factory=lambda: ResourceAmounts(cpu="500m", memory="256Mi"),
-        description="Requests and limits of each app container (equal: Guaranteed QoS, and a CPU limit the "
-        "app reports as a metric so CPU utilization needs no kube-state-metrics).",
+    resources: AppResources = Field(
+        default_factory=AppResources,
+        description="Limits and requests of each app container (the CPU limit is also reported by the app as "
+        "a metric, so CPU utilization needs no kube-state-metrics).",
     )
     replicas: ReplicaRange = Field(
         default_factory=lambda: ReplicaRange(min=2, max=10), description="Replica bounds for the app tier."
@@ -187,7 +206,9 @@ class DatabaseSpec(Model):
         json_schema_extra=cel(("self == oldSelf", "storageClassName is immutable", None)),
     )
     resources: ResourceRange = Field(
-        default_factory=ResourceRange, description="Primary resources: initial size and vertical ceiling."
+        default_factory=ResourceRange,
+        description="Primary resources: initial size and vertical ceiling, as limits (the CPU request is a fifth of "
+        "the CPU limit, memory is reserved in full). Replicas run at the initial size.",
     )
     read_replicas: ReplicaRange = Field(
         default_factory=lambda: ReplicaRange(min=1, max=5),

@@ -72,7 +72,7 @@ class Sizes:
     """The current size of every tier, as the scaler-owned fields of the workloads say.
 
     Horizontal tiers are replica counts; the cache is Redis maxmemory in bytes; the primary is its
-    container CPU (millicores) and memory (bytes), requests = limits.
+    container CPU (millicores) and memory (bytes) limits (its CPU request is a fixed fraction of the limit).
     """
 
     app_replicas: int

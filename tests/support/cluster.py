@@ -184,7 +184,9 @@ def ready_pods(cluster: Cluster, namespace: str, selector: str) -> list[dict[str
 def start_cluster(overrides: Mapping[str, str] | None = None) -> Cluster:
     """`cluster.sh up` (reusing what runs) and connect to it; FAIL the test with cluster.sh's message if it cannot."""
     overrides = dict(overrides or {})
-    state = overrides.get("SCALEDAPP_STATE") or os.environ.get("SCALEDAPP_STATE") or str(ROOT / ".localcluster")
+    state = overrides.get("SCALEDAPP_STATE") or os.environ.get("SCALEDAPP_STATE") or str(
+        ROOT / (".localcluster-kwok" if overrides.get("LC_NODES") == "kwok" else ".localcluster")
+    )
     up = run_cluster_sh("up", overrides=overrides)
     if up.returncode != 0:
         pytest.fail(
@@ -222,21 +224,38 @@ def private_cluster(state_dir: Path) -> Iterator[Cluster]:
     About 10 s to start and ~650 MiB while it runs; `cluster.sh down` at exit."""
     ports = free_ports(6)
     names = ("ETCD_PORT", "ETCD_PEER_PORT", "APISERVER_PORT", "KCM_PORT", "SCHEDULER_PORT", "KWOK_PORT")
-    overrides = {"SCALEDAPP_STATE": str(state_dir), **{f"LC_{n}": str(p) for n, p in zip(names, ports, strict=True)}}
+    overrides = {"SCALEDAPP_STATE": str(state_dir), "LC_NODES": "kwok",
+                 **{f"LC_{n}": str(p) for n, p in zip(names, ports, strict=True)}}
     try:
         yield start_cluster(overrides)
     finally:
         run_cluster_sh("down", timeout=120, overrides=overrides)
 
 
-@pytest.fixture(scope="session")
-def cluster() -> Iterator[Cluster]:
-    """The shared local control plane, up with 3 Ready fake nodes (started once, reused if already running)."""
-    was_running = run_cluster_sh("status", timeout=60).returncode == 0
-    yield start_cluster()
+# The shared kwok cluster runs beside the real one: its own folder (.localcluster-kwok) and ports (cluster.sh).
+KWOK = {"LC_NODES": "kwok"}
+REAL = {"LC_NODES": "real"}
+
+
+def _session_cluster(overrides: Mapping[str, str]) -> Iterator[Cluster]:
+    was_running = run_cluster_sh("status", timeout=60, overrides=overrides).returncode == 0
+    yield start_cluster(overrides)
     teardown = os.environ.get("SCALEDAPP_CLUSTER_TEARDOWN") == "1" or os.environ.get("CI") == "true"
     if not was_running and teardown:
-        run_cluster_sh("down", timeout=120)
+        run_cluster_sh("down", timeout=180, overrides=overrides)
+
+
+@pytest.fixture(scope="session")
+def cluster() -> Iterator[Cluster]:
+    """The shared kwok control plane, up with 3 Ready fake nodes (started once, reused if already running)."""
+    yield from _session_cluster(KWOK)
+
+
+@pytest.fixture(scope="session")
+def real_cluster() -> Iterator[Cluster]:
+    """The machine's one real node (containerd, kubelet, kube-proxy, CoreDNS, local-path) and its control plane:
+    started once per session, reused if already running; only one can run per machine, so every test shares it."""
+    yield from _session_cluster(REAL)
 
 
 def _namespace_name(node: pytest.Item) -> str:
@@ -244,13 +263,7 @@ def _namespace_name(node: pytest.Item) -> str:
     return f"t-{base}-{secrets.token_hex(3)}"
 
 
-@pytest.fixture
-def namespace(cluster: Cluster, request: pytest.FixtureRequest) -> Iterator[str]:
-    """A fresh namespace for one test (named after it), with its `default` ServiceAccount in place; deleted after.
-
-    Deletion does not wait for the namespace to be gone (that takes the namespace controller ~5-15 s);
-    names are unique, so nothing collides with a namespace still terminating.
-    """
+def _fresh_namespace(cluster: Cluster, request: pytest.FixtureRequest) -> Iterator[str]:
     name = _namespace_name(request.node)
     cluster.kubectl("create", "namespace", name)
     # Pods are admitted only once the ServiceAccount controller has made the `default` ServiceAccount.
@@ -261,3 +274,19 @@ def namespace(cluster: Cluster, request: pytest.FixtureRequest) -> Iterator[str]
     )
     yield name
     cluster.kubectl_run("delete", "namespace", name, "--wait=false", "--ignore-not-found")
+
+
+@pytest.fixture
+def namespace(cluster: Cluster, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A fresh namespace for one test (named after it), with its `default` ServiceAccount in place; deleted after.
+
+    Deletion does not wait for the namespace to be gone (that takes the namespace controller ~5-15 s);
+    names are unique, so nothing collides with a namespace still terminating.
+    """
+    yield from _fresh_namespace(cluster, request)
+
+
+@pytest.fixture
+def real_namespace(real_cluster: Cluster, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A fresh namespace on the real node's cluster, as `namespace` is on the kwok one."""
+    yield from _fresh_namespace(real_cluster, request)

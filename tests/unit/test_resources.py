@@ -12,7 +12,8 @@ import pytest
 import yaml
 
 from scaledapp import api
-from scaledapp.resources import DbPasswords, build_children, database
+from scaledapp.quantity import parse_bytes, parse_cpu_millicores
+from scaledapp.resources import DbPasswords, build_children, database, initial_scaler_bodies
 from scaledapp.resources.names import INSTANCE_LABEL, TIER_LABEL, ChildNames
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -191,7 +192,9 @@ def test_app_deployment_probes_rollout_and_shutdown() -> None:
     assert "startupProbe" in ctr
     assert ctr["lifecycle"]["preStop"]["sleep"]["seconds"] > 0
     assert pod["terminationGracePeriodSeconds"] > ctr["lifecycle"]["preStop"]["sleep"]["seconds"]
-    assert ctr["resources"]["requests"] == ctr["resources"]["limits"] == {"cpu": "500m", "memory": "256Mi"}
+    # The CPU limit is the app's budget (what it reports, what utilisation divides by); the request is smaller.
+    assert ctr["resources"]["limits"] == {"cpu": "500m", "memory": "256Mi"}
+    assert ctr["resources"]["requests"] == {"cpu": "100m", "memory": "256Mi"}
     pdb = by_key(children(spec))[f"PodDisruptionBudget/{ChildNames('shop').app}"]
     assert pdb["spec"]["selector"] == app["spec"]["selector"]
 
@@ -257,7 +260,85 @@ def test_read_host_falls_back_to_the_primary_without_replicas() -> None:
 def test_scripts_configmap_holds_the_package_files() -> None:
     data = by_key(children(SPECS["minimal"]))[f"ConfigMap/{ChildNames('shop').db_scripts}"]["data"]
     files = ROOT / "operator" / "scaledapp" / "resources" / "files"
-    assert data["primary-init.sh"] == (files / "primary-init.sh").read_text()
-    assert data["replica-bootstrap.sh"] == (files / "replica-bootstrap.sh").read_text()
+    for script in ("postgres-start.sh", "primary-init.sh", "app-role.sh", "replica-bootstrap.sh"):
+        assert data[script] == (files / script).read_text(), script
+        assert database.package_file(script).startswith("#!/usr/bin/env bash\n"), script
     assert data["queries.yaml"] == (files / "postgres-exporter-queries.yaml").read_text()
-    assert database.package_file("primary-init.sh").startswith("#!")
+
+
+# ------------------------------------------------------------------------------------------ fits the node
+
+
+def pod_requests(pod: dict[str, Any]) -> tuple[int, int]:
+    """(CPU millicores, memory bytes) the scheduler reserves for one pod: the containers' sum, or the
+    largest init container's when that is more."""
+    def of(ctrs: list[dict[str, Any]]) -> list[tuple[int, int]]:
+        return [(parse_cpu_millicores(c["resources"]["requests"]["cpu"]),
+                 parse_bytes(c["resources"]["requests"]["memory"])) for c in ctrs]
+    main = of(pod["spec"]["containers"])
+    init = of(pod["spec"].get("initContainers", []))
+    return (max([sum(c for c, _ in main), *(c for c, _ in init)]),
+            max([sum(m for _, m in main), *(m for _, m in init)]))
+
+
+def requested(spec: api.ScaledAppSpec) -> tuple[int, int]:
+    """What a new ScaledApp asks the scheduler for: the reconciler's manifests completed by the scaler's
+    starting point (minimum replicas, the primary's initial resources)."""
+    m = by_key(children(spec))
+    replicas: dict[str, int] = {}
+    for body in initial_scaler_bodies("shop", NS, spec):
+        key = f"{body['kind']}/{body['metadata']['name']}"
+        if "replicas" in body.get("spec", {}):
+            replicas[key] = body["spec"]["replicas"]
+        elif body["kind"] == "StatefulSet":
+            (ctr,) = body["spec"]["template"]["spec"]["containers"]
+            target = next(c for c in m[key]["spec"]["template"]["spec"]["containers"] if c["name"] == ctr["name"])
+            target["resources"] = ctr["resources"]
+    cpu = memory = 0
+    for key, pod in pod_specs(list(m.values())):
+        n = replicas.get(key, m[key]["spec"].get("replicas", 1))
+        pod_cpu, pod_memory = pod_requests(pod)
+        cpu, memory = cpu + n * pod_cpu, memory + n * pod_memory
+    return cpu, memory
+
+
+# A 2-CPU node also runs the operator, Prometheus and CoreDNS (100m each), and a rollout surges a pod.
+CPU_BUDGET_MILLICORES = 700
+MEMORY_BUDGET_BYTES = 2560 * 2**20
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "examples").glob("*.yaml")), ids=lambda p: p.name)
+def test_every_example_fits_a_two_cpu_node(path: Path) -> None:
+    spec = api.ScaledApp.model_validate(yaml.safe_load(path.read_text())).spec
+    cpu, memory = requested(spec)
+    assert cpu <= CPU_BUDGET_MILLICORES, f"{path.name} requests {cpu}m CPU"
+    assert memory <= MEMORY_BUDGET_BYTES, f"{path.name} requests {memory / 2**20:.0f}Mi"
+
+
+def test_the_default_spec_requests_610m_cpu() -> None:
+    # app 2 x 100m, workers 100m, primary and replica 100m + 10m exporter each, cache 65m, queue 25m.
+    assert requested(api.ScaledAppSpec())[0] == 610
+
+
+def test_cpu_limits_stay_the_budget_the_scaler_reads() -> None:
+    """Utilisation is usage over the LIMIT (tiers/app.py, the app's CPU-limit gauge): requests may be lower,
+    limits must stay the spec's."""
+    c = ChildNames("shop")
+    m = by_key(children(api.ScaledAppSpec()))
+    for key, name in ((f"Deployment/{c.app}", "app"), (f"Deployment/{c.workers}", "worker")):
+        res = next(x for x in m[key]["spec"]["template"]["spec"]["containers"] if x["name"] == name)["resources"]
+        assert res["limits"] == {"cpu": "500m", "memory": "256Mi"}
+        assert res["requests"] == {"cpu": "100m", "memory": "256Mi"}
+    replica = next(x for x in m[f"StatefulSet/{c.db_replicas}"]["spec"]["template"]["spec"]["containers"]
+                   if x["name"] == "postgres")
+    assert replica["resources"] == {"requests": {"cpu": "100m", "memory": "512Mi"},
+                                    "limits": {"cpu": "500m", "memory": "512Mi"}}
+
+
+@pytest.mark.parametrize(("given", "expected"), [(None, "100m"), ("250m", "250m"), ("500m", "500m"), ("2", "500m")])
+def test_app_cpu_request_is_a_fifth_of_the_limit_unless_given_and_never_above_it(given: str | None,
+                                                                                   expected: str) -> None:
+    spec = api.ScaledAppSpec.model_validate({"app": {"resources": {"cpu": "500m", "cpuRequest": given}}})
+    app = by_key(children(spec))[f"Deployment/{ChildNames('shop').app}"]
+    res = app["spec"]["template"]["spec"]["containers"][0]["resources"]
+    assert res["requests"]["cpu"] == expected and res["limits"]["cpu"] == "500m"

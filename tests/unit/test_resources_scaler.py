@@ -53,6 +53,26 @@ def test_cache_memory_limit_is_sized_for_the_max_and_request_for_the_initial() -
     assert redis["resources"]["requests"]["memory"] == "80Mi"
 
 
+def test_redis_probes_connect_through_the_pod_ip() -> None:
+    """Protected mode or a loopback bind refuse other pods but answer 127.0.0.1: readiness must not use it."""
+    m = built()
+    for deploy in (m[f"Deployment/{C.cache}"], m[f"Deployment/{C.queue}"]):
+        redis = container(deploy, "redis")
+        probe = redis["readinessProbe"]["exec"]["command"][-1]
+        assert 'redis-cli -h "$POD_IP" ping' in probe and "127.0.0.1" not in probe
+        assert env_of(deploy, "redis")["POD_IP"]["valueFrom"] == {"fieldRef": {"fieldPath": "status.podIP"}}
+
+
+def test_queue_redis_names_its_command_and_network_settings() -> None:
+    redis = container(built()[f"Deployment/{C.queue}"], "redis")
+    assert redis["command"] == ["redis-server"]  # no image entrypoint turns bare options into a command
+    args = redis["args"]
+    settings = dict(zip(args[::2], args[1::2], strict=True))
+    assert settings["--bind"] == "0.0.0.0" and settings["--protected-mode"] == "no" and settings["--port"] == "6379"
+    assert settings["--maxmemory-policy"] == "noeviction" and settings["--appendonly"] == "yes"
+    assert settings["--dir"] == next(v["mountPath"] for v in redis["volumeMounts"] if v["name"] == "data")
+
+
 def test_cache_reloader_and_exporter_sidecars() -> None:
     deploy = built()[f"Deployment/{C.cache}"]
     reloader = container(deploy, "maxmemory-reloader")
@@ -76,11 +96,14 @@ def test_primary_statefulset() -> None:
     assert claim["spec"]["resources"]["requests"]["storage"] == "2Gi"
     assert claim["spec"]["storageClassName"] == "standard"
     pg = container(sts, "postgres")
-    assert {m["mountPath"] for m in pg["volumeMounts"]} >= {"/var/lib/postgresql/data", "/docker-entrypoint-initdb.d"}
+    assert {m["mountPath"] for m in pg["volumeMounts"]} >= {"/var/lib/postgresql/data", "/scripts"}
+    assert not any("docker-entrypoint" in m["mountPath"] for m in pg["volumeMounts"])
     assert {p["resourceName"]: p["restartPolicy"] for p in pg["resizePolicy"]} == {
         "cpu": "NotRequired", "memory": "NotRequired"}
-    initdb = next(v for v in sts["spec"]["template"]["spec"]["volumes"] if v["name"] == "initdb")
-    assert initdb["configMap"]["items"][0]["key"] == "primary-init.sh"
+    env = env_of(sts, "postgres")
+    assert env["POSTGRES_ROLE"]["value"] == "primary"
+    # The init scripts run in this order, from the scripts ConfigMap the container mounts.
+    assert env["INIT_SCRIPTS"]["value"].split() == ["/scripts/primary-init.sh", "/scripts/app-role.sh"]
     held = by_key(build_children("shop", NS, SPECS["full"], hold_primary=True))[f"StatefulSet/{C.db_primary}"]
     assert held["spec"]["replicas"] == 0
 
@@ -96,18 +119,55 @@ def documented_env(script: str) -> tuple[set[str], set[str]]:
     return documented, required
 
 
-@pytest.mark.parametrize(("script", "workload", "ctr", "init"), [
-    ("primary-init.sh", "db_primary", "postgres", False),
-    ("replica-bootstrap.sh", "db_replicas", "bootstrap", True),
+START = {"PGDATA", "POSTGRES_ROLE", "POSTGRES_USER", "POSTGRES_PASSWORD", "SOCKET_DIR"}
+
+
+@pytest.mark.parametrize(("script", "workload", "ctr", "init", "passed"), [
+    ("postgres-start.sh", "db_primary", "postgres", False, START | {"POSTGRES_DB", "INIT_SCRIPTS"}),
+    ("postgres-start.sh", "db_replicas", "postgres", False, START),
+    ("primary-init.sh", "db_primary", "postgres", False,
+     {"PGDATA", "POSTGRES_USER", "POSTGRES_DB", "REPLICATION_USER", "REPLICATION_PASSWORD", "MAX_SLOT_WAL_KEEP_SIZE",
+      "MONITOR_USER", "MONITOR_PASSWORD"}),
+    ("app-role.sh", "db_primary", "postgres", False, {"POSTGRES_USER", "POSTGRES_DB", "APP_USER", "APP_PASSWORD"}),
+    ("replica-bootstrap.sh", "db_replicas", "bootstrap", True,
+     {"PGDATA", "PRIMARY_HOST", "PRIMARY_PORT", "REPLICATION_USER", "REPLICATION_PASSWORD", "REPLICA_NAME"}),
 ])
-def test_scripts_get_the_variables_they_document(script: str, workload: str, ctr: str, init: bool) -> None:
+def test_scripts_get_the_variables_they_document(
+    script: str, workload: str, ctr: str, init: bool, passed: set[str]
+) -> None:
     documented, required = documented_env(script)
     env = {e["name"] for e in container(built()[f"StatefulSet/{getattr(C, workload)}"], ctr, init)["env"]}
     assert required <= env
-    # Every variable we pass to the script's container that looks like the script's is one it reads.
-    ours = {"REPLICATION_USER", "REPLICATION_PASSWORD", "PRIMARY_HOST", "PRIMARY_PORT", "REPLICA_NAME",
-            "MAX_SLOT_WAL_KEEP_SIZE", "MONITOR_USER", "MONITOR_PASSWORD"}
-    assert env & ours <= documented
+    # What the manifest passes for the script is what the script documents (names cannot drift apart).
+    assert passed <= env and passed <= documented
+
+
+@pytest.mark.parametrize("workload", ["db_primary", "db_replicas"])
+def test_postgres_runs_our_start_script_not_an_image_entrypoint(workload: str) -> None:
+    sts = built()[f"StatefulSet/{getattr(C, workload)}"]
+    pg = container(sts, "postgres")
+    assert pg["command"] == ["bash", "/scripts/postgres-start.sh"]
+    assert pg["args"][:2] == ["-c", "wal_level=replica"] and "postgres" not in pg["args"]
+    scripts = next(m for m in pg["volumeMounts"] if m["mountPath"] == "/scripts")
+    volume = next(v for v in sts["spec"]["template"]["spec"]["volumes"] if v["name"] == scripts["name"])
+    assert "postgres-start.sh" in built()[f"ConfigMap/{volume['configMap']['name']}"]["data"]
+    # The socket directory is our own emptyDir, whatever the image has at that path.
+    env = env_of(sts, "postgres")
+    socket = next(m for m in pg["volumeMounts"] if m["mountPath"] == env["SOCKET_DIR"]["value"])
+    assert "emptyDir" in next(v for v in sts["spec"]["template"]["spec"]["volumes"] if v["name"] == socket["name"])
+    assert env["POSTGRES_ROLE"]["value"] == ("primary" if workload == "db_primary" else "replica")
+
+
+@pytest.mark.parametrize("workload", ["db_primary", "db_replicas"])
+def test_postgres_readiness_connects_through_the_pod_ip(workload: str) -> None:
+    """A server listening on loopback only (Debian's default listen_addresses) must not look ready."""
+    sts = built()[f"StatefulSet/{getattr(C, workload)}"]
+    pg = container(sts, "postgres")
+    for probe in ("startupProbe", "readinessProbe"):
+        script = pg[probe]["exec"]["command"][-1]
+        assert 'pg_isready -h "$POD_IP"' in script and "127.0.0.1" not in script, probe
+    assert 'psql -h "$POD_IP"' in pg["readinessProbe"]["exec"]["command"][-1]
+    assert env_of(sts, "postgres")["POD_IP"]["valueFrom"] == {"fieldRef": {"fieldPath": "status.podIP"}}
 
 
 def test_replicas_bootstrap_from_the_primary_with_the_same_image() -> None:
@@ -187,7 +247,8 @@ def test_replicas_body_is_minimal() -> None:
 def test_primary_resources_body_and_resize_patch() -> None:
     body = primary_resources_body(C, NS, "1", "2Gi")
     (ctr,) = body["spec"]["template"]["spec"]["containers"]
-    assert ctr == {"name": "postgres", "resources": {"requests": {"cpu": "1", "memory": "2Gi"},
+    # The size is the limits; the CPU request is a fifth of the limit, memory is reserved in full.
+    assert ctr == {"name": "postgres", "resources": {"requests": {"cpu": "200m", "memory": "2Gi"},
                                                      "limits": {"cpu": "1", "memory": "2Gi"}}}
     assert body["metadata"] == {"name": C.db_primary, "namespace": NS}
     assert primary_pod_resize_patch("1", "2Gi")["spec"]["containers"] == [ctr]

@@ -3,8 +3,8 @@
 The shell server-side-applies `build_children(...)` with field manager `scaledapp-reconciler` and adds
 owner references; the scaler applies the bodies of `scaler.py` with `scaledapp-scaler`.
 
-First reconcile of a new ScaledApp (so the primary's first pod already has its resources: an
-in-place resize cannot turn a pod without resources into a Guaranteed one):
+First reconcile of a new ScaledApp (so the primary's first pod already has its resources, and its QoS
+class, which an in-place resize cannot change):
 
 1. create the Secret: `build_children(..., passwords=generate_passwords(), hold_primary=True)`;
 2. apply `initial_scaler_bodies(...)` as `scaledapp-scaler`;

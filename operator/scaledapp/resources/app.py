@@ -24,6 +24,7 @@ User variables from spec.app.env replace ours of the same name and follow the re
 from __future__ import annotations
 
 from scaledapp import api
+from scaledapp.quantity import parse_cpu_millicores
 from scaledapp.resources import names
 from scaledapp.resources.common import (
     APP_UID,
@@ -31,6 +32,7 @@ from scaledapp.resources.common import (
     REDIS_PORT,
     Manifest,
     container_security_context,
+    cpu_request,
     env_field,
     env_resource,
     env_secret,
@@ -53,6 +55,15 @@ CONTAINER = "app"
 # sending it new requests before the app sees SIGTERM; then the app drains in-flight requests.
 PRE_STOP_SECONDS = 5
 TERMINATION_GRACE_SECONDS = 45
+
+
+def container_resources(amounts: api.AppResources) -> Manifest:
+    """App and worker container resources: the spec's limits; CPU request cpuRequest (capped at the limit)
+    or a fifth of the limit. Memory request = limit: memory cannot be taken back from a running pod."""
+    request = amounts.cpu_request or cpu_request(amounts.cpu)
+    if parse_cpu_millicores(request) > parse_cpu_millicores(amounts.cpu):
+        request = amounts.cpu
+    return resources(request, amounts.memory, limit_cpu=amounts.cpu, limit_memory=amounts.memory)
 
 
 def dependency_env(child: names.ChildNames, spec: api.ScaledAppSpec, container: str) -> list[Manifest]:
@@ -92,8 +103,9 @@ def app_deployment(child: names.ChildNames, namespace: str, spec: api.ScaledAppS
         "image": app.image,
         "ports": [{"name": "http", "containerPort": app.port, "protocol": "TCP"}],
         "env": env,
-        # Guaranteed QoS; the CPU limit is also what the app reports as its CPU budget.
-        "resources": resources(app.resources.cpu, app.resources.memory),
+        # The CPU limit is what the app reports as its CPU budget (utilisation = usage / limit); the
+        # request is smaller so a small node fits every tier (Burstable).
+        "resources": container_resources(app.resources),
         # The startup probe holds liveness off while the app opens its pools (up to 60 s).
         "startupProbe": http_probe(app.probes.liveness_path, "http", period=2, failures=30),
         "readinessProbe": http_probe(app.probes.readiness_path, "http", period=5, failures=2),

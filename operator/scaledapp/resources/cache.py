@@ -19,6 +19,11 @@ A restart empties a Redis without persistence, so growing the cache must not res
 
 The queue Redis is separate because the cache evicts (allkeys-lru) and may be disabled: a job queue in
 it could lose jobs exactly when memory is tight. The queue uses noeviction and append-only persistence.
+
+Both name their command and network settings (`redis-server`, bind 0.0.0.0, protected mode off): no image
+entrypoint turns bare options into a command, and a Redis built with protected mode on (Debian's) refuses
+every client outside the pod. Their readiness probes PING through the pod's own IP, the way clients
+connect, so a Redis that only loopback can reach is never Ready.
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ from scaledapp.resources.common import (
     format_memory,
     memory_bytes,
     object_meta,
+    pod_ip_env,
     pod_security_context,
     pod_template,
     resources,
@@ -83,15 +89,18 @@ while true; do
 done
 """
 
-_PING = 'test "$(redis-cli -h 127.0.0.1 ping)" = PONG'
+# Through the pod IP (downward API), not 127.0.0.1: protected mode and a loopback-only bind answer
+# loopback and refuse every other pod, and readiness must test what clients depend on.
+_PING = 'test "$(redis-cli -h "$POD_IP" ping)" = PONG'
 
 
 def cache_limits(spec: api.CacheSpec) -> Manifest:
     """Redis container resources: limit sized for the max cache, request for the initial one."""
     request = format_memory(int(memory_bytes(spec.memory.initial) * HEADROOM))
     limit = format_memory(int(memory_bytes(spec.memory.max) * HEADROOM))
-    # CPU: Redis runs commands on one thread, so one core is its ceiling whatever the limit.
-    return resources("100m", request, limit_cpu="1", limit_memory=limit)
+    # CPU: Redis runs commands on one thread, so one core is its ceiling whatever the limit; the request
+    # is what an idle cache needs (the scaler reads Redis CPU in cores, not against the request).
+    return resources("50m", request, limit_cpu="1", limit_memory=limit)
 
 
 def cache_config(child: names.ChildNames, namespace: str) -> Manifest:
@@ -114,7 +123,7 @@ def cache_deployment(child: names.ChildNames, namespace: str, spec: api.ScaledAp
         "name": "redis",
         "image": cache.image,
         "command": ["sh", "-c", _START_CACHE],
-        "env": [env_value("INITIAL_MAXMEMORY", str(memory_bytes(cache.memory.initial)))],
+        "env": [env_value("INITIAL_MAXMEMORY", str(memory_bytes(cache.memory.initial))), pod_ip_env()],
         "ports": [{"name": "redis", "containerPort": REDIS_PORT, "protocol": "TCP"}],
         "resources": cache_limits(cache),
         "readinessProbe": exec_probe(_PING, period=5, failures=2),
@@ -127,7 +136,7 @@ def cache_deployment(child: names.ChildNames, namespace: str, spec: api.ScaledAp
         "name": "maxmemory-reloader",
         "image": cache.image,
         "command": ["sh", "-c", _RELOADER],
-        "resources": resources("10m", "16Mi", limit_cpu="50m", limit_memory="32Mi"),
+        "resources": resources("5m", "16Mi", limit_cpu="50m", limit_memory="32Mi"),
         "securityContext": container_security_context(),
         # Not subPath: only a whole-directory ConfigMap mount sees updates.
         "volumeMounts": [config_mount],
@@ -137,7 +146,7 @@ def cache_deployment(child: names.ChildNames, namespace: str, spec: api.ScaledAp
         "image": api.REDIS_EXPORTER_IMAGE,
         "env": [env_value("REDIS_ADDR", f"redis://127.0.0.1:{REDIS_PORT}")],
         "ports": [{"name": "metrics", "containerPort": REDIS_EXPORTER_PORT, "protocol": "TCP"}],
-        "resources": resources("20m", "32Mi", limit_cpu="100m", limit_memory="64Mi"),
+        "resources": resources("10m", "32Mi", limit_cpu="100m", limit_memory="64Mi"),
         "securityContext": container_security_context(),
     }
     pod = pod_template(
@@ -180,11 +189,16 @@ def queue_deployment(child: names.ChildNames, namespace: str, spec: api.ScaledAp
     redis: Manifest = {
         "name": "redis",
         "image": spec.cache.image,
-        # noeviction: a full queue refuses new jobs (the app sees errors) instead of dropping old ones.
-        "args": ["--maxmemory", str(QUEUE_MAXMEMORY), "--maxmemory-policy", "noeviction",
+        # The command itself, not options for an image entrypoint to complete; and the network settings
+        # the cache has in redis.conf, explicit rather than the build's defaults (protected mode).
+        "command": ["redis-server"],
+        "args": ["--bind", "0.0.0.0", "--protected-mode", "no", "--port", str(REDIS_PORT),
+                 # noeviction: a full queue refuses new jobs (the app sees errors) instead of dropping old ones.
+                 "--maxmemory", str(QUEUE_MAXMEMORY), "--maxmemory-policy", "noeviction",
                  "--appendonly", "yes", "--dir", "/data"],
+        "env": [pod_ip_env()],
         "ports": [{"name": "redis", "containerPort": REDIS_PORT, "protocol": "TCP"}],
-        "resources": resources("50m", "128Mi", limit_cpu="500m"),
+        "resources": resources("25m", "128Mi", limit_cpu="500m"),
         "readinessProbe": exec_probe(_PING, period=5, failures=2),
         "livenessProbe": tcp_probe("redis", period=10, failures=3),
         "securityContext": container_security_context(),

@@ -9,14 +9,15 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from scaledapp.quantity import parse_bytes
+from scaledapp.quantity import format_cpu, parse_bytes, parse_cpu_millicores
 from scaledapp.resources import names
 
 Manifest = dict[str, Any]
 
 # Numeric UIDs: the `restricted` Pod Security profile needs runAsNonRoot, and the kubelet can only
-# verify "non-root" for a numeric user. 999 is the `postgres` user of the Debian postgres image and
-# the `redis` user of the Alpine redis image, so their entrypoints and data directories just work.
+# verify "non-root" for a numeric user. 999 is the `postgres` user of the official (Debian) postgres
+# image and of the Debian-built one, with a passwd entry (initdb needs one), and the `redis` user of the
+# Alpine redis image. No image entrypoint is relied on: the manifests name their commands.
 APP_UID = 10001
 POSTGRES_UID = 999
 POSTGRES_GID = 999
@@ -30,6 +31,11 @@ REDIS_EXPORTER_PORT = 9121
 WORKER_METRICS_PORT = 9100  # the worker serves only /metrics, on this port
 
 MI = 1024 * 1024
+
+# Containers whose CPU limit is a budget the scaler reads (app and worker utilisation is usage over the
+# LIMIT; the Postgres tiers are widened in limit or in number) reserve only this fraction of it: a small
+# node can schedule every tier, and a pod bursts up to its limit when the node has the CPU (Burstable).
+CPU_REQUEST_DIVISOR = 5
 
 
 def memory_bytes(quantity: str | int) -> int:
@@ -86,8 +92,14 @@ def container_security_context(read_only_root: bool = True) -> Manifest:
     }
 
 
+def cpu_request(limit: str) -> str:
+    """The CPU request for a CPU limit: a CPU_REQUEST_DIVISOR-th of it, in whole millicores (at least 1m)."""
+    millicores = parse_cpu_millicores(limit)
+    return format_cpu(max(1, -(-millicores // CPU_REQUEST_DIVISOR)))
+
+
 def resources(cpu: str, memory: str, limit_cpu: str | None = None, limit_memory: str | None = None) -> Manifest:
-    """Requests, and limits (equal to the requests unless given: Guaranteed QoS by default)."""
+    """Requests, and limits (equal to the requests unless given)."""
     return {
         "requests": {"cpu": cpu, "memory": memory},
         "limits": {"cpu": limit_cpu or cpu, "memory": limit_memory or memory},
@@ -137,6 +149,12 @@ def env_secret(name: str, secret: str, key: str) -> Manifest:
 
 def env_field(name: str, field_path: str) -> Manifest:
     return {"name": name, "valueFrom": {"fieldRef": {"fieldPath": field_path}}}
+
+
+def pod_ip_env() -> Manifest:
+    """POD_IP (downward API): probes connect through it, the way clients in other pods do, so a server
+    that only loopback can reach (a localhost bind, Redis protected mode) is never Ready."""
+    return env_field("POD_IP", "status.podIP")
 
 
 def env_resource(name: str, container: str, resource: str, divisor: str) -> Manifest:

@@ -1,16 +1,24 @@
 """The Postgres tiers: the primary (db-write) and streaming read replicas (db-read).
 
+No image entrypoint is relied on. Every Postgres container runs the project's `postgres-start.sh`
+(db-scripts ConfigMap) as its command, so the manifests need of an image only the server tools on PATH
+and uid 999 with a passwd entry: the official image and a Debian-built one run them unchanged. The
+script initialises a primary (initdb, then `primary-init.sh` and `app-role.sh` on a socket-only
+temporary server), repairs a half-initialised one, listens on every address explicitly (Debian's
+default is localhost), keeps its socket in an emptyDir, and turns SIGTERM into Postgres' fast shutdown
+(the official image's STOPSIGNAL SIGINT). See the script's header.
+
 * Primary: StatefulSet (1 pod, PVC from a volumeClaimTemplate), a headless Service for its stable
-  DNS name and the `db-write` Service. `primary-init.sh` runs once, on an empty data directory, from
-  /docker-entrypoint-initdb.d: it creates the app, replication and exporter roles and the pg_hba
-  entry for replication. updateStrategy OnDelete: a template change (notably the scaler's new
-  `resources` for the `postgres` container) never restarts the primary; the scaler resizes the live
-  pod in place and the template keeps the size for the next restart. The container's `resources` are
-  the scaler's (scaler.primary_resources_body): the reconciler never writes them.
+  DNS name and the `db-write` Service. The init scripts create the app, replication and exporter
+  roles and the pg_hba entry for replication. updateStrategy OnDelete: a template change (notably the
+  scaler's new `resources` for the `postgres` container) never restarts the primary; the scaler
+  resizes the live pod in place and the template keeps the size for the next restart. The container's
+  `resources` are the scaler's (scaler.primary_resources_body): the reconciler never writes them.
 * Replicas: StatefulSet (replicas: the scaler's), each pod seeded by an initContainer running
   `replica-bootstrap.sh` in the same postgres image: pg_basebackup from the primary with its own
-  replication slot, then the image's entrypoint finds PG_VERSION and starts a hot standby. The
+  replication slot; then `postgres-start.sh` (POSTGRES_ROLE=replica) starts the hot standby. The
   `db-read` Service selects replica pods only, and only ready ones (in recovery, accepting).
+* Probes connect through the pod's own IP with a password, as clients in other pods do.
 * postgres_exporter sidecar on every Postgres pod (port 9187), with the project's extra queries
   mounted from the db-scripts ConfigMap.
 
@@ -32,12 +40,14 @@ from scaledapp.resources.common import (
     POSTGRES_UID,
     Manifest,
     container_security_context,
+    cpu_request,
     env_field,
     env_secret,
     env_value,
     exec_probe,
     memory_bytes,
     object_meta,
+    pod_ip_env,
     pod_security_context,
     pod_template,
     resources,
@@ -65,29 +75,17 @@ DATA_DIR = "/var/lib/postgresql/data"
 PGDATA = f"{DATA_DIR}/pgdata"
 SCRIPTS_DIR = "/scripts"
 QUERIES_DIR = "/etc/postgres-exporter"
+# Our own emptyDir, not the image's directory (which may not exist, or not be writable by uid 999).
+SOCKET_DIR = "/var/run/postgresql"
 
+POSTGRES_START = "postgres-start.sh"
 PRIMARY_INIT = "primary-init.sh"
+APP_ROLE = "app-role.sh"
 REPLICA_BOOTSTRAP = "replica-bootstrap.sh"
 EXPORTER_QUERIES = "postgres-exporter-queries.yaml"
 QUERIES_KEY = "queries.yaml"
-APP_ROLE = "app-role.sh"
-
-# The app's own login: owner of the app database (so it can create its schema), no other rights.
-# Runs after primary-init.sh, once, on an empty data directory; passwords travel as psql variables.
-APP_ROLE_SCRIPT = """\
-#!/usr/bin/env bash
-set -euo pipefail
-psql -v ON_ERROR_STOP=1 --no-psqlrc --quiet --username "$POSTGRES_USER" --dbname "$POSTGRES_DB" \\
-  -v name="$APP_USER" -v pw="$APP_PASSWORD" -v db="$POSTGRES_DB" <<'SQL'
-SELECT format('CREATE ROLE %I WITH LOGIN', :'name') WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = :'name')
-\\gexec
-SELECT format('ALTER ROLE %I WITH LOGIN PASSWORD %L', :'name', :'pw')
-\\gexec
-SELECT format('ALTER DATABASE %I OWNER TO %I', :'db', :'name')
-\\gexec
-SQL
-echo "app-role: role '$APP_USER' owns database '$POSTGRES_DB'"
-"""
+# Run in this order by postgres-start.sh when it initialises the primary.
+INIT_SCRIPTS = (PRIMARY_INIT, APP_ROLE)
 
 
 @functools.cache
@@ -102,9 +100,7 @@ def scripts_configmap(child: names.ChildNames, namespace: str) -> Manifest:
         "kind": "ConfigMap",
         "metadata": object_meta(child.owner, namespace, child.db_scripts, WRITE_TIER, "db-scripts"),
         "data": {
-            PRIMARY_INIT: package_file(PRIMARY_INIT),
-            REPLICA_BOOTSTRAP: package_file(REPLICA_BOOTSTRAP),
-            APP_ROLE: APP_ROLE_SCRIPT,
+            **{script: package_file(script) for script in (POSTGRES_START, *INIT_SCRIPTS, REPLICA_BOOTSTRAP)},
             QUERIES_KEY: package_file(EXPORTER_QUERIES),
         },
     }
@@ -130,16 +126,19 @@ def slot_wal_keep_size(spec: api.DatabaseSpec) -> str:
 
 
 def _probes(query: str) -> Manifest:
-    # TCP to 127.0.0.1, not the socket: the entrypoint's temporary init-time server listens only on the
-    # socket, so a pod is not started/ready until the real server is up.
-    isready = f"pg_isready -h 127.0.0.1 -p {POSTGRES_PORT} -q"
-    sql = f"PGPASSWORD=\"$POSTGRES_PASSWORD\" psql -h 127.0.0.1 -U {SUPERUSER} -d postgres -tAc '{query}'"
+    # TCP through the pod's own IP, as clients in other pods connect: a server listening on loopback only
+    # is never started/ready, nor is the init-time temporary server (socket only). The query logs in with
+    # a password over the same `host all all all` pg_hba line clients use.
+    isready = f'pg_isready -h "$POD_IP" -p {POSTGRES_PORT} -q'
+    sql = f"PGPASSWORD=\"$POSTGRES_PASSWORD\" psql -h \"$POD_IP\" -U {SUPERUSER} -d postgres -tAc '{query}'"
+    # Liveness asks only whether the server process answers (restarting cannot fix the pod network).
+    alive = f"pg_isready -h 127.0.0.1 -p {POSTGRES_PORT} -q"
     return {
         # Generous: initdb and the init scripts (primary) or WAL replay to consistency (replica).
         "startupProbe": exec_probe(isready, period=5, failures=120),
         "readinessProbe": exec_probe(f'{isready} && test "$({sql})" = t', period=5, failures=2, timeout=5),
         # Alive while accepting (0) or rejecting connections (1: starting, shutting down, recovering).
-        "livenessProbe": exec_probe(f"{isready}; test $? -le 1", period=10, failures=6, timeout=5),
+        "livenessProbe": exec_probe(f"{alive}; test $? -le 1", period=10, failures=6, timeout=5),
     }
 
 
@@ -154,28 +153,39 @@ def _exporter(child: names.ChildNames) -> Manifest:
             env_secret("DATA_SOURCE_PASS", child.db_credentials, EXPORTER_KEY),
         ],
         "ports": [{"name": "metrics", "containerPort": POSTGRES_EXPORTER_PORT, "protocol": "TCP"}],
-        "resources": resources("20m", "64Mi", limit_cpu="200m", limit_memory="128Mi"),
+        "resources": resources("10m", "32Mi", limit_cpu="200m", limit_memory="128Mi"),
         "securityContext": container_security_context(),
         "volumeMounts": [{"name": "scripts", "mountPath": QUERIES_DIR, "readOnly": True}],
     }
 
 
-def _postgres_container(child: names.ChildNames, spec: api.DatabaseSpec, query: str) -> Manifest:
+def _postgres_container(child: names.ChildNames, spec: api.DatabaseSpec, role: str, query: str) -> Manifest:
     return {
         "name": CONTAINER,
         "image": spec.image,
-        "args": ["postgres", *postgres_settings(spec)],
+        # Our script, not the image's entrypoint: the same on every image (see the module docstring).
+        "command": ["bash", f"{SCRIPTS_DIR}/{POSTGRES_START}"],
+        "args": postgres_settings(spec),
+        # For postgres-start.sh (documented at its top) and the probes.
         "env": [
             env_value("PGDATA", PGDATA),
+            env_value("POSTGRES_ROLE", role),
             env_value("POSTGRES_USER", SUPERUSER),
             env_secret("POSTGRES_PASSWORD", child.db_credentials, SUPERUSER_KEY),
+            env_value("SOCKET_DIR", SOCKET_DIR),
+            pod_ip_env(),
         ],
         "ports": [{"name": "postgres", "containerPort": POSTGRES_PORT, "protocol": "TCP"}],
         **_probes(query),
-        # Writable root: the entrypoint and server write under /var/run/postgresql and elsewhere in
-        # the image; `restricted` does not require a read-only root.
+        # Writable root: what our script and the server write is on volumes (data, socket, shm), but no
+        # image has been checked to write nothing else; `restricted` does not require a read-only root.
         "securityContext": container_security_context(read_only_root=False),
-        "volumeMounts": [{"name": "data", "mountPath": DATA_DIR}, {"name": "shm", "mountPath": "/dev/shm"}],
+        "volumeMounts": [
+            {"name": "data", "mountPath": DATA_DIR},
+            {"name": "shm", "mountPath": "/dev/shm"},
+            {"name": "run", "mountPath": SOCKET_DIR},
+            {"name": "scripts", "mountPath": SCRIPTS_DIR, "readOnly": True},
+        ],
     }
 
 
@@ -184,6 +194,8 @@ def _volumes(child: names.ChildNames) -> list[Manifest]:
         {"name": "scripts", "configMap": {"name": child.db_scripts, "defaultMode": 0o555}},
         # Parallel queries use POSIX shared memory; a container's default /dev/shm is 64Mi.
         {"name": "shm", "emptyDir": {"medium": "Memory", "sizeLimit": "256Mi"}},
+        # The Unix socket and its lock file: writable by uid 999 on any image.
+        {"name": "run", "emptyDir": {"medium": "Memory", "sizeLimit": "1Mi"}},
     ]
 
 
@@ -197,7 +209,8 @@ def _claim(owner: str, tier: str, spec: api.DatabaseSpec) -> Manifest:
 def _pod_base() -> Manifest:
     return {
         "securityContext": pod_security_context(POSTGRES_UID, POSTGRES_GID),
-        # Postgres' smart/fast shutdown checkpoints first: give it time rather than SIGKILL.
+        # postgres-start.sh makes SIGTERM a fast shutdown, which checkpoints first: give it time rather
+        # than SIGKILL (crash recovery at the next start).
         "terminationGracePeriodSeconds": 60,
     }
 
@@ -207,10 +220,11 @@ def primary_statefulset(
 ) -> Manifest:
     """The primary. `replicas` is 0 only for the very first apply (see build_children(hold_primary))."""
     db = spec.database
-    postgres = _postgres_container(child, db, "select not pg_is_in_recovery()")
+    postgres = _postgres_container(child, db, "primary", "select not pg_is_in_recovery()")
     postgres["env"] += [
         env_value("POSTGRES_DB", DATABASE),
-        # For primary-init.sh (documented at its top) and APP_ROLE_SCRIPT.
+        env_value("INIT_SCRIPTS", " ".join(f"{SCRIPTS_DIR}/{script}" for script in INIT_SCRIPTS)),
+        # For primary-init.sh and app-role.sh (documented at their tops).
         env_value("REPLICATION_USER", REPLICATION_USER),
         env_secret("REPLICATION_PASSWORD", child.db_credentials, REPLICATION_KEY),
         env_value("MAX_SLOT_WAL_KEEP_SIZE", slot_wal_keep_size(db)),
@@ -224,19 +238,9 @@ def primary_statefulset(
         {"resourceName": "cpu", "restartPolicy": "NotRequired"},
         {"resourceName": "memory", "restartPolicy": "NotRequired"},
     ]
-    postgres["volumeMounts"].append({"name": "initdb", "mountPath": "/docker-entrypoint-initdb.d", "readOnly": True})
-    volumes = [
-        *_volumes(child),
-        {"name": "initdb", "configMap": {
-            "name": child.db_scripts, "defaultMode": 0o555,
-            # The entrypoint runs them in name order, executable ones as programs (bash scripts).
-            "items": [{"key": PRIMARY_INIT, "path": f"10-{PRIMARY_INIT}"},
-                      {"key": APP_ROLE, "path": f"20-{APP_ROLE}"}],
-        }},
-    ]
     pod = pod_template(
         child.owner, WRITE_TIER,
-        {**_pod_base(), "containers": [postgres, _exporter(child)], "volumes": volumes},
+        {**_pod_base(), "containers": [postgres, _exporter(child)], "volumes": _volumes(child)},
         annotations=scrape_annotations(POSTGRES_EXPORTER_PORT),
     )
     return {
@@ -258,9 +262,12 @@ def primary_statefulset(
 
 def replica_statefulset(child: names.ChildNames, namespace: str, spec: api.ScaledAppSpec) -> Manifest:
     db = spec.database
-    postgres = _postgres_container(child, db, "select pg_is_in_recovery()")
-    # Replicas are widened by number, not size: their resources are the reconciler's, at the initial size.
-    postgres["resources"] = resources(db.resources.initial.cpu, db.resources.initial.memory)
+    postgres = _postgres_container(child, db, "replica", "select pg_is_in_recovery()")
+    # Replicas are widened by number, not size: their resources are the reconciler's, limits at the
+    # primary's initial size, the CPU request a fraction of it (as the primary's: scaler.py).
+    initial = db.resources.initial
+    postgres["resources"] = resources(cpu_request(initial.cpu), initial.memory,
+                                      limit_cpu=initial.cpu, limit_memory=initial.memory)
     bootstrap: Manifest = {
         "name": "bootstrap",
         "image": db.image,
@@ -275,7 +282,7 @@ def replica_statefulset(child: names.ChildNames, namespace: str, spec: api.Scale
             # Becomes application_name on the primary and, sanitised, the replication slot name.
             env_field("REPLICA_NAME", "metadata.name"),
         ],
-        "resources": resources("100m", "128Mi", limit_cpu="500m", limit_memory="256Mi"),
+        "resources": resources("50m", "128Mi", limit_cpu="500m", limit_memory="256Mi"),
         "securityContext": container_security_context(read_only_root=False),
         "volumeMounts": [
             {"name": "data", "mountPath": DATA_DIR},

@@ -6,7 +6,8 @@ ownership of those and nothing else:
 
 * spec.replicas of the app Deployment, the workers Deployment and the replica StatefulSet;
 * `resources` of the `postgres` container in the primary StatefulSet's template (the live pod is
-  resized in place through the pods/resize subresource: see primary_pod_resize_patch);
+  resized in place through the pods/resize subresource: see primary_pod_resize_patch): the size is
+  the limits, the CPU request a fixed fraction of the CPU limit;
 * the cache ConfigMap key `maxmemory` (bytes; see cache.py for how Redis picks it up live).
 
 Apply these only to objects that exist (a partial body cannot create one).
@@ -19,7 +20,7 @@ from typing import Literal
 from scaledapp import api
 from scaledapp.resources import names
 from scaledapp.resources.cache import MAXMEMORY_KEY
-from scaledapp.resources.common import Manifest, memory_bytes
+from scaledapp.resources.common import Manifest, cpu_request, memory_bytes
 from scaledapp.resources.database import CONTAINER as PRIMARY_CONTAINER
 
 WorkloadKind = Literal["Deployment", "StatefulSet"]
@@ -46,9 +47,11 @@ def replicas_body(kind: WorkloadKind, name: str, namespace: str, replicas: int) 
     return {**_identity("apps/v1", kind, name, namespace), "spec": {"replicas": replicas}}
 
 
-def _guaranteed(cpu: str, memory: str) -> Manifest:
-    # requests == limits: the primary stays Guaranteed, and an in-place resize cannot change QoS class.
-    return {"requests": {"cpu": cpu, "memory": memory}, "limits": {"cpu": cpu, "memory": memory}}
+def _primary_resources(cpu: str, memory: str) -> Manifest:
+    # The size is the limits. The CPU request is a fixed fraction of the limit (common.cpu_request), so the
+    # pod is Burstable from its first start and every resize keeps it so (a resize cannot change the QoS
+    # class), and a widened primary still fits a small node. Memory is reserved in full.
+    return {"requests": {"cpu": cpu_request(cpu), "memory": memory}, "limits": {"cpu": cpu, "memory": memory}}
 
 
 def primary_resources_body(child: names.ChildNames, namespace: str, cpu: str, memory: str) -> Manifest:
@@ -56,14 +59,14 @@ def primary_resources_body(child: names.ChildNames, namespace: str, cpu: str, me
     return {
         **_identity("apps/v1", "StatefulSet", child.db_primary, namespace),
         "spec": {"template": {"spec": {"containers": [
-            {"name": PRIMARY_CONTAINER, "resources": _guaranteed(cpu, memory)},
+            {"name": PRIMARY_CONTAINER, "resources": _primary_resources(cpu, memory)},
         ]}}},
     }
 
 
 def primary_pod_resize_patch(cpu: str, memory: str) -> Manifest:
     """A strategic-merge patch for the live primary pod's `resize` subresource (pod `<db_primary>-0`)."""
-    return {"spec": {"containers": [{"name": PRIMARY_CONTAINER, "resources": _guaranteed(cpu, memory)}]}}
+    return {"spec": {"containers": [{"name": PRIMARY_CONTAINER, "resources": _primary_resources(cpu, memory)}]}}
 
 
 def cache_memory_body(child: names.ChildNames, namespace: str, maxmemory: str | int) -> Manifest:

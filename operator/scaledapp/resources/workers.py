@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from scaledapp import api
 from scaledapp.resources import names
-from scaledapp.resources.app import dependency_env
+from scaledapp.resources.app import container_resources, dependency_env
 from scaledapp.resources.common import (
     APP_UID,
     WORKER_METRICS_PORT,
@@ -19,7 +19,6 @@ from scaledapp.resources.common import (
     object_meta,
     pod_security_context,
     pod_template,
-    resources,
     scrape_annotations,
     selector,
 )
@@ -42,7 +41,7 @@ def workers_deployment(child: names.ChildNames, namespace: str, spec: api.Scaled
         "command": list(workers.command),
         "ports": [{"name": "metrics", "containerPort": WORKER_METRICS_PORT, "protocol": "TCP"}],
         "env": env,
-        "resources": resources(app.resources.cpu, app.resources.memory),
+        "resources": container_resources(app.resources),
         # A worker has no HTTP API; a hung process still stops serving /metrics, which liveness catches.
         "livenessProbe": {
             "httpGet": {"path": "/metrics", "port": "metrics"},

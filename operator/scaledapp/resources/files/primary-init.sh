@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
-# Primary-only init for the official postgres image: mount into /docker-entrypoint-initdb.d/, where the
-# entrypoint runs it once, on an empty data directory, against its temporary socket-only server.
+# Primary-only init: postgres-start.sh runs it (INIT_SCRIPTS) once, when it initialises a data directory,
+# against its temporary socket-only server (no image entrypoint is involved).
 # It adds what streaming replicas need: a replication role, a pg_hba line that lets it connect from
-# other pods (the image's "host all all all" line does not cover replication connections), and a cap
+# other pods (the "host all all all" line does not cover replication connections), and a cap
 # on the WAL a lagging or abandoned replication slot may hold.
 #
 # Environment (read here):
-#   PGDATA                  data directory (set by the image)
-#   POSTGRES_USER           superuser the entrypoint created (default: postgres)
+#   PGDATA                  data directory being initialised (set by postgres-start.sh)
+#   POSTGRES_USER           superuser initdb created (default: postgres)
 #   POSTGRES_DB             database to connect to (default: $POSTGRES_USER)
 #   REPLICATION_USER        role replicas connect as (default: replicator)
 #   REPLICATION_PASSWORD    its password (required)
@@ -15,8 +15,8 @@
 #   HBA_AUTH_METHOD         auth method for the replication line (default: scram-sha-256)
 #   MAX_SLOT_WAL_KEEP_SIZE  WAL a slot may retain before it is invalidated (default: 1GB)
 #   MONITOR_USER, MONITOR_PASSWORD  optional: a pg_monitor role for postgres_exporter
-#   PGHOST, PGPORT          optional, standard libpq: where the server listens (the image leaves them
-#                           unset, i.e. its default socket; tests point them at their own server)
+#   PGHOST, PGPORT          optional, standard libpq: where the server listens (postgres-start.sh sets them
+#                           to its temporary server's socket, with PGPASSWORD; tests to their own server)
 # Idempotent: re-running it changes nothing.
 set -euo pipefail
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Seed a streaming read replica's data directory from the primary. Meant for an initContainer that
-# uses the same official postgres image (and user) as the replica's main container: the entrypoint
-# there finds PG_VERSION, skips initdb, and starts a hot standby that follows the primary.
+# uses the same postgres image (and user) as the replica's main container, where postgres-start.sh
+# (POSTGRES_ROLE=replica) finds PG_VERSION and starts a hot standby that follows the primary.
 #
 #   pg_basebackup -X stream -R   copies the data, streams the WAL needed to make it consistent, and
 #                                writes standby.signal + primary_conninfo/primary_slot_name
@@ -10,7 +10,7 @@
 #                                replicas down drops the slot (pg_drop_replication_slot)
 #
 # Environment (read here):
-#   PGDATA                 data directory to seed (set by the image)
+#   PGDATA                 data directory to seed (required)
 #   PRIMARY_HOST           primary's host name or address (required)
 #   PRIMARY_PORT           its port (default: 5432)
 #   REPLICATION_USER       replication role (default: replicator)
