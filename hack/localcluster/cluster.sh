@@ -295,7 +295,7 @@ write_kwok_stages() {
 # (a test cordoning a node) do not count. kwok: the 3 fake nodes; real: the node, and cluster DNS answering.
 nodes_ready() {
   local out n=0 line want=3 sel=(-l type=kwok)
-  [ "$NODES" = real ] && want=1 sel=("$NODE_NAME")
+  [ "$NODES" = real ] && want=1 sel=(-l "kubernetes.io/hostname=$NODE_NAME")
   out=$(kc get nodes "${sel[@]}" -o jsonpath='{range .items[*]}{.status.conditions[?(@.type=="Ready")].status}{" "}{.spec.taints[*].key}{"\n"}{end}' 2>/dev/null) || return 1
   while read -r line; do
     [ -n "$line" ] || continue
@@ -343,6 +343,8 @@ cmd_up() {
   mkdir -p "$STATE" "$LOGS" "$PIDS"
   echo "$NODES" >"$STATE/nodes"
   if [ -s "$STATE/kubeconfig" ] && all_healthy; then
+    # Images rebuilt since the last `up` still go in (unchanged ones are skipped in milliseconds).
+    [ "$NODES" = real ] && node_import_images
     say "local cluster is already up and healthy: nothing to do (kubeconfig: $STATE/kubeconfig)"
     return 0
   fi

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
+import pwd
 import sys
 
 import kopf
@@ -27,8 +29,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def ensure_user_name() -> None:
+    """kopf names this process among its peers after its user, asked of the passwd database, which a numeric uid
+    without an entry (the image's 10001, as on any restricted pod) does not have: the operator crashed at start.
+    getpass reads $USER before the database."""
+    try:
+        pwd.getpwuid(os.getuid())
+    except KeyError:
+        os.environ.setdefault("USER", f"uid-{os.getuid()}")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    ensure_user_name()
     kopf.configure(verbose=args.verbose, log_format=kopf.LogFormat[args.log_format.upper()])
     import scaledapp.handlers  # noqa: F401  (importing registers the handlers)
 
