@@ -36,7 +36,7 @@ crds: venv ## regenerate crds/ and the chart's crds/ from the pydantic API
 	@$(VPY) -m scaledapp.crdgen --write
 
 unit: venv ## the pure-code tests only (no servers)
-	@$(VPY) -m pytest -m "not cluster and not dataplane" -q
+	@$(VPY) -m pytest -m "not cluster and not dataplane and not realnode" -q
 
 test: venv deps tools lint ## everything: lint, unit, control-plane, data-plane and end-to-end tests
 	@echo "==> pytest (cluster tests start the local control plane once; see .localcluster/logs)"

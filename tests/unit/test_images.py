@@ -132,9 +132,13 @@ def third_party_imports(packages: list[Path]) -> set[str]:
 
 
 def closure(requirements: Path) -> set[str]:
-    """Every distribution the requirements file installs, with their dependencies (as installed here)."""
-    todo = [Requirement(ln.split("#")[0].strip()).name for ln in requirements.read_text().splitlines()
-            if ln.split("#")[0].strip() and not ln.startswith("-")]
+    """Every distribution the requirements file installs, with their dependencies (as installed here).
+
+    A line whose marker does not hold here (`async-timeout==...; python_full_version < "3.11.3"`) installs nothing.
+    """
+    lines = [ln.split("#")[0].strip() for ln in requirements.read_text().splitlines()]
+    top = [Requirement(ln) for ln in lines if ln and not ln.startswith("-")]
+    todo = [req.name for req in top if req.marker is None or req.marker.evaluate()]
     seen: set[str] = set()
     while todo:
         name = todo.pop().lower().replace("_", "-")
