@@ -1,0 +1,187 @@
+"""The user's path on the real node: the chart's operator and bundled Prometheus as real pods, a ScaledApp whose
+every tier runs real processes, replication, metrics, the load Job, chaos, and a bottleneck widened on real metrics.
+
+One chart release and one ScaledApp for the whole module (each takes tens of seconds to come up on 2 cores); the
+tests run in file order and each leaves them serving. The release watches only its own app namespace, so it
+never acts on anything else on the shared node.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import subprocess
+import sys
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.support.cluster import Cluster, pod_ready, ready_pods
+from tests.support.helm import helm_run, install
+from tests.support.operator import CRD, wait_crd_established
+from tests.support.wait import wait_for
+
+pytestmark = pytest.mark.realnode
+
+ROOT = Path(__file__).resolve().parents[2]
+NAME = "demo"  # examples/minimal.yaml
+SCRAPED_TIERS = ("app", "cache", "db-write", "db-read", "workers")
+TIERS = (*SCRAPED_TIERS, "queue")
+TIER_LABEL = "scaledapp.dev/tier"
+INSTANCE_LABEL = "app.kubernetes.io/instance"
+DEMO_IMAGE = "ghcr.io/scaledapp/demo-app:0.1.0"
+
+
+@dataclass(frozen=True)
+class Deployed:
+    cluster: Cluster
+    system: str  # the chart's namespace (operator + Prometheus)
+    apps: str  # the ScaledApp's namespace
+    release: str
+
+    @property
+    def prometheus(self) -> str:
+        ip = self.cluster.kubectl("get", "service", "prometheus", "-n", self.system,
+                                  "-o", "jsonpath={.spec.clusterIP}").strip()
+        return f"http://{ip}:9090"
+
+    def service_url(self, service: str, port: int) -> str:
+        ip = self.cluster.kubectl("get", "service", service, "-n", self.apps, "-o", "jsonpath={.spec.clusterIP}")
+        return f"http://{ip.strip()}:{port}"
+
+    def psql(self, pod: str, query: str) -> str:
+        # The superuser's password is in the pod's own environment (from the generated Secret): not in the test.
+        script = f'PGPASSWORD="$POSTGRES_PASSWORD" psql -h 127.0.0.1 -U postgres -d app -tAc "{query}"'
+        return self.cluster.kubectl("exec", "-n", self.apps, pod, "-c", "postgres", "--", "sh", "-c", script)
+
+    def scaledapp(self) -> dict[str, Any]:
+        return self.cluster.get_json("scaledapp", NAME, "-n", self.apps)
+
+
+def http_json(url: str, body: dict[str, Any] | None = None, timeout: float = 10.0) -> Any:
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"},
+                                     method="POST" if body is not None else "GET")
+    with urllib.request.urlopen(request, timeout=timeout) as response:
+        return json.loads(response.read())
+
+
+def condition(obj: dict[str, Any], kind: str) -> dict[str, Any]:
+    return next((c for c in obj.get("status", {}).get("conditions", []) if c.get("type") == kind), {})
+
+
+def create_namespace(cluster: Cluster, name: str) -> None:
+    cluster.kubectl("create", "namespace", name)
+    # Everything the operator and the chart run must pass the restricted profile, as on a hardened cluster.
+    cluster.kubectl("label", "namespace", name, "pod-security.kubernetes.io/enforce=restricted")
+    wait_for(lambda: cluster.kubectl_run("get", "serviceaccount", "default", "-n", name).returncode == 0,
+             timeout=30, what=f"the default ServiceAccount in {name}")
+
+
+@pytest.fixture(scope="module")
+def deployed(real_cluster: Cluster) -> Iterator[Deployed]:
+    suffix = secrets.token_hex(3)
+    system, apps, release = f"t-rp-sys-{suffix}", f"t-rp-app-{suffix}", f"rp-{suffix}"
+    real_cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(CRD))
+    wait_crd_established(real_cluster)
+    for ns in (system, apps):
+        create_namespace(real_cluster, ns)
+    try:
+        install(real_cluster.kubeconfig, release, system, {
+            "fullnameOverride": f"scaledapp-{suffix}", "watchNamespaces": [apps],
+            "prometheus.enabled": True, "prometheus.namespaces": [apps], "prometheus.scrapeInterval": "5s",
+            "prometheus.scrapeTimeout": "4s",
+        }, skip_crds=True, timeout="180s")
+        yield Deployed(real_cluster, system, apps, release)
+    finally:
+        helm_run("uninstall", release, "--namespace", system, "--wait", "--timeout", "60s",
+                 kubeconfig=real_cluster.kubeconfig)
+        for ns in (apps, system):
+            real_cluster.kubectl_run("delete", "namespace", ns, "--wait=false", "--ignore-not-found")
+
+
+@pytest.fixture(scope="module")
+def scaledapp(deployed: Deployed) -> Deployed:
+    """examples/minimal.yaml as a user applies it, pointed at the release's Prometheus, with faster ticks."""
+    body = yaml.safe_load((ROOT / "examples" / "minimal.yaml").read_text())
+    body["spec"] = {"scaling": {"prometheusUrl": f"http://prometheus.{deployed.system}.svc:9090",
+                                "intervalSeconds": 10, "cooldownSeconds": 30}}
+    deployed.cluster.apply(body, namespace=deployed.apps)
+    deployed.cluster.kubectl("wait", "-n", deployed.apps, "--for=condition=Ready", f"scaledapp/{NAME}",
+                             "--timeout=240s", timeout=260)
+    return deployed
+
+
+def test_the_charts_operator_runs_as_a_real_pod_with_the_charts_rbac(deployed: Deployed) -> None:
+    pods = deployed.cluster.get_json("pods", "-n", deployed.system, "-l", "app.kubernetes.io/component=operator")
+    [pod] = pods["items"]
+    assert pod_ready(pod)
+    assert pod["spec"]["serviceAccountName"].startswith("scaledapp-")
+    [status] = pod["status"]["containerStatuses"]
+    assert status["containerID"].startswith("containerd://") and status["restartCount"] == 0
+    # The operator's ServiceAccount may not read Secrets cluster-wide: it runs with the chart's RBAC, nothing more.
+    sa = f"system:serviceaccount:{deployed.system}:{pod['spec']['serviceAccountName']}"
+    assert deployed.cluster.kubectl_run("auth", "can-i", "list", "secrets", "-A", f"--as={sa}").stdout.strip() == "no"
+
+
+def test_minimal_scaledapp_gets_every_tier_ready_with_real_processes(scaledapp: Deployed) -> None:
+    obj = scaledapp.scaledapp()
+    assert condition(obj, "Ready").get("status") == "True"
+    for tier in TIERS:
+        pods = ready_pods(scaledapp.cluster, scaledapp.apps, f"{INSTANCE_LABEL}={NAME},{TIER_LABEL}={tier}")
+        assert pods, f"no Ready pod in tier {tier}"
+        for pod in pods:
+            for status in pod["status"]["containerStatuses"]:
+                assert status["ready"] and status["containerID"].startswith("containerd://"), (tier, status)
+
+
+def test_a_write_is_read_back_and_streams_to_the_replica(scaledapp: Deployed) -> None:
+    app = scaledapp.service_url(f"{NAME}-app", 8080)
+    created = http_json(f"{app}/items", {"name": "real-node", "value": secrets.token_hex(8)})
+    assert http_json(f"{app}/items/{created['id']}")["value"] == created["value"]
+    # The primary streams to the replica through its own slot, and the replica has the row.
+    replication = scaledapp.psql(f"{NAME}-db-0", "select application_name, state from pg_stat_replication")
+    assert f"{NAME}-db-read-0|streaming" in replication.split()
+    wait_for(lambda: scaledapp.psql(f"{NAME}-db-read-0", f"select value from items where id = {created['id']}")
+             .strip() == created["value"], timeout=30, what="the new row on the replica")
+    assert scaledapp.psql(f"{NAME}-db-read-0", "select pg_is_in_recovery()").strip() == "t"
+
+
+def test_the_bundled_prometheus_scrapes_every_tiers_real_pods(scaledapp: Deployed) -> None:
+    def targets_up() -> set[str] | None:
+        data = http_json(f"{scaledapp.prometheus}/api/v1/targets?state=active")
+        up = {t["labels"].get("scaledapp_dev_tier", "") for t in data["data"]["activeTargets"]
+              if t["health"] == "up" and t["labels"].get("namespace") == scaledapp.apps}
+        return up if up >= set(SCRAPED_TIERS) else None
+
+    up = wait_for(targets_up, timeout=90, what="a healthy scrape target in every tier", interval=2)
+    assert set(SCRAPED_TIERS) <= up
+    # And the operator reads them: its MetricsAvailable condition is True.
+    wait_for(lambda: condition(scaledapp.scaledapp(), "MetricsAvailable").get("status") == "True",
+             timeout=90, what="MetricsAvailable=True", interval=2)
+
+
+def run_module(cluster: Cluster, *args: str, timeout: float) -> subprocess.CompletedProcess[str]:
+    """`python -m MODULE ARGS` with this cluster's kubeconfig and pinned kubectl (the hack/ tools use kubectl)."""
+    return subprocess.run([sys.executable, "-m", *args], capture_output=True, text=True, timeout=timeout,
+                          check=False, cwd=ROOT, env=cluster.env)
+
+
+def test_the_load_job_sends_real_traffic_through_the_service(scaledapp: Deployed) -> None:
+    proc = run_module(scaledapp.cluster, "hack.loadjob", "--context", "",
+                      "--namespace", scaledapp.apps, "--name", NAME, "--profile", "constant:rate=20",
+                      "--seconds", "20", "--image", DEMO_IMAGE, "--json", timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads(proc.stdout[proc.stdout.index("\n{") + 1:])
+    assert report["sent"] >= 300
+    assert sum(report["errors"].values()) == 0, report
+    # The app's own metrics saw it, per pod, in the real Prometheus.
+    query = f'sum(rate(scaledapp_http_requests_total{{namespace="{scaledapp.apps}"}}[1m]))'
+    wait_for(lambda: float(http_json(f"{scaledapp.prometheus}/api/v1/query?query={urllib.request.quote(query)}")
+                           ["data"]["result"][0]["value"][1]) > 0,
+             timeout=60, what="a request rate in Prometheus", interval=2, ignore=(IndexError, KeyError))
