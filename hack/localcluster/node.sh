@@ -18,8 +18,9 @@ CONTAINERD_ROOT="$CACHE/node/containerd"
 HOST_RECORD="$CACHE/node/host-before.env"  # what the node changes on the host, recorded before it does
 FW_CHAIN=SCALEDAPP-NODE
 CRICTL="$(bin_dir crictl)/crictl"
-NODE_SYSCTLS=(kernel.panic kernel.panic_on_oops vm.overcommit_memory net.ipv4.ip_forward
-  net.bridge.bridge-nf-call-iptables)
+# The kubelet's "kernel tunables" (it sets each that differs: pkg/kubelet/cm setupKernelTunables) and the bridge's.
+NODE_SYSCTLS=(kernel.panic kernel.panic_on_oops vm.overcommit_memory vm.panic_on_oom kernel.keys.root_maxkeys
+  kernel.keys.root_maxbytes net.ipv4.ip_forward net.bridge.bridge-nf-call-iptables)
 # Fixed paths the kubelet, CNI or runc create whatever their configuration says (removed by `down` when the
 # node created them).
 NODE_FIXED_PATHS=(/var/lib/kubelet /var/log/containers /var/log/pods /var/lib/cni /run/netns /run/containerd)
@@ -92,19 +93,24 @@ node_network_up() {
 
 # node_restore_host: undo every host change the node made (after its processes are gone).
 node_restore_host() {
-  local t c
+  local t c ipt
   # kube-proxy's own cleanup, then the kubelet's chains and ours (kube-proxy --cleanup leaves the kubelet's).
   [ -x "$K8S_BIN/kube-proxy" ] && "$K8S_BIN/kube-proxy" --cleanup >/dev/null 2>&1 || true
   local rules chains rule
-  for t in filter nat mangle; do
-    # Jumps from the built-in chains into ours, then our chains themselves (flushed first, as -X needs).
-    rules=$(iptables -t "$t" -S 2>/dev/null | grep -E -- "^-A (INPUT|FORWARD|OUTPUT|PREROUTING|POSTROUTING) .*-j (KUBE-|CNI-|$FW_CHAIN)" || true)
-    while read -r rule; do
-      [ -n "$rule" ] && eval "iptables -t $t ${rule/#-A/-D}" 2>/dev/null
-    done <<<"$rules"
-    chains=$(iptables -t "$t" -S 2>/dev/null | awk '/^-N (KUBE-|CNI-|'"$FW_CHAIN"')/ {print $2}' || true)
-    for c in $chains; do iptables -t "$t" -F "$c" 2>/dev/null || true; done
-    for c in $chains; do iptables -t "$t" -X "$c" 2>/dev/null || true; done
+  # Both families: the kubelet makes its chains (KUBE-FIREWALL, KUBE-KUBELET-CANARY, KUBE-IPTABLES-HINT) in
+  # ip6tables too whenever the host has IPv6.
+  for ipt in iptables ip6tables; do
+    command -v "$ipt" >/dev/null || continue
+    for t in filter nat mangle; do
+      # Jumps from the built-in chains into ours, then our chains themselves (flushed first, as -X needs).
+      rules=$($ipt -t "$t" -S 2>/dev/null | grep -E -- "^-A (INPUT|FORWARD|OUTPUT|PREROUTING|POSTROUTING) .*-j (KUBE-|CNI-|$FW_CHAIN)" || true)
+      while read -r rule; do
+        [ -n "$rule" ] && { eval "$ipt -t $t ${rule/#-A/-D}" 2>/dev/null || true; }
+      done <<<"$rules"
+      chains=$($ipt -t "$t" -S 2>/dev/null | awk '/^-N (KUBE-|CNI-|'"$FW_CHAIN"')/ {print $2}' || true)
+      for c in $chains; do $ipt -t "$t" -F "$c" 2>/dev/null || true; done
+      for c in $chains; do $ipt -t "$t" -X "$c" 2>/dev/null || true; done
+    done
   done
   if ip link show "$BRIDGE" >/dev/null 2>&1; then ip link delete "$BRIDGE"; fi
   # veth ends the CNI left behind (their pods' network namespaces are gone, so the peers are too).

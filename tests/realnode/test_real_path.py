@@ -12,6 +12,7 @@ import json
 import secrets
 import subprocess
 import sys
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -182,6 +183,6 @@ def test_the_load_job_sends_real_traffic_through_the_service(scaledapp: Deployed
     assert sum(report["errors"].values()) == 0, report
     # The app's own metrics saw it, per pod, in the real Prometheus.
     query = f'sum(rate(scaledapp_http_requests_total{{namespace="{scaledapp.apps}"}}[1m]))'
-    wait_for(lambda: float(http_json(f"{scaledapp.prometheus}/api/v1/query?query={urllib.request.quote(query)}")
+    wait_for(lambda: float(http_json(f"{scaledapp.prometheus}/api/v1/query?query={urllib.parse.quote(query)}")
                            ["data"]["result"][0]["value"][1]) > 0,
              timeout=60, what="a request rate in Prometheus", interval=2, ignore=(IndexError, KeyError))
