@@ -1,6 +1,6 @@
 """Chaos drill: delete a pod of each tier under load and report before/after.
 
-    python -m hack.chaos [--namespace demo] [--name demo] [--tiers app,cache,db-read,db-write,workers]
+    python -m hack.chaos [--namespace demo] [--name demo] [--tiers app,cache,db-read,db-write,workers,queue]
                          [--seconds 90] [--kill-after 20] [--profile constant:rate=40] [--no-load] [--json PATH]
 
 First a baseline load run with nothing broken ("before"). Then, per tier: start the same load (a Job behind
@@ -25,7 +25,7 @@ from typing import Any
 from hack import loadjob
 from hack.kubeutil import DEFAULT_CONTEXT, Kubectl, KubectlFailedError, is_ready, pods, poll
 
-TIERS = ("app", "cache", "db-read", "db-write", "workers")
+TIERS = ("app", "cache", "db-read", "db-write", "workers", "queue")
 INSTANCE_LABEL = "app.kubernetes.io/instance"
 TIER_LABEL = "scaledapp.dev/tier"
 OPERATOR = "scaledapp-operator"

@@ -22,7 +22,7 @@ from tests.support.wait import wait_for
 
 pytestmark = pytest.mark.cluster
 ROOT = Path(__file__).resolve().parents[2]
-TIERS = ("app", "cache", "db-read", "db-write", "workers")
+TIERS = ("app", "cache", "db-read", "db-write", "workers", "queue")
 
 
 def test_chaos_drill_kills_one_pod_per_tier_and_times_the_recovery(
