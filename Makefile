@@ -7,7 +7,7 @@ VPY := $(VENV)/bin/python
 LC := hack/localcluster
 export PYTHONPATH := $(CURDIR)/operator:$(CURDIR)/demo-app:$(CURDIR)
 
-.PHONY: help venv deps tools lint typecheck unit test demo bench crds cluster-up cluster-down cluster-status \
+.PHONY: help venv deps tools node-images lint typecheck unit test demo bench crds cluster-up cluster-down cluster-status \
         kind-up images kind-load deploy load chaos kind-down
 
 help: ## list the targets
@@ -38,7 +38,7 @@ crds: venv ## regenerate crds/ and the chart's crds/ from the pydantic API
 unit: venv ## the pure-code tests only (no servers)
 	@$(VPY) -m pytest -m "not cluster and not dataplane and not realnode" -q
 
-test: venv deps tools lint ## everything: lint, unit, control-plane, data-plane and end-to-end tests
+test: venv deps tools node-images lint ## everything: lint, unit, control plane (kwok), real node, data plane, end to end
 	@echo "==> pytest (cluster tests start the local control plane once; see .localcluster/logs)"
 	@$(VPY) -m pytest -q -p no:cacheprovider --timeout=900
 
@@ -46,7 +46,11 @@ bench: venv ## ScaledApp vs HPA-style baselines on the simulated twin (+ control
 	@echo "==> twin benchmark in simulated time, then the control-plane and data-plane benchmarks"
 	@$(VPY) bench/run.py --out bench/results
 
-cluster-up: tools ## start etcd, apiserver, controller-manager, scheduler, kwok + 3 fake nodes (.localcluster/)
+node-images: tools ## the real node's images, built without a registry (hack/images/build.sh; cached)
+	@hack/images/build.sh
+
+cluster-up: tools ## control plane + the real node (LC_NODES=kwok: 3 fake nodes instead, in .localcluster-kwok/)
+	@if [ "$${LC_NODES:-real}" != kwok ]; then hack/images/build.sh; fi
 	@$(LC)/cluster.sh up
 
 cluster-down: ## stop every local-cluster process and remove its state
