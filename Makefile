@@ -53,8 +53,9 @@ cluster-up: tools ## control plane + the real node (LC_NODES=kwok: 3 fake nodes 
 	@if [ "$${LC_NODES:-real}" != kwok ]; then hack/images/build.sh; fi
 	@$(LC)/cluster.sh up
 
-cluster-down: ## stop every local-cluster process and remove its state
+cluster-down: ## stop the local clusters (the real node's and the kwok one beside it), undo host changes, remove state
 	@$(LC)/cluster.sh down
+	@if [ -d .localcluster-kwok ]; then LC_NODES=kwok $(LC)/cluster.sh down; fi
 
 cluster-status: ## say which local-cluster components run
 	@$(LC)/cluster.sh status
