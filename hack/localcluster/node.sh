@@ -64,6 +64,7 @@ node_record_host() {
   {
     for s in "${NODE_SYSCTLS[@]}"; do echo "sysctl $s $(sysctl -n "$s" 2>/dev/null || echo -)"; done
     for p in "${NODE_FIXED_PATHS[@]}"; do [ -e "$p" ] && echo "existed $p"; done
+    mountpoint -q /run/netns 2>/dev/null && echo "mounted /run/netns"
   } >"$HOST_RECORD.tmp"
   mv "$HOST_RECORD.tmp" "$HOST_RECORD"
 }
@@ -74,6 +75,11 @@ node_network_up() {
     ip link add "$BRIDGE" type bridge
   fi
   ip addr replace "$NODE_IP/24" dev "$BRIDGE"
+  # /run/netns as a shared bind mount of itself before the first pod, as `ip netns add` makes it: done by any
+  # tool later, while pods run, that would duplicate every pod's network-namespace mount, and containerd could
+  # no longer remove them (pods stuck Terminating, seen once).
+  mkdir -p /run/netns
+  if ! mountpoint -q /run/netns; then mount --bind /run/netns /run/netns && mount --make-shared /run/netns; fi
   ip link set "$BRIDGE" up
   sysctl -qw net.ipv4.ip_forward=1 net.bridge.bridge-nf-call-iptables=1
   # Our chain first in INPUT and FORWARD. Forwarded pod traffic may only go back into the bridge (pod to pod,
@@ -134,8 +140,10 @@ node_restore_host() {
 
 # node_unmount: every mount under the node's folders (pod volumes, container root filesystems), deepest first.
 node_unmount() {
-  local m
-  { awk '{print $2}' /proc/self/mounts | grep -E "^($NODE_DIR|$CONTAINERD_ROOT|$NODE_RUN|/run/netns)(/|$)" || true; } |
+  local m ours="^($NODE_DIR|$CONTAINERD_ROOT|$NODE_RUN|/run/netns/cni-[^/]*)(/|$)"
+  # /run/netns itself only when `up` made it a mount point (another tool's `ip netns` may have, before us).
+  grep -qxF "mounted /run/netns" "$HOST_RECORD" 2>/dev/null || ours="$ours|^/run/netns$"
+  { awk '{print $2}' /proc/self/mounts | grep -E "$ours" || true; } |
     sort -r | while read -r m; do umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || warn "could not unmount $m"; done
 }
 

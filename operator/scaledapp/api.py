@@ -2,16 +2,24 @@
 
 Field names are snake_case in Python and camelCase on the wire (aliases). Every field has a
 description, so `kubectl explain scaledapp.spec.database` is useful. Rules that a JSON schema cannot
-say (min <= max, quantity ordering) are CEL rules attached with `cel()`; they run in the API server.
+say (min <= max, quantity floors and ordering, cross-field limits) are `Rule`s in a model's RULES: each is
+a CEL rule the API server runs (x-kubernetes-validations, with the message naming the field) and the same
+check in Python, run by pydantic, so the operator refuses exactly what the API server refuses. Transition
+rules (immutability) have no Python side: only the API server sees the old object.
 """
 
 from __future__ import annotations
 
 import enum
-from typing import Any, Literal
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Annotated, Any, ClassVar, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field
-from pydantic.alias_generators import to_camel
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic.alias_generators import to_camel, to_snake
+from pydantic.config import JsonDict
+
+from scaledapp.quantity import parse_quantity
 
 GROUP = "scaledapp.dev"
 VERSION = "v1alpha1"
@@ -37,6 +45,32 @@ POSTGRES_EXPORTER_IMAGE = "quay.io/prometheuscommunity/postgres-exporter:v0.19.1
 QUANTITY_PATTERN = r"^[0-9]+(\.[0-9]+)?(m|k|M|G|T|Ki|Mi|Gi|Ti)?$"
 ENV_NAME_PATTERN = r"^[-._a-zA-Z][-._a-zA-Z0-9]*$"
 PATH_PATTERN = r"^/[A-Za-z0-9/_.~-]*$"
+# DNS subdomain (RFC 1123), what a StorageClass name is.
+DNS_SUBDOMAIN_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+
+# Image references, `[registry[:port]/]path[:tag][@digest]`, as the container runtimes parse them
+# (github.com/distribution/reference): path components are lowercase, the registry may not be; no spaces.
+# Written for RE2 (the API server), Rust regex (pydantic) and Python re (the unit tests) alike.
+_HOST_COMPONENT = r"[a-zA-Z0-9]([-a-zA-Z0-9]*[a-zA-Z0-9])?"
+_HOST = rf"({_HOST_COMPONENT}(\.{_HOST_COMPONENT})*|\[[0-9a-fA-F:.]+\])"
+_PATH_COMPONENT = r"[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*"
+_TAG = r"[a-zA-Z0-9_][a-zA-Z0-9_.-]{0,127}"
+_DIGEST = r"[A-Za-z][A-Za-z0-9]*([-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,}"
+IMAGE_PATTERN = rf"^({_HOST}(:[0-9]+)?/)?{_PATH_COMPONENT}(/{_PATH_COMPONENT})*(:{_TAG})?(@{_DIGEST})?$"
+IMAGE_MAX_LENGTH = 512
+# http(s)://host[:port][/path]: a port in 1-65535, no user info, query or fragment (the client appends
+# /api/v1/query to the path), no whitespace.
+_PORT = r"([1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5])"
+PROMETHEUS_URL_PATTERN = rf"^https?://{_HOST}(:{_PORT})?(/[^\s?#]*)?$"
+
+# Floors below which a tier cannot run (each message says why).
+MIN_CPU = "1m"  # Kubernetes' CPU precision: anything positive is at least this
+MIN_MEMORY = "16Mi"  # a container limit below this is OOM-killed as it starts
+MIN_CACHE_MEMORY = "1Mi"  # Redis maxmemory: 0 means "no limit", and Redis warns below 1MB
+MIN_DATABASE_MEMORY = "256Mi"  # Postgres' default shared_buffers alone is 128MB
+MIN_STORAGE = "256Mi"  # a fresh Postgres data directory with its WAL takes over 100Mi
+# Variables the operator sets that the probes depend on: overriding them cannot run.
+RESERVED_ENV = ("PORT", "METRICS_PORT")
 
 
 def cel(*rules: tuple[str, str, str | None]) -> dict[str, Any]:
@@ -50,14 +84,92 @@ def cel(*rules: tuple[str, str, str | None]) -> dict[str, Any]:
     return {"x-kubernetes-validations": out}
 
 
-class Model(BaseModel):
-    """Base: camelCase on the wire, unknown fields rejected (the API server prunes them anyway)."""
+@dataclass(frozen=True)
+class Rule:
+    """One rule on a model: `rule` is CEL run by the API server on the object (`self`, and `oldSelf` for a
+    transition rule), `check` the same rule in Python run by pydantic (None: the API server only)."""
 
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
+    rule: str
+    message: str
+    field_path: str | None
+    check: Callable[[Any], bool] | None
+
+
+def _cel_quantity_at_least(field: str, minimum: str) -> str:
+    return f"!isQuantity(self.{field}) || quantity(self.{field}).compareTo(quantity('{minimum}')) >= 0"
+
+
+def at_least(field: str, minimum: str, why: str = "", optional: bool = False) -> Rule:
+    """A quantity field (wire name) of this object is at least `minimum`; optional: or unset."""
+    attr = to_snake(field)
+    rule = _cel_quantity_at_least(field, minimum)
+    if optional:
+        rule = f"!has(self.{field}) || {rule}"
+
+    def check(model: Any) -> bool:
+        value = getattr(model, attr)
+        return value is None or parse_quantity(value) >= parse_quantity(minimum)
+
+    return Rule(rule, f"{field} must be at least {minimum}{why}", f".{field}", check)
+
+
+def not_above(low: str, high: str, why: str = "", optional: bool = False) -> Rule:
+    """Quantity `low` <= quantity `high` (dotted wire paths from this object); optional: or `low` unset."""
+    low_attr, high_attr = [[to_snake(part) for part in path.split(".")] for path in (low, high)]
+    rule = (f"!isQuantity(self.{low}) || !isQuantity(self.{high}) || "
+            f"quantity(self.{low}).compareTo(quantity(self.{high})) <= 0")
+    if optional:
+        rule = f"!has(self.{low}) || {rule}"
+
+    def value(model: Any, path: list[str]) -> Any:
+        for part in path:
+            model = getattr(model, part)
+        return model
+
+    def check(model: Any) -> bool:
+        lower = value(model, low_attr)
+        return lower is None or parse_quantity(lower) <= parse_quantity(value(model, high_attr))
+
+    return Rule(rule, f"{low} must be less than or equal to {high}{why}", f".{low}", check)
+
+
+def _rules_schema(schema: JsonDict, model: type[Any]) -> None:
+    """The CEL half of a model's RULES, on its schema node (pydantic calls this for every model)."""
+    rules: tuple[Rule, ...] = getattr(model, "RULES", ())
+    if rules:
+        schema.update(cel(*((r.rule, r.message, r.field_path) for r in rules)))
+
+
+class Model(BaseModel):
+    """Base: camelCase on the wire, unknown fields rejected (the API server prunes them anyway), and the
+    model's RULES checked (the API server checks the same rules as CEL)."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel, populate_by_name=True, extra="forbid", json_schema_extra=_rules_schema
+    )
+    RULES: ClassVar[tuple[Rule, ...]] = ()
+
+    @model_validator(mode="after")
+    def _check_rules(self) -> Self:
+        broken = []
+        for rule in self.RULES:
+            try:
+                ok = rule.check is None or rule.check(self)
+            except Exception:  # the operator never crashes on input: a check that cannot run fails
+                ok = False
+            if not ok:
+                broken.append(rule.message)
+        if broken:
+            raise ValueError("; ".join(broken))
+        return self
 
 
 def Quantity(default: str, description: str) -> Any:  # noqa: N802 - reads like a type in field definitions
     return Field(default, description=description, pattern=QUANTITY_PATTERN, max_length=20)
+
+
+def Image(default: str | None, description: str) -> Any:  # noqa: N802 - reads like a type in field definitions
+    return Field(default, description=description, pattern=IMAGE_PATTERN, max_length=IMAGE_MAX_LENGTH)
 
 
 # ---------------------------------------------------------------------------------------------- shared
@@ -69,16 +181,29 @@ class ReplicaRange(Model):
     min: int = Field(1, ge=0, le=1000, description="Fewest replicas; the scaler never goes below.")
     max: int = Field(10, ge=0, le=1000, description="Most replicas; at this bound the tier is AtCeiling.")
 
-    model_config = ConfigDict(
-        json_schema_extra=cel(("self.min <= self.max", "min must be less than or equal to max", ".min"))
-    )
+    RULES = (Rule("self.min <= self.max", "min must be less than or equal to max", ".min",
+                  lambda m: m.min <= m.max),)
+
+
+class AppReplicaRange(ReplicaRange):
+    """Bounds of the app tier: at least one pod, since an app with none serves nothing and reports no metric
+    that could scale it back up."""
+
+    min: int = Field(1, ge=1, le=1000, description="Fewest replicas (at least 1); the scaler never goes below.")
 
 
 class ResourceAmounts(Model):
-    """CPU and memory for one container."""
+    """CPU and memory for one Postgres container."""
 
-    cpu: str = Quantity("250m", "CPU, as a Kubernetes quantity (e.g. 250m, 1).")
-    memory: str = Quantity("256Mi", "Memory, as a Kubernetes quantity (e.g. 256Mi, 1Gi).")
+    cpu: str = Quantity("250m", f"CPU, as a Kubernetes quantity (e.g. 250m, 1); at least {MIN_CPU}.")
+    memory: str = Quantity(
+        "256Mi", f"Memory, as a Kubernetes quantity (e.g. 256Mi, 1Gi); at least {MIN_DATABASE_MEMORY}."
+    )
+
+    RULES = (
+        at_least("cpu", MIN_CPU),
+        at_least("memory", MIN_DATABASE_MEMORY, " (Postgres' default shared_buffers alone is 128MB)"),
+    )
 
 
 class AppResources(Model):
@@ -87,16 +212,23 @@ class AppResources(Model):
     cpu: str = Quantity(
         "500m",
         "CPU limit: the container's CPU budget. The app reports it as a metric, and CPU utilization (what the "
-        "scaler reads) is usage over this limit.",
+        f"scaler reads) is usage over this limit. At least {MIN_CPU}.",
     )
-    memory: str = Quantity("256Mi", "Memory limit, and request.")
+    memory: str = Quantity("256Mi", f"Memory limit, and request; at least {MIN_MEMORY}.")
     cpu_request: str | None = Field(
         None,
         pattern=QUANTITY_PATTERN,
         max_length=20,
-        description="CPU the scheduler reserves per container (requests.cpu); a fifth of cpu when unset, never "
-        "more than cpu. Below cpu the pod is Burstable: it uses up to its limit when the node has the CPU. "
-        "Set it to cpu for Guaranteed QoS.",
+        description="CPU the scheduler reserves per container (requests.cpu); a fifth of cpu when unset; at "
+        f"least {MIN_CPU} and at most cpu. Below cpu the pod is Burstable: it uses up to its limit when the node "
+        "has the CPU. Set it to cpu for Guaranteed QoS.",
+    )
+
+    RULES = (
+        at_least("cpu", MIN_CPU),
+        at_least("memory", MIN_MEMORY, " (below that a container is OOM-killed as it starts)"),
+        at_least("cpuRequest", MIN_CPU, optional=True),
+        not_above("cpuRequest", "cpu", " (a request above the limit is refused by Kubernetes)", optional=True),
     )
 
 
@@ -110,44 +242,72 @@ class EnvVar(Model):
 
 class ProbePaths(Model):
     readiness_path: str = Field(
-        "/readyz", pattern=PATH_PATTERN, description="HTTP path of the readiness probe: out of rotation when failing."
+        "/readyz",
+        max_length=256,
+        pattern=PATH_PATTERN,
+        description="HTTP path of the readiness probe: out of rotation when failing.",
     )
     liveness_path: str = Field(
-        "/livez", pattern=PATH_PATTERN, description="HTTP path of the liveness probe: restarted when failing."
+        "/livez",
+        max_length=256,
+        pattern=PATH_PATTERN,
+        description="HTTP path of the liveness probe: restarted when failing.",
     )
 
 
 class AppSpec(Model):
     """The stateless web tier: a Deployment behind a Service, widened horizontally."""
 
-    image: str = Field(DEMO_APP_IMAGE, min_length=1, max_length=512, description="Container image of the app.")
+    image: str = Image(DEMO_APP_IMAGE, "Container image of the app: [registry[:port]/]path[:tag][@digest].")
     port: int = Field(8080, ge=1024, le=65535, description="Port the app listens on (unprivileged).")
     env: list[EnvVar] = Field(
-        default_factory=list, max_length=64, description="Extra environment variables for app and worker pods."
+        default_factory=list,
+        max_length=64,
+        description="Extra environment variables for app and worker pods; names are unique. A name the "
+        "operator also sets replaces its value, except " + " and ".join(RESERVED_ENV) + " (the probes use "
+        "them: set port instead).",
+        # One entry per name: the API server refuses duplicates, and server-side apply merges by name.
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
     )
     resources: AppResources = Field(
         default_factory=AppResources,
         description="Limits and requests of each app container (the CPU limit is also reported by the app as "
         "a metric, so CPU utilization needs no kube-state-metrics).",
     )
-    replicas: ReplicaRange = Field(
-        default_factory=lambda: ReplicaRange(min=2, max=10), description="Replica bounds for the app tier."
+    replicas: AppReplicaRange = Field(
+        default_factory=lambda: AppReplicaRange(min=2, max=10), description="Replica bounds for the app tier."
     )
     probes: ProbePaths = Field(default_factory=ProbePaths, description="Health-check paths.")
 
+    RULES = (
+        Rule(
+            "!has(self.env) || !self.env.exists(e, e.name in " + str(list(RESERVED_ENV)) + ")",
+            "env must not set " + " or ".join(RESERVED_ENV)
+            + ": the probes use the operator's values (set port instead)",
+            ".env",
+            lambda m: not any(e.name in RESERVED_ENV for e in m.env),
+        ),
+    )
+
+    @field_validator("env")
+    @classmethod
+    def _unique_env_names(cls, env: list[EnvVar]) -> list[EnvVar]:
+        seen: set[str] = set()
+        for var in env:
+            if var.name in seen:
+                raise ValueError(f"env names must be unique: {var.name} is set twice")
+            seen.add(var.name)
+        return env
+
 
 class MemoryRange(Model):
-    initial: str = Quantity("64Mi", "Cache size at creation (Redis maxmemory).")
-    max: str = Quantity("512Mi", "Largest size the scaler may grow the cache to.")
+    initial: str = Quantity("64Mi", f"Cache size at creation (Redis maxmemory); at least {MIN_CACHE_MEMORY}.")
+    max: str = Quantity("512Mi", f"Largest size the scaler may grow the cache to; at least {MIN_MEMORY}.")
 
-    model_config = ConfigDict(
-        json_schema_extra=cel(
-            (
-                "quantity(self.initial).compareTo(quantity(self.max)) <= 0",
-                "initial must be less than or equal to max",
-                ".initial",
-            )
-        )
+    RULES = (
+        at_least("initial", MIN_CACHE_MEMORY, " (Redis maxmemory: 0 would mean no limit at all)"),
+        at_least("max", MIN_MEMORY, " (the Redis container's memory limit is sized from it)"),
+        not_above("initial", "max"),
     )
 
 
@@ -155,7 +315,7 @@ class CacheSpec(Model):
     """Redis as a read-through cache; widened by giving it more memory without emptying it."""
 
     enabled: bool = Field(True, description="Run the cache tier. Without it every read goes to the database.")
-    image: str = Field(REDIS_IMAGE, min_length=1, max_length=512, description="Redis image.")
+    image: str = Image(REDIS_IMAGE, "Redis image (also runs the queue's Redis).")
     memory: MemoryRange = Field(default_factory=MemoryRange, description="Cache memory (maxmemory) bounds.")
     ttl_seconds: int = Field(
         300, ge=1, le=86400, description="How long a cached item may live: a cache must know when it is stale."
@@ -171,30 +331,25 @@ class ResourceRange(Model):
         description="Largest size for vertical steps; beyond it the status recommends sharding.",
     )
 
-    model_config = ConfigDict(
-        json_schema_extra=cel(
-            (
-                "quantity(self.initial.cpu).compareTo(quantity(self.max.cpu)) <= 0",
-                "initial.cpu must be less than or equal to max.cpu",
-                ".initial.cpu",
-            ),
-            (
-                "quantity(self.initial.memory).compareTo(quantity(self.max.memory)) <= 0",
-                "initial.memory must be less than or equal to max.memory",
-                ".initial.memory",
-            ),
-        )
-    )
+    RULES = (not_above("initial.cpu", "max.cpu"), not_above("initial.memory", "max.memory"))
+
+
+# The leading number of an image's tag ("17" of postgres:17.5-alpine@sha256:...; "" without a numeric tag).
+_CEL_IMAGE_MAJOR = "{image}.find('[^/]*$').find('^[^@:]*:[0-9]+').find('[0-9]+$')"
 
 
 class DatabaseSpec(Model):
     """Postgres: a primary (widened vertically) and streaming read replicas (widened horizontally)."""
 
-    image: str = Field(POSTGRES_IMAGE, min_length=1, max_length=512, description="Postgres image.")
+    image: str = Image(
+        POSTGRES_IMAGE,
+        "Postgres image. Its major version (the tag's leading number) cannot change after creation: the data "
+        "directory belongs to it.",
+    )
     # Immutable: a StatefulSet's volumeClaimTemplates cannot change, so an edit could never be applied.
     storage: str = Field(
         "1Gi",
-        description="Size of each database volume. Immutable.",
+        description=f"Size of each database volume; at least {MIN_STORAGE}. Immutable.",
         pattern=QUANTITY_PATTERN,
         max_length=20,
         json_schema_extra=cel(("self == oldSelf", "storage is immutable", None)),
@@ -202,7 +357,9 @@ class DatabaseSpec(Model):
     storage_class_name: str | None = Field(
         None,
         max_length=253,
-        description="StorageClass of the volumes; the cluster default when unset. Immutable.",
+        pattern=DNS_SUBDOMAIN_PATTERN,
+        description="StorageClass of the volumes; the cluster default when unset. Immutable: it can be neither "
+        "changed, set nor unset after creation.",
         json_schema_extra=cel(("self == oldSelf", "storageClassName is immutable", None)),
     )
     resources: ResourceRange = Field(
@@ -215,20 +372,56 @@ class DatabaseSpec(Model):
         description="Streaming read replicas (each bootstraps from the primary with pg_basebackup).",
     )
 
+    RULES = (
+        at_least("storage", MIN_STORAGE, " (a fresh Postgres data directory with its WAL takes over 100Mi)"),
+        Rule(
+            "has(self.storageClassName) == has(oldSelf.storageClassName)",
+            "storageClassName is immutable: it cannot be set or unset after creation",
+            ".storageClassName",
+            None,
+        ),
+        Rule(
+            "!has(oldSelf.image) || !has(self.image) || {old} == '' || {new} == {old}".format(
+                old=_CEL_IMAGE_MAJOR.format(image="oldSelf.image"), new=_CEL_IMAGE_MAJOR.format(image="self.image")
+            ),
+            "the Postgres major version of image (its tag's leading number) cannot change after creation: the "
+            "data directory belongs to that version",
+            ".image",
+            None,
+        ),
+    )
+
 
 class WorkersSpec(Model):
     """Queue workers draining slow work from a Redis list; widened horizontally."""
 
     enabled: bool = Field(True, description="Run the worker tier.")
-    image: str | None = Field(None, max_length=512, description="Worker image; the app image when unset.")
-    command: list[str] = Field(
+    image: str | None = Image(None, "Worker image; the app image when unset.")
+    command: list[Annotated[str, Field(min_length=1, max_length=4096)]] = Field(
         default_factory=lambda: ["python", "-m", "demo_app.worker"],
         min_length=1,
         max_length=32,
-        description="Worker command.",
+        description="Worker command: the executable, then one entry per argument; no entry may be empty.",
     )
     replicas: ReplicaRange = Field(
-        default_factory=lambda: ReplicaRange(min=1, max=10), description="Worker replica bounds."
+        default_factory=lambda: ReplicaRange(min=1, max=10),
+        description="Worker replica bounds; max at least 1 while enabled (min 0 lets the workers scale to zero).",
+    )
+
+    RULES = (
+        Rule(
+            "!self.enabled || self.replicas.max >= 1",
+            "replicas.max must be at least 1 while the workers are enabled: nothing would drain the queue "
+            "(set enabled: false instead)",
+            ".replicas.max",
+            lambda m: not m.enabled or m.replicas.max >= 1,
+        ),
+        Rule(
+            "self.command.size() == 0 || !self.command[0].contains(' ')",
+            "command[0] is the executable and must not contain spaces: give each argument its own entry",
+            ".command",
+            lambda m: " " not in m.command[0],
+        ),
     )
 
 
@@ -249,7 +442,9 @@ class Targets(Model):
     app_self_latency_seconds: float = Field(
         0.1, gt=0, description="p95 time spent in the app itself (request time minus dependency time)."
     )
-    cache_hit_ratio: float = Field(0.8, gt=0, le=1, description="Lowest acceptable cache hit ratio.")
+    cache_hit_ratio: float = Field(
+        0.8, gt=0, lt=1, description="Lowest acceptable cache hit ratio (below 1: a perfect one is unreachable)."
+    )
     cache_memory_utilization: float = Field(0.9, gt=0, le=1, description="Redis used / maxmemory.")
     cache_cpu_cores: float = Field(0.8, gt=0, le=1, description="Redis CPU; it runs commands on one core.")
     read_latency_seconds: float = Field(0.05, gt=0, description="p95 read-query latency seen by the app.")
@@ -265,9 +460,21 @@ class Targets(Model):
 
 
 class Stabilization(Model):
-    scale_up_seconds: int = Field(0, ge=0, le=3600, description="Pressure must stay high this long to widen.")
+    scale_up_seconds: int = Field(
+        0, ge=0, le=3600, description="Pressure must stay high this long to widen; at most scaleDownSeconds."
+    )
     scale_down_seconds: int = Field(
         300, ge=0, le=86400, description="All tiers must stay calm this long before anything narrows."
+    )
+
+    RULES = (
+        Rule(
+            "self.scaleUpSeconds <= self.scaleDownSeconds",
+            "scaleUpSeconds must be less than or equal to scaleDownSeconds: a scaler that narrows faster than "
+            "it widens flaps",
+            ".scaleUpSeconds",
+            lambda m: m.scale_up_seconds <= m.scale_down_seconds,
+        ),
     )
 
 
@@ -275,6 +482,22 @@ class Steps(Model):
     replicas: int = Field(1, ge=1, le=100, description="Replicas added or removed per horizontal step.")
     memory_factor: float = Field(2.0, gt=1, le=8, description="Cache memory multiplier per step.")
     resource_factor: float = Field(2.0, gt=1, le=8, description="Primary CPU/memory multiplier per step.")
+
+
+# Targets of ratios that cannot exceed 1 (a CPU limit, maxmemory, max_connections, Redis' one core): above
+# target + hysteresis must stay reachable, or the signal can never make its tier hot.
+SATURATING_TARGETS = ("appCpuUtilization", "cacheMemoryUtilization", "cacheCpuCores", "dbConnectionUtilization")
+
+
+def _reachable(target: str) -> Rule:
+    attr = to_snake(target)
+    return Rule(
+        f"self.targets.{target} * (1.0 + self.hysteresis) < 1.0",
+        f"targets.{target} * (1 + hysteresis) must be below 1: the measured ratio cannot exceed 1, so the "
+        "signal could never count as hot",
+        f".targets.{target}",
+        lambda m: getattr(m.targets, attr) * (1 + m.hysteresis) < 1,
+    )
 
 
 class ScalingSpec(Model):
@@ -287,13 +510,20 @@ class ScalingSpec(Model):
     prometheus_url: str = Field(
         "http://prometheus.scaledapp-system.svc:9090",
         max_length=512,
-        pattern=r"^https?://[^\s/?#]+(:[0-9]+)?(/[^\s]*)?$",
-        description="Base URL of the Prometheus that scrapes this app's pods.",
+        pattern=PROMETHEUS_URL_PATTERN,
+        description="Base URL of the Prometheus that scrapes this app's pods: http(s)://host[:port][/path], "
+        "without credentials, query or fragment.",
     )
     interval_seconds: int = Field(15, ge=5, le=3600, description="Seconds between two evaluations.")
-    query_timeout_seconds: float = Field(5, gt=0, le=60, description="Timeout of each Prometheus query.")
+    query_timeout_seconds: float = Field(
+        5, gt=0, le=60, description="Timeout of each Prometheus query; at most intervalSeconds."
+    )
     hysteresis: float = Field(
-        0.1, ge=0, le=1, description="A tier is a bottleneck only above 1 + hysteresis; calm below 1 - hysteresis."
+        0.1,
+        ge=0,
+        lt=1,
+        description="A tier is a bottleneck only above 1 + hysteresis; calm below 1 - hysteresis (so below 1, or "
+        "nothing is ever calm enough to narrow).",
     )
     cooldown_seconds: int = Field(60, ge=0, le=86400, description="Quiet time after every action.")
     verify_backoff_seconds: int = Field(
@@ -305,6 +535,17 @@ class ScalingSpec(Model):
     targets: Targets = Field(default_factory=Targets, description="Signal targets (pressure 1.0).")
     stabilization: Stabilization = Field(default_factory=Stabilization, description="Stabilization windows.")
     steps: Steps = Field(default_factory=Steps, description="Step sizes.")
+
+    RULES = (
+        Rule(
+            "self.queryTimeoutSeconds <= double(self.intervalSeconds)",
+            "queryTimeoutSeconds must be less than or equal to intervalSeconds: a query may not outlast the "
+            "evaluation it serves",
+            ".queryTimeoutSeconds",
+            lambda m: m.query_timeout_seconds <= m.interval_seconds,
+        ),
+        *(_reachable(target) for target in SATURATING_TARGETS),
+    )
 
 
 class ScaledAppSpec(Model):

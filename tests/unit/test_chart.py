@@ -178,3 +178,22 @@ def test_values_and_schema_agree() -> None:
     values = yaml.safe_load((CHART / "values.yaml").read_text())
     assert set(values) == set(schema["properties"])
     assert set(values["prometheus"]) == set(schema["properties"]["prometheus"]["properties"])
+
+
+def test_the_admission_policy_checks_the_pause_annotation_where_the_operator_watches() -> None:
+    objects = render()
+    policy = the(objects, "ValidatingAdmissionPolicy")
+    binding = the(objects, "ValidatingAdmissionPolicyBinding")
+    assert binding["spec"]["policyName"] == policy["metadata"]["name"]
+    assert binding["spec"]["validationActions"] == ["Deny"] and "matchResources" not in binding["spec"]
+    assert policy["spec"]["failurePolicy"] == "Fail"
+    assert policy["spec"]["matchConstraints"]["resourceRules"] == [{
+        "apiGroups": ["scaledapp.dev"], "apiVersions": ["*"], "operations": ["CREATE", "UPDATE"],
+        "resources": ["scaledapps"]}]
+    assert "metadata.annotations[scaledapp.dev/paused]" in policy["spec"]["validations"][0]["message"]
+    namespaced = the(render({"watchNamespaces": ["shop", "blog"]}), "ValidatingAdmissionPolicyBinding")
+    assert namespaced["spec"]["matchResources"]["namespaceSelector"]["matchExpressions"] == [
+        {"key": "kubernetes.io/metadata.name", "operator": "In", "values": ["shop", "blog"]}]
+    disabled = render({"admissionPolicy.enabled": False})
+    assert not by_kind(disabled, "ValidatingAdmissionPolicy")
+    assert not by_kind(disabled, "ValidatingAdmissionPolicyBinding")

@@ -338,7 +338,11 @@ def test_cpu_limits_stay_the_budget_the_scaler_reads() -> None:
 @pytest.mark.parametrize(("given", "expected"), [(None, "100m"), ("250m", "250m"), ("500m", "500m"), ("2", "500m")])
 def test_app_cpu_request_is_a_fifth_of_the_limit_unless_given_and_never_above_it(given: str | None,
                                                                                    expected: str) -> None:
-    spec = api.ScaledAppSpec.model_validate({"app": {"resources": {"cpu": "500m", "cpuRequest": given}}})
+    raw = {"cpu": "500m", "cpuRequest": given}
+    # A request above the limit is refused by the API (and the models); the builder caps one anyway.
+    resources = api.AppResources.model_validate(raw) if given != "2" else api.AppResources.model_construct(
+        cpu="500m", memory="256Mi", cpu_request=given)
+    spec = api.ScaledAppSpec().model_copy(update={"app": api.AppSpec().model_copy(update={"resources": resources})})
     app = by_key(children(spec))[f"Deployment/{ChildNames('shop').app}"]
     res = app["spec"]["template"]["spec"]["containers"][0]["resources"]
     assert res["requests"]["cpu"] == expected and res["limits"]["cpu"] == "500m"
