@@ -61,25 +61,36 @@ cluster-status: ## say which local-cluster components run
 	@$(LC)/cluster.sh status
 
 # ---------------------------------------------------------------------------------------------- demo
+# Default: the real data plane on the local real node (devharness/demo/real.py). TWIN=1: the simulated twin on
+# a kwok cluster beside it (python -m devharness.demo). KIND=1: the kind path below.
 DURATION ?= 420
 PROFILE ?= bottleneck-shift
-demo: venv ## the closed loop live: control plane, operator, Prometheus, twin; DURATION=s PROFILE=p; KIND=1: on kind
+demo: venv ## the closed loop live on the real node; report + plot; DURATION=s PROFILE=p; TWIN=1: twin; KIND=1: kind
 	@if [ "$(KIND)" = 1 ]; then \
 		echo "==> KIND=1: the real path (kind cluster, images, operator and Prometheus, load generator)"; \
-		$(MAKE) --no-print-directory kind-up deploy load; \
-	else \
+		$(MAKE) --no-print-directory kind-up deploy load CLUSTER=kind; \
+	elif [ "$(TWIN)" = 1 ]; then \
+		echo "==> TWIN=1: the simulated twin of the data plane on a kwok cluster"; \
 		LC_NODES=kwok $(MAKE) --no-print-directory cluster-up && \
 		LC_NODES=kwok $(VPY) -m devharness.demo --duration $(DURATION) --profile $(PROFILE); \
+	else \
+		$(MAKE) --no-print-directory cluster-up && \
+		$(VPY) -m devharness.demo.real --duration $(DURATION) --profile $(PROFILE); \
 	fi
 
 # ---------------------------------------------------------------------------------------------- kind
 # The real path on your machine, with Docker and kind (README "Quickstart on kind"). Each target checks its
 # prerequisites, names what is missing, and prints every command it runs (hack/kind/kind.sh); all of them
 # use the kubectl context kind-$(KIND_CLUSTER) explicitly, never your current one.
+# deploy, load and chaos act on CLUSTER: local (the default: the local real node after `make cluster-up`,
+# context scaledapp-local) or kind (context kind-$(KIND_CLUSTER)); DEMO_NS is the namespace they use.
+CLUSTER ?= local
 KIND_CLUSTER ?= scaledapp
+DEMO_NS ?= demo
 LOAD_PROFILE ?= step:rate=20,peak=150,at=60
 LOAD_SECONDS ?= 300
 KIND_SH := KIND_CLUSTER=$(KIND_CLUSTER) hack/kind/kind.sh
+TARGET_SH := CLUSTER=$(CLUSTER) KIND_CLUSTER=$(KIND_CLUSTER) DEMO_NS='$(DEMO_NS)' hack/kind/kind.sh
 
 kind-up: ## create the kind cluster (1 control plane + 2 workers, pinned Kubernetes 1.34 node image)
 	@$(KIND_SH) up
@@ -90,14 +101,14 @@ images: ## docker build the operator and demo-app images under the tags the char
 kind-load: images ## load both images into the kind nodes (no registry)
 	@$(KIND_SH) load-images
 
-deploy: kind-load ## CRD, chart with the bundled Prometheus (scaledapp-system), examples/minimal.yaml in namespace demo
-	@$(KIND_SH) deploy
+deploy: $(if $(filter kind,$(CLUSTER)),kind-load,cluster-up) ## CRD, chart + Prometheus, examples/minimal.yaml in DEMO_NS; CLUSTER=local|kind
+	@$(TARGET_SH) deploy
 
-load: ## the load generator as a Job against the demo app's Service; LOAD_PROFILE=..., LOAD_SECONDS=...
-	@LOAD_PROFILE='$(LOAD_PROFILE)' LOAD_SECONDS='$(LOAD_SECONDS)' $(KIND_SH) load
+load: ## load generator Job against the app's Service; LOAD_PROFILE=..., LOAD_SECONDS=...; CLUSTER=local|kind
+	@LOAD_PROFILE='$(LOAD_PROFILE)' LOAD_SECONDS='$(LOAD_SECONDS)' $(TARGET_SH) load
 
-chaos: ## delete a pod of each tier under load; before/after report (hack/chaos.py); CHAOS_ARGS='--tiers app'
-	@CHAOS_ARGS='$(CHAOS_ARGS)' $(KIND_SH) chaos
+chaos: ## delete a pod of each tier under load; report (hack/chaos.py); CHAOS_ARGS='--tiers app'; CLUSTER=local|kind
+	@CHAOS_ARGS='$(CHAOS_ARGS)' $(TARGET_SH) chaos
 
 kind-down: ## delete the kind cluster
 	@$(KIND_SH) down

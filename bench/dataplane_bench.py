@@ -54,7 +54,7 @@ class Row:
 async def closed_loop(url: str, seconds: float, concurrency: int, seed: int = 3) -> tuple[float, float, int]:
     """Each client sends its next read when the previous answered: the process's throughput ceiling."""
     keys, latencies, errors = ZipfKeys(KEYS, ZIPF_S), [], 0
-    client = RawClient(url, max_connections=concurrency, timeout=10)
+    client = RawClient(url, max_connections=concurrency, timeout=10, max_requests_per_connection=0)
     deadline = time.perf_counter() + seconds
 
     async def worker(rng: random.Random) -> None:

@@ -32,6 +32,8 @@ class LoadSpec:
     seconds: float
     image: str = DEMO_IMAGE
     port: int = 8080
+    args: tuple[str, ...] = ()  # more `demo_app.load` options, e.g. ("--mix", "read=1", "--keys", "20")
+    cpu_request: str = "500m"  # what the scheduler reserves for the generator (its limit is 1 CPU)
 
     @property
     def url(self) -> str:
@@ -58,8 +60,8 @@ def job_manifest(spec: LoadSpec, name: str) -> dict[str, Any]:
                         "name": "load",
                         "image": spec.image,
                         "command": ["python", "-m", "demo_app.load", "--url", spec.url, "--profile", spec.profile,
-                                    "--duration", f"{spec.seconds:g}", "--json", "-", "--quiet"],
-                        "resources": {"requests": {"cpu": "500m", "memory": "128Mi"},
+                                    "--duration", f"{spec.seconds:g}", *spec.args, "--json", "-", "--quiet"],
+                        "resources": {"requests": {"cpu": spec.cpu_request, "memory": "128Mi"},
                                       "limits": {"cpu": "1", "memory": "256Mi"}},
                         "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]},
                                             "readOnlyRootFilesystem": True, "runAsNonRoot": True},

@@ -31,7 +31,9 @@ RETURNING id, name, value, version
 _INSERT: Final = "INSERT INTO items (name, value) VALUES (%(name)s, %(value)s) RETURNING id, name, value, version"
 
 
-def _pool(dsn: str, size: int, name: str, settings: Settings) -> AsyncConnectionPool[Conn]:
+def _pool(
+    dsn: str, size: int, name: str, settings: Settings, max_lifetime: float = 3600.0
+) -> AsyncConnectionPool[Conn]:
     kwargs: dict[str, Any] = {
         "autocommit": True,  # one statement, one transaction: reads hold no snapshot open
         "row_factory": dict_row,
@@ -48,6 +50,7 @@ def _pool(dsn: str, size: int, name: str, settings: Settings) -> AsyncConnection
         open=False,
         name=name,
         timeout=settings.db_pool_timeout,
+        max_lifetime=max_lifetime,
         # Keep retrying a lost server in the background, never give up for good.
         reconnect_timeout=60.0,
         connection_class=psycopg.AsyncConnection[dict[str, Any]],
@@ -61,7 +64,8 @@ class Database:
         self.write = write
         self.write_pool = _pool(settings.db_write_dsn, settings.db_write_pool_size, "db-write", settings)
         self.read_pool = (
-            _pool(settings.db_read_dsn, settings.db_read_pool_size, "db-read", settings)
+            _pool(settings.db_read_dsn, settings.db_read_pool_size, "db-read", settings,
+                  max_lifetime=settings.db_read_max_lifetime_seconds)
             if settings.has_replicas
             else self.write_pool
         )

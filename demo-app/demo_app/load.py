@@ -28,6 +28,7 @@ class LoadConfig:
     seed: int = 1
     poisson: bool = False
     progress: bool = True
+    conn_requests: int = 100  # requests per connection before a new one (0: keep it): spreads over a Service
 
 
 async def one_request(client: RawClient, op: str, key: int, seq: int) -> Outcome:
@@ -70,7 +71,7 @@ async def run_load(config: LoadConfig) -> Report:
     outcomes: list[Outcome] = []
     tasks: set[asyncio.Task[None]] = set()
     dropped = 0
-    client = RawClient(config.url, config.max_in_flight, config.timeout)
+    client = RawClient(config.url, config.max_in_flight, config.timeout, config.conn_requests)
     try:
 
         async def fire(op: str, key: int, seq: int) -> None:
@@ -124,6 +125,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--timeout", type=float, default=5.0, help="per-request timeout, s (default: %(default)s)")
     parser.add_argument("--max-in-flight", type=int, default=512, help="cap on outstanding requests; arrivals "
                         "beyond it are dropped and reported (default: %(default)s)")
+    parser.add_argument("--conn-requests", type=int, default=100, help="requests per keep-alive connection before "
+                        "it is replaced, so a Service spreads the load over pods added meanwhile; 0 = never "
+                        "(default: %(default)s)")
     parser.add_argument("--poisson", action="store_true", help="Poisson arrivals instead of evenly spaced ones")
     parser.add_argument("--seed", type=int, default=1, help="random seed (default: %(default)s)")
     parser.add_argument("--json", metavar="PATH", help="also write the report as JSON to PATH ('-' = stdout)")
@@ -145,7 +149,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             seed=args.seed,
             poisson=args.poisson,
             progress=not args.quiet,
+            conn_requests=args.conn_requests,
         )
+        if config.conn_requests < 0:
+            raise ValueError("--conn-requests must be >= 0")
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -4,6 +4,11 @@ httpx spends about a millisecond of CPU per request, so on a small box the gener
 would be the bottleneck. This client only does what the demo's API needs: one host, keep-alive
 connections from a pool, request bodies, responses framed by Content-Length (what uvicorn and HAProxy
 send here). Anything else is an error, never a hang: every request has a deadline.
+
+A connection is closed after `max_requests_per_connection` requests and a new one opened. Behind a
+Kubernetes Service (or any layer-4 balancer) that choice is made per CONNECTION: a client that kept its
+few keep-alive connections for the whole run would stay pinned to the pods that existed when it
+connected, and the pods a scaler adds would get no load from it.
 """
 
 from __future__ import annotations
@@ -35,14 +40,20 @@ Conn = tuple[asyncio.StreamReader, asyncio.StreamWriter]
 
 
 class RawClient:
-    def __init__(self, base_url: str, max_connections: int = 512, timeout: float = 5.0) -> None:
+    def __init__(self, base_url: str, max_connections: int = 512, timeout: float = 5.0,
+                 max_requests_per_connection: int = 100) -> None:
         parts = urlsplit(base_url)
         if parts.scheme != "http" or not parts.hostname:
             raise ValueError(f"only http://host[:port] URLs are supported, not {base_url!r}")
+        if max_requests_per_connection < 0:
+            raise ValueError("max_requests_per_connection must be >= 0 (0: no limit)")
         self.host, self.port = parts.hostname, parts.port or 80
         self.timeout = timeout
+        self.max_requests_per_connection = max_requests_per_connection
         self._idle: list[Conn] = []
+        self._served: dict[int, int] = {}  # id(writer) -> requests answered on that connection
         self._slots = asyncio.Semaphore(max_connections)
+        self.connections_opened = 0
 
     async def request(self, method: str, path: str, body: object | None = None) -> Response:
         payload = b"" if body is None else json.dumps(body).encode()
@@ -63,7 +74,7 @@ class RawClient:
         try:
             response, keep = await self._send(conn, message)
         except (ConnectionError, asyncio.IncompleteReadError, HttpError) as exc:
-            conn[1].close()
+            self._discard(conn)
             if not reused:
                 raise HttpError("transport", str(exc)) from exc
             # The server may close an idle keep-alive connection at any time: one retry on a new one.
@@ -71,22 +82,35 @@ class RawClient:
             try:
                 response, keep = await self._send(conn, message)
             except (ConnectionError, asyncio.IncompleteReadError, HttpError) as exc2:
-                conn[1].close()
+                self._discard(conn)
                 raise HttpError("transport", str(exc2)) from exc2
         except BaseException:
-            conn[1].close()  # cancelled mid-exchange: the connection's state is unknown
+            self._discard(conn)  # cancelled mid-exchange: the connection's state is unknown
             raise
-        if keep:
+        if keep and not self._used_up(conn):
             self._idle.append(conn)
         else:
-            conn[1].close()
+            self._discard(conn)
         return response
+
+    def _used_up(self, conn: Conn) -> bool:
+        """Count one answered request on `conn`; True when it has served its share and should be closed."""
+        served = self._served.get(id(conn[1]), 0) + 1
+        self._served[id(conn[1])] = served
+        return 0 < self.max_requests_per_connection <= served
+
+    def _discard(self, conn: Conn) -> None:
+        self._served.pop(id(conn[1]), None)
+        conn[1].close()
 
     async def _connect(self) -> Conn:
         try:
-            return await asyncio.open_connection(self.host, self.port)
+            conn = await asyncio.open_connection(self.host, self.port)
         except OSError as exc:
             raise HttpError("connect", str(exc)) from exc
+        self.connections_opened += 1
+        self._served[id(conn[1])] = 0
+        return conn
 
     @staticmethod
     async def _send(conn: Conn, message: bytes) -> tuple[Response, bool]:
@@ -116,3 +140,4 @@ class RawClient:
         for _, writer in self._idle:
             writer.close()
         self._idle.clear()
+        self._served.clear()

@@ -55,6 +55,9 @@ class DrainingServer(uvicorn.Server):
 
 def run(settings: Settings) -> None:
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    if logging.getLogger().level > logging.DEBUG:
+        # Its INFO line for every read connection recycled (db_read_max_lifetime_seconds) is routine, not news.
+        logging.getLogger("psycopg.pool").setLevel(logging.WARNING)
     app = create_app(settings)
     config = uvicorn.Config(
         app,

@@ -44,6 +44,10 @@ class Settings(BaseSettings):
     db_write_pool_size: int = Field(5, ge=1)
     cache_pool_size: int = Field(50, ge=1)
     queue_pool_size: int = Field(20, ge=1)
+    # Read connections are replaced after this long (psycopg_pool max_lifetime, with its own +-5% jitter).
+    # The read Service spreads CONNECTIONS over the replicas, not queries: without recycling, a replica the
+    # scaler adds would get no reads from any app pod that was already running.
+    db_read_max_lifetime_seconds: float = Field(30.0, gt=0)
 
     # --- timeouts (seconds): every dependency call is bounded
     db_connect_timeout: float = Field(2.0, gt=0)

@@ -1,8 +1,9 @@
-"""`make demo` without Docker: the closed loop on one machine, live, then a report and a plot.
+"""`make demo TWIN=1`: the closed loop on one machine against the simulated twin, live, then a report and a plot.
 
     python -m devharness.demo [--duration 420] [--profile bottleneck-shift] [--out demo-results]
 
-Expects the local control plane to be up (`make cluster-up`, which `make demo` runs first). Starts
+(`make demo` itself runs the real data plane on the local real node: devharness/demo/real.py.)
+Expects a kwok control plane to be up (`LC_NODES=kwok make cluster-up`, which `make demo TWIN=1` runs). Starts
 Prometheus, the operator, one ScaledApp (examples/demo-twin.yaml) and the live twin, prints a line
 every few seconds (load, p95, bottleneck, pressure, replicas, the operator's Scaling reason, its
 Events), and at the end - or on Ctrl-C - stops all of it and writes report.md, plot.png and the raw

@@ -30,11 +30,16 @@ CLUSTER_SH = REPO / "hack" / "localcluster" / "cluster.sh"
 TIERS = ("app", "cache", "db-write", "db-read", "workers")
 
 
-def cluster_env(overrides: dict[str, str] | None = None) -> tuple[str, str]:
-    """(kubeconfig, kubectl) of a running local control plane (`cluster.sh env`)."""
+def cluster_exports(overrides: dict[str, str] | None = None) -> dict[str, str]:
+    """What `cluster.sh env` exports: KUBECONFIG of the local cluster and a PATH with the pinned binaries first."""
     out = subprocess.run([str(CLUSTER_SH), "env"], capture_output=True, text=True, check=True, timeout=30,
                          env={**os.environ, **(overrides or {})}).stdout
-    exported = dict(re.findall(r"^export (\w+)=(.*)$", out, flags=re.MULTILINE))
+    return dict(re.findall(r"^export (\w+)=(.*)$", out, flags=re.MULTILINE))
+
+
+def cluster_env(overrides: dict[str, str] | None = None) -> tuple[str, str]:
+    """(kubeconfig, kubectl) of a running local control plane (`cluster.sh env`)."""
+    exported = cluster_exports(overrides)
     kubectl = shutil.which("kubectl", path=exported["PATH"])
     if kubectl is None:
         raise HarnessError("kubectl not found among the pinned binaries: run `make tools`")

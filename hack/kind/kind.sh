@@ -4,11 +4,24 @@
 # Every step checks what it needs first and names what is missing (exit 2), prints each command it runs
 # ("+ ..."), and passes an explicit --context kind-$KIND_CLUSTER / --kube-context, so it never acts on
 # whatever cluster your current kubectl context points at.
+#
+# CLUSTER=local runs deploy, load and chaos - the same commands - against the local cluster's real node
+# instead (hack/localcluster, `make cluster-up`): context scaledapp-local, with the kubeconfig and the pinned
+# kubectl and helm that `hack/localcluster/cluster.sh env` names; its images are imported by `cluster-up`.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 KIND_CLUSTER=${KIND_CLUSTER:-scaledapp}
-CONTEXT="kind-${KIND_CLUSTER}"
+CLUSTER=${CLUSTER:-kind}
+case "$CLUSTER" in
+  kind) CONTEXT="kind-${KIND_CLUSTER}" ;;
+  local)
+    CONTEXT=scaledapp-local
+    # KUBECONFIG of the local cluster and the pinned binaries first on PATH.
+    eval "$("$ROOT/hack/localcluster/cluster.sh" env)"
+    export KUBECONFIG ;;
+  *) echo "CLUSTER must be kind or local, not '$CLUSTER'" >&2; exit 64 ;;
+esac
 KIND_VERSION_WANT=v0.33.0           # the release whose node image hack/kind/cluster.yaml pins by digest
 OPERATOR_IMAGE=${OPERATOR_IMAGE:-ghcr.io/scaledapp/operator:0.1.0}   # the chart's image.repository:appVersion
 DEMO_IMAGE=${DEMO_IMAGE:-ghcr.io/scaledapp/demo-app:0.1.0}           # the CRD's default spec.app.image
@@ -47,6 +60,17 @@ need_cluster() {
   if command -v kind >/dev/null 2>&1 && ! kind get clusters 2>/dev/null | grep -qx "$KIND_CLUSTER"; then
     missing+=("the kind cluster \"$KIND_CLUSTER\": run \`make kind-up\`")
   fi
+}
+need_local() {
+  if ! "$ROOT/hack/localcluster/cluster.sh" status >/dev/null 2>&1; then
+    missing+=("the local cluster with its real node: run \`make cluster-up\` (\`make cluster-status\` says what is down)")
+  fi
+}
+need_target() { # the cluster deploy, load and chaos act on
+  if [ "$CLUSTER" = local ]; then need_local; else need_kind; need_cluster; fi
+}
+kind_only() { # kind_only STEP
+  [ "$CLUSTER" = kind ] || { echo "kind.sh $1 is for kind only; the local cluster: make cluster-up" >&2; exit 64; }
 }
 check() { # check WHAT: fail with every missing prerequisite at once
   if [ ${#missing[@]} -gt 0 ]; then
@@ -91,7 +115,7 @@ cmd_load_images() {
 }
 
 cmd_deploy() {
-  need_kind; need_cluster; need "$KUBECTL" "kubectl (or \`make tools\`)"; need "$HELM" "helm v3 (or \`make tools\`)"
+  need_target; need "$KUBECTL" "kubectl (or \`make tools\`)"; need "$HELM" "helm v3 (or \`make tools\`)"
   check "make deploy"
   say "the CRD first (helm installs crds/ only once and never upgrades them)"
   k apply --server-side --force-conflicts -f "$ROOT/crds/"
@@ -101,20 +125,28 @@ cmd_deploy() {
   say "an example ScaledApp: examples/minimal.yaml in namespace $DEMO_NS"
   "$KUBECTL" --context "$CONTEXT" get namespace "$DEMO_NS" >/dev/null 2>&1 || k create namespace "$DEMO_NS"
   k apply -n "$DEMO_NS" -f "$ROOT/examples/minimal.yaml"
-  say "waiting for every tier to be Ready (first run pulls Redis, Postgres and the exporters: a few minutes)"
+  if [ "$CLUSTER" = local ]; then
+    say "waiting for every tier to be Ready (the node has the images: well under a minute)"
+  else
+    say "waiting for every tier to be Ready (first run pulls Redis, Postgres and the exporters: a few minutes)"
+  fi
   k wait -n "$DEMO_NS" --for=condition=Ready "scaledapp/$DEMO_NAME" --timeout=15m
   k get -n "$DEMO_NS" scaledapp "$DEMO_NAME"
   say "next: make load   (and in another terminal: kubectl --context $CONTEXT -n $DEMO_NS get scaledapp -w)"
 }
 
+kubectl_dir() { # the scripts run `kubectl`: the one chosen above (the pinned build when there is one) first
+  if [ "$KUBECTL" = kubectl ]; then dirname "$(command -v kubectl || echo /usr/bin/kubectl)"; else dirname "$KUBECTL"; fi
+}
+
 need_python() {
-  need "$KUBECTL" "kubectl (or \`make tools\`)"; need "$PY" "python3 (or \`make venv\`)"; need_kind; need_cluster
+  need "$KUBECTL" "kubectl (or \`make tools\`)"; need "$PY" "python3 (or \`make venv\`)"; need_target
 }
 
 cmd_load() {
   need_python; check "make load"
   say "load generator as a Job in $DEMO_NS against svc/$DEMO_NAME-app: $LOAD_PROFILE for ${LOAD_SECONDS}s"
-  PYTHONPATH="$ROOT" run "$PY" -m hack.loadjob --context "$CONTEXT" --namespace "$DEMO_NS" --name "$DEMO_NAME" \
+  PATH="$(kubectl_dir):$PATH" PYTHONPATH="$ROOT" run "$PY" -m hack.loadjob --context "$CONTEXT" --namespace "$DEMO_NS" --name "$DEMO_NAME" \
     --profile "$LOAD_PROFILE" --seconds "$LOAD_SECONDS" --image "$DEMO_IMAGE"
 }
 
@@ -123,7 +155,7 @@ cmd_chaos() {
   say "chaos drill: one pod of each tier deleted under load; report at the end"
   local extra=()
   read -r -a extra <<< "${CHAOS_ARGS:-}"  # e.g. CHAOS_ARGS="--tiers app,db-write --seconds 60"
-  PYTHONPATH="$ROOT" run "$PY" -m hack.chaos --context "$CONTEXT" --namespace "$DEMO_NS" --name "$DEMO_NAME" \
+  PATH="$(kubectl_dir):$PATH" PYTHONPATH="$ROOT" run "$PY" -m hack.chaos --context "$CONTEXT" --namespace "$DEMO_NS" --name "$DEMO_NAME" \
     --image "$DEMO_IMAGE" "${extra[@]}"
 }
 
@@ -137,12 +169,12 @@ cmd_down() {
 }
 
 case "${1:-}" in
-  up) cmd_up ;;
-  images) cmd_images ;;
-  load-images) cmd_load_images ;;
+  up) kind_only up; cmd_up ;;
+  images) kind_only images; cmd_images ;;
+  load-images) kind_only load-images; cmd_load_images ;;
   deploy) cmd_deploy ;;
   load) cmd_load ;;
   chaos) cmd_chaos ;;
-  down) cmd_down ;;
+  down) kind_only down; cmd_down ;;
   *) echo "usage: $0 up|images|load-images|deploy|load|chaos|down" >&2; exit 64 ;;
 esac

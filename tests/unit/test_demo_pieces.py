@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 
 import psycopg
@@ -113,3 +114,41 @@ def test_percentile_and_summary() -> None:
     assert report.by_operation == {"read": 100, "write": 1}
     assert '"p99_ms"' in report.to_json()
     assert "p99 990.0 ms" in report.to_text()
+
+
+def test_the_load_client_replaces_a_connection_after_its_share_of_requests() -> None:
+    """Behind a Service each new connection may land on another pod (one added since): a generator that kept
+    its keep-alive connections for the whole run would never load the pods a scaler adds."""
+    from demo_app.rawhttp import RawClient
+
+    async def scenario(per_connection: int) -> tuple[int, int]:
+        accepted = 0
+
+        async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            nonlocal accepted
+            accepted += 1
+            while await reader.readuntil(b"\r\n\r\n"):
+                writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                await writer.drain()
+
+        async def serve_quietly(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError):
+                await serve(reader, writer)
+            writer.close()
+
+        server = await asyncio.start_server(serve_quietly, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        client = RawClient(f"http://127.0.0.1:{port}", timeout=5, max_requests_per_connection=per_connection)
+        try:
+            for _ in range(7):
+                assert (await client.request("GET", "/items/1")).status == 200
+        finally:
+            await client.aclose()
+            server.close()
+            await server.wait_closed()
+        return client.connections_opened, accepted
+
+    assert asyncio.run(scenario(3)) == (3, 3)  # 3 + 3 + 1 requests
+    assert asyncio.run(scenario(0)) == (1, 1)  # 0: one keep-alive connection for everything
+    with pytest.raises(ValueError, match="max_requests_per_connection"):
+        RawClient("http://127.0.0.1:1", max_requests_per_connection=-1)

@@ -63,3 +63,22 @@ def test_invalid_values_are_refused(monkeypatch: pytest.MonkeyPatch, name: str, 
     monkeypatch.setenv(name, value)
     with pytest.raises(ValidationError):
         Settings()
+
+
+def test_read_connections_are_recycled_so_added_replicas_get_reads(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The read Service balances connections, not queries: a pool that keeps its connections for the default
+    hour never sends a read to a replica added after it connected."""
+    from demo_app.breaker import CircuitBreaker
+    from demo_app.db import Database
+    from demo_app.deps import Dependency
+
+    def dep(name: str) -> Dependency:
+        return Dependency(name, CircuitBreaker(5, 2.0), 1.0)
+
+    assert Settings().db_read_max_lifetime_seconds == 30.0
+    monkeypatch.setenv("DB_READ_DSN", "host=replicas")
+    monkeypatch.setenv("APP_DB_READ_MAX_LIFETIME_SECONDS", "12")
+    db = Database(Settings(), dep("db-read"), dep("db-write"))  # pools are created closed: no connection
+    assert db.read_pool is not db.write_pool
+    assert db.read_pool.max_lifetime == 12.0
+    assert db.write_pool.max_lifetime == 3600.0  # one primary: nothing to spread over
