@@ -7,6 +7,7 @@ VPY := $(VENV)/bin/python
 LC := hack/localcluster
 export PYTHONPATH := $(CURDIR)/operator:$(CURDIR)/demo-app:$(CURDIR)
 
+.PHONY: minikube-up minikube-load minikube-down
 .PHONY: help venv deps tools node-images lint typecheck unit test demo bench crds cluster-up cluster-down cluster-status \
         kind-up images kind-load deploy load chaos kind-down
 
@@ -101,17 +102,29 @@ images: ## docker build the operator and demo-app images under the tags the char
 kind-load: images ## load both images into the kind nodes (no registry)
 	@$(KIND_SH) load-images
 
-deploy: $(if $(filter kind,$(CLUSTER)),kind-load,cluster-up) ## CRD, chart + Prometheus, examples/minimal.yaml in DEMO_NS; CLUSTER=local|kind
+deploy: $(if $(filter kind,$(CLUSTER)),kind-load,$(if $(filter minikube,$(CLUSTER)),minikube-load,cluster-up)) ## CRD, chart + Prometheus, examples/minimal.yaml in DEMO_NS; CLUSTER=local|kind|minikube
 	@$(TARGET_SH) deploy
 
-load: ## load generator Job against the app's Service; LOAD_PROFILE=..., LOAD_SECONDS=...; CLUSTER=local|kind
+load: ## load generator Job against the app's Service; LOAD_PROFILE=..., LOAD_SECONDS=...; CLUSTER=local|kind|minikube
 	@LOAD_PROFILE='$(LOAD_PROFILE)' LOAD_SECONDS='$(LOAD_SECONDS)' $(TARGET_SH) load
 
-chaos: ## delete a pod of each tier under load; report (hack/chaos.py); CHAOS_ARGS='--tiers app'; CLUSTER=local|kind
+chaos: ## delete a pod of each tier under load; report (hack/chaos.py); CHAOS_ARGS='--tiers app'; CLUSTER=local|kind|minikube
 	@CHAOS_ARGS='$(CHAOS_ARGS)' $(TARGET_SH) chaos
 
 kind-down: ## delete the kind cluster
 	@$(KIND_SH) down
+
+# minikube: the same targets with CLUSTER=minikube (profile MINIKUBE_PROFILE, default scaledapp = its context).
+MINIKUBE_SH := CLUSTER=minikube MINIKUBE_PROFILE=$(or $(MINIKUBE_PROFILE),scaledapp) hack/kind/kind.sh
+
+minikube-up: ## start minikube (profile scaledapp, the pinned Kubernetes, 4 CPUs, 8 GiB)
+	@$(MINIKUBE_SH) up
+
+minikube-load: images ## load both images into minikube with `minikube image load` (no registry)
+	@$(MINIKUBE_SH) load-images
+
+minikube-down: ## delete the minikube profile
+	@$(MINIKUBE_SH) down
 
 .PHONY: reference
 reference: venv ## regenerate docs/reference.md (the ScaledApp API reference) from the CRD descriptions

@@ -5,6 +5,9 @@
 # ("+ ..."), and passes an explicit --context kind-$KIND_CLUSTER / --kube-context, so it never acts on
 # whatever cluster your current kubectl context points at.
 #
+# CLUSTER=minikube runs the same steps on minikube (profile $MINIKUBE_PROFILE, default scaledapp, whose kubectl
+# context has the profile's name): `up` starts it with the pinned Kubernetes, `load-images` uses
+# `minikube image load`, `down` deletes the profile.
 # CLUSTER=local runs deploy, load and chaos - the same commands - against the local cluster's real node
 # instead (hack/localcluster, `make cluster-up`): context scaledapp-local, with the kubeconfig and the pinned
 # kubectl and helm that `hack/localcluster/cluster.sh env` names; its images are imported by `cluster-up`.
@@ -15,12 +18,13 @@ KIND_CLUSTER=${KIND_CLUSTER:-scaledapp}
 CLUSTER=${CLUSTER:-kind}
 case "$CLUSTER" in
   kind) CONTEXT="kind-${KIND_CLUSTER}" ;;
+  minikube) MINIKUBE_PROFILE=${MINIKUBE_PROFILE:-scaledapp}; CONTEXT="$MINIKUBE_PROFILE" ;;
   local)
     CONTEXT=scaledapp-local
     # KUBECONFIG of the local cluster and the pinned binaries first on PATH.
     eval "$("$ROOT/hack/localcluster/cluster.sh" env)"
     export KUBECONFIG ;;
-  *) echo "CLUSTER must be kind or local, not '$CLUSTER'" >&2; exit 64 ;;
+  *) echo "CLUSTER must be kind, minikube or local, not '$CLUSTER'" >&2; exit 64 ;;
 esac
 KIND_VERSION_WANT=v0.33.0           # the release whose node image hack/kind/cluster.yaml pins by digest
 OPERATOR_IMAGE=${OPERATOR_IMAGE:-ghcr.io/scaledapp/operator:0.1.0}   # the chart's image.repository:appVersion
@@ -66,11 +70,23 @@ need_local() {
     missing+=("the local cluster with its real node: run \`make cluster-up\` (\`make cluster-status\` says what is down)")
   fi
 }
-need_target() { # the cluster deploy, load and chaos act on
-  if [ "$CLUSTER" = local ]; then need_local; else need_kind; need_cluster; fi
+need_minikube() {
+  need minikube "install minikube (https://minikube.sigs.k8s.io/docs/start/)"
 }
-kind_only() { # kind_only STEP
-  [ "$CLUSTER" = kind ] || { echo "kind.sh $1 is for kind only; the local cluster: make cluster-up" >&2; exit 64; }
+need_minikube_profile() {
+  if command -v minikube >/dev/null 2>&1 && ! minikube -p "$MINIKUBE_PROFILE" status >/dev/null 2>&1; then
+    missing+=("the minikube profile \"$MINIKUBE_PROFILE\" running: run \`make minikube-up\`")
+  fi
+}
+need_target() { # the cluster deploy, load and chaos act on
+  case "$CLUSTER" in
+    local) need_local ;;
+    minikube) need_minikube; need_minikube_profile ;;
+    *) need_kind; need_cluster ;;
+  esac
+}
+kind_only() { # kind_only STEP: up, load-images and down exist for kind and minikube, not for the local cluster
+  [ "$CLUSTER" != local ] || { echo "kind.sh $1 is for kind or minikube; the local cluster: make cluster-up" >&2; exit 64; }
 }
 check() { # check WHAT: fail with every missing prerequisite at once
   if [ ${#missing[@]} -gt 0 ]; then
@@ -82,7 +98,20 @@ check() { # check WHAT: fail with every missing prerequisite at once
 
 k() { run "$KUBECTL" --context "$CONTEXT" "$@"; }
 
+cmd_minikube_up() {
+  need_minikube; check "make minikube-up"
+  if minikube -p "$MINIKUBE_PROFILE" status >/dev/null 2>&1; then
+    say "minikube profile $MINIKUBE_PROFILE already runs (context $CONTEXT): nothing to do"
+  else
+    say "starting minikube profile $MINIKUBE_PROFILE: Kubernetes v$K8S_VERSION, 4 CPUs, 8 GiB (MINIKUBE_DRIVER=${MINIKUBE_DRIVER:-docker})"
+    run minikube start -p "$MINIKUBE_PROFILE" --kubernetes-version="v$K8S_VERSION" --cpus=4 --memory=8g \
+      --driver="${MINIKUBE_DRIVER:-docker}"
+  fi
+  say "next: make images minikube-load deploy CLUSTER=minikube"
+}
+
 cmd_up() {
+  [ "$CLUSTER" = minikube ] && { cmd_minikube_up; return; }
   need_engine; need_kind; check "make kind-up"
   local have; have=$(kind version 2>/dev/null | awk '{print $2}')
   [ "$have" = "$KIND_VERSION_WANT" ] || say "kind $have found; the pinned node image is built for kind $KIND_VERSION_WANT"
@@ -105,6 +134,16 @@ cmd_images() {
 }
 
 cmd_load_images() {
+  if [ "$CLUSTER" = minikube ]; then
+    need_engine; need_minikube; need_minikube_profile; check "make minikube-load"
+    for image in "$OPERATOR_IMAGE" "$DEMO_IMAGE"; do
+      docker image inspect "$image" >/dev/null 2>&1 || missing+=("the image $image: run \`make images\`")
+    done
+    check "make minikube-load"
+    say "loading the images into minikube profile $MINIKUBE_PROFILE with its own command (no registry)"
+    for image in "$OPERATOR_IMAGE" "$DEMO_IMAGE"; do run minikube -p "$MINIKUBE_PROFILE" image load "$image"; done
+    return
+  fi
   need_engine; need_kind; need_cluster; check "make kind-load"
   for image in "$OPERATOR_IMAGE" "$DEMO_IMAGE"; do
     docker image inspect "$image" >/dev/null 2>&1 || missing+=("the image $image: run \`make images\`")
@@ -160,6 +199,11 @@ cmd_chaos() {
 }
 
 cmd_down() {
+  if [ "$CLUSTER" = minikube ]; then
+    need_minikube; check "make minikube-down"
+    run minikube delete -p "$MINIKUBE_PROFILE"
+    return
+  fi
   need_kind; check "make kind-down"
   if kind get clusters 2>/dev/null | grep -qx "$KIND_CLUSTER"; then
     run kind delete cluster --name "$KIND_CLUSTER"

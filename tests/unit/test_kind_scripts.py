@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
 from pathlib import Path
 
 import kubernetes_validate
@@ -80,3 +82,35 @@ def test_the_readme_quickstart_lists_every_kind_step_in_order() -> None:
     makefile = (ROOT / "Makefile").read_text()
     for step in steps:
         assert re.search(rf"^{step}:.*## ", makefile, re.MULTILINE), f"make {step} has no documented target"
+
+
+def _stand_in(bin_dir: Path, name: str, script: str) -> None:
+    path = bin_dir / name
+    path.write_text("#!/bin/sh\n" + script)
+    path.chmod(0o755)
+
+
+def test_the_minikube_path_uses_the_profile_its_context_and_minikubes_own_image_load(tmp_path: Path) -> None:
+    """minikube and Docker cannot run here: stand-ins that log their arguments (minikube `status` fails until
+    `start` ran) check which commands the script runs, in which order, with which profile and context."""
+    log = tmp_path / "calls.log"
+    _stand_in(tmp_path, "minikube", f'echo "minikube $*" >> {log}\n'
+              f'case "$*" in *status*) test -e {tmp_path}/started ;; *start*) touch {tmp_path}/started ;; esac\n')
+    _stand_in(tmp_path, "docker", f'echo "docker $*" >> {log}\n')
+    env = {**os.environ, "PATH": f"{tmp_path}:{os.environ['PATH']}", "CLUSTER": "minikube", "MINIKUBE_PROFILE": "p1"}
+
+    def kind_sh(step: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([str(ROOT / "hack" / "kind" / "kind.sh"), step], env=env, capture_output=True,
+                              text=True, timeout=60, check=False)
+
+    assert kind_sh("load-images").returncode == 2  # not started yet: says so, runs nothing
+    up = kind_sh("up")
+    assert up.returncode == 0, up.stderr
+    assert "+ minikube start -p p1 --kubernetes-version=v" in up.stderr
+    loaded = kind_sh("load-images")
+    assert loaded.returncode == 0, loaded.stderr
+    assert "+ minikube -p p1 image load ghcr.io/scaledapp/operator:0.1.0" in loaded.stderr
+    assert "+ minikube -p p1 image load ghcr.io/scaledapp/demo-app:0.1.0" in loaded.stderr
+    assert kind_sh("down").returncode == 0
+    calls = [line.split()[1:3] for line in log.read_text().splitlines() if line.startswith("minikube")]
+    assert ["start", "-p"] in calls and calls[-1] == ["delete", "-p"]
