@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from scaledapp import api
+from scaledapp import api, apibase
 
 ROOT = Path(__file__).resolve().parents[2]
 CRD_FILE = f"{api.PLURAL}.{api.GROUP}.yaml"
@@ -31,7 +31,7 @@ PRINTER_COLUMNS = [
     {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
 ]
 
-NAME_RULES = api.cel(
+NAME_RULES = apibase.cel(
     (f"self.metadata.name.size() <= {api.MAX_NAME_LENGTH}",
      f"metadata.name must be at most {api.MAX_NAME_LENGTH} characters (child names derive from it)", None),
     ("self.metadata.name.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$')",
@@ -93,7 +93,7 @@ def _apply_defaults(schema: dict[str, Any], defaults: Any) -> None:
             prop.pop("default", None)
 
 
-def _schema_of(model: type[api.Model], defaults: bool) -> dict[str, Any]:
+def _schema_of(model: type[apibase.Model], defaults: bool) -> dict[str, Any]:
     raw = model.model_json_schema(by_alias=True, mode="validation")
     schema: dict[str, Any] = _structural({k: v for k, v in raw.items() if k != "$defs"}, raw.get("$defs", {}))
     schema.pop("description", None)

@@ -1,7 +1,7 @@
 """Kubernetes resource quantities: parse to exact numbers, format back to canonical short strings.
 
 Pure and exact (Decimal), so "0.5" CPU and "500m" compare equal and a doubled "64Mi" is "128Mi", not a
-float with rounding noise. Only the forms the API accepts (api.QUANTITY_PATTERN) plus the remaining
+float with rounding noise. Only the forms the API accepts (apibase.QUANTITY_PATTERN) plus the remaining
 standard suffixes and exponents are understood; anything else raises ValueError.
 """
 

@@ -1,4 +1,4 @@
-"""The models refuse what the API server refuses (api.Rule: one rule, as CEL and in Python), accept the edge
+"""The models refuse what the API server refuses (apibase.Rule: one rule, as CEL and in Python), accept the edge
 cases the rules allow, and never fail on input with anything but a ValidationError the reconciler reports."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from typing import Any
 import pydantic
 import pytest
 
-from scaledapp import api
+from scaledapp import api, apibase
 from scaledapp.reconciler import invalid_spec_message
 
 DIGEST = "sha256:" + "0123456789abcdef" * 4
@@ -22,7 +22,7 @@ DIGEST = "sha256:" + "0123456789abcdef" * 4
     "quay.io/prometheuscommunity/postgres-exporter:v0.19.1",
 ])
 def test_valid_image_references(image: str) -> None:
-    assert re.match(api.IMAGE_PATTERN, image)
+    assert re.match(apibase.IMAGE_PATTERN, image)
     api.AppSpec(image=image)
 
 
@@ -107,10 +107,10 @@ def test_every_broken_rule_of_an_object_is_reported() -> None:
         assert message in text
 
 
-class _Broken(api.Model):
+class _Broken(apibase.Model):
     x: int = 1
 
-    RULES = (api.Rule("true", "x could not be checked", ".x", lambda m: 1 / (m.x - 1) > 0),)
+    RULES = (apibase.Rule("true", "x could not be checked", ".x", lambda m: 1 / (m.x - 1) > 0),)
 
 
 def test_a_rule_whose_check_fails_refuses_instead_of_raising() -> None:
