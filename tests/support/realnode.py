@@ -156,12 +156,7 @@ def port_forward(cluster: Cluster, namespace: str, target: str, remote_port: int
                  f"kubectl port-forward {target} to listen on 127.0.0.1:{local} (log {log})")
         yield local
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        _stop(proc)
 
 
 # ------------------------------------------------------------------ a network outside the cluster
