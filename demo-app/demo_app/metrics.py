@@ -13,7 +13,7 @@ disable_created_metrics()  # type: ignore[no-untyped-call]
 DEPENDENCIES: Final = ("cache", "db-read", "db-write", "queue")
 ERROR_KINDS: Final = ("timeout", "unavailable", "circuit_open", "pool_exhausted", "error")
 CACHE_RESULTS: Final = ("hit", "miss", "bypass")
-JOB_STATUSES: Final = ("done", "failed")
+JOB_STATUSES: Final = ("done", "failed", "dead")  # failed: queued again; dead: out of attempts
 # The operations each dependency is called for (pre-registered so rate() has a zero to start from).
 OPERATIONS: Final = {
     "cache": ("get", "set", "invalidate"),

@@ -1,5 +1,9 @@
 """The order queue in Redis: a list of waiting job ids, a zset of their enqueue times (for the oldest
-job's age), and a hash per job with its state. Workers move a job to a processing list atomically."""
+job's age), and a hash per job with its state. Workers move a job to a processing list atomically.
+
+A job is tried at most `max_attempts` times, whether its work failed or its worker vanished holding it; then
+it is dead: kept (no expiry) on the dead list for inspection, never retried by itself. A poison order can
+therefore not occupy the workers forever."""
 
 from __future__ import annotations
 
@@ -9,6 +13,7 @@ import json
 import math
 import time
 import uuid
+from dataclasses import dataclass
 from typing import Any, Final
 
 import redis.asyncio
@@ -20,30 +25,62 @@ from demo_app.redispool import make_client
 WAITING: Final = "orders:waiting"
 ENQUEUED_AT: Final = "orders:enqueued_at"
 PROCESSING: Final = "orders:processing"
+DEAD: Final = "orders:dead"
 
+# Move a taken job on after a failed attempt: queued again, or dead once it has had its attempts. Shared by
+# the failure path and the stale sweep, so both count the same way. Returns 1 when the job died.
+_RETRY_OR_BURY_FN: Final = """
+local function retry_or_bury(id, key, now, max_attempts, detail, front)
+  redis.call('LREM', KEYS[1], 1, id)
+  local attempts = redis.call('HINCRBY', key, 'attempts', 1)
+  if attempts >= max_attempts then
+    redis.call('HSET', key, 'state', 'dead', 'finished_at', now, 'detail', detail)
+    redis.call('PERSIST', key)
+    redis.call('LPUSH', KEYS[4], id)
+    return 1
+  end
+  redis.call('HSET', key, 'state', 'queued', 'detail', detail)
+  if front then redis.call('RPUSH', KEYS[2], id) else redis.call('LPUSH', KEYS[2], id) end
+  redis.call('ZADD', KEYS[3], redis.call('HGET', key, 'enqueued_at') or now, id)
+  return 0
+end
+"""
 
-# Atomically put back every job taken longer than the visibility timeout ago (its worker died holding it).
-# KEYS: processing, waiting, enqueued_at. ARGV: now, visibility seconds, job key prefix.
-_REQUEUE_STALE: Final = """
-local n = 0
+# A failed job goes to the back of the queue (others should not wait behind a job that just failed).
+# KEYS: processing, waiting, enqueued_at, dead. ARGV: now, max attempts, job id, job key, detail.
+_RETRY_OR_BURY: Final = _RETRY_OR_BURY_FN + """
+return retry_or_bury(ARGV[3], ARGV[4], ARGV[1], tonumber(ARGV[2]), ARGV[5], false)
+"""
+
+# Atomically move on every job taken longer than the visibility timeout ago (its worker died holding it): to
+# the front (the end BLMOVE takes from; it has waited longest), or dead if that was its last attempt.
+# KEYS: processing, waiting, enqueued_at, dead. ARGV: now, visibility seconds, job key prefix, max attempts.
+# Returns {queued again, dead}.
+_REQUEUE_STALE: Final = _RETRY_OR_BURY_FN + """
+local queued, dead = 0, 0
 for _, id in ipairs(redis.call('LRANGE', KEYS[1], 0, -1)) do
   local key = ARGV[3] .. id
   local taken = tonumber(redis.call('HGET', key, 'started_at') or redis.call('HGET', key, 'enqueued_at') or ARGV[1])
   if tonumber(ARGV[1]) - taken > tonumber(ARGV[2]) then
-    redis.call('LREM', KEYS[1], 1, id)
-    redis.call('RPUSH', KEYS[2], id)
-    redis.call('ZADD', KEYS[3], redis.call('HGET', key, 'enqueued_at') or ARGV[1], id)
-    redis.call('HSET', key, 'state', 'queued')
-    redis.call('HINCRBY', key, 'attempts', 1)
-    n = n + 1
+    if retry_or_bury(id, key, ARGV[1], tonumber(ARGV[4]), 'its worker vanished while holding it', true) == 1 then
+      dead = dead + 1
+    else
+      queued = queued + 1
+    end
   end
 end
-return n
+return {queued, dead}
 """
 
 
 def _b(value: bytes | str) -> bytes:
     return value.encode() if isinstance(value, str) else value
+
+
+@dataclass(frozen=True)
+class Job:
+    id: str
+    payload: dict[str, Any]
 
 
 def job_key(job_id: str) -> str:
@@ -59,9 +96,11 @@ class JobQueue:
         timeout: float,
         job_ttl_seconds: int,
         block_seconds: int = 0,
+        max_attempts: int = 3,
     ) -> None:
         self.dep = dep
         self.job_ttl_seconds = job_ttl_seconds
+        self.max_attempts = max_attempts
         self.block_seconds = block_seconds
         # A blocking dequeue holds the socket for block_seconds: its reply timeout must cover that.
         self.client: redis.asyncio.Redis = make_client(
@@ -99,7 +138,7 @@ class JobQueue:
             return None
         return {k.decode(): v.decode() for k, v in raw.items()}
 
-    async def dequeue(self) -> str | None:
+    async def dequeue(self) -> Job | None:
         """Take the oldest waiting job (blocking up to block_seconds); None if there was none."""
 
         async def run() -> bytes | None:
@@ -111,14 +150,35 @@ class JobQueue:
             return None
         job_id = raw.decode()
 
-        async def started() -> None:
+        async def started() -> bytes | None:
             async with self.client.pipeline(transaction=True) as pipe:
                 pipe.zrem(ENQUEUED_AT, job_id)
                 pipe.hset(job_key(job_id), mapping={"state": "processing", "started_at": time.time()})
-                await pipe.execute()
+                pipe.hget(job_key(job_id), "payload")
+                payload = (await pipe.execute())[-1]
+            return None if payload is None else _b(payload)
 
-        await self.dep.call("update_order", started)
-        return job_id
+        payload = await self.dep.call("update_order", started)
+        return Job(job_id, json.loads(payload) if payload else {})
+
+    async def fail(self, job_id: str, detail: str) -> bool:
+        """A taken job's work failed: queue it again at the back, or bury it once it has had max_attempts
+        (kept on the dead list, never retried by itself). True when it died."""
+
+        async def run() -> int:
+            keys = [PROCESSING, WAITING, ENQUEUED_AT, DEAD]
+            args: list[str | float] = [time.time(), self.max_attempts, job_id, job_key(job_id), detail[:500]]
+            return int(await self.client.eval(_RETRY_OR_BURY, len(keys), *keys, *args))
+
+        return await self.dep.call("update_order", run) == 1
+
+    async def dead(self) -> list[str]:
+        """The ids of the dead jobs, newest first."""
+
+        async def run() -> list[bytes]:
+            return [_b(v) for v in await self.client.lrange(DEAD, 0, -1)]
+
+        return [raw.decode() for raw in await self.dep.call("dead_orders", run)]
 
     async def finish(self, job_id: str, state: str, detail: str = "") -> None:
         async def run() -> None:
@@ -129,14 +189,16 @@ class JobQueue:
 
         await self.dep.call("update_order", run)
 
-    async def requeue_stale(self, visibility_seconds: float) -> int:
+    async def requeue_stale(self, visibility_seconds: float) -> tuple[int, int]:
         """Queue again the jobs whose worker vanished mid-job (taken > visibility_seconds ago); they go
-        to the front (the end BLMOVE takes from) since they have waited longest. Returns how many."""
+        to the front (the end BLMOVE takes from) since they have waited longest, unless that was their last
+        attempt (then they are dead). Returns (queued again, dead)."""
 
-        async def run() -> int:
-            keys = [PROCESSING, WAITING, ENQUEUED_AT]
-            args: list[str | float] = [time.time(), visibility_seconds, job_key("")]
-            return int(await self.client.eval(_REQUEUE_STALE, len(keys), *keys, *args))
+        async def run() -> tuple[int, int]:
+            keys = [PROCESSING, WAITING, ENQUEUED_AT, DEAD]
+            args: list[str | float] = [time.time(), visibility_seconds, job_key(""), self.max_attempts]
+            queued, dead = await self.client.eval(_REQUEUE_STALE, len(keys), *keys, *args)
+            return int(queued), int(dead)
 
         return await self.dep.call("requeue", run)
 

@@ -81,6 +81,10 @@ class Settings(BaseSettings):
     # A job taken longer ago than this is presumed lost with its worker (killed, evicted) and queued again:
     # orders are processed at least once. Keep it well above the longest job.
     job_visibility_seconds: float = Field(120.0, gt=0)
+    # Attempts per job (failed work and vanished workers alike); then it is dead, kept for inspection.
+    job_max_attempts: int = Field(3, ge=1)
+    # Chaos knob: orders for these item ids always fail (poison orders), e.g. APP_JOB_FAIL_ITEM_IDS=[13].
+    job_fail_item_ids: frozenset[int] = frozenset()
 
     # --- schema / seed
     seed_items: int = Field(1000, ge=0)

@@ -18,7 +18,7 @@ from prometheus_client import start_http_server
 from demo_app import metrics
 from demo_app.breaker import CircuitBreaker
 from demo_app.deps import Dependency, DependencyUnavailableError
-from demo_app.queue import JobQueue, sample_queue
+from demo_app.queue import DEAD, Job, JobQueue, sample_queue
 from demo_app.settings import Settings, get_settings
 
 log = logging.getLogger("demo_app.worker")
@@ -32,41 +32,61 @@ async def _pause(stop: asyncio.Event, seconds: float) -> None:
         await asyncio.wait_for(stop.wait(), seconds)
 
 
-async def do_job(settings: Settings) -> None:
+class JobFailedError(Exception):
+    pass
+
+
+async def do_job(settings: Settings, job: Job) -> None:
     # The slow work an order stands for (a payment call, an email...): time spent waiting elsewhere.
     await asyncio.sleep(settings.job_duration_seconds)
+    # A chaos knob: orders for these items fail every time (a provider that refuses them), i.e. poison.
+    if job.payload.get("item_id") in settings.job_fail_item_ids:
+        raise JobFailedError(f"item {job.payload.get('item_id')} is refused (APP_JOB_FAIL_ITEM_IDS)")
 
 
 async def process(queue: JobQueue, settings: Settings, stop: asyncio.Event) -> None:
     backoff = 0.1
     while not stop.is_set():
         try:
-            job_id = await queue.dequeue()
+            job = await queue.dequeue()
         except DependencyUnavailableError as exc:
             log.warning("queue unavailable: %s", exc)
             await _pause(stop, backoff)
             backoff = min(backoff * 2, 5.0)
             continue
         backoff = 0.1
-        if job_id is None:
+        if job is None:
             continue
         # A job once taken is finished even if SIGTERM arrives meanwhile.
         metrics.JOBS_IN_PROGRESS.inc()
         start = time.perf_counter()
-        status = "done"
+        failure = ""
         try:
-            await do_job(settings)
-        except Exception:
-            log.exception("job %s failed", job_id)
-            status = "failed"
+            await do_job(settings, job)
+        except Exception as exc:
+            log.warning("job %s failed: %s", job.id, exc)
+            failure = str(exc) or type(exc).__name__
         finally:
             metrics.JOB_DURATION.observe(time.perf_counter() - start)
-            metrics.JOBS.labels(status).inc()
             metrics.JOBS_IN_PROGRESS.dec()
-        try:
-            await queue.finish(job_id, status)
-        except DependencyUnavailableError as exc:
-            log.error("job %s %s but its state could not be recorded: %s", job_id, status, exc)
+        await _record(queue, job.id, failure)
+
+
+async def _record(queue: JobQueue, job_id: str, failure: str) -> None:
+    """done, or (failed) queued again / dead after its last attempt. If the queue cannot be told, the job
+    stays on the processing list and the stale sweep moves it on: nothing is lost, it may run again."""
+    try:
+        if not failure:
+            await queue.finish(job_id, "done")
+            status = "done"
+        else:
+            status = "dead" if await queue.fail(job_id, failure) else "failed"
+            if status == "dead":
+                log.error("job %s is dead after its last attempt (kept on %s): %s", job_id, DEAD, failure)
+    except DependencyUnavailableError as exc:
+        log.error("job %s ended (%s) but the queue could not be told: %s", job_id, failure or "done", exc)
+        return
+    metrics.JOBS.labels(status).inc()
 
 
 async def reap(queue: JobQueue, settings: Settings, stop: asyncio.Event) -> None:
@@ -75,8 +95,12 @@ async def reap(queue: JobQueue, settings: Settings, stop: asyncio.Event) -> None
     interval = min(10.0, settings.job_visibility_seconds / 2)
     while not stop.is_set():
         try:
-            if requeued := await queue.requeue_stale(settings.job_visibility_seconds):
+            requeued, dead = await queue.requeue_stale(settings.job_visibility_seconds)
+            if requeued:
                 log.warning("queued %d job(s) again: their worker vanished while holding them", requeued)
+            if dead:
+                log.error("%d job(s) dead: their worker vanished holding them on their last attempt", dead)
+                metrics.JOBS.labels("dead").inc(dead)
         except DependencyUnavailableError as exc:
             log.warning("queue unavailable for the stale-job sweep: %s", exc)
         await _pause(stop, interval)
@@ -95,6 +119,7 @@ async def run(settings: Settings) -> None:
         settings.queue_timeout,
         settings.job_ttl_seconds,
         block_seconds=_BLOCK_SECONDS,
+        max_attempts=settings.job_max_attempts,
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

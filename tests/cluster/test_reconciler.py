@@ -60,7 +60,8 @@ def expected_children(name: str) -> set[str]:
     return {
         f"Deployment/{c.app}", f"Service/{c.app}", f"PodDisruptionBudget/{c.app}",
         f"Deployment/{c.cache}", f"Service/{c.cache}",
-        f"StatefulSet/{c.db_primary}", f"StatefulSet/{c.db_replicas}", f"Service/{c.db_write}",
+        f"StatefulSet/{c.db_primary}", f"StatefulSet/{c.db_replicas}", f"StatefulSet/{c.queue}",
+        f"Service/{c.db_write}",
         f"Service/{c.db_read}", f"Secret/{c.db_credentials}", f"Deployment/{c.workers}",
     }
 

@@ -10,7 +10,7 @@ import httpx
 import pytest
 import redis
 
-from demo_app.queue import PROCESSING, WAITING, job_key
+from demo_app.queue import DEAD, PROCESSING, WAITING, job_key
 from tests.support.dataplane import AppProcess, PostgresCluster, RedisServer, WorkerProcess, app_settings
 from tests.support.wait import wait_for
 
@@ -86,4 +86,36 @@ def test_a_job_held_by_a_killed_worker_is_queued_again_and_done(
         assert httpx.get(status_url, timeout=5).json()["attempts"] == "1"
     finally:
         rescuer.stop()
+        demo_worker.start()
+
+
+def test_a_poison_order_stops_after_its_attempts_and_is_kept_while_others_are_done(
+    demo_app: AppProcess, demo_worker: WorkerProcess, dataplane_dir: Path, pg_cluster: PostgresCluster,
+    redis_server: RedisServer,
+) -> None:
+    demo_worker.stop()  # only the worker that refuses item 13 takes orders
+    settings = app_settings(pg_cluster, redis_server, job_duration_seconds="0.02",
+                            job_fail_item_ids="[13]", job_max_attempts="3")
+    picky = WorkerProcess("picky-worker", dataplane_dir / "logs", settings)
+    picky.start()
+    queue = redis.Redis(host=redis_server.host, port=redis_server.port, db=1)
+    try:
+        poison = httpx.post(f"{demo_app.url}/orders", json={"item_id": 13}, timeout=5).json()
+        good = httpx.post(f"{demo_app.url}/orders", json={"item_id": 14}, timeout=5).json()
+
+        def order(accepted: dict[str, str]) -> dict[str, str]:
+            return dict(httpx.get(demo_app.url + accepted["status_url"], timeout=5).json())
+
+        wait_for(lambda: order(poison)["state"] == "dead", 30, "the poison order dead", interval=0.1)
+        dead = order(poison)
+        assert dead["attempts"] == "3" and "refused" in dead["detail"]
+        assert order(good)["state"] == "done"
+        # Kept for inspection: on the dead list, no expiry, out of the waiting and processing lists.
+        assert queue.lrange(DEAD, 0, -1).count(poison["job_id"].encode()) == 1
+        assert queue.ttl(job_key(poison["job_id"])) == -1
+        assert poison["job_id"].encode() not in queue.lrange(WAITING, 0, -1) + queue.lrange(PROCESSING, 0, -1)
+        wait_for(lambda: 'scaledapp_worker_jobs_total{status="dead"} 1.0' in httpx.get(picky.metrics_url).text,
+                 10, "the dead job counted")
+    finally:
+        picky.stop()
         demo_worker.start()

@@ -56,7 +56,7 @@ def test_cache_memory_limit_is_sized_for_the_max_and_request_for_the_initial() -
 def test_redis_probes_connect_through_the_pod_ip() -> None:
     """Protected mode or a loopback bind refuse other pods but answer 127.0.0.1: readiness must not use it."""
     m = built()
-    for deploy in (m[f"Deployment/{C.cache}"], m[f"Deployment/{C.queue}"]):
+    for deploy in (m[f"Deployment/{C.cache}"], m[f"StatefulSet/{C.queue}"]):
         redis = container(deploy, "redis")
         probe = redis["readinessProbe"]["exec"]["command"][-1]
         assert 'redis-cli -h "$POD_IP" ping' in probe and "127.0.0.1" not in probe
@@ -64,13 +64,25 @@ def test_redis_probes_connect_through_the_pod_ip() -> None:
 
 
 def test_queue_redis_names_its_command_and_network_settings() -> None:
-    redis = container(built()[f"Deployment/{C.queue}"], "redis")
+    redis = container(built()[f"StatefulSet/{C.queue}"], "redis")
     assert redis["command"] == ["redis-server"]  # no image entrypoint turns bare options into a command
     args = redis["args"]
     settings = dict(zip(args[::2], args[1::2], strict=True))
     assert settings["--bind"] == "0.0.0.0" and settings["--protected-mode"] == "no" and settings["--port"] == "6379"
     assert settings["--maxmemory-policy"] == "noeviction" and settings["--appendonly"] == "yes"
     assert settings["--dir"] == next(v["mountPath"] for v in redis["volumeMounts"] if v["name"] == "data")
+
+
+def test_the_queue_is_durable_an_acknowledged_order_is_on_a_volume_before_the_reply() -> None:
+    queue = built()[f"StatefulSet/{C.queue}"]
+    redis = container(queue, "redis")
+    settings = dict(zip(redis["args"][::2], redis["args"][1::2], strict=True))
+    assert settings["--appendfsync"] == "always"  # fsync before every reply, not once a second
+    # /data is the claim from the template, not a pod-lifetime volume; one pod, and the claim outlives it.
+    assert [c["metadata"]["name"] for c in queue["spec"]["volumeClaimTemplates"]] == ["data"]
+    assert not any(v["name"] == "data" for v in queue["spec"]["template"]["spec"].get("volumes", []))
+    assert queue["spec"]["replicas"] == 1
+    assert queue["spec"]["persistentVolumeClaimRetentionPolicy"]["whenScaled"] == "Retain"
 
 
 def test_cache_reloader_and_exporter_sidecars() -> None:

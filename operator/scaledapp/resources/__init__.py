@@ -73,7 +73,7 @@ def build_children(
     out.append(app.app_service(child, namespace, spec))
     out.append(database.primary_statefulset(child, namespace, spec, replicas=0 if hold_primary else 1))
     out.append(database.replica_statefulset(child, namespace, spec))
-    out.append(cache.queue_deployment(child, namespace, spec))
+    out.append(cache.queue_statefulset(child, namespace, spec))
     if spec.cache.enabled:
         out.append(cache.cache_deployment(child, namespace, spec))
     out.append(app.app_deployment(child, namespace, spec))
@@ -96,6 +96,8 @@ def all_child_kinds(name: str) -> list[tuple[str, str, str]]:
                                           child.queue, child.cache, child.app)],
         ("apps/v1", "StatefulSet", child.db_primary),
         ("apps/v1", "StatefulSet", child.db_replicas),
+        ("apps/v1", "StatefulSet", child.queue),
+        # child.queue was a Deployment before the queue became durable: listed so an upgrade prunes it.
         *[("apps/v1", "Deployment", n) for n in (child.queue, child.cache, child.app, child.workers)],
         ("policy/v1", "PodDisruptionBudget", child.app),
     ]

@@ -18,7 +18,11 @@ A restart empties a Redis without persistence, so growing the cache must not res
   grant the max when the cache grows into it.
 
 The queue Redis is separate because the cache evicts (allkeys-lru) and may be disabled: a job queue in
-it could lose jobs exactly when memory is tight. The queue uses noeviction and append-only persistence.
+it could lose jobs exactly when memory is tight. The queue uses noeviction and is durable: a StatefulSet of
+one pod whose append-only file is on a PersistentVolumeClaim and is fsynced before every reply
+(`appendfsync always`), so an order the app acknowledged (202) survives the loss of the queue pod, and at
+most one queue Redis exists at a time (a StatefulSet does not start a pod's replacement before the old one
+is gone, where a Deployment could briefly run two and split the jobs). docs/failure.md argues the choice.
 
 Both name their command and network settings (`redis-server`, bind 0.0.0.0, protected mode off): no image
 entrypoint turns bare options into a command, and a Redis built with protected mode on (Debian's) refuses
@@ -185,7 +189,10 @@ def cache_service(child: names.ChildNames, namespace: str) -> Manifest:
 QUEUE_MAXMEMORY = 96 * 1024 * 1024
 
 
-def queue_deployment(child: names.ChildNames, namespace: str, spec: api.ScaledAppSpec) -> Manifest:
+QUEUE_STORAGE = "1Gi"  # the AOF of QUEUE_MAXMEMORY of jobs, rewritten now and then, with room to spare
+
+
+def queue_statefulset(child: names.ChildNames, namespace: str, spec: api.ScaledAppSpec) -> Manifest:
     redis: Manifest = {
         "name": "redis",
         "image": spec.cache.image,
@@ -195,7 +202,9 @@ def queue_deployment(child: names.ChildNames, namespace: str, spec: api.ScaledAp
         "args": ["--bind", "0.0.0.0", "--protected-mode", "no", "--port", str(REDIS_PORT),
                  # noeviction: a full queue refuses new jobs (the app sees errors) instead of dropping old ones.
                  "--maxmemory", str(QUEUE_MAXMEMORY), "--maxmemory-policy", "noeviction",
-                 "--appendonly", "yes", "--dir", "/data"],
+                 # Durable: every write is on the volume before Redis answers it (an accepted order is never
+                 # lost with the pod); no RDB snapshots beside the AOF.
+                 "--appendonly", "yes", "--appendfsync", "always", "--save", "", "--dir", "/data"],
         "env": [pod_ip_env()],
         "ports": [{"name": "redis", "containerPort": REDIS_PORT, "protocol": "TCP"}],
         "resources": resources("25m", "128Mi", limit_cpu="500m"),
@@ -204,23 +213,24 @@ def queue_deployment(child: names.ChildNames, namespace: str, spec: api.ScaledAp
         "securityContext": container_security_context(),
         "volumeMounts": [{"name": "data", "mountPath": "/data"}],
     }
-    pod = pod_template(
-        child.owner,
-        QUEUE_TIER,
-        {**_redis_pod_base(), "containers": [redis],
-         "volumes": [{"name": "data", "emptyDir": {"sizeLimit": "256Mi"}}]},
-    )
+    pod = pod_template(child.owner, QUEUE_TIER, {**_redis_pod_base(), "containers": [redis]})
+    claim: Manifest = {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": QUEUE_STORAGE}}}
+    if spec.database.storage_class_name:  # the cluster's choice of durable storage, as for Postgres
+        claim["storageClassName"] = spec.database.storage_class_name
     return {
         "apiVersion": "apps/v1",
-        "kind": "Deployment",
+        "kind": "StatefulSet",
         "metadata": object_meta(child.owner, namespace, child.queue, QUEUE_TIER),
         "spec": {
             "replicas": 1,
+            "serviceName": child.queue,
             "selector": selector(child.owner, QUEUE_TIER),
-            "revisionHistoryLimit": 3,
-            # Recreate: two queue Redis instances at once would split the jobs between them.
-            "strategy": {"type": "Recreate"},
+            "updateStrategy": {"type": "RollingUpdate"},
+            # The jobs outlive a pod, not the ScaledApp.
+            "persistentVolumeClaimRetentionPolicy": {"whenDeleted": "Delete", "whenScaled": "Retain"},
             "template": pod,
+            "volumeClaimTemplates": [{"metadata": {"name": "data", "labels": names.labels(child.owner, QUEUE_TIER)},
+                                      "spec": claim}],
         },
     }
 

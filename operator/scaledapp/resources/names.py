@@ -63,7 +63,7 @@ class ChildNames:
         return f"{self.owner}-workers"
 
     @property
-    def queue(self) -> str:  # Deployment, Service: the job queue's own Redis (never evicts)
+    def queue(self) -> str:  # StatefulSet (1 pod, PVC), Service: the job queue's own durable Redis (never evicts)
         return f"{self.owner}-queue"
 
     def ingress_policy(self, tier: str) -> str:  # NetworkPolicy guarding one tier's pods
