@@ -224,6 +224,17 @@ class ResourceRange(Model):
 _CEL_IMAGE_MAJOR = "{image}.find('[^/]*$').find('^[^@:]*:[0-9]+').find('[0-9]+$')"
 
 
+class FailoverSpec(Model):
+    """When the write role moves to a replica (docs/failure.md)."""
+
+    enabled: bool = Field(True, description="Promote a replica when the primary is lost.")
+    delay_seconds: int = Field(
+        10, ge=1, le=3600,
+        description="How long the primary may be not Ready (and not answering) before a replica is promoted. "
+        "A pod the kubelet restarts within it keeps the role: no failover for a restart.",
+    )
+
+
 class DatabaseSpec(Model):
     """Postgres: a primary (widened vertically) and streaming read replicas (widened horizontally)."""
 
@@ -257,8 +268,21 @@ class DatabaseSpec(Model):
         default_factory=lambda: ReplicaRange(min=1, max=5),
         description="Streaming read replicas (each bootstraps from the primary with pg_basebackup).",
     )
+    failover: FailoverSpec = Field(
+        default_factory=lambda: FailoverSpec(),
+        description="Automatic failover: promote the most advanced replica when the primary is lost.",
+    )
+    synchronous: bool = Field(
+        False,
+        description="Commits wait until at least one replica has the WAL (synchronous_standby_names 'ANY 1 (*)'): "
+        "an acknowledged write survives a failover. Needs readReplicas.min >= 1; while no replica is connected, "
+        "commits wait. Off: a failover may lose the last writes the replicas had not received.",
+    )
 
     RULES = (
+        Rule("!self.synchronous || self.readReplicas.min >= 1",
+             "synchronous needs readReplicas.min >= 1: with no replica a commit would wait forever", ".synchronous",
+             lambda m: not m.synchronous or m.read_replicas.min >= 1),
         at_least("storage", MIN_STORAGE, " (a fresh Postgres data directory with its WAL takes over 100Mi)"),
         Rule(
             "has(self.storageClassName) == has(oldSelf.storageClassName)",
@@ -518,6 +542,27 @@ class ScalerState(Model):
     )
 
 
+class FailoverRecord(Model):
+    time: str = Field(..., description="When the new primary took writes (RFC 3339).")
+    kind: Literal["failover", "switchover"] = Field(..., description="Failover (primary lost) or planned switchover.")
+    from_: str = Field("", alias="from", description="The pod that held the write role.")
+    to: str = Field("", description="The pod that holds it now.")
+    reason: str = Field("", description="Why.")
+    seconds: float | None = Field(None, description="From the decision until writes were accepted again.")
+
+
+class DatabaseStatus(Model):
+    """Who holds the write role (the failover guard's; the pods' role labels follow it)."""
+
+    primary: str = Field("", description="The pod holding the write role; empty: the primary StatefulSet's pod.")
+    epoch: int = Field(0, description="Increments with every move of the write role.")
+    phase: Literal["Healthy", "FailingOver", "Promoted", "SwitchingOver"] = Field(
+        "Healthy", description="Promoted: the role is on a replica's pod until its home pod has caught up.")
+    reason: str = Field("", description="The guard's latest judgement, one CamelCase word.")
+    message: str = Field("", description="What a person needs to know.")
+    last_move: FailoverRecord | None = Field(None, description="The latest failover or switchover.")
+
+
 class ScaledAppStatus(Model):
     observed_generation: int | None = Field(None, description="The spec generation last reconciled.")
     app: str = Field("", description="App ready/desired, e.g. 3/4 (for kubectl get).")
@@ -529,6 +574,7 @@ class ScaledAppStatus(Model):
     history: list[Action] = Field(default_factory=list, max_length=10, description="The last 10 decisions.")
     recommendation: str = Field("", description="Advice the scaler will not act on (e.g. shard the primary).")
     scaler: ScalerState = Field(default_factory=ScalerState, description="Scaler memory (windows, cooldown).")
+    database: DatabaseStatus = Field(default_factory=DatabaseStatus, description="The write role and failovers.")
 
 
 class ScaledApp(Model):

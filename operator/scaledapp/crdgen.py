@@ -26,6 +26,8 @@ PRINTER_COLUMNS = [
      "description": "Ready Postgres read replicas."},
     {"name": "Bottleneck", "type": "string", "jsonPath": ".status.bottleneck",
      "description": "The tier that is the bottleneck now."},
+    {"name": "Primary", "type": "string", "jsonPath": ".status.database.primary",
+     "description": "The Postgres pod holding the write role (it moves on failover)."},
     {"name": "Mode", "type": "string", "jsonPath": ".spec.scaling.mode"},
     {"name": "Ready", "type": "string", "jsonPath": '.status.conditions[?(@.type=="Ready")].status'},
     {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},

@@ -8,9 +8,9 @@ from typing import Any
 
 import kopf
 
-from scaledapp import api, reconciler, scaler
+from scaledapp import api, dbguard, reconciler, scaler
 from scaledapp.kube import Kube, KubeError
-from scaledapp.resources.names import MANAGED_BY
+from scaledapp.resources.names import INSTANCE_LABEL, MANAGED_BY, TIER_LABEL
 
 CHILD_KINDS = [
     ("apps", "v1", "deployments"),
@@ -113,3 +113,23 @@ async def scale(body: kopf.Body, stopped: kopf.DaemonStopped, memo: kopf.Memo, l
     while not stopped:
         interval = await scaler.tick(memo.kube, dict(body), logger)
         await stopped.wait(interval)
+
+
+def _is_db_tier(value: str | None, **_: Any) -> bool:
+    return value in dbguard.DB_TIERS
+
+
+@kopf.index("", "v1", "pods", labels={"app.kubernetes.io/managed-by": MANAGED_BY, TIER_LABEL: _is_db_tier})
+async def db_pods(body: kopf.Body, namespace: str | None, labels: kopf.Labels, **_: Any) -> dict[Any, Any]:
+    """The Postgres pods of every ScaledApp, kept current by the watch: the failover guard reads them each
+    second without an API call."""
+    return {(namespace, labels.get(INSTANCE_LABEL)): dbguard.pod_summary(body)}
+
+
+@kopf.daemon(api.GROUP, api.VERSION, api.PLURAL, id="failover-guard", cancellation_timeout=10)
+async def guard_write_role(body: kopf.Body, stopped: kopf.DaemonStopped, memo: kopf.Memo, logger: kopf.Logger,
+                           **kwargs: Any) -> None:
+    """Each second: who holds the Postgres write role; failover, switchover home, slot sweep (dbguard.py)."""
+    db_pods: kopf.Index[Any, Any] = kwargs["db_pods"]  # kopf passes indexes by name (its types cannot say so)
+    key = (body.metadata.namespace, body.metadata.name)
+    await dbguard.run_guard(memo.kube, body, lambda: list(db_pods.get(key, [])), logger, stopped)

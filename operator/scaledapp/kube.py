@@ -311,6 +311,31 @@ class Kube:
             raise KubeError(f"resize pod {namespace}/{name}", exc.status, _reason(exc)) from exc
         return True
 
+    async def label_pod(self, name: str, namespace: str, labels: dict[str, str]) -> bool:
+        """Set labels on a pod (a merge patch of metadata.labels only); False when the pod is gone."""
+        try:
+            await self._call("PATCH", resource_path("v1", "Pod", namespace, name),
+                             body={"metadata": {"labels": labels}}, content_type="application/merge-patch+json")
+        except ApiException as exc:
+            if exc.status == 404:
+                return False
+            raise KubeError(f"label pod {namespace}/{name}", exc.status, _reason(exc)) from exc
+        return True
+
+    async def delete_pod(self, name: str, namespace: str, grace_seconds: int | None = None) -> bool:
+        """Delete a pod (grace 0: the kubelet kills its containers at once, e.g. to fence a hung primary);
+        False when it was already gone."""
+        body: dict[str, Any] = {"kind": "DeleteOptions", "apiVersion": "v1"}
+        if grace_seconds is not None:
+            body["gracePeriodSeconds"] = grace_seconds
+        try:
+            await self._call("DELETE", resource_path("v1", "Pod", namespace, name), body=body)
+        except ApiException as exc:
+            if exc.status == 404:
+                return False
+            raise KubeError(f"delete pod {namespace}/{name}", exc.status, _reason(exc)) from exc
+        return True
+
     async def post_event(
         self, owner: dict[str, Any], type_: str, reason: str, message: str, component: str = "scaledapp-operator"
     ) -> None:

@@ -120,7 +120,8 @@ async def apply_children(
     child = names.ChildNames(name)
     primary = await kube.get("apps/v1", "StatefulSet", child.db_primary, namespace)
     hold = primary is None or not scaler.owned_by_scaler(primary)
-    wanted = [m for m in resources.build_children(name, namespace, spec, hold_primary=hold)
+    write_role_at = ((owner.get("status") or {}).get("database") or {}).get("primary")
+    wanted = [m for m in resources.build_children(name, namespace, spec, hold_primary=hold, write_role_at=write_role_at)
               if only is None or (m["kind"], m["metadata"]["name"]) == only]
     # Two waves, each applied concurrently: what pods need (config, policies, services), then workloads.
     applied: list[Manifest] = []
@@ -128,7 +129,7 @@ async def apply_children(
         applied += await asyncio.gather(*(kube.apply(adopt(m, owner), names.RECONCILER_MANAGER) for m in wave))
     await scaler.set_initial_sizes(kube, owner, spec, applied)
     if hold and any(m["metadata"]["name"] == child.db_primary and m["kind"] == "StatefulSet" for m in applied):
-        sized = [m for m in resources.build_children(name, namespace, spec)
+        sized = [m for m in resources.build_children(name, namespace, spec, write_role_at=write_role_at)
                  if m["kind"] == "StatefulSet" and m["metadata"]["name"] == child.db_primary]
         applied.append(await kube.apply(adopt(sized[0], owner), names.RECONCILER_MANAGER))
     if only is None:

@@ -199,7 +199,9 @@ async def tick(kube: Kube, body: Manifest, logger: Logger) -> float:
                                      ready_message, meta.get("generation"), now)
     patch: Manifest = {"app": f"{tier_counts.app.ready}/{tier_counts.app.desired}",
                        "tiers": tier_counts.model_dump(by_alias=True, exclude_none=True)}
-    if workloads.complete:
+    # While the write role moves (failover, switchover home) the database tiers are not what the workloads
+    # say: no step until it is home again (dbguard.py).
+    if workloads.complete and status.database.phase == "Healthy":
         decision = await _decide_and_act(kube, spec, name, namespace, meta, status, sizes, tier_counts, now, logger)
         patch.update(status_fields(decision, status.history, status.last_action))
         for cond in decision.conditions:

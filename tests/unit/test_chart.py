@@ -116,12 +116,14 @@ def test_rbac_is_least_privilege(variant: str) -> None:
             verbs_of.setdefault(key, set()).update(rule["verbs"])
     assert not any({"deletecollection", "update", "escalate", "bind", "impersonate"} & v
                    for v in verbs_of.values()), verbs_of
-    # delete only where the reconciler prunes a switched-off tier (cache, workers); never data.
+    # delete only where the reconciler prunes a switched-off tier (cache, workers), and pods (the failover
+    # guard fences a lost primary); never data (no PVCs, StatefulSets, Secrets).
     assert {k for k, v in verbs_of.items() if "delete" in v} == {
-        "deployments.apps", "services", "configmaps", "networkpolicies.networking.k8s.io"}
+        "deployments.apps", "services", "configmaps", "networkpolicies.networking.k8s.io", "pods"}
     assert verbs_of["secrets"] == {"get", "list", "watch", "create"}
     assert verbs_of["pods/resize"] == {"patch"}
-    assert "pods" not in verbs_of  # only the resize subresource
+    assert verbs_of["pods"] == {"get", "list", "watch", "patch", "delete"}  # labels and fencing, no exec/create
+    assert not {"pods/exec", "pods/log", "pods/attach", "pods/portforward"} & set(verbs_of)
     assert verbs_of["events"] == {"create"}
     assert verbs_of["scaledapps/status.scaledapp.dev"] == {"patch"}
     assert verbs_of["scaledapps.scaledapp.dev"] == {"get", "list", "watch", "patch"}

@@ -20,7 +20,7 @@ from scaledapp.resources import (
     replicas_body,
 )
 from scaledapp.resources.database import package_file
-from scaledapp.resources.names import TIER_LABEL, ChildNames
+from scaledapp.resources.names import INSTANCE_LABEL, ROLE_LABEL, TIER_LABEL, ChildNames
 from tests.unit.test_resources import K8S_VERSION, NS, PASSWORDS, SPECS, by_key, env_of
 
 C = ChildNames("shop")
@@ -208,10 +208,13 @@ def test_postgres_exporters_use_the_pinned_image_and_mounted_queries() -> None:
         assert path.rsplit("/", 1)[1] in m[f"ConfigMap/{volume['configMap']['name']}"]["data"]
 
 
-def test_read_and_write_services_select_their_tier() -> None:
+def test_read_and_write_services_select_by_role_which_the_pods_start_with() -> None:
+    """The write role moves on failover: the Services select the role label, not the StatefulSet's tier."""
     m = built()
-    assert m[f"Service/{C.db_read}"]["spec"]["selector"][TIER_LABEL] == "db-read"
-    assert m[f"Service/{C.db_write}"]["spec"]["selector"][TIER_LABEL] == "db-write"
+    assert m[f"Service/{C.db_read}"]["spec"]["selector"] == {INSTANCE_LABEL: C.owner, ROLE_LABEL: "replica"}
+    assert m[f"Service/{C.db_write}"]["spec"]["selector"] == {INSTANCE_LABEL: C.owner, ROLE_LABEL: "primary"}
+    labels = {n: m[f"StatefulSet/{n}"]["spec"]["template"]["metadata"]["labels"] for n in (C.db_primary, C.db_replicas)}
+    assert labels[C.db_primary][ROLE_LABEL] == "primary" and labels[C.db_replicas][ROLE_LABEL] == "replica"
     assert m[f"Service/{C.db_primary}"]["spec"]["clusterIP"] == "None"
     assert m[f"Service/{C.db_replicas}"]["spec"]["clusterIP"] == "None"
 
@@ -233,10 +236,12 @@ def test_data_stores_accept_only_their_clients() -> None:
     m = built()
     write = m[f"NetworkPolicy/{C.ingress_policy('db-write')}"]
     (peers,) = allowed(write, 5432)
-    assert peer_tiers(peers) == {"app", "workers", "db-read"}
+    # Either Postgres pod may hold the write role (failover): each accepts the other, and the operator.
+    assert peer_tiers(peers[:1]) == {"app", "workers", "db-read", "db-write"}
+    assert peers[1]["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == "operator"
     assert allowed(write, 9187) == [None]  # metrics from anywhere
     (peers,) = allowed(m[f"NetworkPolicy/{C.ingress_policy('db-read')}"], 5432)
-    assert peer_tiers(peers) == {"app", "workers"}
+    assert peer_tiers(peers[:1]) == {"app", "workers", "db-read", "db-write"}
     cache = m[f"NetworkPolicy/{C.ingress_policy('cache')}"]
     (peers,) = allowed(cache, 6379)
     assert peer_tiers(peers) == {"app", "workers"}

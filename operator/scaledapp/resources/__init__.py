@@ -50,12 +50,14 @@ def build_children(
     *,
     passwords: DbPasswords | None = None,
     hold_primary: bool = False,
+    write_role_at: str | None = None,
 ) -> list[Manifest]:
     """Every reconciler-owned child, in apply order: Secret and ConfigMaps, NetworkPolicies (pods are
     fenced from their first moment), Services, then workloads from the database up to the app.
 
     passwords: include the credentials Secret (only when it does not exist yet; never overwrite).
     hold_primary: primary StatefulSet at 0 replicas, for the first apply (see the module docstring).
+    write_role_at: the Postgres pod holding the write role (status.database.primary; None: the home primary).
     Disabled tiers (cache, workers) are absent: the shell deletes children it no longer gets here.
     """
     child = ChildNames(name)
@@ -63,6 +65,7 @@ def build_children(
     if passwords is not None:
         out.append(credentials_secret(child, namespace, passwords))
     out.append(database.scripts_configmap(child, namespace))
+    out.append(database.topology_configmap(child, namespace))
     if spec.cache.enabled:
         out.append(cache.cache_config(child, namespace))
     out += network.network_policies(child, namespace, spec.cache.enabled)
@@ -71,7 +74,8 @@ def build_children(
     if spec.cache.enabled:
         out.append(cache.cache_service(child, namespace))
     out.append(app.app_service(child, namespace, spec))
-    out.append(database.primary_statefulset(child, namespace, spec, replicas=0 if hold_primary else 1))
+    out.append(database.primary_statefulset(child, namespace, spec, replicas=0 if hold_primary else 1,
+                                            write_role_at=write_role_at))
     out.append(database.replica_statefulset(child, namespace, spec))
     out.append(cache.queue_statefulset(child, namespace, spec))
     if spec.cache.enabled:
@@ -89,6 +93,7 @@ def all_child_kinds(name: str) -> list[tuple[str, str, str]]:
     return [
         ("v1", "Secret", child.db_credentials),
         ("v1", "ConfigMap", child.db_scripts),
+        ("v1", "ConfigMap", child.db_topology),
         ("v1", "ConfigMap", child.cache_config),
         *[("networking.k8s.io/v1", "NetworkPolicy", child.ingress_policy(t))
           for t in ("db-write", "db-read", "queue", "cache")],

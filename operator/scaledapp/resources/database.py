@@ -74,6 +74,8 @@ DATA_DIR = "/var/lib/postgresql/data"
 # A subdirectory: a fresh volume's root may hold lost+found, and initdb wants an empty directory.
 PGDATA = f"{DATA_DIR}/pgdata"
 SCRIPTS_DIR = "/scripts"
+TOPOLOGY_DIR = "/etc/scaledapp-topology"
+TOPOLOGY_KEY = "primary"  # in the db-topology ConfigMap: the pod holding the write role (the failover's key)
 QUERIES_DIR = "/etc/postgres-exporter"
 # Our own emptyDir, not the image's directory (which may not exist, or not be writable by uid 999).
 SOCKET_DIR = "/var/run/postgresql"
@@ -106,6 +108,25 @@ def scripts_configmap(child: names.ChildNames, namespace: str) -> Manifest:
     }
 
 
+def topology_configmap(child: names.ChildNames, namespace: str) -> Manifest:
+    """Which pod holds the write role, for the pods' scripts to read at start. The reconciler applies it
+    with no data: the `primary` key belongs to the failover (field manager scaledapp-failover), and
+    while it is absent the home primary holds the role."""
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": object_meta(child.owner, namespace, child.db_topology, WRITE_TIER, "db-topology"),
+    }
+
+
+def _topology_env(child: names.ChildNames) -> list[Manifest]:
+    return [
+        env_value("TOPOLOGY_FILE", f"{TOPOLOGY_DIR}/{TOPOLOGY_KEY}"),
+        env_value("HOME_PRIMARY", child.home_primary),
+        env_field("POD_NAME", "metadata.name"),
+    ]
+
+
 def postgres_settings(spec: api.DatabaseSpec) -> list[str]:
     """`postgres -c` arguments, identical on primary and replicas (a hot standby refuses to start
     with a smaller max_wal_senders than its primary). max_slot_wal_keep_size and hot_standby_feedback
@@ -117,12 +138,26 @@ def postgres_settings(spec: api.DatabaseSpec) -> list[str]:
         "max_replication_slots": str(senders),
         "hot_standby": "on",
     }
+    if spec.synchronous:
+        # Quorum of one: a commit returns once any replica has flushed its WAL. Set on every pod (a standby
+        # ignores it), so whichever pod is promoted keeps the guarantee.
+        settings["synchronous_standby_names"] = "ANY 1 (*)"
     return [arg for key, value in settings.items() for arg in ("-c", f"{key}={value}")]
 
 
 def slot_wal_keep_size(spec: api.DatabaseSpec) -> str:
     """An orphaned or lagging slot must not fill the volume: it may retain a quarter of it."""
     return f"{max(64, memory_bytes(spec.storage) // 4 // MI)}MB"
+
+
+def readiness_query(lag_seconds: float) -> str:
+    """Ready to serve its role: a primary always; a standby unless it lags, i.e. it has WAL received but not
+    replayed and its last replayed transaction is older than `lag_seconds` (an idle primary sends nothing, so
+    a caught-up standby is never "lagging" for want of new transactions). A lagging replica leaves the read
+    Service and comes back when it catches up."""
+    return ("select not pg_is_in_recovery() or pg_last_wal_receive_lsn() is null"
+            " or pg_last_wal_receive_lsn() <= pg_last_wal_replay_lsn()"
+            f" or now() - pg_last_xact_replay_timestamp() <= interval '{lag_seconds:g} seconds'")
 
 
 def _probes(query: str) -> Manifest:
@@ -159,13 +194,14 @@ def _exporter(child: names.ChildNames) -> Manifest:
     }
 
 
-def _postgres_container(child: names.ChildNames, spec: api.DatabaseSpec, role: str, query: str) -> Manifest:
+def _postgres_container(child: names.ChildNames, spec: api.ScaledAppSpec, role: str) -> Manifest:
+    db = spec.database
     return {
         "name": CONTAINER,
-        "image": spec.image,
+        "image": db.image,
         # Our script, not the image's entrypoint: the same on every image (see the module docstring).
         "command": ["bash", f"{SCRIPTS_DIR}/{POSTGRES_START}"],
-        "args": postgres_settings(spec),
+        "args": postgres_settings(db),
         # For postgres-start.sh (documented at its top) and the probes.
         "env": [
             env_value("PGDATA", PGDATA),
@@ -174,9 +210,10 @@ def _postgres_container(child: names.ChildNames, spec: api.DatabaseSpec, role: s
             env_secret("POSTGRES_PASSWORD", child.db_credentials, SUPERUSER_KEY),
             env_value("SOCKET_DIR", SOCKET_DIR),
             pod_ip_env(),
+            *_topology_env(child),
         ],
         "ports": [{"name": "postgres", "containerPort": POSTGRES_PORT, "protocol": "TCP"}],
-        **_probes(query),
+        **_probes(readiness_query(spec.scaling.targets.replication_lag_seconds)),
         # Writable root: what our script and the server write is on volumes (data, socket, shm), but no
         # image has been checked to write nothing else; `restricted` does not require a read-only root.
         "securityContext": container_security_context(read_only_root=False),
@@ -185,6 +222,7 @@ def _postgres_container(child: names.ChildNames, spec: api.DatabaseSpec, role: s
             {"name": "shm", "mountPath": "/dev/shm"},
             {"name": "run", "mountPath": SOCKET_DIR},
             {"name": "scripts", "mountPath": SCRIPTS_DIR, "readOnly": True},
+            {"name": "topology", "mountPath": TOPOLOGY_DIR, "readOnly": True},
         ],
     }
 
@@ -196,6 +234,8 @@ def _volumes(child: names.ChildNames) -> list[Manifest]:
         {"name": "shm", "emptyDir": {"medium": "Memory", "sizeLimit": "256Mi"}},
         # The Unix socket and its lock file: writable by uid 999 on any image.
         {"name": "run", "emptyDir": {"medium": "Memory", "sizeLimit": "1Mi"}},
+        # Read at start by the scripts; optional, so a pod starts (as the home topology) before it exists.
+        {"name": "topology", "configMap": {"name": child.db_topology, "optional": True}},
     ]
 
 
@@ -215,12 +255,49 @@ def _pod_base() -> Manifest:
     }
 
 
+def _bootstrap(child: names.ChildNames, db: api.DatabaseSpec) -> Manifest:
+    """replica-bootstrap.sh as an initContainer on every Postgres pod: it reads the topology and seeds the
+    pod when it is a replica without data, or one that ran as a primary before a failover moved the role."""
+    return {
+        "name": "bootstrap",
+        "image": db.image,
+        "command": ["bash", f"{SCRIPTS_DIR}/{REPLICA_BOOTSTRAP}"],
+        # For replica-bootstrap.sh (documented at its top).
+        "env": [
+            env_value("PGDATA", PGDATA),
+            env_value("PRIMARY_HOST", child.db_write),
+            env_value("PRIMARY_PORT", str(POSTGRES_PORT)),
+            env_value("REPLICATION_USER", REPLICATION_USER),
+            env_secret("REPLICATION_PASSWORD", child.db_credentials, REPLICATION_KEY),
+            # Becomes application_name on the primary and, sanitised, the replication slot name.
+            env_field("REPLICA_NAME", "metadata.name"),
+            *_topology_env(child),
+        ],
+        "resources": resources("50m", "128Mi", limit_cpu="500m", limit_memory="256Mi"),
+        "securityContext": container_security_context(read_only_root=False),
+        "volumeMounts": [
+            {"name": "data", "mountPath": DATA_DIR},
+            {"name": "scripts", "mountPath": SCRIPTS_DIR, "readOnly": True},
+            {"name": "topology", "mountPath": TOPOLOGY_DIR, "readOnly": True},
+        ],
+    }
+
+
+def _postgres_pod(child: names.ChildNames, tier: str, spec: Manifest, role: str) -> Manifest:
+    pod = pod_template(child.owner, tier, spec, annotations=scrape_annotations(POSTGRES_EXPORTER_PORT))
+    pod["metadata"]["labels"][names.ROLE_LABEL] = role
+    return pod
+
+
 def primary_statefulset(
-    child: names.ChildNames, namespace: str, spec: api.ScaledAppSpec, replicas: int = 1
+    child: names.ChildNames, namespace: str, spec: api.ScaledAppSpec, replicas: int = 1,
+    write_role_at: str | None = None,
 ) -> Manifest:
-    """The primary. `replicas` is 0 only for the very first apply (see build_children(hold_primary))."""
+    """The primary's home. `replicas` is 0 only for the very first apply (see build_children(hold_primary)).
+    `write_role_at`: the pod holding the write role (None: this StatefulSet's pod); a new pod here starts
+    labelled a replica while a failover has the role elsewhere."""
     db = spec.database
-    postgres = _postgres_container(child, db, "primary", "select not pg_is_in_recovery()")
+    postgres = _postgres_container(child, spec, "primary")
     postgres["env"] += [
         env_value("POSTGRES_DB", DATABASE),
         env_value("INIT_SCRIPTS", " ".join(f"{SCRIPTS_DIR}/{script}" for script in INIT_SCRIPTS)),
@@ -238,11 +315,11 @@ def primary_statefulset(
         {"resourceName": "cpu", "restartPolicy": "NotRequired"},
         {"resourceName": "memory", "restartPolicy": "NotRequired"},
     ]
-    pod = pod_template(
-        child.owner, WRITE_TIER,
-        {**_pod_base(), "containers": [postgres, _exporter(child)], "volumes": _volumes(child)},
-        annotations=scrape_annotations(POSTGRES_EXPORTER_PORT),
-    )
+    role = "primary" if write_role_at in (None, child.home_primary) else "replica"
+    pod = _postgres_pod(child, WRITE_TIER, {
+        **_pod_base(), "initContainers": [_bootstrap(child, db)], "containers": [postgres, _exporter(child)],
+        "volumes": _volumes(child),
+    }, role)
     return {
         "apiVersion": "apps/v1",
         "kind": "StatefulSet",
@@ -262,38 +339,17 @@ def primary_statefulset(
 
 def replica_statefulset(child: names.ChildNames, namespace: str, spec: api.ScaledAppSpec) -> Manifest:
     db = spec.database
-    postgres = _postgres_container(child, db, "replica", "select pg_is_in_recovery()")
+    postgres = _postgres_container(child, spec, "replica")
     # Replicas are widened by number, not size: their resources are the reconciler's, limits at the
     # primary's initial size, the CPU request a fraction of it (as the primary's: scaler.py).
     initial = db.resources.initial
     postgres["resources"] = resources(cpu_request(initial.cpu), initial.memory,
                                       limit_cpu=initial.cpu, limit_memory=initial.memory)
-    bootstrap: Manifest = {
-        "name": "bootstrap",
-        "image": db.image,
-        "command": ["bash", f"{SCRIPTS_DIR}/{REPLICA_BOOTSTRAP}"],
-        # For replica-bootstrap.sh (documented at its top).
-        "env": [
-            env_value("PGDATA", PGDATA),
-            env_value("PRIMARY_HOST", child.db_write),
-            env_value("PRIMARY_PORT", str(POSTGRES_PORT)),
-            env_value("REPLICATION_USER", REPLICATION_USER),
-            env_secret("REPLICATION_PASSWORD", child.db_credentials, REPLICATION_KEY),
-            # Becomes application_name on the primary and, sanitised, the replication slot name.
-            env_field("REPLICA_NAME", "metadata.name"),
-        ],
-        "resources": resources("50m", "128Mi", limit_cpu="500m", limit_memory="256Mi"),
-        "securityContext": container_security_context(read_only_root=False),
-        "volumeMounts": [
-            {"name": "data", "mountPath": DATA_DIR},
-            {"name": "scripts", "mountPath": SCRIPTS_DIR, "readOnly": True},
-        ],
-    }
-    pod = pod_template(
-        child.owner, READ_TIER,
+    pod = _postgres_pod(
+        child, READ_TIER,
         {
             **_pod_base(),
-            "initContainers": [bootstrap],
+            "initContainers": [_bootstrap(child, db)],
             "containers": [postgres, _exporter(child)],
             "volumes": _volumes(child),
             # Prefer nodes without another Postgres of this app: a replica beside the primary adds
@@ -310,7 +366,7 @@ def replica_statefulset(child: names.ChildNames, namespace: str, spec: api.Scale
                 },
             }]}},
         },
-        annotations=scrape_annotations(POSTGRES_EXPORTER_PORT),
+        "replica",
     )
     return {
         "apiVersion": "apps/v1",
@@ -323,7 +379,7 @@ def replica_statefulset(child: names.ChildNames, namespace: str, spec: api.Scale
             "podManagementPolicy": "Parallel",
             "updateStrategy": {"type": "RollingUpdate"},
             # A removed replica's volume goes too: a later scale-up re-seeds from a fresh basebackup
-            # instead of resuming from a slot the scaler dropped at scale-down.
+            # instead of resuming from a slot the failover guard dropped after the scale-down.
             "persistentVolumeClaimRetentionPolicy": {"whenDeleted": "Delete", "whenScaled": "Delete"},
             "template": pod,
             "volumeClaimTemplates": [_claim(child.owner, READ_TIER, db)],
@@ -331,12 +387,19 @@ def replica_statefulset(child: names.ChildNames, namespace: str, spec: api.Scale
     }
 
 
+def _role_service(child: names.ChildNames, namespace: str, name: str, tier: str, role: str) -> Manifest:
+    """A Service over the Postgres pods of one role, whichever StatefulSet they belong to (the write role
+    moves on failover; replicas of either StatefulSet serve reads). Services route to Ready pods only."""
+    manifest = service(child.owner, namespace, name, tier, [("postgres", POSTGRES_PORT, "postgres")])
+    manifest["spec"]["selector"] = {names.INSTANCE_LABEL: child.owner, names.ROLE_LABEL: role}
+    return manifest
+
+
 def database_services(child: names.ChildNames, namespace: str) -> list[Manifest]:
     port = [("postgres", POSTGRES_PORT, "postgres")]
     return [
         service(child.owner, namespace, child.db_primary, WRITE_TIER, port, headless=True),
-        service(child.owner, namespace, child.db_write, WRITE_TIER, port),
+        _role_service(child, namespace, child.db_write, WRITE_TIER, "primary"),
         service(child.owner, namespace, child.db_replicas, READ_TIER, port, headless=True),
-        # Selects replica pods only (tier label), and Services route to ready pods only.
-        service(child.owner, namespace, child.db_read, READ_TIER, port),
+        _role_service(child, namespace, child.db_read, READ_TIER, "replica"),
     ]

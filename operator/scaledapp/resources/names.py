@@ -8,6 +8,9 @@ from scaledapp.api import GROUP
 
 TIER_LABEL = f"{GROUP}/tier"
 INSTANCE_LABEL = "app.kubernetes.io/instance"
+# On Postgres pods: primary or replica. The write and read Services select by it; the operator moves it
+# when the write role moves (failover.py); pod templates only give a new pod its starting value.
+ROLE_LABEL = f"{GROUP}/role"
 MANAGED_BY = "scaledapp-operator"
 # Pod tiers (the scaling tiers, plus the queue's Redis which is not scaled).
 TIERS = ("app", "cache", "db-write", "db-read", "workers")
@@ -53,6 +56,14 @@ class ChildNames:
     @property
     def db_scripts(self) -> str:  # ConfigMap: primary-init, replica-bootstrap, exporter queries
         return f"{self.owner}-db-scripts"
+
+    @property
+    def db_topology(self) -> str:  # ConfigMap: which pod holds the write role (key `primary`, the failover's)
+        return f"{self.owner}-db-topology"
+
+    @property
+    def home_primary(self) -> str:  # the pod that holds the write role unless a failover moved it
+        return f"{self.db_primary}-0"
 
     @property
     def db_credentials(self) -> str:  # Secret, generated once by the operator, never overwritten

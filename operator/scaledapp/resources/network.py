@@ -1,7 +1,8 @@
 """NetworkPolicies: the data stores accept only the pods that use them.
 
-* db-write (the primary): app and workers, and the read replicas (replication), on 5432.
-* db-read (replicas): app and workers on 5432.
+* Postgres (db-write and db-read pods alike, since the write role moves between them on failover): app
+  and workers, the other Postgres pods (replication), and the operator's pods in any namespace (failover
+  asks the servers for their WAL positions and promotes one), on 5432.
 * cache and queue Redis: app and workers on 6379.
 * The exporters' metrics ports (9187, 9121) from any source: Prometheus may run in any namespace and
   under any labels, and a metrics endpoint exposes no data.
@@ -25,6 +26,13 @@ from scaledapp.resources.common import (
 )
 
 CLIENT_TIERS = ("app", "workers")
+POSTGRES_PEERS = (*CLIENT_TIERS, "db-write", "db-read")
+# The chart's operator pods (app.kubernetes.io/name is the chart's name unless nameOverride changes it).
+OPERATOR_PODS: Manifest = {
+    "namespaceSelector": {},
+    "podSelector": {"matchLabels": {"app.kubernetes.io/name": "scaledapp-operator",
+                                    "app.kubernetes.io/component": "operator"}},
+}
 
 
 def _peers(owner: str, tiers: Sequence[str]) -> Manifest:
@@ -35,9 +43,11 @@ def _peers(owner: str, tiers: Sequence[str]) -> Manifest:
 
 
 def _policy(
-    child: names.ChildNames, namespace: str, tier: str, port: int, clients: Sequence[str], metrics_port: int | None
+    child: names.ChildNames, namespace: str, tier: str, port: int, clients: Sequence[str], metrics_port: int | None,
+    operator: bool = False,
 ) -> Manifest:
-    ingress: list[Manifest] = [{"from": [_peers(child.owner, clients)], "ports": [{"protocol": "TCP", "port": port}]}]
+    sources = [_peers(child.owner, clients), *([OPERATOR_PODS] if operator else [])]
+    ingress: list[Manifest] = [{"from": sources, "ports": [{"protocol": "TCP", "port": port}]}]
     if metrics_port is not None:
         ingress.append({"ports": [{"protocol": "TCP", "port": metrics_port}]})
     return {
@@ -54,8 +64,8 @@ def _policy(
 
 def network_policies(child: names.ChildNames, namespace: str, cache_enabled: bool) -> list[Manifest]:
     policies = [
-        _policy(child, namespace, "db-write", POSTGRES_PORT, [*CLIENT_TIERS, "db-read"], POSTGRES_EXPORTER_PORT),
-        _policy(child, namespace, "db-read", POSTGRES_PORT, CLIENT_TIERS, POSTGRES_EXPORTER_PORT),
+        _policy(child, namespace, "db-write", POSTGRES_PORT, POSTGRES_PEERS, POSTGRES_EXPORTER_PORT, operator=True),
+        _policy(child, namespace, "db-read", POSTGRES_PORT, POSTGRES_PEERS, POSTGRES_EXPORTER_PORT, operator=True),
         _policy(child, namespace, names.QUEUE_TIER, REDIS_PORT, CLIENT_TIERS, None),
     ]
     if cache_enabled:

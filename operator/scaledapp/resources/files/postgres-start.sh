@@ -31,7 +31,10 @@
 #
 # Environment (read here):
 #   PGDATA              data directory (required); for a primary a subdirectory of the volume, not its mount point
-#   POSTGRES_ROLE       primary or replica (default: primary)
+#   POSTGRES_ROLE       primary or replica (default: primary); overridden by the topology when TOPOLOGY_FILE is set
+#   TOPOLOGY_FILE       file naming the pod that holds the write role (the db-topology ConfigMap); absent or
+#                       empty: HOME_PRIMARY holds it. This pod (POD_NAME) is the primary iff it is named.
+#   POD_NAME, HOME_PRIMARY  see TOPOLOGY_FILE
 #   POSTGRES_USER       superuser initdb creates (default: postgres)
 #   POSTGRES_PASSWORD   its password (required to initialise a primary)
 #   POSTGRES_DB         database created at initialisation (default: $POSTGRES_USER)
@@ -46,6 +49,11 @@ set -euo pipefail
 : "${PGDATA:?PGDATA must be set}"
 PGDATA="${PGDATA%/}"
 POSTGRES_ROLE="${POSTGRES_ROLE:-primary}"
+if [ -n "${TOPOLOGY_FILE:-}" ]; then
+  holder="$(cat "$TOPOLOGY_FILE" 2>/dev/null || true)"
+  holder="${holder:-${HOME_PRIMARY:-}}"
+  if [ "$holder" = "${POD_NAME:-}" ]; then POSTGRES_ROLE=primary; else POSTGRES_ROLE=replica; fi
+fi
 POSTGRES_USER="${POSTGRES_USER:-postgres}"
 POSTGRES_DB="${POSTGRES_DB:-$POSTGRES_USER}"
 INIT_SCRIPTS="${INIT_SCRIPTS:-}"

@@ -3,6 +3,16 @@
 # uses the same postgres image (and user) as the replica's main container, where postgres-start.sh
 # (POSTGRES_ROLE=replica) finds PG_VERSION and starts a hot standby that follows the primary.
 #
+# Every Postgres pod runs it, the primary's too: the write role can move (failover, docs/failure.md), so
+# whether this pod is a replica is read from the topology file (the db-topology ConfigMap, mounted):
+#   this pod holds the write role    nothing to do (postgres-start.sh initialises or starts the primary)
+#   a seeded standby                 nothing to do (it follows whoever holds the role, via the Service)
+#   a former primary                 data that ran as a primary (no standby.signal) while the topology
+#                                    names another pod: it may hold writes the new primary never had,
+#                                    so it is moved aside to "$PGDATA.diverged" (kept for inspection,
+#                                    replacing an older one) and the pod is seeded again
+# With no topology written yet, the home primary (HOME_PRIMARY) holds the role and nothing is moved aside.
+#
 #   pg_basebackup -X stream -R   copies the data, streams the WAL needed to make it consistent, and
 #                                writes standby.signal + primary_conninfo/primary_slot_name
 #   named slot per replica       the primary keeps the WAL this replica has not received yet (bounded
@@ -19,6 +29,9 @@
 #                          application_name on the primary and, sanitised, the slot name
 #   REPLICATION_SLOT       slot name override (default: derived from REPLICA_NAME)
 #   WAIT_TIMEOUT_SECONDS   give up if the primary is not reachable and copied within this (default: 300)
+#   POD_NAME               this pod's name (default: $REPLICA_NAME)
+#   TOPOLOGY_FILE          file holding the name of the pod with the write role (absent or empty: unknown)
+#   HOME_PRIMARY           the pod that holds the write role while the topology names none
 #
 # Idempotent on restart: a data directory this script finished seeding is left alone (exit 0); one a
 # previous run left half-copied is emptied and seeded again.
@@ -35,8 +48,26 @@ WAIT_TIMEOUT_SECONDS="${WAIT_TIMEOUT_SECONDS:-300}"
 default_slot="$(printf '%s' "$REPLICA_NAME" | tr '[:upper:]' '[:lower:]' | tr -c 'a-z0-9_' '_' | cut -c1-63)"
 REPLICATION_SLOT="${REPLICATION_SLOT:-$default_slot}"
 DONE_MARKER="$PGDATA/scaledapp-replica-seeded"
+POD_NAME="${POD_NAME:-$REPLICA_NAME}"
+named_primary="$(cat "${TOPOLOGY_FILE:-/nonexistent}" 2>/dev/null || true)"
+primary="${named_primary:-${HOME_PRIMARY:-}}"
 
 log() { echo "replica-bootstrap: $*" >&2; }
+
+if [ "$primary" = "$POD_NAME" ]; then
+  log "$POD_NAME holds the write role: nothing to seed"
+  exit 0
+fi
+if [ -s "$PGDATA/PG_VERSION" ] && [ ! -f "$PGDATA/standby.signal" ]; then
+  if [ -z "$named_primary" ]; then
+    log "$PGDATA ran as a primary and no topology names another pod: left as it is"
+    exit 0
+  fi
+  log "WARNING: $PGDATA ran as a primary, but $named_primary holds the write role now: moving it aside"
+  log "to $PGDATA.diverged (writes it has that $named_primary lacks were never replicated) and seeding again"
+  rm -rf "$PGDATA.diverged" "$PGDATA.initdb"
+  mv "$PGDATA" "$PGDATA.diverged"
+fi
 
 if [ -s "$PGDATA/PG_VERSION" ] && [ -f "$DONE_MARKER" ]; then
   log "$PGDATA already seeded; nothing to do"

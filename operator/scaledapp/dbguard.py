@@ -1,0 +1,397 @@
+"""The failover guard: per ScaledApp, who holds the Postgres write role, and moving it when it must move.
+
+The shell around failover.py. Each second it looks at the Postgres pods in the operator's pod index (the
+watch keeps it current: no API call), asks the servers for their WAL positions only when a judgement needs
+them (pgclient.py), and carries out the plan: keep the role labels in line with the topology, fail over
+when the primary is lost, switch the role back home once the home pod has caught up, and drop the
+replication slots of replicas that are gone. Every move is in status.database, Events and the log;
+docs/failure.md tells the story and the measured times.
+
+Order of a failover, each step idempotent (a guard that dies half-way resumes from status.database):
+record the new topology in status (the source of truth) and the db-topology ConfigMap (what pods read at
+start) -> fence the old primary (role label off, pod deleted at once) -> create the replicas' slots on the
+chosen one -> promote it -> label it primary (the db-write Service follows the label).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import dataclasses
+import datetime as dt
+import logging
+import re
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import pydantic
+
+from scaledapp import api, failover, pgclient
+from scaledapp.failover import DbPod, Plan, Topology
+from scaledapp.kube import Kube, KubeError
+from scaledapp.resources import names
+from scaledapp.resources.database import CONTAINER, TOPOLOGY_KEY
+from scaledapp.resources.secrets import SUPERUSER, SUPERUSER_KEY
+
+INTERVAL_SECONDS = 1.0
+FAILOVER_MANAGER = "scaledapp-failover"
+FENCE_WAIT_SECONDS = 15.0  # for the old primary's pod to be gone before a replica is promoted
+CATCH_UP_SECONDS = 10.0  # a switchover waits this long for the home pod to replay the fenced primary's WAL
+SWEEP_SECONDS = 30.0  # slots and the topology ConfigMap are checked this often (when the primary is Ready)
+DB_TIERS = ("db-write", "db-read")
+
+Logger = logging.Logger | logging.LoggerAdapter[Any]
+PodsNow = Callable[[], Sequence[Mapping[str, Any]]]
+
+
+def pod_summary(body: Mapping[str, Any]) -> dict[str, Any]:
+    """What the index keeps of a Postgres pod (small: one per pod, in memory)."""
+    meta, status = body.get("metadata") or {}, body.get("status") or {}
+    ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions") or [])
+    running = any(c.get("name") == CONTAINER and "running" in (c.get("state") or {})
+                  for c in status.get("containerStatuses") or [])
+    return {
+        "name": meta.get("name", ""),
+        "uid": meta.get("uid", ""),
+        "role": (meta.get("labels") or {}).get(names.ROLE_LABEL),
+        "ready": ready,
+        "running": running,
+        "terminating": bool(meta.get("deletionTimestamp")),
+        "ip": status.get("podIP"),
+    }
+
+
+def db_pod(summary: Mapping[str, Any]) -> DbPod:
+    return DbPod(name=summary["name"], role=summary.get("role"), ready=bool(summary.get("ready")),
+                 running=bool(summary.get("running")), terminating=bool(summary.get("terminating")),
+                 ip=summary.get("ip"))
+
+
+def slot_name(pod_name: str) -> str:
+    """The replication slot replica-bootstrap.sh creates for a pod (same sanitising)."""
+    return re.sub(r"[^a-z0-9_]", "_", pod_name.lower())[:63]
+
+
+def rfc3339(moment: dt.datetime | None = None) -> str:
+    return (moment or dt.datetime.now(dt.UTC)).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclasses.dataclass
+class Memory:
+    """What one guard keeps between its ticks (in memory: status.database is what survives a restart)."""
+
+    last_ready: float = dataclasses.field(default_factory=time.monotonic)
+    topology: Topology | None = None
+    phase: str = ""
+    reason: str = ""
+    password: str | None = None
+    last_sweep: float = 0.0
+
+
+class Guard:
+    """One ScaledApp's guard; `tick` runs once a second from its kopf daemon."""
+
+    def __init__(self, kube: Kube, pods_now: PodsNow, logger: Logger) -> None:
+        self.kube = kube
+        self.pods_now = pods_now
+        self.logger = logger
+        self.memory = Memory()
+
+    # ------------------------------------------------------------------------------------------ observe
+
+    def topology(self, owner: Mapping[str, Any], home: str) -> tuple[Topology, str]:
+        """The newest of what status says and what this guard wrote last (the watch may lag our writes)."""
+        db = ((owner.get("status") or {}).get("database")) or {}
+        from_status = Topology(db.get("primary") or home, int(db.get("epoch") or 0))
+        phase = str(db.get("phase") or "Healthy")
+        mine = self.memory.topology
+        if mine is not None and mine.epoch >= from_status.epoch:
+            return mine, self.memory.phase or phase
+        return from_status, phase
+
+    def pods(self) -> list[DbPod]:
+        return [db_pod(s) for s in self.pods_now()]
+
+    async def password(self, child: names.ChildNames, namespace: str) -> str | None:
+        if self.memory.password is None:
+            secret = await self.kube.get("v1", "Secret", child.db_credentials, namespace)
+            encoded = ((secret or {}).get("data") or {}).get(SUPERUSER_KEY)
+            self.memory.password = base64.b64decode(encoded).decode() if encoded else None
+        return self.memory.password
+
+    async def positions(self, child: names.ChildNames, namespace: str,
+                        pods: Sequence[DbPod]) -> dict[str, pgclient.Position | None]:
+        password = await self.password(child, namespace)
+        if password is None:
+            return {}
+        servers = {p.name: pgclient.Server(p.ip, password, SUPERUSER) for p in pods if p.ip and p.running}
+        answers = await pgclient.positions(servers)
+        if servers and not any(answers.values()):
+            self.memory.password = None  # perhaps the Secret changed: read it again next time
+        return answers
+
+    # --------------------------------------------------------------------------------------------- tick
+
+    async def tick(self, owner: Mapping[str, Any]) -> None:
+        meta = owner["metadata"]
+        name, namespace = meta["name"], meta["namespace"]
+        try:
+            spec = api.parse_spec(owner.get("spec"))
+        except pydantic.ValidationError:
+            return  # the reconciler reports it
+        child = names.ChildNames(name)
+        home = child.home_primary
+        topology, phase = self.topology(owner, home)
+        pods = self.pods()
+        now = time.monotonic()
+        primary = next((p for p in pods if p.name == topology.primary and not p.terminating), None)
+        if primary is not None and primary.ready:
+            self.memory.last_ready = now
+        down_for = now - self.memory.last_ready
+        delay = float(spec.database.failover.delay_seconds)
+        if phase == "FailingOver":
+            await self.fail_over(owner, topology, topology.primary, resume=True)
+            return
+        if phase == "SwitchingOver":
+            await self.resume_switchover(owner, topology, home)
+            return
+        positions: dict[str, pgclient.Position | None] = {}
+        if failover.needs_positions(pods, topology, home, down_for, delay):
+            positions = await self.positions(child, namespace, pods)
+        plan = failover.judge(pods, topology, home, positions, down_for=down_for, delay=delay)
+        await self.relabel(namespace, plan.relabel)
+        if plan.action == failover.Action.FAILOVER and not spec.database.failover.enabled:
+            plan = Plan(failover.Action.NONE, plan.reason, plan.message + " (failover is disabled: holding)")
+        if plan.action == failover.Action.FAILOVER and plan.target:
+            self.logger.warning("failover: %s", plan.message)
+            await self.fail_over(owner, Topology(plan.target, topology.epoch + 1), topology.primary,
+                                 message=plan.message)
+        elif plan.action == failover.Action.SWITCHOVER and plan.target:
+            await self.switch_over(owner, topology, plan.target, plan.message)
+        else:
+            await self.report(owner, topology, phase, plan)
+            if primary is not None and primary.ready and now - self.memory.last_sweep >= SWEEP_SECONDS:
+                self.memory.last_sweep = now
+                await self.sweep(owner, child, topology, pods)
+
+    async def relabel(self, namespace: str, relabel: Mapping[str, str]) -> None:
+        for pod, role in relabel.items():
+            if await self.kube.label_pod(pod, namespace, {names.ROLE_LABEL: role}):
+                self.logger.info("pod %s labelled %s=%s", pod, names.ROLE_LABEL, role)
+
+    async def report(self, owner: Mapping[str, Any], topology: Topology, phase: str, plan: Plan) -> None:
+        """status.database when the judgement changed (not every second); a Warning while the primary is
+        down and cannot be replaced."""
+        status_db = ((owner.get("status") or {}).get("database")) or {}
+        if (plan.reason == self.memory.reason and status_db.get("reason") == plan.reason
+                and status_db.get("primary") == topology.primary):
+            return
+        self.memory.reason = plan.reason
+        await self.write_status(owner, topology, phase, plan.reason, plan.message)
+        if plan.reason in (failover.Reason.POSITIONS_UNKNOWN, failover.Reason.NO_REPLICA):
+            await self.kube.post_event(dict(owner), "Warning", str(plan.reason), plan.message)
+            self.logger.warning("write role: %s", plan.message)
+
+    async def write_status(self, owner: Mapping[str, Any], topology: Topology, phase: str, reason: str,
+                           message: str, last_move: dict[str, Any] | None = None) -> None:
+        self.memory.topology, self.memory.phase = topology, phase
+        database: dict[str, Any] = {"primary": topology.primary, "epoch": topology.epoch, "phase": phase,
+                                    "reason": str(reason), "message": message}
+        if last_move is not None:
+            database["lastMove"] = last_move
+        meta = owner["metadata"]
+        await self.kube.apply_status(meta["name"], meta["namespace"], {"database": database}, FAILOVER_MANAGER)
+
+    async def write_topology(self, owner: Mapping[str, Any], primary: str) -> None:
+        meta = owner["metadata"]
+        child = names.ChildNames(meta["name"])
+        await self.kube.apply({"apiVersion": "v1", "kind": "ConfigMap",
+                               "metadata": {"name": child.db_topology, "namespace": meta["namespace"]},
+                               "data": {TOPOLOGY_KEY: primary}}, FAILOVER_MANAGER)
+
+    # ------------------------------------------------------------------------------------------ failover
+
+    async def fail_over(self, owner: Mapping[str, Any], topology: Topology, old: str, message: str = "",
+                        resume: bool = False) -> None:
+        meta = owner["metadata"]
+        namespace = meta["namespace"]
+        child = names.ChildNames(meta["name"])
+        target = topology.primary
+        started = time.monotonic()
+        if not resume:
+            await self.write_status(owner, topology, "FailingOver", failover.Reason.PRIMARY_LOST, message)
+            await self.kube.post_event(dict(owner), "Warning", "FailingOver", message)
+        await self.write_topology(owner, target)
+        if old != target:
+            await self.fence(namespace, old)
+        pods = self.pods()
+        chosen = next((p for p in pods if p.name == target and p.ip), None)
+        password = await self.password(child, namespace)
+        if chosen is None or password is None:
+            self.logger.warning("failover to %s waits: its pod or the credentials are not there yet", target)
+            return
+        server = pgclient.Server(str(chosen.ip), password, SUPERUSER)
+        others = {p.name for p in pods if p.name != target} | ({child.home_primary} - {target})
+        created = await pgclient.run(server.ensure_slots, sorted(slot_name(p) for p in others), seconds=10)
+        position = await pgclient.run(server.position, seconds=5)
+        if position.in_recovery:
+            await pgclient.run(server.promote, seconds=30)
+        await self.relabel(namespace, failover.relabels(self.pods(), topology))
+        seconds = round(time.monotonic() - started, 1)
+        phase = "Healthy" if target == child.home_primary else "Promoted"
+        done = (f"promoted {target} (epoch {topology.epoch}); writes go to it; {old} rejoins as a replica"
+                + (f"; slots created: {', '.join(created)}" if created else ""))
+        record = {"time": rfc3339(), "kind": "failover", "from": old, "to": target,
+                  "reason": message or "resumed", "seconds": seconds}
+        await self.write_status(owner, topology, phase, "FailedOver", done, last_move=record)
+        self.memory.last_ready = time.monotonic()
+        self.logger.warning("failover done in %.1fs: %s", seconds, done)
+        await self.kube.post_event(dict(owner), "Normal", "FailedOver", done)
+
+    async def fence(self, namespace: str, old: str) -> None:
+        """The old primary takes no more writes: out of the write Service, its pod killed at once, and
+        (bounded) waited for, so two primaries never accept writes together."""
+        current = next((s for s in self.pods_now() if s["name"] == old), None)
+        if current is None:
+            return
+        uid = current.get("uid")
+        await self.kube.label_pod(old, namespace, {names.ROLE_LABEL: failover.REPLICA})
+        await self.kube.delete_pod(old, namespace, grace_seconds=0)
+        deadline = time.monotonic() + FENCE_WAIT_SECONDS
+        while time.monotonic() < deadline:
+            if not any(s["name"] == old and s.get("uid") == uid for s in self.pods_now()):
+                return
+            await asyncio.sleep(0.2)
+        self.logger.warning("old primary %s still terminating after %.0fs (its node may be gone): its pod is out "
+                            "of the write Service; promoting anyway", old, FENCE_WAIT_SECONDS)
+
+    # ---------------------------------------------------------------------------------------- switchover
+
+    async def switch_over(self, owner: Mapping[str, Any], topology: Topology, target: str, message: str) -> None:
+        """Move the write role to `target` (a caught-up replica) with writes down only while it replays the
+        last of the fenced primary's WAL and is promoted."""
+        meta = owner["metadata"]
+        namespace = meta["namespace"]
+        child = names.ChildNames(meta["name"])
+        current = topology.primary
+        pods = {p.name: p for p in self.pods()}
+        password = await self.password(child, namespace)
+        if password is None or not pods.get(current) or not pods.get(target) or not pods[current].ip \
+                or not pods[target].ip:
+            return
+        started = time.monotonic()
+        await self.write_status(owner, topology, "SwitchingOver", failover.Reason.HOME_CAUGHT_UP, message)
+        await self.kube.post_event(dict(owner), "Normal", "SwitchingOver", message)
+        old_server = pgclient.Server(str(pods[current].ip), password, SUPERUSER)
+        new_server = pgclient.Server(str(pods[target].ip), password, SUPERUSER)
+        await self.kube.label_pod(current, namespace, {names.ROLE_LABEL: failover.REPLICA})
+        try:
+            fenced_at = await pgclient.run(old_server.fence, seconds=10)
+            deadline = time.monotonic() + CATCH_UP_SECONDS
+            while (await pgclient.run(new_server.position, seconds=5)).replayed < fenced_at:
+                if time.monotonic() > deadline:
+                    raise pgclient.PostgresError(f"{target} did not replay up to the fenced primary's WAL "
+                                                 f"within {CATCH_UP_SECONDS:g}s")
+                await asyncio.sleep(0.1)
+        except pgclient.PostgresError as exc:
+            with_unfence = f"switchover to {target} aborted, {current} keeps the write role: {exc}"
+            await pgclient.run(old_server.unfence, seconds=10)
+            await self.kube.label_pod(current, namespace, {names.ROLE_LABEL: failover.PRIMARY})
+            await self.write_status(owner, topology, "Promoted", "SwitchoverAborted", with_unfence)
+            await self.kube.post_event(dict(owner), "Warning", "SwitchoverAborted", with_unfence)
+            return
+        moved = Topology(target, topology.epoch + 1)
+        await self.write_status(owner, moved, "SwitchingOver", failover.Reason.HOME_CAUGHT_UP, message)
+        await self.finish_switchover(owner, moved, current, started)
+
+    async def finish_switchover(self, owner: Mapping[str, Any], topology: Topology, old: str,
+                                started: float) -> None:
+        meta = owner["metadata"]
+        namespace = meta["namespace"]
+        child = names.ChildNames(meta["name"])
+        target = topology.primary
+        await self.write_topology(owner, target)
+        pods = self.pods()
+        chosen = next((p for p in pods if p.name == target and p.ip), None)
+        password = await self.password(child, namespace)
+        if chosen is None or password is None:
+            return
+        server = pgclient.Server(str(chosen.ip), password, SUPERUSER)
+        await pgclient.run(server.ensure_slots, sorted(slot_name(p.name) for p in pods if p.name != target),
+                           seconds=10)
+        if (await pgclient.run(server.position, seconds=5)).in_recovery:
+            await pgclient.run(server.promote, seconds=30)
+        await self.relabel(namespace, failover.relabels(self.pods(), topology))
+        seconds = round(time.monotonic() - started, 1)
+        # The old primary ran as one (its WAL may have moved past the switch point): it restarts, and its
+        # bootstrap moves the old data aside and seeds it from the new primary.
+        if old != target:
+            await self.kube.delete_pod(old, namespace)
+        done = f"{target} holds the write role (epoch {topology.epoch}); {old} is re-seeded as a replica"
+        record = {"time": rfc3339(), "kind": "switchover", "from": old, "to": target,
+                  "reason": "home pod caught up", "seconds": seconds}
+        phase = "Healthy" if target == child.home_primary else "Promoted"
+        await self.write_status(owner, topology, phase, "SwitchedOver", done, last_move=record)
+        self.memory.last_ready = time.monotonic()
+        self.logger.info("switchover done in %.1fs: %s", seconds, done)
+        await self.kube.post_event(dict(owner), "Normal", "SwitchedOver", done)
+
+    async def resume_switchover(self, owner: Mapping[str, Any], topology: Topology, home: str) -> None:
+        """A guard that stopped during a switchover: finish it if the role had moved, else let the
+        pre-switchover primary keep writing."""
+        meta = owner["metadata"]
+        others = [p.name for p in self.pods() if p.name != topology.primary]
+        if topology.primary == home:
+            old = next(iter(sorted(others)), home)
+            await self.finish_switchover(owner, topology, old, time.monotonic())
+            return
+        child = names.ChildNames(meta["name"])
+        current = next((p for p in self.pods() if p.name == topology.primary and p.ip), None)
+        password = await self.password(child, meta["namespace"])
+        if current is not None and password is not None:
+            await pgclient.run(pgclient.Server(str(current.ip), password, SUPERUSER).unfence, seconds=10)
+        await self.relabel(meta["namespace"], failover.relabels(self.pods(), topology))
+        await self.write_status(owner, topology, "Promoted", "SwitchoverAborted",
+                                f"a switchover was interrupted; {topology.primary} keeps the write role")
+
+    # --------------------------------------------------------------------------------------------- sweep
+
+    async def sweep(self, owner: Mapping[str, Any], child: names.ChildNames, topology: Topology,
+                    pods: Sequence[DbPod]) -> None:
+        """Keep the topology ConfigMap in line with status, and drop the slots of replicas that are gone
+        (a slot nobody streams from keeps WAL on the primary's volume, up to max_slot_wal_keep_size)."""
+        namespace = owner["metadata"]["namespace"]
+        live = await self.kube.get_cached("v1", "ConfigMap", child.db_topology, namespace)
+        if live is not None and (live.get("data") or {}).get(TOPOLOGY_KEY) != topology.primary:
+            await self.write_topology(owner, topology.primary)
+        primary = next((p for p in pods if p.name == topology.primary and p.ip), None)
+        replicas = await self.kube.get_cached("apps/v1", "StatefulSet", child.db_replicas, namespace)
+        password = await self.password(child, namespace)
+        if primary is None or replicas is None or password is None:
+            return
+        wanted = int((replicas.get("spec") or {}).get("replicas") or 0)
+        keep = {slot_name(f"{child.db_replicas}-{i}") for i in range(wanted)}
+        keep |= {slot_name(p.name) for p in pods} | {slot_name(child.home_primary)}
+        server = pgclient.Server(str(primary.ip), password, SUPERUSER)
+        try:
+            dropped = await pgclient.run(server.drop_slots_except, sorted(keep), seconds=10)
+        except pgclient.PostgresError as exc:
+            self.logger.info("slot sweep skipped: %s", exc)
+            return
+        if dropped:
+            message = f"dropped the replication slots of removed replicas: {', '.join(dropped)}"
+            self.logger.info(message)
+            await self.kube.post_event(dict(owner), "Normal", "SlotsDropped", message)
+
+
+async def run_guard(kube: Kube, body: Mapping[str, Any], pods_now: PodsNow, logger: Logger,
+                    stopped: Any) -> None:
+    """The daemon's loop: a tick a second; a failing tick is logged and the next one tries again."""
+    guard = Guard(kube, pods_now, logger)
+    while not stopped:
+        try:
+            await guard.tick(body)
+        except (KubeError, pgclient.PostgresError) as exc:
+            logger.warning("failover guard: %s", exc)
+        await stopped.wait(INTERVAL_SECONDS)

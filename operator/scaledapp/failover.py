@@ -1,0 +1,165 @@
+"""Who holds the write role, and when it moves: the pure judgement behind failover (no I/O).
+
+The shell (dbguard.py) observes the Postgres pods (from the operator's pod index, no API calls), asks the
+servers where they stand in the WAL (pgclient.py) only when a judgement needs it, and carries out the plan
+this module returns. docs/failure.md tells the whole story; the rules, briefly:
+
+* The write role is a pod name (the topology, kept in the ScaledApp's status and in the db-topology
+  ConfigMap the pods read at start). The `db-write` Service selects the pod labelled role=primary; the
+  labels follow the topology, never the other way round.
+* Failover: the primary has not been Ready for `delay` seconds, it does not answer the operator either
+  (a primary that answers is busy, not dead: failing over a loaded primary makes things worse), every
+  running replica has told its WAL position (never promote while one that might be further ahead is
+  silent), and there is one to promote. The most advanced replica (received WAL, then replayed, then name)
+  is promoted.
+* Failback: after a failover the write role sits on a pod of the replicas' StatefulSet, where the scaler
+  cannot size it and a scale-down could remove it. Once the primary's home pod (the primary StatefulSet's
+  pod, re-seeded as a replica) has caught up, a controlled switchover moves the role home.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from scaledapp.pgclient import Position
+
+PRIMARY = "primary"
+REPLICA = "replica"
+# A switchover home waits until the home pod is this close behind the primary (it then waits for exact
+# catch-up after fencing, bounded, so the writes-down window stays short).
+CAUGHT_UP_BYTES = 1024 * 1024
+
+
+class Action(enum.StrEnum):
+    NONE = "None"
+    FAILOVER = "Failover"
+    SWITCHOVER = "Switchover"
+
+
+class Reason(enum.StrEnum):
+    PRIMARY_READY = "PrimaryReady"
+    PRIMARY_NOT_READY = "PrimaryNotReady"  # not Ready yet, within the delay
+    PRIMARY_ANSWERS = "PrimaryAnswers"  # not Ready per the kubelet, but the server answers: hold
+    POSITIONS_UNKNOWN = "ReplicaPositionsUnknown"
+    NO_REPLICA = "NoReplicaToPromote"
+    PRIMARY_LOST = "PrimaryLost"
+    HOME_CATCHING_UP = "HomeCatchingUp"
+    HOME_CAUGHT_UP = "HomeCaughtUp"
+
+
+@dataclass(frozen=True)
+class DbPod:
+    name: str
+    role: str | None  # its role label now
+    ready: bool
+    running: bool  # the postgres container runs (a server might answer)
+    terminating: bool = False
+    ip: str | None = None
+
+
+@dataclass(frozen=True)
+class Topology:
+    primary: str
+    epoch: int = 0
+
+
+@dataclass(frozen=True)
+class Plan:
+    action: Action
+    reason: Reason
+    message: str
+    target: str | None = None
+    relabel: Mapping[str, str] = field(default_factory=dict)  # pod -> the role label it must carry
+
+
+def relabels(pods: Sequence[DbPod], topology: Topology) -> dict[str, str]:
+    """The role label each live pod must carry for the topology, where it carries another."""
+    out = {}
+    for pod in pods:
+        want = PRIMARY if pod.name == topology.primary else REPLICA
+        if not pod.terminating and pod.role != want:
+            out[pod.name] = want
+    return out
+
+
+def needs_positions(pods: Sequence[DbPod], topology: Topology, home: str, down_for: float, delay: float) -> bool:
+    """Whether judging needs the servers' positions (asked only then: a healthy steady state costs nothing)."""
+    primary = next((p for p in pods if p.name == topology.primary and not p.terminating), None)
+    if primary is None or not primary.ready:
+        return down_for >= delay
+    return topology.primary != home
+
+
+def most_advanced(candidates: Sequence[DbPod], positions: Mapping[str, Position | None]) -> DbPod:
+    """Highest received WAL, then replayed; among equals the first by name (max keeps the first)."""
+    def key(pod: DbPod) -> tuple[int, int]:
+        pos = positions[pod.name]
+        assert pos is not None
+        return pos.received, pos.replayed
+
+    return max(sorted(candidates, key=lambda p: p.name), key=key)
+
+
+def judge(
+    pods: Sequence[DbPod],
+    topology: Topology,
+    home: str,
+    positions: Mapping[str, Position | None],
+    *,
+    down_for: float,
+    delay: float,
+) -> Plan:
+    """What to do about the write role now. `down_for`: seconds since the primary was last seen Ready;
+    `positions`: what each pod answered (missing or None: unknown)."""
+    relabel = relabels(pods, topology)
+    primary = next((p for p in pods if p.name == topology.primary and not p.terminating), None)
+    if primary is not None and primary.ready:
+        return _failback(pods, topology, home, positions, relabel)
+    if down_for < delay:
+        return Plan(Action.NONE, Reason.PRIMARY_NOT_READY,
+                    f"primary {topology.primary} not Ready for {down_for:.0f}s; failover after {delay:g}s",
+                    relabel=relabel)
+    answer = positions.get(topology.primary)
+    if answer is not None and not answer.in_recovery:
+        return Plan(Action.NONE, Reason.PRIMARY_ANSWERS,
+                    f"primary {topology.primary} is not Ready but answers as a primary: holding (busy, not dead)",
+                    relabel=relabel)
+    running = [p for p in pods if p.name != topology.primary and p.running and not p.terminating]
+    silent = [p.name for p in running if positions.get(p.name) is None]
+    if silent:
+        return Plan(Action.NONE, Reason.POSITIONS_UNKNOWN,
+                    f"primary {topology.primary} lost, but {', '.join(sorted(silent))} did not tell its WAL "
+                    "position: no failover while a replica that may be further ahead is silent", relabel=relabel)
+    candidates = [p for p in running if (pos := positions.get(p.name)) is not None and pos.in_recovery]
+    if not candidates:
+        return Plan(Action.NONE, Reason.NO_REPLICA,
+                    f"primary {topology.primary} lost and no running replica to promote", relabel=relabel)
+    chosen = most_advanced(candidates, positions)
+    return Plan(Action.FAILOVER, Reason.PRIMARY_LOST,
+                f"primary {topology.primary} not Ready for {down_for:.0f}s and not answering: promoting "
+                f"{chosen.name}, the most advanced of {len(candidates)} replica(s)",
+                target=chosen.name, relabel=relabel)
+
+
+def _failback(
+    pods: Sequence[DbPod], topology: Topology, home: str, positions: Mapping[str, Position | None],
+    relabel: dict[str, str],
+) -> Plan:
+    if topology.primary == home:
+        return Plan(Action.NONE, Reason.PRIMARY_READY, f"primary {home} Ready", relabel=relabel)
+    home_pod = next((p for p in pods if p.name == home and not p.terminating), None)
+    here, there = positions.get(home), positions.get(topology.primary)
+    if home_pod is None or not home_pod.ready or here is None or there is None or not here.in_recovery:
+        return Plan(Action.NONE, Reason.HOME_CATCHING_UP,
+                    f"primary {topology.primary} (after a failover); {home} is not yet a Ready replica",
+                    relabel=relabel)
+    behind = there.received - here.replayed
+    if behind > CAUGHT_UP_BYTES:
+        return Plan(Action.NONE, Reason.HOME_CATCHING_UP,
+                    f"primary {topology.primary} (after a failover); {home} is {behind} bytes behind",
+                    relabel=relabel)
+    return Plan(Action.SWITCHOVER, Reason.HOME_CAUGHT_UP,
+                f"{home} has caught up with {topology.primary}: switching the write role home",
+                target=home, relabel=relabel)

@@ -1,0 +1,157 @@
+"""The only module that talks to Postgres: what failover needs to ask and tell the database pods.
+
+Like kube.py and prometheus.py it is a door to the outside: every call is blocking psycopg run off the
+event loop in a thread, each with a connect timeout and a statement timeout, and a server that does not
+answer is None (unknown), never a guess. The operator logs in as the superuser with the password from the
+ScaledApp's own credentials Secret (read by name), over the pod IP, as the probes do.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import TypeVar
+
+import psycopg
+from psycopg import sql
+
+from scaledapp.resources.common import POSTGRES_PORT
+
+POOL_THREADS = 8
+_POOL = ThreadPoolExecutor(max_workers=POOL_THREADS, thread_name_prefix="postgres")
+CONNECT_TIMEOUT_SECONDS = 2
+STATEMENT_TIMEOUT_MS = 3000
+T = TypeVar("T")
+
+
+class PostgresError(Exception):
+    """A statement failed or the server could not be reached; the message says which and where."""
+
+
+@dataclass(frozen=True)
+class Position:
+    """Where a server stands in the WAL. For a primary, received = replayed = its current insert position."""
+
+    in_recovery: bool
+    received: int  # bytes into the WAL stream (pg_lsn as a number); 0 if never received anything
+    replayed: int
+    timeline: int
+
+
+def lsn_number(text: str | None) -> int:
+    """'16/B374D848' -> the byte position it names; None or empty -> 0."""
+    if not text:
+        return 0
+    high, low = text.split("/")
+    return (int(high, 16) << 32) + int(low, 16)
+
+
+@dataclass(frozen=True)
+class Server:
+    host: str
+    password: str
+    user: str = "postgres"
+
+    def _connect(self) -> psycopg.Connection[tuple[object, ...]]:
+        return psycopg.connect(
+            host=self.host, port=POSTGRES_PORT, user=self.user, password=self.password, dbname="postgres",
+            connect_timeout=CONNECT_TIMEOUT_SECONDS, autocommit=True,
+            options=f"-c statement_timeout={STATEMENT_TIMEOUT_MS}", application_name="scaledapp-operator",
+        )
+
+    def position(self) -> Position:
+        with self._connect() as conn:
+            row = conn.execute(
+                "SELECT pg_is_in_recovery(), "
+                "  CASE WHEN pg_is_in_recovery() THEN pg_last_wal_receive_lsn() ELSE pg_current_wal_lsn() END, "
+                "  CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_lsn() END, "
+                "  (SELECT timeline_id FROM pg_control_checkpoint())").fetchone()
+        assert row is not None
+        in_recovery, received, replayed, timeline = row
+        received_n, replayed_n = lsn_number(str(received or "")), lsn_number(str(replayed or ""))
+        # A standby that has not received anything over streaming yet (restored from its basebackup only)
+        # stands where it replayed to.
+        return Position(bool(in_recovery), max(received_n, replayed_n), replayed_n, int(str(timeline)))
+
+    def promote(self) -> None:
+        with self._connect() as conn:
+            row = conn.execute("SELECT pg_promote(wait => true, wait_seconds => 20)").fetchone()
+        if not row or not row[0]:
+            raise PostgresError(f"{self.host}: pg_promote did not complete")
+
+    def ensure_slots(self, slots: Iterable[str]) -> list[str]:
+        """Physical replication slots for the given replicas; returns the ones created now. A promoted
+        standby has none of its old primary's slots, and every replica streams through its own."""
+        created = []
+        with self._connect() as conn:
+            for slot in slots:
+                exists = conn.execute("SELECT 1 FROM pg_replication_slots WHERE slot_name = %s", (slot,)).fetchone()
+                if not exists:
+                    conn.execute("SELECT pg_create_physical_replication_slot(%s)", (slot,))
+                    created.append(slot)
+        return created
+
+    def drop_slots_except(self, keep: Iterable[str]) -> list[str]:
+        """Drop every inactive physical slot not in `keep` (replicas that are gone); returns the dropped ones."""
+        kept = set(keep)
+        dropped = []
+        with self._connect() as conn:
+            rows = conn.execute("SELECT slot_name FROM pg_replication_slots "
+                                "WHERE slot_type = 'physical' AND NOT active").fetchall()
+            for (slot,) in rows:
+                if str(slot) not in kept:
+                    conn.execute("SELECT pg_drop_replication_slot(%s)", (slot,))
+                    dropped.append(str(slot))
+        return dropped
+
+    def fence(self) -> int:
+        """Stop a primary taking writes before a switchover: new transactions are read-only, and every
+        client session is ended (their open transactions roll back, unacknowledged). Returns the current
+        WAL position, which the new primary must have replayed before it is promoted."""
+        with self._connect() as conn:
+            conn.execute("ALTER SYSTEM SET default_transaction_read_only = on")
+            conn.execute("SELECT pg_reload_conf()")
+            conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                         "WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()")
+            # A checkpoint-free WAL switch is not needed: what matters is the insert position after the
+            # last write, which no new write can move past now.
+            row = conn.execute("SELECT pg_current_wal_lsn()").fetchone()
+        assert row is not None
+        return lsn_number(str(row[0]))
+
+    def unfence(self) -> None:
+        with self._connect() as conn:
+            conn.execute("ALTER SYSTEM RESET default_transaction_read_only")
+            conn.execute("SELECT pg_reload_conf()")
+
+    def set_synchronous(self, standby_names: str) -> None:
+        """synchronous_standby_names on the primary ('' = asynchronous), applied at once by a reload."""
+        with self._connect() as conn:
+            conn.execute(sql.SQL("ALTER SYSTEM SET synchronous_standby_names = {}").format(sql.Literal(standby_names)))
+            conn.execute("SELECT pg_reload_conf()")
+
+
+async def run(call: Callable[..., T], *args: object, seconds: float = 30.0) -> T:
+    """Run one blocking Server method in the pool, bounded by `seconds` (raises PostgresError)."""
+    loop = asyncio.get_running_loop()
+    try:
+        return await asyncio.wait_for(loop.run_in_executor(_POOL, call, *args), seconds)
+    except TimeoutError as exc:
+        raise PostgresError(f"no answer within {seconds:g}s") from exc
+    except psycopg.Error as exc:
+        raise PostgresError(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__) from exc
+
+
+async def positions(servers: Mapping[str, Server], seconds: float = 5.0) -> dict[str, Position | None]:
+    """Every server's position at once; None where it did not answer (unknown)."""
+    async def one(server: Server) -> Position | None:
+        try:
+            return await run(server.position, seconds=seconds)
+        except PostgresError:
+            return None
+
+    names = list(servers)
+    answers = await asyncio.gather(*(one(servers[name]) for name in names))
+    return dict(zip(names, answers, strict=True))

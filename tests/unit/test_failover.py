@@ -1,0 +1,120 @@
+"""The failover judgement (pure): when the write role moves, to whom, and when it must not."""
+
+from __future__ import annotations
+
+from scaledapp.dbguard import pod_summary, slot_name
+from scaledapp.failover import CAUGHT_UP_BYTES, Action, DbPod, Reason, Topology, judge, needs_positions, relabels
+from scaledapp.pgclient import Position, lsn_number
+
+HOME = "shop-db-0"
+R0, R1 = "shop-db-read-0", "shop-db-read-1"
+MB = 1024 * 1024
+
+
+def pod(name: str, *, ready: bool = True, running: bool = True, role: str | None = "home-topology",
+        terminating: bool = False) -> DbPod:
+    if role == "home-topology":
+        role = "primary" if name == HOME else "replica"
+    return DbPod(name, role, ready, running, terminating, ip="10.0.0.1")
+
+
+def standby(received: int, replayed: int | None = None) -> Position:
+    return Position(True, received, received if replayed is None else replayed, 1)
+
+
+def primary_at(lsn: int) -> Position:
+    return Position(False, lsn, lsn, 1)
+
+
+HOME_TOPOLOGY = Topology(HOME)
+
+
+def test_a_ready_primary_keeps_the_role_and_no_server_is_asked() -> None:
+    pods = [pod(HOME), pod(R0), pod(R1)]
+    assert not needs_positions(pods, HOME_TOPOLOGY, HOME, down_for=0, delay=10)
+    plan = judge(pods, HOME_TOPOLOGY, HOME, {}, down_for=0, delay=10)
+    assert plan.action == Action.NONE and plan.reason == Reason.PRIMARY_READY and not plan.relabel
+
+
+def test_a_primary_back_within_the_delay_keeps_the_role() -> None:
+    pods = [pod(HOME, ready=False), pod(R0)]
+    assert not needs_positions(pods, HOME_TOPOLOGY, HOME, down_for=4, delay=10)
+    plan = judge(pods, HOME_TOPOLOGY, HOME, {}, down_for=4, delay=10)
+    assert plan.action == Action.NONE and plan.reason == Reason.PRIMARY_NOT_READY
+
+
+def test_a_lost_primary_fails_over_to_the_most_advanced_replica() -> None:
+    pods = [pod(R0), pod(R1)]  # the primary's pod is gone
+    assert needs_positions(pods, HOME_TOPOLOGY, HOME, down_for=12, delay=10)
+    positions = {R0: standby(5 * MB), R1: standby(7 * MB, replayed=6 * MB)}
+    plan = judge(pods, HOME_TOPOLOGY, HOME, positions, down_for=12, delay=10)
+    assert plan.action == Action.FAILOVER and plan.target == R1 and plan.reason == Reason.PRIMARY_LOST
+
+
+def test_equal_replicas_fail_over_to_the_first_by_name() -> None:
+    positions = {R1: standby(MB), R0: standby(MB)}
+    plan = judge([pod(R1), pod(R0)], HOME_TOPOLOGY, HOME, positions, down_for=30, delay=10)
+    assert plan.target == R0
+
+
+def test_no_failover_while_a_running_replica_is_silent() -> None:
+    """It might be the one further ahead: promoting another could lose acknowledged writes."""
+    positions = {R0: standby(5 * MB), R1: None}
+    plan = judge([pod(HOME, ready=False, running=False), pod(R0), pod(R1)], HOME_TOPOLOGY, HOME, positions,
+                 down_for=60, delay=10)
+    assert plan.action == Action.NONE and plan.reason == Reason.POSITIONS_UNKNOWN and R1 in plan.message
+
+
+def test_a_primary_that_answers_is_busy_not_dead() -> None:
+    positions = {HOME: primary_at(9 * MB), R0: standby(9 * MB)}
+    plan = judge([pod(HOME, ready=False), pod(R0)], HOME_TOPOLOGY, HOME, positions, down_for=60, delay=10)
+    assert plan.action == Action.NONE and plan.reason == Reason.PRIMARY_ANSWERS
+
+
+def test_nothing_to_promote_is_said() -> None:
+    plan = judge([pod(R0, running=False, ready=False)], HOME_TOPOLOGY, HOME, {}, down_for=60, delay=10)
+    assert plan.action == Action.NONE and plan.reason == Reason.NO_REPLICA
+    # A terminating replica is no candidate either.
+    plan = judge([pod(R0, terminating=True)], HOME_TOPOLOGY, HOME, {R0: standby(MB)}, down_for=60, delay=10)
+    assert plan.reason == Reason.NO_REPLICA
+
+
+def test_labels_follow_the_topology() -> None:
+    moved = Topology(R0, epoch=1)
+    pods = [pod(HOME, role="primary"), pod(R0, role="replica"), pod(R1, role=None),
+            pod("gone", role="primary", terminating=True)]
+    assert relabels(pods, moved) == {HOME: "replica", R0: "primary", R1: "replica"}
+
+
+def test_after_a_failover_the_role_goes_home_once_the_home_pod_has_caught_up() -> None:
+    moved = Topology(R0, epoch=1)
+    pods = [pod(HOME, role="replica"), pod(R0, role="primary"), pod(R1)]
+    assert needs_positions(pods, moved, HOME, down_for=0, delay=10)
+    behind = {R0: primary_at(50 * MB), HOME: standby(40 * MB)}
+    plan = judge(pods, moved, HOME, behind, down_for=0, delay=10)
+    assert plan.action == Action.NONE and plan.reason == Reason.HOME_CATCHING_UP
+    close = {R0: primary_at(50 * MB), HOME: standby(50 * MB - CAUGHT_UP_BYTES // 2)}
+    plan = judge(pods, moved, HOME, close, down_for=0, delay=10)
+    assert plan.action == Action.SWITCHOVER and plan.target == HOME
+    # Not while the home pod is still seeding (not Ready) or answers as a primary (not re-seeded yet).
+    plan = judge([pod(HOME, ready=False, role="replica"), pod(R0, role="primary")], moved, HOME, close,
+                 down_for=0, delay=10)
+    assert plan.action == Action.NONE
+    plan = judge(pods, moved, HOME, {R0: primary_at(MB), HOME: primary_at(MB)}, down_for=0, delay=10)
+    assert plan.action == Action.NONE
+
+
+def test_lsn_numbers_and_slot_names() -> None:
+    assert lsn_number("0/0") == 0 and lsn_number(None) == 0
+    assert lsn_number("16/B374D848") == (0x16 << 32) + 0xB374D848
+    assert slot_name("shop-db-read-0") == "shop_db_read_0"
+
+
+def test_pod_summary_reads_readiness_and_the_postgres_container() -> None:
+    body = {"metadata": {"name": R0, "uid": "u", "labels": {"scaledapp.dev/role": "replica"}},
+            "status": {"podIP": "10.244.0.9", "conditions": [{"type": "Ready", "status": "False"}],
+                       "containerStatuses": [{"name": "postgres", "state": {"running": {}}},
+                                             {"name": "postgres-exporter", "state": {"waiting": {}}}]}}
+    summary = pod_summary(body)
+    assert summary == {"name": R0, "uid": "u", "role": "replica", "ready": False, "running": True,
+                       "terminating": False, "ip": "10.244.0.9"}
