@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import httpx
+import psycopg
 import pytest
 
+from scaledapp.resources.database import readiness_query
 from tests.dataplane.promtext import delta, scrape
 from tests.support.dataplane import AppProcess, PostgresCluster
 from tests.support.wait import wait_for
@@ -41,3 +43,28 @@ def test_replica_bootstrap_is_idempotent_on_restart(healthy_dataplane: PostgresC
     result = healthy_dataplane.bootstrap_replica()
     assert "already seeded" in result.stderr
     assert healthy_dataplane.streaming()
+
+
+def test_the_readiness_query_takes_a_lagging_replica_out_and_brings_it_back(
+    healthy_dataplane: PostgresCluster,
+) -> None:
+    """The Postgres pods' readiness (resources/database.py), run on real servers: a primary is ready; a replica is
+    ready while caught up, not ready once WAL it received waits unreplayed past the lag limit, ready again after."""
+    pg = healthy_dataplane
+    ready = readiness_query(1)
+    assert pg.primary.query(ready) == [(True,)]
+    assert pg.replica.query(ready) == [(True,)]
+    with psycopg.connect(pg.primary.dsn(), autocommit=True) as conn:
+        conn.execute("CREATE TABLE IF NOT EXISTS lag_probe (n int)")
+    wait_for(lambda: pg.replica.query("SELECT to_regclass('lag_probe') IS NOT NULL") == [(True,)], 10,
+             "the table on the replica", interval=0.05)
+    pg.replica.query("SELECT pg_wal_replay_pause()")
+    try:
+        def lagging() -> bool:
+            pg.primary.query("INSERT INTO lag_probe VALUES (1) RETURNING n")  # WAL received, not replayed
+            return pg.replica.query(ready) == [(False,)]
+
+        wait_for(lagging, 15, "the replica reported lagging", interval=0.3)
+    finally:
+        pg.replica.query("SELECT pg_wal_replay_resume()")
+    wait_for(lambda: pg.replica.query(ready) == [(True,)], 15, "the replica ready again", interval=0.2)

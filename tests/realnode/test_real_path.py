@@ -16,23 +16,19 @@ import sys
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from hack import chaos, loadjob
 
 from tests.support.cluster import Cluster, pod_ready, ready_pods
-from tests.support.helm import helm_run, install
-from tests.support.operator import CRD, wait_crd_established
+from tests.support.release import NAME, Deployed, apply_scaledapp, condition, http_json, release
 from tests.support.wait import wait_for
 
 pytestmark = pytest.mark.realnode
 
 ROOT = Path(__file__).resolve().parents[2]
-NAME = "demo"  # examples/minimal.yaml
 SCRAPED_TIERS = ("app", "cache", "db-write", "db-read", "workers")
 TIERS = (*SCRAPED_TIERS, "queue")
 TIER_LABEL = "scaledapp.dev/tier"
@@ -40,86 +36,16 @@ INSTANCE_LABEL = "app.kubernetes.io/instance"
 DEMO_IMAGE = "ghcr.io/scaledapp/demo-app:0.1.0"
 
 
-@dataclass(frozen=True)
-class Deployed:
-    cluster: Cluster
-    system: str  # the chart's namespace (operator + Prometheus)
-    apps: str  # the ScaledApp's namespace
-    release: str
-
-    @property
-    def prometheus(self) -> str:
-        ip = self.cluster.kubectl("get", "service", "prometheus", "-n", self.system,
-                                  "-o", "jsonpath={.spec.clusterIP}").strip()
-        return f"http://{ip}:9090"
-
-    def service_url(self, service: str, port: int) -> str:
-        ip = self.cluster.kubectl("get", "service", service, "-n", self.apps, "-o", "jsonpath={.spec.clusterIP}")
-        return f"http://{ip.strip()}:{port}"
-
-    def psql(self, pod: str, query: str) -> str:
-        # The superuser's password is in the pod's own environment (from the generated Secret): not in the test.
-        script = f'PGPASSWORD="$POSTGRES_PASSWORD" psql -h 127.0.0.1 -U postgres -d app -tAc "{query}"'
-        return self.cluster.kubectl("exec", "-n", self.apps, pod, "-c", "postgres", "--", "sh", "-c", script)
-
-    def scaledapp(self) -> dict[str, Any]:
-        return self.cluster.get_json("scaledapp", NAME, "-n", self.apps)
-
-
-def http_json(url: str, body: dict[str, Any] | None = None, timeout: float = 10.0) -> Any:
-    data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"},
-                                     method="POST" if body is not None else "GET")
-    with urllib.request.urlopen(request, timeout=timeout) as response:
-        return json.loads(response.read())
-
-
-def condition(obj: dict[str, Any], kind: str) -> dict[str, Any]:
-    return next((c for c in obj.get("status", {}).get("conditions", []) if c.get("type") == kind), {})
-
-
-def create_namespace(cluster: Cluster, name: str) -> None:
-    cluster.kubectl("create", "namespace", name)
-    # Everything the operator and the chart run must pass the restricted profile, as on a hardened cluster.
-    cluster.kubectl("label", "namespace", name, "pod-security.kubernetes.io/enforce=restricted")
-    wait_for(lambda: cluster.kubectl_run("get", "serviceaccount", "default", "-n", name).returncode == 0,
-             timeout=30, what=f"the default ServiceAccount in {name}")
-
-
 @pytest.fixture(scope="module")
 def deployed(real_cluster: Cluster) -> Iterator[Deployed]:
-    suffix = secrets.token_hex(3)
-    system, apps, release = f"t-rp-sys-{suffix}", f"t-rp-app-{suffix}", f"rp-{suffix}"
-    real_cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(CRD))
-    wait_crd_established(real_cluster)
-    for ns in (system, apps):
-        create_namespace(real_cluster, ns)
-    try:
-        install(real_cluster.kubeconfig, release, system, {
-            "fullnameOverride": f"scaledapp-{suffix}", "watchNamespaces": [apps],
-            "prometheus.enabled": True, "prometheus.namespaces": [apps], "prometheus.scrapeInterval": "5s",
-            "prometheus.scrapeTimeout": "4s",
-        }, skip_crds=True, timeout="180s")
-        yield Deployed(real_cluster, system, apps, release)
-    finally:
-        # The ScaledApps first, while their operator still runs to release its finalizer on them.
-        real_cluster.kubectl_run("delete", "scaledapps", "--all", "-n", apps, "--timeout=60s", timeout=90)
-        helm_run("uninstall", release, "--namespace", system, "--wait", "--timeout", "60s",
-                 kubeconfig=real_cluster.kubeconfig)
-        for ns in (apps, system):
-            real_cluster.kubectl_run("delete", "namespace", ns, "--wait=false", "--ignore-not-found")
+    with release(real_cluster, "rp") as deployed:
+        yield deployed
 
 
 @pytest.fixture(scope="module")
 def scaledapp(deployed: Deployed) -> Deployed:
     """examples/minimal.yaml as a user applies it, pointed at the release's Prometheus, with faster ticks."""
-    body = yaml.safe_load((ROOT / "examples" / "minimal.yaml").read_text())
-    body["spec"] = {"scaling": {"prometheusUrl": f"http://prometheus.{deployed.system}.svc:9090",
-                                "intervalSeconds": 10, "cooldownSeconds": 30}}
-    deployed.cluster.apply(body, namespace=deployed.apps)
-    deployed.cluster.kubectl("wait", "-n", deployed.apps, "--for=condition=Ready", f"scaledapp/{NAME}",
-                             "--timeout=240s", timeout=260)
-    return deployed
+    return apply_scaledapp(deployed, {"scaling": {"intervalSeconds": 10, "cooldownSeconds": 30}})
 
 
 def test_the_charts_operator_runs_as_a_real_pod_with_the_charts_rbac(deployed: Deployed) -> None:

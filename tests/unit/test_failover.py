@@ -5,6 +5,7 @@ from __future__ import annotations
 from scaledapp.dbguard import pod_summary, slot_name
 from scaledapp.failover import CAUGHT_UP_BYTES, Action, DbPod, Reason, Topology, judge, needs_positions, relabels
 from scaledapp.pgclient import Position, lsn_number
+from scaledapp.resources.database import readiness_query
 
 HOME = "shop-db-0"
 R0, R1 = "shop-db-read-0", "shop-db-read-1"
@@ -118,3 +119,7 @@ def test_pod_summary_reads_readiness_and_the_postgres_container() -> None:
     summary = pod_summary(body)
     assert summary == {"name": R0, "uid": "u", "role": "replica", "ready": False, "running": True,
                        "terminating": False, "ip": "10.244.0.9"}
+
+
+def test_the_readiness_query_fits_in_the_probes_single_quoted_shell_word() -> None:
+    assert "'" not in readiness_query(5) and "make_interval(secs => 5)" in readiness_query(5)

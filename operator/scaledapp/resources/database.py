@@ -157,7 +157,8 @@ def readiness_query(lag_seconds: float) -> str:
     Service and comes back when it catches up."""
     return ("select not pg_is_in_recovery() or pg_last_wal_receive_lsn() is null"
             " or pg_last_wal_receive_lsn() <= pg_last_wal_replay_lsn()"
-            f" or now() - pg_last_xact_replay_timestamp() <= interval '{lag_seconds:g} seconds'")
+            # No quotes: the query travels inside a single-quoted shell word (the probe command).
+            f" or now() - pg_last_xact_replay_timestamp() <= make_interval(secs => {lag_seconds:g})")
 
 
 def _probes(query: str) -> Manifest:

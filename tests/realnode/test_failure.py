@@ -1,0 +1,194 @@
+"""Design for failure, proven on real pods: the queue and the primary lost under writes, failover, the write
+role coming home by switchover, a lagging replica leaving the read Service, and slots of removed replicas.
+
+One release and one ScaledApp (synchronous commits, failover after 8 s, the scaler off so that only the
+failure machinery acts) for the module; the drills run in file order and each leaves the service writing.
+Times are reported (bench/failover.py measures them), never asserted: the assertions are that writes come
+back, that no acknowledged write or accepted order is lost, and that the role, labels and status say so.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.error
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from hack.writeprobe import WriteProbe
+
+from tests.support.cluster import Cluster
+from tests.support.release import NAME, Deployed, apply_scaledapp, http_json, release
+from tests.support.wait import wait_for
+
+pytestmark = pytest.mark.realnode
+
+HOME = f"{NAME}-db-0"
+ROLE = "scaledapp.dev/role"
+
+
+@pytest.fixture(scope="module")
+def stack(real_cluster: Cluster) -> Iterator[Deployed]:
+    with release(real_cluster, "ff") as deployed:
+        yield apply_scaledapp(deployed, {"database": {"synchronous": True, "failover": {"delaySeconds": 8}},
+                                         "scaling": {"mode": "Off"}})
+
+
+def app_url(stack: Deployed) -> str:
+    return stack.service_url(f"{NAME}-app", 8080)
+
+
+def database(stack: Deployed) -> dict[str, Any]:
+    return dict(stack.scaledapp().get("status", {}).get("database") or {})
+
+
+def ids_in_database(stack: Deployed, prefix: str) -> set[int]:
+    primary = stack.pod_named("primary")
+    out = stack.psql(primary, f"select id from items where name like '{prefix}-%'")
+    return {int(line) for line in out.split() if line.strip()}
+
+
+def endpoints(stack: Deployed, service: str) -> set[str]:
+    slices = stack.cluster.get_json("endpointslices", "-n", stack.apps, "-l", f"kubernetes.io/service-name={service}")
+    return {e["targetRef"]["name"] for s in slices["items"] for e in s.get("endpoints") or []
+            if (e.get("conditions") or {}).get("ready") and e.get("targetRef")}
+
+
+def writing(probe: WriteProbe, after: float, timeout: float, what: str) -> None:
+    wait_for(lambda: probe.acked_after(after) >= 3, timeout=timeout, what=what, interval=0.5)
+
+
+def test_the_write_role_is_a_label_the_services_follow(stack: Deployed) -> None:
+    wait_for(lambda: database(stack).get("primary") == HOME, timeout=60, what="status.database.primary")
+    assert database(stack)["phase"] == "Healthy"
+    assert stack.pod_named("primary") == HOME
+    assert endpoints(stack, f"{NAME}-db-write") == {HOME}
+    assert endpoints(stack, f"{NAME}-db-read-svc") == {f"{NAME}-db-read-0"}
+    # Synchronous commits: the primary waits for a replica.
+    assert stack.psql(HOME, "show synchronous_standby_names").strip() == "ANY 1 (*)"
+    assert stack.psql(HOME, "select sync_state from pg_stat_replication").split() == ["quorum"]
+
+
+def test_accepted_orders_survive_the_loss_of_the_queue_pod(stack: Deployed) -> None:
+    app = app_url(stack)
+    accepted = [http_json(f"{app}/orders", {"item_id": 1 + i % 20})["job_id"] for i in range(40)]
+    stack.cluster.kubectl("scale", "deployment", f"{NAME}-workers", "-n", stack.apps, "--replicas=0")
+    try:
+        accepted += [http_json(f"{app}/orders", {"item_id": 2})["job_id"] for _ in range(20)]  # these wait
+        [queue_pod] = stack.cluster.kubectl("get", "pods", "-n", stack.apps, "-l",
+                                            f"app.kubernetes.io/instance={NAME},scaledapp.dev/tier=queue",
+                                            "-o", "jsonpath={.items[*].metadata.name}").split()
+        stack.cluster.kubectl("delete", "pod", "-n", stack.apps, queue_pod, "--wait=true", timeout=90)
+
+        def order_state(job: str) -> str:
+            try:
+                return str(http_json(f"{app}/orders/{job}")["state"])
+            except urllib.error.HTTPError as exc:
+                return "lost" if exc.code == 404 else f"http {exc.code}"
+
+        wait_for(lambda: order_state(accepted[-1]) != "http 503", timeout=120, what="the queue back",
+                 interval=1, ignore=(OSError,))
+        states = {job: order_state(job) for job in accepted}
+        lost = [job for job, state in states.items() if state == "lost"]
+        assert lost == [], f"{len(lost)} of {len(accepted)} accepted orders lost with the queue pod"
+        assert all(state in ("queued", "processing", "done") for state in states.values()), states
+    finally:
+        stack.cluster.kubectl("scale", "deployment", f"{NAME}-workers", "-n", stack.apps, "--replicas=1")
+
+
+def test_a_deleted_primary_pod_comes_back_and_no_acknowledged_write_is_lost(stack: Deployed) -> None:
+    probe = WriteProbe(app_url(stack), prefix="kill").start()
+    try:
+        writing(probe, 0, 60, "writes before the drill")
+        killed = time.monotonic()
+        stack.cluster.kubectl("delete", "pod", "-n", stack.apps, HOME, "--wait=false")
+        writing(probe, killed, 180, "writes again after the primary's pod was deleted")
+    finally:
+        probe.stop()
+    print(f"primary pod deleted: writes down {probe.writes_down(killed):.1f}s; "
+          f"{len(probe.ids())} acknowledged, {probe.failures} refused")
+    assert probe.lost(ids_in_database(stack, "kill")) == set()
+
+
+def test_a_hung_primary_is_failed_over_then_the_role_comes_home_without_losing_a_write(stack: Deployed) -> None:
+    wait_for(lambda: endpoints(stack, f"{NAME}-db-read-svc"), timeout=180, what="a Ready replica")
+    epoch = int(database(stack).get("epoch") or 0)
+    probe = WriteProbe(app_url(stack), prefix="hung").start()
+    try:
+        writing(probe, 0, 60, "writes before the drill")
+        frozen = time.monotonic()
+        # Every process of the postgres container but its pid 1 stops: connections hang, probes time out.
+        stack.cluster.kubectl("exec", "-n", stack.apps, HOME, "-c", "postgres", "--", "sh", "-c", "kill -STOP -1")
+
+        def moved() -> dict[str, Any] | None:
+            db = database(stack)
+            return db if int(db.get("epoch") or 0) > epoch and db.get("phase") != "FailingOver" else None
+
+        after = wait_for(moved, timeout=120, what="a failover", interval=1)
+        assert after["lastMove"]["kind"] == "failover" and after["lastMove"]["from"] == HOME
+        promoted = after["lastMove"]["to"]
+        assert promoted.startswith(f"{NAME}-db-read-")
+        wait_for(lambda: endpoints(stack, f"{NAME}-db-write") == {promoted}, timeout=30,
+                 what=f"db-write serving {promoted}")
+        writing(probe, frozen, 60, "writes on the promoted replica")
+        failed_over = probe.writes_down(frozen)
+        events = stack.cluster.kubectl("get", "events", "-n", stack.apps, "--field-selector",
+                                       f"involvedObject.name={NAME}", "-o", "jsonpath={.items[*].reason}").split()
+        assert "FailingOver" in events and "FailedOver" in events
+
+        # The old primary comes back as a replica, catches up, and the role is switched home.
+        def home_again() -> dict[str, Any] | None:
+            db = database(stack)
+            last = db.get("lastMove") or {}
+            return db if last.get("kind") == "switchover" and db.get("primary") == HOME \
+                and db.get("phase") == "Healthy" else None
+
+        switched_at = time.monotonic()
+        home = wait_for(home_again, timeout=400, what="the switchover home", interval=2)
+        wait_for(lambda: endpoints(stack, f"{NAME}-db-write") == {HOME}, timeout=30, what="db-write home")
+        writing(probe, time.monotonic(), 60, "writes after the switchover")
+    finally:
+        probe.stop()
+    print(f"hung primary: writes down {failed_over:.1f}s until the failover to {promoted}; switchover home took "
+          f"{home['lastMove']['seconds']}s, longest write gap since {probe.writes_down(switched_at):.1f}s")
+    # Synchronous commits: not one acknowledged write is missing from the primary that has the role now.
+    assert probe.lost(ids_in_database(stack, "hung")) == set()
+    wait_for(lambda: endpoints(stack, f"{NAME}-db-read-svc") >= {promoted}, timeout=400,
+             what=f"{promoted} re-seeded and serving reads", interval=2)
+
+
+def test_a_lagging_replica_leaves_the_read_service_until_it_catches_up(stack: Deployed) -> None:
+    replica = f"{NAME}-db-read-0"
+    wait_for(lambda: replica in endpoints(stack, f"{NAME}-db-read-svc"), timeout=300, what=f"{replica} Ready")
+    probe = WriteProbe(app_url(stack), prefix="lag", interval=0.1).start()
+    try:
+        stack.psql(replica, "select pg_wal_replay_pause()")  # receives WAL, replays none: lag grows with writes
+        wait_for(lambda: replica not in endpoints(stack, f"{NAME}-db-read-svc"), timeout=90,
+                 what=f"{replica} out of the read Service while it lags", interval=1)
+        stack.psql(replica, "select pg_wal_replay_resume()")
+        wait_for(lambda: replica in endpoints(stack, f"{NAME}-db-read-svc"), timeout=90,
+                 what=f"{replica} back once it caught up", interval=1)
+    finally:
+        probe.stop()
+
+
+def test_the_slot_of_a_removed_replica_is_dropped(stack: Deployed) -> None:
+    sts = f"{NAME}-db-read"
+    second = f"{NAME}-db-read-1"
+    stack.cluster.kubectl("scale", "statefulset", sts, "-n", stack.apps, "--replicas=2")
+
+    def slots() -> dict[str, bool]:
+        rows = stack.psql(stack.pod_named("primary"), "select slot_name || ':' || active from pg_replication_slots")
+        return {row.split(":")[0]: row.split(":")[1] == "t" for row in rows.split()}
+
+    try:
+        wait_for(lambda: slots().get(second.replace("-", "_")), timeout=300, what=f"{second} streaming on its slot",
+                 interval=2)
+    finally:
+        stack.cluster.kubectl("scale", "statefulset", sts, "-n", stack.apps, "--replicas=1")
+    wait_for(lambda: second.replace("-", "_") not in slots(), timeout=120, what=f"{second}'s slot dropped",
+             interval=2)
+    events = stack.cluster.kubectl("get", "events", "-n", stack.apps, "--field-selector",
+                                   f"involvedObject.name={NAME},reason=SlotsDropped", "-o", "json")
+    assert any(second.replace("-", "_") in e["message"] for e in json.loads(events)["items"])
