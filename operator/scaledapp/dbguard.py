@@ -87,6 +87,7 @@ class Memory:
     reason: str = ""
     password: str | None = None
     last_sweep: float = 0.0
+    last_move: dict[str, Any] | None = None  # re-sent with every status write (apply drops what is left out)
 
 
 class Guard:
@@ -148,6 +149,8 @@ class Guard:
         primary = next((p for p in pods if p.name == topology.primary and not p.terminating), None)
         if primary is not None and primary.ready:
             self.memory.last_ready = now
+        elif not ((owner.get("status") or {}).get("database") or {}).get("primary"):
+            return  # a new ScaledApp whose primary has never been Ready: starting, not lost
         down_for = now - self.memory.last_ready
         delay = float(spec.database.failover.delay_seconds)
         if phase == "FailingOver":
@@ -199,7 +202,11 @@ class Guard:
         database: dict[str, Any] = {"primary": topology.primary, "epoch": topology.epoch, "phase": phase,
                                     "reason": str(reason), "message": message}
         if last_move is not None:
-            database["lastMove"] = last_move
+            self.memory.last_move = last_move
+        if self.memory.last_move is None:
+            self.memory.last_move = ((owner.get("status") or {}).get("database") or {}).get("lastMove")
+        if self.memory.last_move is not None:
+            database["lastMove"] = self.memory.last_move
         meta = owner["metadata"]
         await self.kube.apply_status(meta["name"], meta["namespace"], {"database": database}, FAILOVER_MANAGER)
 
