@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING
 from demo_app.metrics import ERROR_KINDS, OPERATIONS
 from devharness.twin import families as f
 from devharness.twin.dynamics import TickResult
-from scaledapp.policy import TierName
 from scaledapp.quantity import parse_cpu_millicores
+from scaledapp.sizes import TierName
 
 if TYPE_CHECKING:
     from devharness.twin.model import TwinModel

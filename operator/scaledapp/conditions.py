@@ -1,16 +1,25 @@
-"""Pure helpers for status: conditions that keep their transition time, and tier readiness from workloads."""
+"""Status conditions, pure: the scaler's three decision conditions, conditions that keep their transition
+time, and readiness from the tiers' workloads."""
 
 from __future__ import annotations
 
 import datetime as dt
 from typing import Any
 
-from scaledapp import api
-from scaledapp.policy import format_time
+from scaledapp import api, tiers
+from scaledapp.clock import format_time
+from scaledapp.plan import ConditionParts
+from scaledapp.reasons import ConditionType, Reason
+from scaledapp.sizes import Blocked
 
 # Status conditions each writer owns (server-side apply per writer: neither drops the other's).
-RECONCILER_CONDITIONS = ("Progressing", "Degraded")
-SCALER_CONDITIONS = ("Ready", "MetricsAvailable", "Scaling", "AtCeiling")
+RECONCILER_CONDITIONS = (ConditionType.PROGRESSING, ConditionType.DEGRADED)
+SCALER_CONDITIONS = (
+    ConditionType.READY,
+    ConditionType.METRICS_AVAILABLE,
+    ConditionType.SCALING,
+    ConditionType.AT_CEILING,
+)
 
 
 def set_condition(
@@ -39,29 +48,46 @@ def condition_status(conditions: list[dict[str, Any]], type_: str) -> str | None
     return next((str(c.get("status")) for c in conditions if c.get("type") == type_), None)
 
 
-def workload_counts(workload: dict[str, Any] | None) -> api.TierStatus:
-    """desired/ready of a Deployment or StatefulSet as the API server reports it (0/0 when absent)."""
-    if not workload:
-        return api.TierStatus()
-    spec = workload.get("spec") or {}
-    status = workload.get("status") or {}
-    desired = spec.get("replicas")
-    return api.TierStatus(
-        desired=int(desired if desired is not None else 1),
-        ready=int(status.get("readyReplicas") or status.get("ready_replicas") or 0),
+def conditions_for(
+    metrics: ConditionParts | None, scaling: ConditionParts, ceiling: Blocked | None = None
+) -> list[api.Condition]:
+    """The scaler's three conditions. `metrics` None: the scaler is off and observed nothing."""
+    if metrics is None:
+        metrics_parts: ConditionParts = ("Unknown", Reason.SCALER_OFF, "the scaler is off")
+        ceiling_parts: ConditionParts = ("Unknown", Reason.SCALER_OFF, "the scaler is off")
+    else:
+        metrics_parts = metrics
+        if metrics[0] != "True":
+            ceiling_parts = ("Unknown", Reason.METRICS_UNAVAILABLE, "cannot tell without metrics")
+        elif ceiling is not None:
+            ceiling_parts = ("True", ceiling.reason, f"{ceiling.tier}: {ceiling.message}")
+        else:
+            ceiling_parts = ("False", Reason.BELOW_CEILING, "the bottleneck (if any) can still be widened")
+    return [
+        _condition(ConditionType.METRICS_AVAILABLE, metrics_parts),
+        _condition(ConditionType.SCALING, scaling),
+        _condition(ConditionType.AT_CEILING, ceiling_parts),
+    ]
+
+
+def _condition(type_: ConditionType, parts: ConditionParts) -> api.Condition:
+    status, reason, message = parts
+    return api.Condition.model_validate(
+        {"type": type_.value, "status": status, "reason": reason.value, "message": message}
     )
 
 
-def readiness(tiers: api.TiersStatus, enabled: dict[str, bool]) -> tuple[bool, str]:
+def readiness(status: api.TiersStatus, spec: api.ScaledAppSpec) -> tuple[bool, str]:
     """Ready when every enabled tier has all its desired replicas ready; the message names the laggards."""
     waiting = []
-    for field_name, tier in tiers:
-        if not enabled.get(field_name, True):
+    for field_name, counts in status:
+        tier = tiers.by_status_field(field_name)
+        if not tier.enabled(spec):
             continue
-        if tier.desired == 0 and field_name not in ("db_read",):
+        if counts.desired == 0 and not tier.ready_when_empty:
             waiting.append(f"{field_name} has no replicas")
-        elif tier.ready < tier.desired:
-            waiting.append(f"{field_name} {tier.ready}/{tier.desired} ready")
+        elif counts.ready < counts.desired:
+            waiting.append(f"{field_name} {counts.ready}/{counts.desired} ready")
     if waiting:
         return False, "waiting: " + ", ".join(waiting)
     return True, "every tier has its desired replicas ready"

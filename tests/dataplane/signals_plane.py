@@ -25,7 +25,9 @@ import redis
 from devharness.prometheus import LocalPrometheus, Target
 from scaledapp import api, scaler
 from scaledapp.decide import Decision, decide
-from scaledapp.policy import Snapshot, TierName, initial_sizes
+from scaledapp.observation import Snapshot
+from scaledapp.sizes import TierName
+from scaledapp.tiers import initial_sizes
 from tests.dataplane.promtext import scrape
 from tests.support.dataplane import (
     MONITOR_PASSWORD,

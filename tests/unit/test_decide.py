@@ -10,8 +10,11 @@ from typing import Any
 import pytest
 
 from scaledapp import api
+from scaledapp.clock import format_time
 from scaledapp.decide import Decision, decide, record, status_fields
-from scaledapp.policy import Sizes, Snapshot, enforce_bounds, format_time, initial_sizes
+from scaledapp.observation import Snapshot
+from scaledapp.sizes import Sizes
+from scaledapp.tiers import enforce_bounds, initial_sizes
 
 NOW = datetime(2026, 11, 28, 12, 0, 0, tzinfo=UTC)
 GI = 2**30

@@ -14,7 +14,7 @@ from datetime import timedelta
 
 from scaledapp import api
 from scaledapp.decide import Decision, decide, record
-from scaledapp.policy import Sizes
+from scaledapp.sizes import Sizes
 from scaledapp.tiers.base import Scope
 from tests.unit.test_decide import NOW, Overrides, make_sizes, make_spec, snapshot
 

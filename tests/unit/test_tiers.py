@@ -10,8 +10,9 @@ import pytest
 
 from scaledapp import api, tiers
 from scaledapp.decide import decide
-from scaledapp.policy import Blocked, Sizes, Snapshot, Step, initial_sizes
-from scaledapp.tiers import app, cache, db_read, db_write, workers
+from scaledapp.observation import Snapshot
+from scaledapp.sizes import Blocked, Sizes, Step
+from scaledapp.tiers import app, cache, db_read, db_write, initial_sizes, workers
 from scaledapp.tiers.base import Scope, TierModel, lower_is_worse, prometheus_label
 
 SCOPE = Scope(namespace="shop-ns", instance="shop")
