@@ -22,7 +22,7 @@ from typing import Literal, Protocol
 from devharness.twin import Observation, TwinModel
 from devharness.twin.model import EPOCH
 from scaledapp import api
-from scaledapp.decide import decide
+from scaledapp.decide import Tick, decide
 from scaledapp.observation import Snapshot
 from scaledapp.sizes import Sizes, TierName
 from scaledapp.tiers import app, db_read, workers
@@ -61,8 +61,8 @@ class ScaledAppPolicy:
         if now < self._next:
             return None
         self._next = now + self.spec.scaling.interval_seconds
-        decision = decide(self.spec, inputs.snapshot, model.sizes, self.state, self.last_action, moment(now),
-                          settling=model.settling())
+        decision = decide(Tick(self.spec, inputs.snapshot, model.sizes, self.state, self.last_action, moment(now),
+                          settling=model.settling()))
         self.state, self.last_action = decision.state, decision.last_action
         return decision.desired if decision.step is not None else None
 

@@ -4,6 +4,7 @@ time, and readiness from the tiers' workloads."""
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
 from typing import Any
 
 from scaledapp import api, tiers
@@ -22,16 +23,24 @@ SCALER_CONDITIONS = (
 )
 
 
+@dataclass(frozen=True)
+class Observed:
+    """Which spec generation a condition speaks of, and when it is set (None: the wall clock)."""
+
+    generation: int | None = None
+    now: dt.datetime | None = None
+
+
 def set_condition(
     conditions: list[dict[str, Any]],
     type_: str,
     status: bool | None,
     reason: str,
     message: str,
-    generation: int | None = None,
-    now: dt.datetime | None = None,
+    observed: Observed = Observed(),
 ) -> list[dict[str, Any]]:
     """Return conditions with `type_` set; lastTransitionTime moves only when the status changes."""
+    now, generation = observed.now, observed.generation
     text = "Unknown" if status is None else ("True" if status else "False")
     out = [dict(c) for c in conditions if c.get("type") != type_]
     previous = next((c for c in conditions if c.get("type") == type_), None)

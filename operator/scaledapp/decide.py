@@ -33,19 +33,18 @@ explains after.
 
 from __future__ import annotations
 
-from collections.abc import Collection
 from dataclasses import dataclass, field, replace
-from datetime import datetime
 from typing import Any
 
 from scaledapp import api, verification, windows
 from scaledapp.clock import format_time, seconds_since
 from scaledapp.conditions import conditions_for
-from scaledapp.observation import Snapshot
 from scaledapp.plan import Plan, Tick
 from scaledapp.reasons import Reason
 from scaledapp.sizes import Blocked, Sizes, Step, TierName
-from scaledapp.tiers import TierPressure, enabled_tiers, enforce_bounds, throughputs, tier
+from scaledapp.tiers import TierPressure, enabled_tiers, throughputs, tier
+
+__all__ = ["HISTORY_LIMIT", "TIE_TOLERANCE", "Decision", "Tick", "decide", "rank_hot", "record", "status_fields"]
 
 HISTORY_LIMIT = 10
 # Pressures this close count as a tie, and ties go to the cheaper rung: a 1.50 vs 1.505 difference is
@@ -80,47 +79,33 @@ class Decision:
         return self.step is not None
 
 
-def decide(
-    spec: api.ScaledAppSpec,
-    snapshot: Snapshot | None,
-    sizes: Sizes,
-    state: api.ScalerState,
-    last_action: api.Action | None,
-    now: datetime,
-    *,
-    paused: bool = False,
-    settling: Collection[TierName] = (),
-) -> Decision:
-    """Decide one tick. `snapshot` None means Prometheus could not be asked (hold); `sizes` are the
-    workloads' current scaler-owned fields; `state` and `last_action` come from status; `settling`
-    names tiers whose workload has not rolled out its last change yet (ready < desired, resize in
-    progress): a step is judged only once it has taken effect."""
-    if spec.scaling.mode == api.ScalingMode.OFF:
-        return _off(sizes, state, last_action)
-    tick = Tick(spec, snapshot, enforce_bounds(spec, sizes), state, last_action, now, frozenset(settling))
+def decide(tick: Tick) -> Decision:
+    """Decide one tick (see plan.Tick for what it decides from)."""
+    if tick.scaling.mode == api.ScalingMode.OFF:
+        return _off(tick)
     plan = _plan(tick)
-    if paused:
-        return _paused(plan, sizes, state, last_action)
-    return _outcome(tick, plan, sizes)
+    if tick.paused:
+        return _paused(tick, plan)
+    return _outcome(tick, plan)
 
 
-def _off(sizes: Sizes, state: api.ScalerState, last_action: api.Action | None) -> Decision:
+def _off(tick: Tick) -> Decision:
     """Mode Off: nothing is evaluated."""
     return Decision(
         bottleneck=None,
         pressures=[],
         action=None,
         step=None,
-        desired=sizes,
-        last_action=last_action,
-        state=state,
+        desired=tick.sizes,
+        last_action=tick.last_action,
+        state=tick.state,
         conditions=conditions_for(metrics=None, scaling=("False", Reason.OFF, "spec.scaling.mode is Off")),
         reason=Reason.OFF,
         message="scaler is off: nothing evaluated",
     )
 
 
-def _paused(plan: Plan, sizes: Sizes, state: api.ScalerState, last_action: api.Action | None) -> Decision:
+def _paused(tick: Tick, plan: Plan) -> Decision:
     """The pause annotation: the plan is reported, nothing changes."""
     message = f"paused by the {api.PAUSE_ANNOTATION} annotation"
     return Decision(
@@ -128,9 +113,9 @@ def _paused(plan: Plan, sizes: Sizes, state: api.ScalerState, last_action: api.A
         pressures=plan.pressures,
         action=None,
         step=None,
-        desired=sizes,
-        last_action=last_action,
-        state=state,
+        desired=tick.sizes,
+        last_action=tick.last_action,
+        state=tick.state,
         conditions=conditions_for(plan.metrics, ("False", Reason.PAUSED, message), plan.ceiling),
         recommendation=plan.recommendation,
         reason=Reason.PAUSED,
@@ -154,7 +139,7 @@ def _action(tick: Tick, plan: Plan, step: Step, auto: bool) -> api.Action:
     )
 
 
-def _outcome(tick: Tick, plan: Plan, sizes: Sizes) -> Decision:
+def _outcome(tick: Tick, plan: Plan) -> Decision:
     """The plan under the mode: Auto applies its step, Recommend only records and recommends it."""
     auto = tick.scaling.mode == api.ScalingMode.AUTO
     action = step = None
@@ -178,7 +163,7 @@ def _outcome(tick: Tick, plan: Plan, sizes: Sizes) -> Decision:
         pressures=plan.pressures,
         action=action,
         step=step,
-        desired=(step.after if step else tick.sizes) if auto else sizes,
+        desired=(step.after if step else tick.bounded) if auto else tick.sizes,
         last_action=action or plan.last_action,
         state=state,
         conditions=conditions_for(plan.metrics, ("True" if step else "False", reason, message), plan.ceiling),
@@ -254,7 +239,7 @@ def _judge(tick: Tick) -> dict[TierName, TierPressure]:
     if tick.snapshot is None:
         return {}
     snapshot = tick.snapshot
-    return {t.name: t.pressure(snapshot.tier(t.name), tick.spec, tick.sizes) for t in enabled_tiers(tick.spec)}
+    return {t.name: t.pressure(snapshot.tier(t.name), tick.spec, tick.bounded) for t in enabled_tiers(tick.spec)}
 
 
 def _unknown(tick: Tick, judged: dict[TierName, TierPressure]) -> Plan:
@@ -313,7 +298,7 @@ def _widen_plan(tick: Tick, plan: Plan, hot: list[TierName], verdict: verificati
         f"{_number(evidence.target)} (pressure {evidence.pressure:.2f}){skipped_note}"
     )
     plan = replace(plan, bottleneck=bottleneck)
-    outcome = tier(bottleneck).widen(tick.spec, tick.sizes, judged)
+    outcome = tier(bottleneck).widen(tick.spec, tick.bounded, judged)
     if isinstance(outcome, Blocked):
         recommendation = outcome.recommendation or f"Raise the max of the {bottleneck} tier or reduce its load."
         plan = replace(plan, recommendation=recommendation, ceiling=outcome if outcome.at_ceiling else None)
@@ -343,7 +328,7 @@ def _narrow_plan(tick: Tick, plan: Plan, all_calm: bool, cooldown: windows.Coold
         return replace(plan, reason=Reason.COOLDOWN, message=f"all tiers calm; {cooldown.note}")
     down = 1 - tick.scaling.hysteresis
     for t in reversed(enabled_tiers(tick.spec)):
-        step = t.narrow(tick.spec, tick.sizes)
+        step = t.narrow(tick.spec, tick.bounded)
         # The peak over the calm period, not this tick's (possibly low) reading: a narrow step made on a
         # quiet sample would be undone by the next busy one (the HPA's scale-down window does the same).
         peak = windows.peak_of(plan.state, t.name)

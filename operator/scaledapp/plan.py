@@ -3,22 +3,29 @@ and intends so far (`Plan`). Pure."""
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cached_property
 
 from scaledapp import api
 from scaledapp.observation import Snapshot
 from scaledapp.reasons import Reason
 from scaledapp.sizes import Blocked, Sizes, Step, TierName
-from scaledapp.tiers import TierPressure
+from scaledapp.tiers import TierPressure, enforce_bounds
 
 ConditionParts = tuple[str, Reason, str]  # status ("True"/"False"/"Unknown"), reason, message
 
 
 @dataclass(frozen=True)
 class Tick:
-    """What one tick decides from: the spec, the observation, the sizes (within bounds), the memory
-    status keeps, the time, and the tiers still rolling out their last change."""
+    """What one tick decides from, the one argument of `decide.decide`.
+
+    `snapshot` None means Prometheus could not be asked (hold); `sizes` are the workloads' current
+    scaler-owned fields; `state` and `last_action` come from status; `paused` is the pause annotation;
+    `settling` names tiers whose workload has not rolled out its last change yet (ready < desired, resize
+    in progress): a step is judged only once it has taken effect.
+    """
 
     spec: api.ScaledAppSpec
     snapshot: Snapshot | None
@@ -26,11 +33,17 @@ class Tick:
     state: api.ScalerState
     last_action: api.Action | None
     now: datetime
-    settling: frozenset[TierName] = frozenset()
+    paused: bool = False
+    settling: Collection[TierName] = ()
 
     @property
     def scaling(self) -> api.ScalingSpec:
         return self.spec.scaling
+
+    @cached_property
+    def bounded(self) -> Sizes:
+        """The sizes pulled inside the spec's bounds: what the plan starts from."""
+        return enforce_bounds(self.spec, self.sizes)
 
 
 @dataclass(frozen=True)

@@ -51,9 +51,10 @@ async def _report(
     kube: Kube, owner: Manifest, generation: int | None, *, ok: bool, reason: Reason, message: str
 ) -> None:
     current = (owner.get("status") or {}).get("conditions") or []
-    conds = conditions.set_condition(current, ConditionType.PROGRESSING, ok, reason, message, generation)
+    stamp = conditions.Observed(generation)
+    conds = conditions.set_condition(current, ConditionType.PROGRESSING, ok, reason, message, stamp)
     conds = conditions.set_condition(conds, ConditionType.DEGRADED, not ok, Reason.AS_EXPECTED if ok else reason,
-                                     "" if ok else message, generation)
+                                     "" if ok else message, stamp)
     status: dict[str, Any] = {"conditions": [c for c in conds if c["type"] in conditions.RECONCILER_CONDITIONS]}
     observed = generation if ok else (owner.get("status") or {}).get("observedGeneration")
     if observed is not None:

@@ -17,7 +17,7 @@ from typing import Any, cast
 import pydantic
 
 from scaledapp import api, conditions, prometheus, tiers
-from scaledapp.decide import Decision, decide, status_fields
+from scaledapp.decide import Decision, Tick, decide, status_fields
 from scaledapp.kube import Kube, KubeError
 from scaledapp.observation import Snapshot
 from scaledapp.reasons import ConditionType, Reason
@@ -156,8 +156,8 @@ class Shell:
         return str(self.meta["namespace"])
 
     @property
-    def generation(self) -> int | None:
-        return self.meta.get("generation")
+    def observed(self) -> conditions.Observed:
+        return conditions.Observed(self.meta.get("generation"), self.now)
 
     @property
     def paused(self) -> bool:
@@ -197,13 +197,13 @@ def _ready_condition(shell: Shell, tier_counts: api.TiersStatus) -> list[Manifes
     ready, message = conditions.readiness(tier_counts, shell.spec)
     conds = [c.model_dump(by_alias=True, exclude_none=True) for c in shell.status.conditions]
     reason = Reason.ALL_TIERS_READY if ready else Reason.TIERS_NOT_READY
-    return conditions.set_condition(conds, ConditionType.READY, ready, reason, message, shell.generation, shell.now)
+    return conditions.set_condition(conds, ConditionType.READY, ready, reason, message, shell.observed)
 
 
 def _decision_conditions(shell: Shell, conds: list[Manifest], decision: Decision) -> list[Manifest]:
     for cond in decision.conditions:
         conds = conditions.set_condition(conds, cond.type, _bool(cond.status), cond.reason, cond.message,
-                                         shell.generation, shell.now)
+                                         shell.observed)
     return conds
 
 
@@ -235,8 +235,8 @@ async def _decide(shell: Shell, sizes: Sizes, tier_counts: api.TiersStatus) -> D
     snapshot, why = (None, "scaler is off") if off else await observe(spec, shell.name, shell.namespace, shell.now)
     if snapshot is None and not off:
         shell.logger.warning("Prometheus at %s did not answer (%s): holding", spec.scaling.prometheus_url, why)
-    return decide(spec, snapshot, sizes, status.scaler, status.last_action, shell.now,
-                  paused=shell.paused, settling=settling_tiers(tier_counts))
+    return decide(Tick(spec, snapshot, sizes, status.scaler, status.last_action, shell.now,
+                       paused=shell.paused, settling=settling_tiers(tier_counts)))
 
 
 async def _act(shell: Shell, sizes: Sizes, decision: Decision) -> None:

@@ -268,47 +268,14 @@ def replica_statefulset(child: names.ChildNames, namespace: str, spec: api.Scale
     initial = db.resources.initial
     postgres["resources"] = resources(cpu_request(initial.cpu), initial.memory,
                                       limit_cpu=initial.cpu, limit_memory=initial.memory)
-    bootstrap: Manifest = {
-        "name": "bootstrap",
-        "image": db.image,
-        "command": ["bash", f"{SCRIPTS_DIR}/{REPLICA_BOOTSTRAP}"],
-        # For replica-bootstrap.sh (documented at its top).
-        "env": [
-            env_value("PGDATA", PGDATA),
-            env_value("PRIMARY_HOST", child.db_write),
-            env_value("PRIMARY_PORT", str(POSTGRES_PORT)),
-            env_value("REPLICATION_USER", REPLICATION_USER),
-            env_secret("REPLICATION_PASSWORD", child.db_credentials, REPLICATION_KEY),
-            # Becomes application_name on the primary and, sanitised, the replication slot name.
-            env_field("REPLICA_NAME", "metadata.name"),
-        ],
-        "resources": resources("50m", "128Mi", limit_cpu="500m", limit_memory="256Mi"),
-        "securityContext": container_security_context(read_only_root=False),
-        "volumeMounts": [
-            {"name": "data", "mountPath": DATA_DIR},
-            {"name": "scripts", "mountPath": SCRIPTS_DIR, "readOnly": True},
-        ],
-    }
     pod = pod_template(
         child.owner, READ_TIER,
         {
             **_pod_base(),
-            "initContainers": [bootstrap],
+            "initContainers": [_replica_bootstrap(child, db)],
             "containers": [postgres, _exporter(child)],
             "volumes": _volumes(child),
-            # Prefer nodes without another Postgres of this app: a replica beside the primary adds
-            # no capacity when the node is the limit.
-            "affinity": {"podAntiAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [{
-                "weight": 50,
-                "podAffinityTerm": {
-                    "topologyKey": "kubernetes.io/hostname",
-                    "labelSelector": {
-                        "matchLabels": {names.INSTANCE_LABEL: child.owner},
-                        "matchExpressions": [{"key": names.TIER_LABEL, "operator": "In",
-                                              "values": [WRITE_TIER, READ_TIER]}],
-                    },
-                },
-            }]}},
+            "affinity": _apart_from_other_postgres(child),
         },
         annotations=scrape_annotations(POSTGRES_EXPORTER_PORT),
     )
@@ -329,6 +296,47 @@ def replica_statefulset(child: names.ChildNames, namespace: str, spec: api.Scale
             "volumeClaimTemplates": [_claim(child.owner, READ_TIER, db)],
         },
     }
+
+
+def _replica_bootstrap(child: names.ChildNames, db: api.DatabaseSpec) -> Manifest:
+    """The init container that seeds a replica from the primary (replica-bootstrap.sh)."""
+    return {
+        "name": "bootstrap",
+        "image": db.image,
+        "command": ["bash", f"{SCRIPTS_DIR}/{REPLICA_BOOTSTRAP}"],
+        # For replica-bootstrap.sh (documented at its top).
+        "env": [
+            env_value("PGDATA", PGDATA),
+            env_value("PRIMARY_HOST", child.db_write),
+            env_value("PRIMARY_PORT", str(POSTGRES_PORT)),
+            env_value("REPLICATION_USER", REPLICATION_USER),
+            env_secret("REPLICATION_PASSWORD", child.db_credentials, REPLICATION_KEY),
+            # Becomes application_name on the primary and, sanitised, the replication slot name.
+            env_field("REPLICA_NAME", "metadata.name"),
+        ],
+        "resources": resources("50m", "128Mi", limit_cpu="500m", limit_memory="256Mi"),
+        "securityContext": container_security_context(read_only_root=False),
+        "volumeMounts": [
+            {"name": "data", "mountPath": DATA_DIR},
+            {"name": "scripts", "mountPath": SCRIPTS_DIR, "readOnly": True},
+        ],
+    }
+
+
+def _apart_from_other_postgres(child: names.ChildNames) -> Manifest:
+    """Prefer nodes without another Postgres of this app: a replica beside the primary adds no capacity
+    when the node is the limit."""
+    return {"podAntiAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [{
+        "weight": 50,
+        "podAffinityTerm": {
+            "topologyKey": "kubernetes.io/hostname",
+            "labelSelector": {
+                "matchLabels": {names.INSTANCE_LABEL: child.owner},
+                "matchExpressions": [{"key": names.TIER_LABEL, "operator": "In",
+                                      "values": [WRITE_TIER, READ_TIER]}],
+            },
+        },
+    }]}}
 
 
 def database_services(child: names.ChildNames, namespace: str) -> list[Manifest]:
