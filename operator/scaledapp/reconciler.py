@@ -16,8 +16,8 @@ from scaledapp import api, conditions, resources, scaler
 from scaledapp.kube import Kube, KubeError
 from scaledapp.reasons import ConditionType, Reason
 from scaledapp.resources import names, secrets
+from scaledapp.resources.common import Manifest
 
-Manifest = dict[str, Any]
 WORKLOADS = ("Deployment", "StatefulSet")
 
 
