@@ -88,15 +88,7 @@ def _condition(type_: ConditionType, parts: ConditionParts) -> api.Condition:
 
 def readiness(status: api.TiersStatus, spec: api.ScaledAppSpec) -> tuple[bool, str]:
     """Ready when every enabled tier has all its desired replicas ready; the message names the laggards."""
-    waiting = []
-    for field_name, counts in status:
-        tier = tiers.by_status_field(field_name)
-        if not tier.enabled(spec):
-            continue
-        if counts.desired == 0 and not tier.ready_when_empty:
-            waiting.append(f"{field_name} has no replicas")
-        elif counts.ready < counts.desired:
-            waiting.append(f"{field_name} {counts.ready}/{counts.desired} ready")
+    waiting = tiers.waiting(status, spec)
     if waiting:
         return False, "waiting: " + ", ".join(waiting)
     return True, "every tier has its desired replicas ready"

@@ -92,16 +92,14 @@ async def set_initial_sizes(kube: Kube, owner: Manifest, spec: api.ScaledAppSpec
 
 async def apply_sizes(kube: Kube, name: str, namespace: str, before: Sizes, after: Sizes) -> list[str]:
     """Patch only the workloads whose size changed; returns what was done, for the log."""
-    child = names.ChildNames(name)
     done = []
-    for t in tiers.TIERS:
-        if not t.resized(before, after):
-            continue
-        await kube.apply(t.size_body(child, namespace, after), names.SCALER_MANAGER)
-        resize = t.live_resize(child, after)
-        if resize is not None and not await kube.resize_pod(resize[0], namespace, resize[1]):
-            done.append(f"{t.name}: in-place resize unavailable; the new size applies at the next restart")
-        done.append(t.name)
+    for change in tiers.size_changes(names.ChildNames(name), namespace, before, after):
+        await kube.apply(change.body, names.SCALER_MANAGER)
+        if change.resize is not None:
+            pod, patch = change.resize
+            if not await kube.resize_pod(pod, namespace, patch):
+                done.append(f"{change.tier}: in-place resize unavailable; the new size applies at the next restart")
+        done.append(change.tier)
     return done
 
 

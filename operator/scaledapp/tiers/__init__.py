@@ -8,7 +8,7 @@ docs/architecture.md walks through it. Everything below asks the tiers; nothing 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 from scaledapp import api
 from scaledapp.resources.common import Manifest
@@ -35,6 +35,20 @@ def enabled_tiers(spec: api.ScaledAppSpec) -> tuple[TierModel, ...]:
 def by_status_field(field_name: str) -> TierModel:
     """The tier whose entry in api.TiersStatus is `field_name`."""
     return next(t for t in TIERS if t.status_field == field_name)
+
+
+def waiting(status: api.TiersStatus, spec: api.ScaledAppSpec) -> list[str]:
+    """What keeps each enabled tier from Ready, in status.tiers order ("db_read 1/2 ready")."""
+    out = []
+    for field_name, counts in status:
+        t = by_status_field(field_name)
+        if not t.enabled(spec):
+            continue
+        if counts.desired == 0 and not t.ready_when_empty:
+            out.append(f"{field_name} has no replicas")
+        elif counts.ready < counts.desired:
+            out.append(f"{field_name} {counts.ready}/{counts.desired} ready")
+    return out
 
 
 def queries(spec: api.ScaledAppSpec, scope: Scope, window: str = RATE_WINDOW) -> dict[TierName, dict[str, str]]:
@@ -81,6 +95,24 @@ def changed_tiers(before: Sizes, after: Sizes) -> list[TierName]:
     return [t.name for t in TIERS if t.resized(before, after)]
 
 
+@dataclass(frozen=True)
+class SizeChange:
+    """What the scaler applies for one tier whose size changed."""
+
+    tier: TierName
+    body: Manifest  # the server-side-apply body of its workload
+    resize: tuple[str, Manifest] | None  # (pod, patch) for an in-place resize of a running pod
+
+
+def size_changes(child: ChildNames, namespace: str, before: Sizes, after: Sizes) -> list[SizeChange]:
+    """The bodies (and in-place resizes) that take every resized tier from `before` to `after`."""
+    return [
+        SizeChange(t.name, t.size_body(child, namespace, after), t.live_resize(child, after))
+        for t in TIERS
+        if t.resized(before, after)
+    ]
+
+
 def sizes_of(live: Mapping[TierName, Manifest | None], spec: api.ScaledAppSpec) -> Sizes:
     """What the scaler-owned fields of the live workloads say (the spec's starting points where not set)."""
     fields: dict[str, int] = {}
@@ -103,6 +135,7 @@ __all__ = [
     "RATE_WINDOW",
     "TIERS",
     "Scope",
+    "SizeChange",
     "TierModel",
     "TierPressure",
     "Workload",
@@ -114,7 +147,9 @@ __all__ = [
     "initial_sizes",
     "metric_names",
     "queries",
+    "size_changes",
     "sizes_of",
     "throughputs",
     "tier",
+    "waiting",
 ]
