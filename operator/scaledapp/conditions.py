@@ -86,6 +86,15 @@ def _condition(type_: ConditionType, parts: ConditionParts) -> api.Condition:
     )
 
 
+def set_ready(
+    conditions: list[dict[str, Any]], status: api.TiersStatus, spec: api.ScaledAppSpec, observed: Observed
+) -> list[dict[str, Any]]:
+    """Return conditions with Ready set from the tiers' readiness."""
+    ready, message = readiness(status, spec)
+    reason = Reason.ALL_TIERS_READY if ready else Reason.TIERS_NOT_READY
+    return set_condition(conditions, ConditionType.READY, ready, reason, message, observed)
+
+
 def readiness(status: api.TiersStatus, spec: api.ScaledAppSpec) -> tuple[bool, str]:
     """Ready when every enabled tier has all its desired replicas ready; the message names the laggards."""
     waiting = tiers.waiting(status, spec)

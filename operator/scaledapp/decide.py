@@ -42,7 +42,7 @@ from scaledapp.conditions import conditions_for
 from scaledapp.plan import Plan, Tick
 from scaledapp.reasons import Reason
 from scaledapp.sizes import Blocked, Sizes, Step, TierName
-from scaledapp.tiers import TierPressure, enabled_tiers, throughputs, tier
+from scaledapp.tiers import TierPressure, enabled_tiers, judge, tier
 
 __all__ = ["HISTORY_LIMIT", "TIE_TOLERANCE", "Decision", "Tick", "decide", "rank_hot", "record", "status_fields"]
 
@@ -206,12 +206,14 @@ def status_fields(decision: Decision, history: list[api.Action], previous: api.A
 
 def _plan(tick: Tick) -> Plan:
     """Judge -> track windows -> verify the last step -> widen the bottleneck or narrow a calm tier."""
-    # Judge: each enabled tier's pressure and its evidence; unknown data holds the scaler.
-    judged = _judge(tick)
-    if tick.snapshot is None or any(j.missing for j in judged.values()):
+    # Judge: each enabled tier's pressure, its evidence and throughput; unknown data holds the scaler.
+    if tick.snapshot is None:
+        return _unknown(tick, {})
+    judgement = judge(tick.snapshot, tick.spec, tick.bounded)
+    judged, served = judgement.judged, judgement.served
+    if judgement.missing:
         return _unknown(tick, judged)
     known: dict[TierName, float] = {name: j.pressure for name, j in judged.items() if j.pressure is not None}
-    served = throughputs({t.name: tick.snapshot.tier(t.name) for t in enabled_tiers(tick.spec)})
     up, down = 1 + tick.scaling.hysteresis, 1 - tick.scaling.hysteresis
     hot = rank_hot({name: p for name, p in known.items() if p > up})
     all_calm = all(p < down for p in known.values())
@@ -233,13 +235,6 @@ def _plan(tick: Tick) -> Plan:
     if hot:
         return _widen_plan(tick, plan, hot, verdict)
     return _narrow_plan(tick, plan, all_calm, verdict.cooldown)
-
-
-def _judge(tick: Tick) -> dict[TierName, TierPressure]:
-    if tick.snapshot is None:
-        return {}
-    snapshot = tick.snapshot
-    return {t.name: t.pressure(snapshot.tier(t.name), tick.spec, tick.bounded) for t in enabled_tiers(tick.spec)}
 
 
 def _unknown(tick: Tick, judged: dict[TierName, TierPressure]) -> Plan:

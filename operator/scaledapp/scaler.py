@@ -62,17 +62,12 @@ def sizes_of(workloads: Workloads, spec: api.ScaledAppSpec) -> Sizes:
 
 def tiers_status(workloads: Workloads, sizes: Sizes) -> api.TiersStatus:
     """status.tiers: each tier's desired/ready (and size) as its workload reports them."""
-    return api.TiersStatus(**{t.status_field: t.status(workloads.of(t.name), sizes) for t in tiers.TIERS})
+    return tiers.status_of(workloads.by_tier, sizes)
 
 
 def settling_tiers(status: api.TiersStatus) -> set[TierName]:
     """Tiers still rolling out their last change: a step is judged only once it has taken effect."""
-    out: set[TierName] = set()
-    for t in tiers.TIERS:
-        counts: api.TierStatus = getattr(status, t.status_field)
-        if t.settles and counts.ready < counts.desired:
-            out.add(t.name)
-    return out
+    return set(tiers.settling(status))
 
 
 def owned_by_scaler(live: Manifest) -> bool:
@@ -170,18 +165,17 @@ async def tick(kube: Kube, body: Manifest, logger: Logger) -> float:
     except pydantic.ValidationError:
         return RETRY_SECONDS  # the reconciler reports invalid specs
     shell = Shell(kube, body, spec, _status_model(body.get("status")), dt.datetime.now(dt.UTC), logger)
-    # Observe the workloads: each tier's size and readiness.
+    # Observe the workloads: each tier's size, readiness and rollout.
     workloads = await read_workloads(kube, shell.name, shell.namespace)
-    sizes = sizes_of(workloads, spec)
-    tier_counts = tiers_status(workloads, sizes)
-    conds = _ready_condition(shell, tier_counts)
-    patch: Manifest = {"app": f"{tier_counts.app.ready}/{tier_counts.app.desired}",
-                       "tiers": tier_counts.model_dump(by_alias=True, exclude_none=True)}
+    reading = tiers.read(workloads.by_tier, spec)
+    conds = _ready_condition(shell, reading.status)
+    patch: Manifest = {"app": f"{reading.status.app.ready}/{reading.status.app.desired}",
+                       "tiers": reading.status.model_dump(by_alias=True, exclude_none=True)}
     if workloads.complete:
         # Observe Prometheus, then judge, track windows, verify and plan (decide.py, pure).
-        decision = await _decide(shell, sizes, tier_counts)
+        decision = await _decide(shell, reading)
         # Act: apply the one step (or the sizes pulled back inside the spec's bounds).
-        await _act(shell, sizes, decision)
+        await _act(shell, reading.sizes, decision)
         patch.update(status_fields(decision, shell.status.history, shell.status.last_action))
         conds = _decision_conditions(shell, conds, decision)
         # Explain: one log line, and Events for what was decided or flipped.
@@ -192,10 +186,8 @@ async def tick(kube: Kube, body: Manifest, logger: Logger) -> float:
 
 def _ready_condition(shell: Shell, tier_counts: api.TiersStatus) -> list[Manifest]:
     """The conditions from status with Ready set from the tiers' readiness."""
-    ready, message = conditions.readiness(tier_counts, shell.spec)
     conds = [c.model_dump(by_alias=True, exclude_none=True) for c in shell.status.conditions]
-    reason = Reason.ALL_TIERS_READY if ready else Reason.TIERS_NOT_READY
-    return conditions.set_condition(conds, ConditionType.READY, ready, reason, message, shell.observed)
+    return conditions.set_ready(conds, tier_counts, shell.spec, shell.observed)
 
 
 def _decision_conditions(shell: Shell, conds: list[Manifest], decision: Decision) -> list[Manifest]:
@@ -226,15 +218,15 @@ def changed(current: Manifest, patch: Manifest) -> bool:
     return False
 
 
-async def _decide(shell: Shell, sizes: Sizes, tier_counts: api.TiersStatus) -> Decision:
+async def _decide(shell: Shell, reading: tiers.Reading) -> Decision:
     """Observe Prometheus (unless the scaler is off) and decide."""
     spec, status = shell.spec, shell.status
     off = spec.scaling.mode == api.ScalingMode.OFF
     snapshot, why = (None, "scaler is off") if off else await observe(spec, shell.name, shell.namespace, shell.now)
     if snapshot is None and not off:
         shell.logger.warning("Prometheus at %s did not answer (%s): holding", spec.scaling.prometheus_url, why)
-    return decide(Tick(spec, snapshot, sizes, status.scaler, status.last_action, shell.now,
-                       paused=shell.paused, settling=settling_tiers(tier_counts)))
+    return decide(Tick(spec, snapshot, reading.sizes, status.scaler, status.last_action, shell.now,
+                       paused=shell.paused, settling=reading.settling))
 
 
 async def _act(shell: Shell, sizes: Sizes, decision: Decision) -> None:

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
 from scaledapp import api
+from scaledapp.observation import Snapshot
 from scaledapp.resources.common import Manifest
 from scaledapp.resources.names import ChildNames
 from scaledapp.sizes import Sizes, TierName
@@ -121,6 +122,55 @@ def sizes_of(live: Mapping[TierName, Manifest | None], spec: api.ScaledAppSpec) 
     return Sizes(**fields)
 
 
+def status_of(live: Mapping[TierName, Manifest | None], sizes: Sizes) -> api.TiersStatus:
+    """status.tiers: each tier's desired/ready (and size) as its workload reports them."""
+    return api.TiersStatus(**{t.status_field: t.status(live.get(t.name), sizes) for t in TIERS})
+
+
+def settling(status: api.TiersStatus) -> frozenset[TierName]:
+    """Tiers still rolling out their last change: a step is judged only once it has taken effect."""
+    return frozenset(t.name for t in TIERS if t.settles and _rolling_out(getattr(status, t.status_field)))
+
+
+def _rolling_out(counts: api.TierStatus) -> bool:
+    return counts.ready < counts.desired
+
+
+@dataclass(frozen=True)
+class Reading:
+    """What the live workloads say: every tier's size, its status.tiers entry, and which still roll out."""
+
+    sizes: Sizes
+    status: api.TiersStatus
+    settling: frozenset[TierName]
+
+
+def read(live: Mapping[TierName, Manifest | None], spec: api.ScaledAppSpec) -> Reading:
+    """Each tier's size and readiness from its live workload (`live`: tier name -> workload or None)."""
+    sizes = sizes_of(live, spec)
+    status = status_of(live, sizes)
+    return Reading(sizes, status, settling(status))
+
+
+@dataclass(frozen=True)
+class Judgement:
+    """Each enabled tier's pressure with its evidence, and its throughput where it has one."""
+
+    judged: dict[TierName, TierPressure]
+    served: dict[TierName, float]
+
+    @property
+    def missing(self) -> bool:
+        return any(j.missing for j in self.judged.values())
+
+
+def judge(snapshot: Snapshot, spec: api.ScaledAppSpec, sizes: Sizes) -> Judgement:
+    """Judge every enabled tier's signals against the spec's targets."""
+    signals = {t.name: snapshot.tier(t.name) for t in enabled_tiers(spec)}
+    judged = {t.name: t.pressure(signals[t.name], spec, sizes) for t in enabled_tiers(spec)}
+    return Judgement(judged, throughputs(signals))
+
+
 def initial_scaler_bodies(name: str, namespace: str, spec: api.ScaledAppSpec) -> list[Manifest]:
     """The scaler's starting point, from the spec: minimum replicas and initial sizes, for enabled tiers.
 
@@ -134,6 +184,8 @@ def initial_scaler_bodies(name: str, namespace: str, spec: api.ScaledAppSpec) ->
 __all__ = [
     "RATE_WINDOW",
     "TIERS",
+    "Judgement",
+    "Reading",
     "Scope",
     "SizeChange",
     "TierModel",
@@ -145,10 +197,14 @@ __all__ = [
     "enforce_bounds",
     "initial_scaler_bodies",
     "initial_sizes",
+    "judge",
     "metric_names",
     "queries",
+    "read",
+    "settling",
     "size_changes",
     "sizes_of",
+    "status_of",
     "throughputs",
     "tier",
     "waiting",
