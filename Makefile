@@ -29,9 +29,12 @@ deps: ## Debian packages (redis-server, postgresql, haproxy, openssl) via apt-ge
 tools: ## build the pinned Go binaries (k8s, etcd, kwok, helm, prometheus, exporters) into ~/.cache/scaledapp
 	@$(LC)/build.sh
 
-lint: venv ## ruff + mypy
+lint: venv ## ruff + mypy + import contracts (.importlinter)
 	@echo "==> ruff"; $(VENV)/bin/ruff check operator demo-app tests bench hack devharness
+	@echo "==> ruff: no module imports another's private names"
+	@$(VENV)/bin/ruff check --preview --select PLC2701 operator demo-app tests bench hack devharness
 	@echo "==> mypy"; $(VENV)/bin/mypy
+	@echo "==> import contracts (.importlinter)"; $(VENV)/bin/lint-imports --no-logo --no-cache
 
 crds: venv ## regenerate crds/ and the chart's crds/ from the pydantic API
 	@$(VPY) -m scaledapp.crdgen --write

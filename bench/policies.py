@@ -22,8 +22,9 @@ from typing import Literal, Protocol
 from devharness.twin import Observation, TwinModel
 from devharness.twin.model import EPOCH
 from scaledapp import api
-from scaledapp.decide import decide
-from scaledapp.policy import Bounds, Sizes, Snapshot, TierName
+from scaledapp.decide import Tick, decide
+from scaledapp.observation import Snapshot
+from scaledapp.sizes import Sizes, TierName
 from scaledapp.tiers import app, db_read, workers
 
 MetricKind = Literal["utilization", "value", "average_value"]
@@ -60,8 +61,8 @@ class ScaledAppPolicy:
         if now < self._next:
             return None
         self._next = now + self.spec.scaling.interval_seconds
-        decision = decide(self.spec, inputs.snapshot, model.sizes, self.state, self.last_action, moment(now),
-                          settling=model.settling())
+        decision = decide(Tick(self.spec, inputs.snapshot, model.sizes, self.state, self.last_action, moment(now),
+                          settling=model.settling()))
         self.state, self.last_action = decision.state, decision.last_action
         return decision.desired if decision.step is not None else None
 
@@ -179,22 +180,23 @@ LATENCY_TARGET_SECONDS = 0.08  # mean; an exponential's p95 is 3x its mean, abou
 
 def baselines(spec: api.ScaledAppSpec) -> list[Callable[[], Policy]]:
     """Factories of the baseline policies (fresh state per run)."""
-    bounds = Bounds.of(spec)
+    app_bounds = app.TIER.replica_bounds(spec)
+    read_bounds, worker_bounds = db_read.TIER.replica_bounds(spec), workers.TIER.replica_bounds(spec)
     cpu = spec.scaling.targets.app_cpu_utilization
 
     def hpa_cpu() -> Policy:
-        return HpaPolicy("HPA on app CPU", [Hpa("app", bounds.app, cpu, "utilization", cpu_from_metrics_server)])
+        return HpaPolicy("HPA on app CPU", [Hpa("app", app_bounds, cpu, "utilization", cpu_from_metrics_server)])
 
     def hpa_latency() -> Policy:
         return HpaPolicy("HPA on app latency",
-                         [Hpa("app", bounds.app, LATENCY_TARGET_SECONDS, "value", app_mean_latency)])
+                         [Hpa("app", app_bounds, LATENCY_TARGET_SECONDS, "value", app_mean_latency)])
 
     def per_tier() -> Policy:
         targets = spec.scaling.targets
         return HpaPolicy("per-tier HPAs (KEDA)", [
-            Hpa("app", bounds.app, cpu, "utilization", cpu_from_metrics_server),
-            Hpa("db-read", bounds.db_read, targets.read_latency_seconds, "value", read_p95, period_seconds=30),
-            Hpa("workers", bounds.workers, targets.queue_depth_per_worker, "average_value", queue_length,
+            Hpa("app", app_bounds, cpu, "utilization", cpu_from_metrics_server),
+            Hpa("db-read", read_bounds, targets.read_latency_seconds, "value", read_p95, period_seconds=30),
+            Hpa("workers", worker_bounds, targets.queue_depth_per_worker, "average_value", queue_length,
                 period_seconds=30),
         ])
 

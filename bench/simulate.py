@@ -11,8 +11,9 @@ from bench.policies import Inputs, Policy
 from bench.scenarios import BenchScenario
 from devharness.twin import TwinModel
 from devharness.twin.model import LOADED, SATURATED
-from scaledapp.policy import Sizes, TierName, changed_tiers
 from scaledapp.quantity import parse_cpu_millicores
+from scaledapp.sizes import Sizes, TierName
+from scaledapp.tiers import changed_tiers
 
 SLO_P95_SECONDS = 0.25  # end-user p95 latency objective
 POLICY_PERIOD = 15  # seconds; every policy's interval is a multiple of it

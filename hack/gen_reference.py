@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from scaledapp import api, crdgen
+from scaledapp import api, crdgen, reasons
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "docs" / "reference.md"
@@ -149,6 +149,16 @@ def render() -> str:
     sections("spec", root["properties"]["spec"], out)
     out += ["## status", "", "Written by the operator only (the status subresource).", ""]
     sections("status", root["properties"]["status"], out)
+    out += [
+        "## Condition and Event reasons",
+        "",
+        "Every `reason` a condition in `status.conditions` or an Event of the operator can carry"
+        " (operator/scaledapp/reasons.py: one enumeration, used everywhere). Condition types: "
+        + ", ".join(f"`{t.value}`" for t in reasons.ConditionType) + ".",
+        "",
+        reasons.markdown_table(),
+        "",
+    ]
     return "\n".join(out).rstrip("\n") + "\n"
 
 

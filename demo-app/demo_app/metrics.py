@@ -22,9 +22,9 @@ OPERATIONS: Final = {
     "queue": ("enqueue", "get_order", "dequeue", "update_order", "depth"),
 }
 
-_HTTP_BUCKETS: Final = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 10.0)
-_DEP_BUCKETS: Final = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
-_JOB_BUCKETS: Final = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+HTTP_BUCKETS: Final = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 10.0)
+DEPENDENCY_BUCKETS: Final = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+JOB_BUCKETS: Final = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
 # --- app: HTTP (probes and /metrics are not counted: they are not user traffic)
 HTTP_REQUESTS = Counter(
@@ -34,7 +34,7 @@ HTTP_DURATION = Histogram(
     "scaledapp_http_request_duration_seconds",
     "HTTP request latency, from first byte in to last byte out",
     ["route", "method"],
-    buckets=_HTTP_BUCKETS,
+    buckets=HTTP_BUCKETS,
 )
 HTTP_IN_FLIGHT = Gauge("scaledapp_http_requests_in_flight", "HTTP requests being served right now")
 
@@ -46,13 +46,13 @@ DEP_DURATION = Histogram(
     "scaledapp_dependency_duration_seconds",
     "Latency of one call to a dependency as the caller sees it, pool wait included",
     ["dependency", "operation"],
-    buckets=_DEP_BUCKETS,
+    buckets=DEPENDENCY_BUCKETS,
 )
 DEP_POOL_WAIT = Histogram(
     "scaledapp_dependency_pool_wait_seconds",
     "Time spent obtaining a connection from the dependency's client pool",
     ["dependency"],
-    buckets=_DEP_BUCKETS,
+    buckets=DEPENDENCY_BUCKETS,
 )
 DEP_ERRORS = Counter(
     "scaledapp_dependency_errors", "Failed dependency calls by kind", ["dependency", "kind"]
@@ -70,7 +70,7 @@ QUEUE_OLDEST_AGE = Gauge("scaledapp_queue_oldest_age_seconds", "Age of the oldes
 JOB_DURATION = Histogram(
     "scaledapp_worker_job_duration_seconds",
     "Time a worker spent processing one job",
-    buckets=_JOB_BUCKETS,
+    buckets=JOB_BUCKETS,
 )
 JOBS = Counter("scaledapp_worker_jobs", "Jobs finished by the worker", ["status"])
 JOBS_IN_PROGRESS = Gauge("scaledapp_worker_jobs_in_progress", "Jobs this worker is processing right now")

@@ -11,12 +11,13 @@ import math
 from collections.abc import Iterable, Mapping, MutableMapping
 from dataclasses import dataclass, field
 
-from demo_app.metrics import _DEP_BUCKETS, _HTTP_BUCKETS, _JOB_BUCKETS, CACHE_RESULTS, ERROR_KINDS, OPERATIONS
+from demo_app import metrics as app_metrics
+from demo_app.metrics import CACHE_RESULTS, ERROR_KINDS, OPERATIONS
 from devharness.twin.physics import bucket_counts
 
-HTTP_BUCKETS: tuple[float, ...] = tuple(_HTTP_BUCKETS)
-DEPENDENCY_BUCKETS: tuple[float, ...] = tuple(_DEP_BUCKETS)
-JOB_BUCKETS: tuple[float, ...] = tuple(_JOB_BUCKETS)
+HTTP_BUCKETS: tuple[float, ...] = tuple(app_metrics.HTTP_BUCKETS)
+DEPENDENCY_BUCKETS: tuple[float, ...] = tuple(app_metrics.DEPENDENCY_BUCKETS)
+JOB_BUCKETS: tuple[float, ...] = tuple(app_metrics.JOB_BUCKETS)
 
 Labels = tuple[tuple[str, str], ...]
 

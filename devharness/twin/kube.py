@@ -18,11 +18,11 @@ from kubernetes import config
 from kubernetes.client import ApiClient, AppsV1Api, CoreV1Api
 from kubernetes.client.exceptions import ApiException
 
-from scaledapp.policy import Sizes
 from scaledapp.quantity import parse_bytes, parse_cpu_millicores
 from scaledapp.resources.cache import MAXMEMORY_KEY
 from scaledapp.resources.database import CONTAINER as PRIMARY_CONTAINER
 from scaledapp.resources.names import INSTANCE_LABEL, TIER_LABEL, ChildNames
+from scaledapp.sizes import Sizes
 
 REQUEST_TIMEOUT = 5.0  # seconds per API call
 # Tiers whose pods the twin simulates (the queue's Redis carries no signal the operator reads).

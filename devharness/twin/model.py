@@ -50,9 +50,11 @@ from devharness.twin.params import Load, TwinParams
 from devharness.twin.physics import KeySpace
 from devharness.twin.pods import PodSeries, gauges_for
 from scaledapp import api
-from scaledapp.policy import Sizes, Snapshot, TierName, initial_sizes
+from scaledapp.observation import Snapshot
 from scaledapp.quantity import parse_cpu_millicores
 from scaledapp.resources.names import ChildNames
+from scaledapp.sizes import Sizes, TierName
+from scaledapp.tiers import initial_sizes
 
 EPOCH = datetime(2025, 1, 1, tzinfo=UTC)
 RATE_WINDOW_SECONDS = 60.0  # tiers.RATE_WINDOW ("1m")

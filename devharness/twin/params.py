@@ -1,6 +1,6 @@
 """The twin's inputs: offered load, and the physical constants of the demo service (with why each has
 the value it has). Sizes (replicas, cache memory, primary CPU) are not here: they are
-`scaledapp.policy.Sizes`, set on the model by whoever plays the scaler."""
+`scaledapp.sizes.Sizes`, set on the model by whoever plays the scaler."""
 
 from __future__ import annotations
 

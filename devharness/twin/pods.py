@@ -4,16 +4,30 @@ start, as a real process's are) and its gauges now, rendered as Prometheus text 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from demo_app.metrics import ERROR_KINDS, OPERATIONS
 from devharness.twin import families as f
 from devharness.twin.dynamics import TickResult
-from scaledapp.policy import TierName
+from devharness.twin.params import TwinParams
+from scaledapp import api
 from scaledapp.quantity import parse_cpu_millicores
+from scaledapp.sizes import Sizes, TierName
 
-if TYPE_CHECKING:
-    from devharness.twin.model import TwinModel
+
+class PlantView(Protocol):
+    """What a pod's gauges read from the twin besides the last tick (the model provides it; this module
+    does not import the model, so the twin's modules form no cycle)."""
+
+    @property
+    def params(self) -> TwinParams: ...
+
+    @property
+    def spec(self) -> api.ScaledAppSpec: ...
+
+    @property
+    def sizes(self) -> Sizes: ...
+
 
 SERVER = "localhost:5432"  # postgres_exporter's DSN host:port in the sidecar
 WORKER_CPU_LIMIT_CORES = 0.5
@@ -83,7 +97,7 @@ class PodSeries:
 
 
 def gauges_for(
-    tier: TierName, name: str, ready: bool, last: TickResult | None, model: TwinModel,
+    tier: TierName, name: str, ready: bool, last: TickResult | None, model: PlantView,
     ready_counts: Mapping[TierName, int],
 ) -> dict[str, float]:
     """A pod's gauges now. A pod that is not ready has no traffic; a replica that is still

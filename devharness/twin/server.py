@@ -36,7 +36,7 @@ from devharness.twin.model import POD_TIERS, Observation, TwinModel
 from devharness.twin.params import TwinParams
 from devharness.twin.scenarios import Scenario
 from scaledapp import api
-from scaledapp.policy import initial_sizes
+from scaledapp.tiers import initial_sizes
 
 log = logging.getLogger("twin")
 

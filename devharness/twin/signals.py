@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from devharness.twin import families as f
 from devharness.twin.physics import histogram_quantile
-from scaledapp.policy import TierName
+from scaledapp.sizes import TierName
 from scaledapp.tiers import app, cache, db_read, db_write, tier, workers
 from scaledapp.tiers.base import Scope
 

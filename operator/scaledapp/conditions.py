@@ -1,16 +1,34 @@
-"""Pure helpers for status: conditions that keep their transition time, and tier readiness from workloads."""
+"""Status conditions, pure: the scaler's three decision conditions, conditions that keep their transition
+time, and readiness from the tiers' workloads."""
 
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
 from typing import Any
 
-from scaledapp import api
-from scaledapp.policy import format_time
+from scaledapp import api, tiers
+from scaledapp.clock import format_time
+from scaledapp.plan import ConditionParts
+from scaledapp.reasons import ConditionType, Reason
+from scaledapp.sizes import Blocked
 
 # Status conditions each writer owns (server-side apply per writer: neither drops the other's).
-RECONCILER_CONDITIONS = ("Progressing", "Degraded")
-SCALER_CONDITIONS = ("Ready", "MetricsAvailable", "Scaling", "AtCeiling")
+RECONCILER_CONDITIONS = (ConditionType.PROGRESSING, ConditionType.DEGRADED)
+SCALER_CONDITIONS = (
+    ConditionType.READY,
+    ConditionType.METRICS_AVAILABLE,
+    ConditionType.SCALING,
+    ConditionType.AT_CEILING,
+)
+
+
+@dataclass(frozen=True)
+class Observed:
+    """Which spec generation a condition speaks of, and when it is set (None: the wall clock)."""
+
+    generation: int | None = None
+    now: dt.datetime | None = None
 
 
 def set_condition(
@@ -19,10 +37,10 @@ def set_condition(
     status: bool | None,
     reason: str,
     message: str,
-    generation: int | None = None,
-    now: dt.datetime | None = None,
+    observed: Observed = Observed(),
 ) -> list[dict[str, Any]]:
     """Return conditions with `type_` set; lastTransitionTime moves only when the status changes."""
+    now, generation = observed.now, observed.generation
     text = "Unknown" if status is None else ("True" if status else "False")
     out = [dict(c) for c in conditions if c.get("type") != type_]
     previous = next((c for c in conditions if c.get("type") == type_), None)
@@ -39,29 +57,47 @@ def condition_status(conditions: list[dict[str, Any]], type_: str) -> str | None
     return next((str(c.get("status")) for c in conditions if c.get("type") == type_), None)
 
 
-def workload_counts(workload: dict[str, Any] | None) -> api.TierStatus:
-    """desired/ready of a Deployment or StatefulSet as the API server reports it (0/0 when absent)."""
-    if not workload:
-        return api.TierStatus()
-    spec = workload.get("spec") or {}
-    status = workload.get("status") or {}
-    desired = spec.get("replicas")
-    return api.TierStatus(
-        desired=int(desired if desired is not None else 1),
-        ready=int(status.get("readyReplicas") or status.get("ready_replicas") or 0),
+def conditions_for(
+    metrics: ConditionParts | None, scaling: ConditionParts, ceiling: Blocked | None = None
+) -> list[api.Condition]:
+    """The scaler's three conditions. `metrics` None: the scaler is off and observed nothing."""
+    if metrics is None:
+        metrics_parts: ConditionParts = ("Unknown", Reason.SCALER_OFF, "the scaler is off")
+        ceiling_parts: ConditionParts = ("Unknown", Reason.SCALER_OFF, "the scaler is off")
+    else:
+        metrics_parts = metrics
+        if metrics[0] != "True":
+            ceiling_parts = ("Unknown", Reason.METRICS_UNAVAILABLE, "cannot tell without metrics")
+        elif ceiling is not None:
+            ceiling_parts = ("True", ceiling.reason, f"{ceiling.tier}: {ceiling.message}")
+        else:
+            ceiling_parts = ("False", Reason.BELOW_CEILING, "the bottleneck (if any) can still be widened")
+    return [
+        _condition(ConditionType.METRICS_AVAILABLE, metrics_parts),
+        _condition(ConditionType.SCALING, scaling),
+        _condition(ConditionType.AT_CEILING, ceiling_parts),
+    ]
+
+
+def _condition(type_: ConditionType, parts: ConditionParts) -> api.Condition:
+    status, reason, message = parts
+    return api.Condition.model_validate(
+        {"type": type_.value, "status": status, "reason": reason.value, "message": message}
     )
 
 
-def readiness(tiers: api.TiersStatus, enabled: dict[str, bool]) -> tuple[bool, str]:
+def set_ready(
+    conditions: list[dict[str, Any]], status: api.TiersStatus, spec: api.ScaledAppSpec, observed: Observed
+) -> list[dict[str, Any]]:
+    """Return conditions with Ready set from the tiers' readiness."""
+    ready, message = readiness(status, spec)
+    reason = Reason.ALL_TIERS_READY if ready else Reason.TIERS_NOT_READY
+    return set_condition(conditions, ConditionType.READY, ready, reason, message, observed)
+
+
+def readiness(status: api.TiersStatus, spec: api.ScaledAppSpec) -> tuple[bool, str]:
     """Ready when every enabled tier has all its desired replicas ready; the message names the laggards."""
-    waiting = []
-    for field_name, tier in tiers:
-        if not enabled.get(field_name, True):
-            continue
-        if tier.desired == 0 and field_name not in ("db_read",):
-            waiting.append(f"{field_name} has no replicas")
-        elif tier.ready < tier.desired:
-            waiting.append(f"{field_name} {tier.ready}/{tier.desired} ready")
+    waiting = tiers.waiting(status, spec)
     if waiting:
         return False, "waiting: " + ", ".join(waiting)
     return True, "every tier has its desired replicas ready"

@@ -122,7 +122,7 @@ class Guard:
         return self.memory.password
 
     async def positions(self, child: names.ChildNames, namespace: str,
-                        pods: Sequence[DbPod]) -> dict[str, pgclient.Position | None]:
+                        pods: Sequence[DbPod]) -> dict[str, failover.Position | None]:
         password = await self.password(child, namespace)
         if password is None:
             return {}
@@ -159,7 +159,7 @@ class Guard:
         if phase == "SwitchingOver":
             await self.resume_switchover(owner, topology, home)
             return
-        positions: dict[str, pgclient.Position | None] = {}
+        positions: dict[str, failover.Position | None] = {}
         if failover.needs_positions(pods, topology, home, down_for, delay):
             positions = await self.positions(child, namespace, pods)
         plan = failover.judge(pods, topology, home, positions, down_for=down_for, delay=delay)

@@ -13,7 +13,7 @@ The rules, in order:
    ineffective: the tier is not widened again until the back-off expires; the next candidate is
    considered instead. Until the verdict, no other step is taken. One exception: a rolled-out step
    whose tier serves clearly more while its pressure has not fallen (still saturated, see
-   EARLY_EFFECTIVE_RISE) is judged effective at once, and that tier, if still the bottleneck, may take
+   verification.EARLY_EFFECTIVE_RISE) is judged effective at once, and that tier, if still the bottleneck, may take
    its next step within the cooldown.
 3. The bottleneck is the tier with the highest pressure above 1 + hysteresis; pressures within
    TIE_TOLERANCE of each other tie, and ties go to the cheaper rung (api.LADDER).
@@ -24,32 +24,32 @@ The rules, in order:
    one step, in reverse ladder order, and only if its predicted pressure afterwards stays calm (so a
    narrow step can never invite the next widening step: no oscillation).
 6. Recommend mode decides the same but applies nothing (applied=False); a pause freezes everything.
+
+The tick, as phases (docs/architecture.md): judge (each tier's pressure) -> track windows (windows.py)
+-> verify the last step (verification.py) -> plan (widen the bottleneck or narrow when all are calm)
+-> the mode and the pause decide what is applied. The shell (scaler.py) observes before and acts and
+explains after.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
 from typing import Any
 
-from scaledapp import api
-from scaledapp.decide_support import (
-    VERIFY_GRACE_SECONDS,
-    Plan,
-    conditions_for,
-    peak_of,
-    rank_hot,
-    rescale_peaks,
-    still_saturated_after_step,
-    throughputs_of,
-    track_calm_peaks,
-    verify_last_action,
-)
-from scaledapp.policy import Blocked, Sizes, Snapshot, Step, TierName, enforce_bounds, format_time, seconds_since
-from scaledapp.tiers import TierPressure, enabled_tiers, tier
+from scaledapp import api, verification, windows
+from scaledapp.clock import format_time, seconds_since
+from scaledapp.conditions import conditions_for
+from scaledapp.plan import Plan, Tick
+from scaledapp.reasons import Reason
+from scaledapp.sizes import Blocked, Sizes, Step, TierName
+from scaledapp.tiers import TierPressure, enabled_tiers, judge, tier
+
+__all__ = ["HISTORY_LIMIT", "TIE_TOLERANCE", "Decision", "Tick", "decide", "rank_hot", "record", "status_fields"]
 
 HISTORY_LIMIT = 10
+# Pressures this close count as a tie, and ties go to the cheaper rung: a 1.50 vs 1.505 difference is
+# noise, not evidence that the dearer tier is the chokepoint.
+TIE_TOLERANCE = 0.01
 
 
 @dataclass(frozen=True)
@@ -71,7 +71,7 @@ class Decision:
     # The previous action with the verdict verify-after-act gave it this tick (to update in history).
     verified: api.Action | None = None
     recommendation: str = ""
-    reason: str = ""  # CamelCase: the Scaling condition's reason ("Widened", "Cooldown", ...)
+    reason: Reason | None = None  # the Scaling condition's reason (Reason.WIDENED, Reason.COOLDOWN, ...)
     message: str = ""  # one line for the Event and the log
 
     @property
@@ -79,90 +79,94 @@ class Decision:
         return self.step is not None
 
 
-def decide(
-    spec: api.ScaledAppSpec,
-    snapshot: Snapshot | None,
-    sizes: Sizes,
-    state: api.ScalerState,
-    last_action: api.Action | None,
-    now: datetime,
-    *,
-    paused: bool = False,
-    settling: Collection[TierName] = (),
-) -> Decision:
-    """Decide one tick. `snapshot` None means Prometheus could not be asked (hold); `sizes` are the
-    workloads' current scaler-owned fields; `state` and `last_action` come from status; `settling`
-    names tiers whose workload has not rolled out its last change yet (ready < desired, resize in
-    progress): a step is judged only once it has taken effect."""
-    mode = spec.scaling.mode
-    if mode == api.ScalingMode.OFF:
-        return Decision(
-            bottleneck=None,
-            pressures=[],
-            action=None,
-            step=None,
-            desired=sizes,
-            last_action=last_action,
-            state=state,
-            conditions=conditions_for(metrics=None, scaling=("False", "Off", "spec.scaling.mode is Off")),
-            reason="Off",
-            message="scaler is off: nothing evaluated",
-        )
-    plan = _plan(spec, snapshot, enforce_bounds(spec, sizes), state, last_action, now, frozenset(settling))
-    if paused:
-        message = f"paused by the {api.PAUSE_ANNOTATION} annotation"
-        return Decision(
-            bottleneck=plan.bottleneck,
-            pressures=plan.pressures,
-            action=None,
-            step=None,
-            desired=sizes,
-            last_action=last_action,
-            state=state,
-            conditions=conditions_for(plan.metrics, ("False", "Paused", message), plan.ceiling),
-            recommendation=plan.recommendation,
-            reason="Paused",
-            message=message,
-        )
-    auto = mode == api.ScalingMode.AUTO
-    action = None
-    step = None
-    new_state = plan.state
+def decide(tick: Tick) -> Decision:
+    """Decide one tick (see plan.Tick for what it decides from)."""
+    if tick.scaling.mode == api.ScalingMode.OFF:
+        return _off(tick)
+    plan = _plan(tick)
+    if tick.paused:
+        return _paused(tick, plan)
+    return _outcome(tick, plan)
+
+
+def _off(tick: Tick) -> Decision:
+    """Mode Off: nothing is evaluated."""
+    return Decision(
+        bottleneck=None,
+        pressures=[],
+        action=None,
+        step=None,
+        desired=tick.sizes,
+        last_action=tick.last_action,
+        state=tick.state,
+        conditions=conditions_for(metrics=None, scaling=("False", Reason.OFF, "spec.scaling.mode is Off")),
+        reason=Reason.OFF,
+        message="scaler is off: nothing evaluated",
+    )
+
+
+def _paused(tick: Tick, plan: Plan) -> Decision:
+    """The pause annotation: the plan is reported, nothing changes."""
+    message = f"paused by the {api.PAUSE_ANNOTATION} annotation"
+    return Decision(
+        bottleneck=plan.bottleneck,
+        pressures=plan.pressures,
+        action=None,
+        step=None,
+        desired=tick.sizes,
+        last_action=tick.last_action,
+        state=tick.state,
+        conditions=conditions_for(plan.metrics, ("False", Reason.PAUSED, message), plan.ceiling),
+        recommendation=plan.recommendation,
+        reason=Reason.PAUSED,
+        message=message,
+    )
+
+
+def _action(tick: Tick, plan: Plan, step: Step, auto: bool) -> api.Action:
+    """The decision record of a step (applied only in Auto mode; only an applied widening is verified)."""
+    return api.Action(
+        time=format_time(tick.now),
+        tier=step.tier,
+        kind="widen" if step.kind == "widen" else "narrow",
+        from_=step.from_text,
+        to=step.to_text,
+        reason=plan.message,
+        applied=auto,
+        pressure=plan.pressure_of(step.tier),
+        throughput=plan.throughputs.get(step.tier),
+        verdict="pending" if auto and step.kind == "widen" else "n/a",
+    )
+
+
+def _outcome(tick: Tick, plan: Plan) -> Decision:
+    """The plan under the mode: Auto applies its step, Recommend only records and recommends it."""
+    auto = tick.scaling.mode == api.ScalingMode.AUTO
+    action = step = None
+    state = plan.state
     if plan.step is not None:
-        action = api.Action(
-            time=format_time(now),
-            tier=plan.step.tier,
-            kind="widen" if plan.step.kind == "widen" else "narrow",
-            from_=plan.step.from_text,
-            to=plan.step.to_text,
-            reason=plan.message,
-            applied=auto,
-            pressure=plan.pressure_of(plan.step.tier),
-            throughput=plan.throughputs.get(plan.step.tier),
-            verdict="pending" if auto and plan.step.kind == "widen" else "n/a",
-        )
+        action = _action(tick, plan, plan.step, auto)
         step = plan.step if auto else None
         # Recommend mode starts the cooldown too, so a standing recommendation is not re-issued every tick.
-        new_state = new_state.model_copy(update={"last_action_time": format_time(now)})
+        state = state.model_copy(update={"last_action_time": format_time(tick.now)})
         if auto and plan.narrow_ratio is not None:
             # The narrowed tier's peaks now stand for its smaller size, so the next narrow step builds on them.
-            new_state = rescale_peaks(new_state, plan.step.tier, plan.narrow_ratio)
+            state = windows.rescale_peaks(state, plan.step.tier, plan.narrow_ratio)
     reason, message, recommendation = plan.reason, plan.message, plan.recommendation
     if action is not None and not auto:
-        reason = "Recommended"
+        reason = Reason.RECOMMENDED
         message = f"would {action.kind} {action.tier} {action.from_} -> {action.to} (Recommend mode): {plan.message}"
         recommendation = recommendation or message
-    scaling_status = "True" if step is not None else "False"
-    bounded = enforce_bounds(spec, sizes)
+    assert reason is not None
     return Decision(
         bottleneck=plan.bottleneck,
         pressures=plan.pressures,
         action=action,
         step=step,
-        desired=(step.after if step else bounded) if auto else sizes,
+        desired=(step.after if step else tick.bounded) if auto else tick.sizes,
         last_action=action or plan.last_action,
-        state=new_state,
-        conditions=conditions_for(plan.metrics, (scaling_status, reason, message), plan.ceiling),
+        state=state,
+        conditions=conditions_for(plan.metrics, ("True" if step else "False", reason, message), plan.ceiling),
         verified=plan.verified,
         recommendation=recommendation,
         reason=reason,
@@ -200,121 +204,85 @@ def status_fields(decision: Decision, history: list[api.Action], previous: api.A
 # ---------------------------------------------------------------------------------------------- the plan
 
 
-def _plan(
-    spec: api.ScaledAppSpec,
-    snapshot: Snapshot | None,
-    sizes: Sizes,
-    state: api.ScalerState,
-    last_action: api.Action | None,
-    now: datetime,
-    settling: frozenset[TierName],
-) -> Plan:
-    scaling = spec.scaling
-    now_text = format_time(now)
-    judged: dict[TierName, TierPressure] = {}
-    if snapshot is not None:
-        judged = {t.name: t.pressure(snapshot.tier(t.name), spec, sizes) for t in enabled_tiers(spec)}
-    pressures = [j.evidence() for j in judged.values()]
-    if snapshot is None or any(j.missing for j in judged.values()):
-        unknown = [f"{j.tier}.{name}" for j in judged.values() for name in j.missing]
-        metrics = (
-            ("False", "PrometheusUnavailable", "Prometheus could not be queried; holding")
-            if snapshot is None
-            else ("False", "SignalsMissing", "unknown (never taken as zero): " + ", ".join(unknown))
-        )
-        # Unknown is not calm: the scale-down window starts over. Hot windows survive a scrape gap.
-        return Plan(
-            pressures=pressures,
-            judged=judged,
-            state=state.model_copy(update={"calm_since": None, **track_calm_peaks(state, {}, False, now, 0)}),
-            last_action=last_action,
-            metrics=metrics,
-            reason="MetricsUnavailable",
-            message=f"holding: {metrics[2]}",
-        )
-
+def _plan(tick: Tick) -> Plan:
+    """Judge -> track windows -> verify the last step -> widen the bottleneck or narrow a calm tier."""
+    # Judge: each enabled tier's pressure, its evidence and throughput; unknown data holds the scaler.
+    if tick.snapshot is None:
+        return _unknown(tick, {})
+    judgement = judge(tick.snapshot, tick.spec, tick.bounded)
+    judged, served = judgement.judged, judgement.served
+    if judgement.missing:
+        return _unknown(tick, judged)
     known: dict[TierName, float] = {name: j.pressure for name, j in judged.items() if j.pressure is not None}
-    throughputs = throughputs_of({t.name: snapshot.tier(t.name) for t in enabled_tiers(spec)})
-    up, down = 1 + scaling.hysteresis, 1 - scaling.hysteresis
+    up, down = 1 + tick.scaling.hysteresis, 1 - tick.scaling.hysteresis
     hot = rank_hot({name: p for name, p in known.items() if p > up})
     all_calm = all(p < down for p in known.values())
-    still_blocked = {
-        name: until for name, until in state.ineffective_until.items() if (seconds_since(until, now) or 0) < 0
-    }
-    new_state = api.ScalerState(
-        last_action_time=state.last_action_time,
-        hot_since={name: state.hot_since.get(name) or now_text for name in hot},
-        calm_since=(state.calm_since or now_text) if all_calm else None,
-        **track_calm_peaks(state, known, all_calm, now, scaling.stabilization.scale_down_seconds),
-        ineffective_until=still_blocked,
-    )
-    since_action = seconds_since(state.last_action_time, now)
-    in_cooldown = since_action is not None and since_action < scaling.cooldown_seconds
-    cooldown_note = f"cooldown: {scaling.cooldown_seconds - (since_action or 0):.0f}s left"
-    # A widening step is judged only once it took effect (a new read replica bootstraps for minutes).
-    # Until then the cooldown goes on, for at most the back-off period: pods that never become ready
-    # did not help, and that is then the verdict.
-    pending = last_action is not None and last_action.verdict == "pending" and last_action.tier in settling
-    if pending and not in_cooldown and (since_action or 0) < scaling.cooldown_seconds + scaling.verify_backoff_seconds:
-        in_cooldown = True
-        cooldown_note = f"waiting for the last {last_action.tier if last_action else ''} step to roll out"
-
-    verified = None
-    continuing: TierName | None = None  # a tier whose step plainly helped: it may step again in cooldown
-    if in_cooldown and not pending:
-        early = still_saturated_after_step(last_action, known, throughputs)
-        if early is not None:
-            last_action = verified = early
-            continuing = next(name for name in api.LADDER if name == early.tier)
-    if not in_cooldown:
-        before = last_action
-        patient = (since_action or 0) < scaling.cooldown_seconds + VERIFY_GRACE_SECONDS
-        last_action, ineffective = verify_last_action(last_action, known, patient, throughputs)
-        verified = last_action if last_action is not before else None
-        if ineffective is not None:
-            until = format_time(now + timedelta(seconds=scaling.verify_backoff_seconds))
-            new_state.ineffective_until[ineffective] = until
-        elif last_action is not None and last_action.verdict == "pending" and last_action.kind == "widen":
-            # Not judged yet (see VERIFY_GRACE_SECONDS): no second step before the first has shown its effect.
-            in_cooldown = True
-            cooldown_note = f"judging the last {last_action.tier} step: its pressure has not fallen yet"
+    # Track windows: hot since, calm since, calm peaks, back-offs.
+    state = windows.track(tick, known, hot, all_calm)
+    # Verify the last step, unless the cooldown after it still runs.
+    verdict = verification.verify(tick, known, served, windows.cooldown(tick))
+    state.ineffective_until.update(verdict.backoff)
     plan = Plan(
-        pressures=pressures,
+        pressures=[j.evidence() for j in judged.values()],
         judged=judged,
-        state=new_state,
-        last_action=last_action,
-        metrics=("True", "SignalsKnown", f"{len(judged)} tiers observed"),
-        verified=verified,
-        throughputs=throughputs,
+        state=state,
+        last_action=verdict.last_action,
+        metrics=("True", Reason.SIGNALS_KNOWN, f"{len(judged)} tiers observed"),
+        verified=verdict.verified,
+        throughputs=served,
     )
+    # Plan: widen the bottleneck, or narrow one tier when all are calm.
     if hot:
-        return _widen_plan(plan, spec, sizes, hot, in_cooldown, cooldown_note, now, continuing)
-    return _narrow_plan(plan, spec, sizes, all_calm, in_cooldown, cooldown_note, now)
+        return _widen_plan(tick, plan, hot, verdict)
+    return _narrow_plan(tick, plan, all_calm, verdict.cooldown)
 
 
-def _widen_plan(
-    plan: Plan,
-    spec: api.ScaledAppSpec,
-    sizes: Sizes,
-    hot: list[TierName],
-    in_cooldown: bool,
-    cooldown_note: str,
-    now: datetime,
-    continuing: TierName | None = None,
-) -> Plan:
+def _unknown(tick: Tick, judged: dict[TierName, TierPressure]) -> Plan:
+    """Hold: Prometheus did not answer, or a needed signal is unknown (never taken as zero)."""
+    if tick.snapshot is None:
+        metrics = ("False", Reason.PROMETHEUS_UNAVAILABLE, "Prometheus could not be queried; holding")
+    else:
+        unknown = [f"{j.tier}.{name}" for j in judged.values() for name in j.missing]
+        metrics = ("False", Reason.SIGNALS_MISSING, "unknown (never taken as zero): " + ", ".join(unknown))
+    return Plan(
+        pressures=[j.evidence() for j in judged.values()],
+        judged=judged,
+        state=windows.forget_calm(tick.state, tick.now),
+        last_action=tick.last_action,
+        metrics=metrics,
+        reason=Reason.METRICS_UNAVAILABLE,
+        message=f"holding: {metrics[2]}",
+    )
+
+
+def rank_hot(hot: dict[TierName, float]) -> list[TierName]:
+    """Hot tiers, most pressed first; pressures within TIE_TOLERANCE of the top tie and the cheaper
+    rung goes first."""
+    remaining = dict(hot)
+    ranked: list[TierName] = []
+    while remaining:
+        top = max(remaining.values())
+        tied = [name for name in api.LADDER if name in remaining and remaining[name] >= top - TIE_TOLERANCE]
+        ranked.append(tied[0])
+        del remaining[tied[0]]
+    return ranked
+
+
+def _widen_plan(tick: Tick, plan: Plan, hot: list[TierName], verdict: verification.Verification) -> Plan:
+    """The bottleneck is the hottest tier not backing off; widen it once the windows allow."""
     state = plan.state
     candidates = [name for name in hot if name not in state.ineffective_until]
-    skipped = [name for name in hot if name in state.ineffective_until]
     skipped_note = "".join(
         f"; {name} skipped: widening it did not lower its pressure (back-off until "
         f"{state.ineffective_until[name]})"
-        for name in skipped
+        for name in hot
+        if name in state.ineffective_until
     )
     if not candidates:
         return replace(
             plan,
             bottleneck=hot[0],
-            reason="IneffectiveBackoff",
+            reason=Reason.INEFFECTIVE_BACKOFF,
             message=f"holding: {hot[0]} is hottest but not the chokepoint{skipped_note}",
         )
     bottleneck = candidates[0]
@@ -325,43 +293,40 @@ def _widen_plan(
         f"{_number(evidence.target)} (pressure {evidence.pressure:.2f}){skipped_note}"
     )
     plan = replace(plan, bottleneck=bottleneck)
-    outcome = tier(bottleneck).widen(spec, sizes, judged)
+    outcome = tier(bottleneck).widen(tick.spec, tick.bounded, judged)
     if isinstance(outcome, Blocked):
         recommendation = outcome.recommendation or f"Raise the max of the {bottleneck} tier or reduce its load."
         plan = replace(plan, recommendation=recommendation, ceiling=outcome if outcome.at_ceiling else None)
         return replace(plan, reason=outcome.reason, message=f"holding: {why}; {outcome.message}")
-    if in_cooldown and bottleneck != continuing:
-        return replace(plan, reason="Cooldown", message=f"holding: {why}; {cooldown_note}")
-    hot_for = seconds_since(state.hot_since.get(bottleneck), now) or 0.0
-    window = spec.scaling.stabilization.scale_up_seconds
+    if verdict.cooldown.active and bottleneck != verdict.continuing:
+        return replace(plan, reason=Reason.COOLDOWN, message=f"holding: {why}; {verdict.cooldown.note}")
+    hot_for = seconds_since(state.hot_since.get(bottleneck), tick.now) or 0.0
+    window = tick.scaling.stabilization.scale_up_seconds
     if hot_for < window:
-        return replace(plan, reason="ScaleUpWindow", message=f"holding: {why}; hot for {hot_for:.0f}s of {window}s")
-    return replace(plan, step=outcome, reason="Widened", message=why)
+        message = f"holding: {why}; hot for {hot_for:.0f}s of {window}s"
+        return replace(plan, reason=Reason.SCALE_UP_WINDOW, message=message)
+    return replace(plan, step=outcome, reason=Reason.WIDENED, message=why)
 
 
-def _narrow_plan(
-    plan: Plan,
-    spec: api.ScaledAppSpec,
-    sizes: Sizes,
-    all_calm: bool,
-    in_cooldown: bool,
-    cooldown_note: str,
-    now: datetime,
-) -> Plan:
-    down = 1 - spec.scaling.hysteresis
+def _narrow_plan(tick: Tick, plan: Plan, all_calm: bool, cooldown: windows.Cooldown) -> Plan:
+    """When every tier is calm for the scale-down window, narrow the last rung that stays calm after."""
     if not all_calm:
-        return replace(plan, reason="WithinTarget", message="no tier above target; not all calm enough to narrow")
-    calm_for = seconds_since(plan.state.calm_since, now) or 0.0
-    window = spec.scaling.stabilization.scale_down_seconds
+        return replace(
+            plan, reason=Reason.WITHIN_TARGET, message="no tier above target; not all calm enough to narrow"
+        )
+    calm_for = seconds_since(plan.state.calm_since, tick.now) or 0.0
+    window = tick.scaling.stabilization.scale_down_seconds
     if calm_for < window:
-        return replace(plan, reason="ScaleDownWindow", message=f"all tiers calm for {calm_for:.0f}s of {window}s")
-    if in_cooldown:
-        return replace(plan, reason="Cooldown", message=f"all tiers calm; {cooldown_note}")
-    for t in reversed(enabled_tiers(spec)):
-        step = t.narrow(spec, sizes)
+        message = f"all tiers calm for {calm_for:.0f}s of {window}s"
+        return replace(plan, reason=Reason.SCALE_DOWN_WINDOW, message=message)
+    if cooldown.active:
+        return replace(plan, reason=Reason.COOLDOWN, message=f"all tiers calm; {cooldown.note}")
+    down = 1 - tick.scaling.hysteresis
+    for t in reversed(enabled_tiers(tick.spec)):
+        step = t.narrow(tick.spec, tick.bounded)
         # The peak over the calm period, not this tick's (possibly low) reading: a narrow step made on a
         # quiet sample would be undone by the next busy one (the HPA's scale-down window does the same).
-        peak = peak_of(plan.state, t.name)
+        peak = windows.peak_of(plan.state, t.name)
         if step is None or peak is None:
             continue
         predicted = t.predicted_pressure(peak, step)
@@ -370,11 +335,11 @@ def _narrow_plan(
                 plan,
                 step=step,
                 narrow_ratio=predicted / peak if peak > 0 else 1.0,
-                reason="Narrowed",
+                reason=Reason.NARROWED,
                 message=f"all tiers calm for {calm_for:.0f}s; {t.name} peak pressure {peak:.2f} -> "
                 f"{predicted:.2f} predicted after the step",
             )
-    return replace(plan, reason="AtMinimum", message="all tiers calm; none can narrow without getting busy")
+    return replace(plan, reason=Reason.AT_MINIMUM, message="all tiers calm; none can narrow without getting busy")
 
 
 def _number(value: float | None) -> str:

@@ -23,13 +23,21 @@ import enum
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from scaledapp.pgclient import Position
-
 PRIMARY = "primary"
 REPLICA = "replica"
 # A switchover home waits until the home pod is this close behind the primary (it then waits for exact
 # catch-up after fencing, bounded, so the writes-down window stays short).
 CAUGHT_UP_BYTES = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Position:
+    """Where a server stands in the WAL. For a primary, received = replayed = its current insert position."""
+
+    in_recovery: bool
+    received: int  # bytes into the WAL stream (pg_lsn as a number); 0 if never received anything
+    replayed: int
+    timeline: int
 
 
 class Action(enum.StrEnum):

@@ -17,6 +17,7 @@ from typing import TypeVar
 import psycopg
 from psycopg import sql
 
+from scaledapp.failover import Position
 from scaledapp.resources.common import POSTGRES_PORT
 
 POOL_THREADS = 8
@@ -28,16 +29,6 @@ T = TypeVar("T")
 
 class PostgresError(Exception):
     """A statement failed or the server could not be reached; the message says which and where."""
-
-
-@dataclass(frozen=True)
-class Position:
-    """Where a server stands in the WAL. For a primary, received = replayed = its current insert position."""
-
-    in_recovery: bool
-    received: int  # bytes into the WAL stream (pg_lsn as a number); 0 if never received anything
-    replayed: int
-    timeline: int
 
 
 def lsn_number(text: str | None) -> int:

@@ -23,8 +23,9 @@ _POOL = ThreadPoolExecutor(max_workers=POOL_THREADS, thread_name_prefix="prometh
 
 
 @dataclass(frozen=True)
-class Snapshot:
-    """Signal name -> value (None = unknown), plus why each unknown one is unknown."""
+class Answers:
+    """Prometheus' answers to one batch of queries: signal name -> value (None = unknown), plus why each
+    unknown one is unknown. (scaler.observe turns them into the decision's observation.Snapshot.)"""
 
     values: dict[str, float | None]
     errors: dict[str, str] = field(default_factory=dict)
@@ -68,21 +69,21 @@ class Prometheus:
             return None, f"{type(exc).__name__}: {str(exc)[:200]}", False
         return (*value_of(result), True)
 
-    async def snapshot(self, queries: Mapping[str, str]) -> Snapshot:
+    async def snapshot(self, queries: Mapping[str, str]) -> Answers:
         names = list(queries)
         if not names:
-            return Snapshot({})
+            return Answers({})
         loop = asyncio.get_running_loop()
         try:
             # One query first: when Prometheus is down, say so after one timeout, not after all of them.
             first = await asyncio.wait_for(loop.run_in_executor(_POOL, self._query, queries[names[0]]),
                                            timeout=self.timeout + 1)
             if not first[2]:
-                return Snapshot({n: None for n in names}, {n: first[1] or "no answer" for n in names}, True)
+                return Answers({n: None for n in names}, {n: first[1] or "no answer" for n in names}, True)
             rest = [loop.run_in_executor(_POOL, self._query, queries[name]) for name in names[1:]]
             answers = [first, *await asyncio.wait_for(asyncio.gather(*rest), timeout=self.timeout * 2 + 1)]
         except TimeoutError:
-            return Snapshot({n: None for n in names}, {n: "snapshot deadline exceeded" for n in names}, True)
+            return Answers({n: None for n in names}, {n: "snapshot deadline exceeded" for n in names}, True)
         values: dict[str, float | None] = {}
         errors: dict[str, str] = {}
         for name, (value, reason, _answered) in zip(names, answers, strict=True):
@@ -90,7 +91,7 @@ class Prometheus:
             if reason is not None:
                 errors[name] = reason
         unreachable = bool(names) and not any(answered for _v, _r, answered in answers)
-        return Snapshot(values, errors, unreachable)
+        return Answers(values, errors, unreachable)
 
 
 _clients: dict[tuple[str, float], Prometheus] = {}

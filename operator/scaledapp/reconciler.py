@@ -14,9 +14,10 @@ import pydantic
 
 from scaledapp import api, conditions, resources, scaler
 from scaledapp.kube import Kube, KubeError
+from scaledapp.reasons import ConditionType, Reason
 from scaledapp.resources import names, secrets
+from scaledapp.resources.common import Manifest
 
-Manifest = dict[str, Any]
 WORKLOADS = ("Deployment", "StatefulSet")
 
 
@@ -46,11 +47,14 @@ def invalid_spec_message(error: pydantic.ValidationError) -> str:
     return "; ".join(parts)
 
 
-async def _report(kube: Kube, owner: Manifest, generation: int | None, *, ok: bool, reason: str, message: str) -> None:
+async def _report(
+    kube: Kube, owner: Manifest, generation: int | None, *, ok: bool, reason: Reason, message: str
+) -> None:
     current = (owner.get("status") or {}).get("conditions") or []
-    conds = conditions.set_condition(current, "Progressing", ok, reason, message, generation)
-    conds = conditions.set_condition(conds, "Degraded", not ok, "AsExpected" if ok else reason,
-                                     "" if ok else message, generation)
+    stamp = conditions.Observed(generation)
+    conds = conditions.set_condition(current, ConditionType.PROGRESSING, ok, reason, message, stamp)
+    conds = conditions.set_condition(conds, ConditionType.DEGRADED, not ok, Reason.AS_EXPECTED if ok else reason,
+                                     "" if ok else message, stamp)
     status: dict[str, Any] = {"conditions": [c for c in conds if c["type"] in conditions.RECONCILER_CONDITIONS]}
     observed = generation if ok else (owner.get("status") or {}).get("observedGeneration")
     if observed is not None:
@@ -69,7 +73,7 @@ async def reconcile(kube: Kube, owner: Manifest, logger: logging.Logger | loggin
     except pydantic.ValidationError as exc:  # the schema should have caught it; report, never crash
         message = invalid_spec_message(exc)
         logger.error("invalid spec: %s", message)
-        await _report(kube, owner, generation, ok=False, reason="InvalidSpec", message=message)
+        await _report(kube, owner, generation, ok=False, reason=Reason.INVALID_SPEC, message=message)
         return
     child = names.ChildNames(name)
     try:
@@ -77,14 +81,14 @@ async def reconcile(kube: Kube, owner: Manifest, logger: logging.Logger | loggin
         await apply_children(kube, owner, spec)
     except KubeError as exc:
         logger.error("reconcile failed: %s", exc)
-        await _report(kube, owner, generation, ok=False, reason="ApplyFailed", message=str(exc))
+        await _report(kube, owner, generation, ok=False, reason=Reason.APPLY_FAILED, message=str(exc))
         raise
     message = f"applied every child of generation {generation}"
     logger.info(message)
     first_time = not (owner.get("status") or {}).get("observedGeneration")
-    await _report(kube, owner, generation, ok=True, reason="Applied", message=message)
+    await _report(kube, owner, generation, ok=True, reason=Reason.APPLIED, message=message)
     if first_time:
-        await kube.post_event(owner, "Normal", "Created", "created every tier: " + ", ".join(_summary(spec)))
+        await kube.post_event(owner, "Normal", Reason.CREATED, "created every tier: " + ", ".join(_summary(spec)))
 
 
 def _summary(spec: api.ScaledAppSpec) -> list[str]:
@@ -103,7 +107,7 @@ async def _ensure_credentials(kube: Kube, owner: Manifest, child: names.ChildNam
     that finds it there changes nothing)."""
     secret = adopt(secrets.credentials_secret(child, namespace, secrets.generate_passwords()), owner)
     if await kube.create_once(secret):
-        await kube.post_event(owner, "Normal", "CredentialsGenerated",
+        await kube.post_event(owner, "Normal", Reason.CREDENTIALS_GENERATED,
                               f"generated database credentials in Secret {child.db_credentials}")
 
 
@@ -147,7 +151,7 @@ async def _prune(kube: Kube, owner: Manifest, kept: set[tuple[str, str]]) -> Non
         refs = (live or {}).get("metadata", {}).get("ownerReferences") or []
         if any(r.get("uid") == meta["uid"] for r in refs) and await kube.delete(
                 api_version, kind, child_name, meta["namespace"]):
-            await kube.post_event(owner, "Normal", "Pruned", f"deleted {kind} {child_name}: no longer in the spec")
+            await kube.post_event(owner, "Normal", Reason.PRUNED, f"deleted {kind} {child_name}: no longer in the spec")
 
 
 def put_back(before: Manifest | None, after: Manifest) -> bool:
@@ -194,4 +198,4 @@ async def repair_child(
     if settled and (deleted or put_back(live, applied[-1])):
         verb = "recreated" if deleted else "reverted a change to"
         logger.info("drift: %s %s/%s", verb, kind, child_name)
-        await kube.post_event(owner, "Normal", "Repaired", f"{verb} {kind} {child_name}")
+        await kube.post_event(owner, "Normal", Reason.REPAIRED, f"{verb} {kind} {child_name}")

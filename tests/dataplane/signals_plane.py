@@ -24,8 +24,10 @@ import redis
 
 from devharness.prometheus import LocalPrometheus, Target
 from scaledapp import api, scaler
-from scaledapp.decide import Decision, decide
-from scaledapp.policy import Snapshot, TierName, initial_sizes
+from scaledapp.decide import Decision, Tick, decide
+from scaledapp.observation import Snapshot
+from scaledapp.sizes import TierName
+from scaledapp.tiers import initial_sizes
 from tests.dataplane.promtext import scrape
 from tests.support.dataplane import (
     MONITOR_PASSWORD,
@@ -86,7 +88,7 @@ class Engine:
         now = dt.datetime.now(dt.UTC)
         snapshot, _why = asyncio.run(scaler.observe(self.spec, INSTANCE, self.namespace, now, window=WINDOW))
         self.snapshot = snapshot
-        decision = decide(self.spec, snapshot, initial_sizes(self.spec), self.state, self.last_action, now)
+        decision = decide(Tick(self.spec, snapshot, initial_sizes(self.spec), self.state, self.last_action, now))
         self.state, self.last_action = decision.state, decision.last_action
         self.log.add(tick, decision, snapshot)
         return decision

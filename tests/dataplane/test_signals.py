@@ -15,7 +15,7 @@ import pytest
 
 from scaledapp import api
 from scaledapp.decide import Decision
-from scaledapp.policy import changed_tiers
+from scaledapp.tiers import changed_tiers
 from tests.dataplane.signals_plane import Engine, SignalPlane, crowded_cache, load, row_locks, warm_cache
 from tests.support.dataplane import AppProcess, PostgresCluster
 from tests.support.prometheus import Harness

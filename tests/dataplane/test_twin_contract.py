@@ -19,7 +19,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from devharness.twin import Load, TwinModel
 from devharness.twin.model import POD_TIERS
-from scaledapp.policy import TierName
+from scaledapp.sizes import TierName
 from tests.dataplane.test_metrics_contract import documented_metrics
 from tests.support.dataplane import (
     MONITOR_PASSWORD,

@@ -61,7 +61,7 @@ class KubectlError(RuntimeError):
         super().__init__(f"kubectl {' '.join(args)} exited {returncode}: {stderr.strip() or stdout.strip()}")
 
 
-Manifest = str | Mapping[str, Any] | Sequence[Mapping[str, Any]]
+ManifestSource = str | Mapping[str, Any] | Sequence[Mapping[str, Any]]  # YAML text, one object or several
 
 
 @dataclass
@@ -108,7 +108,7 @@ class Cluster:
         data: dict[str, Any] = json.loads(self.kubectl("get", *args, "-o", "json"))
         return data
 
-    def apply(self, manifest: Manifest, namespace: str | None = None) -> str:
+    def apply(self, manifest: ManifestSource, namespace: str | None = None) -> str:
         """Server-side apply a manifest (YAML text, one object, or a list of objects); return kubectl's output."""
         if isinstance(manifest, str):
             text = manifest

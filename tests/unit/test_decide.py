@@ -10,8 +10,11 @@ from typing import Any
 import pytest
 
 from scaledapp import api
-from scaledapp.decide import Decision, decide, record, status_fields
-from scaledapp.policy import Sizes, Snapshot, enforce_bounds, format_time, initial_sizes
+from scaledapp.clock import format_time
+from scaledapp.decide import Decision, Tick, decide, record, status_fields
+from scaledapp.observation import Snapshot
+from scaledapp.sizes import Sizes
+from scaledapp.tiers import enforce_bounds, initial_sizes
 
 NOW = datetime(2026, 11, 28, 12, 0, 0, tzinfo=UTC)
 GI = 2**30
@@ -150,7 +153,7 @@ def test_scenario(case: Case) -> None:
     spec = make_spec(**case.scaling)
     state = api.ScalerState.model_validate(case.state)
     sizes = make_sizes(**case.sizes)
-    decision = decide(spec, snapshot(case.overrides, drop=case.drop), sizes, state, None, NOW, paused=case.paused)
+    decision = decide(Tick(spec, snapshot(case.overrides, drop=case.drop), sizes, state, None, NOW, paused=case.paused))
     assert decision.bottleneck == case.bottleneck, decision.message
     assert decision.reason == case.reason, decision.message
     got = decision.action
@@ -169,39 +172,39 @@ def test_scenario(case: Case) -> None:
 
 def test_write_bound_never_adds_app_pods_even_with_app_latency_high() -> None:
     overrides: Overrides = {"db-write": SATURATED_WRITES, "app": APP_WAITING_ON_DB}
-    decision = decide(make_spec(), snapshot(overrides), make_sizes(), api.ScalerState(), None, NOW)
+    decision = decide(Tick(make_spec(), snapshot(overrides), make_sizes(), api.ScalerState(), None, NOW))
     assert decision.action is not None and decision.action.tier == "db-write"
     app = next(e for e in decision.pressures if e.tier == "app")
     assert app.pressure is not None and app.pressure < 1
     # Even at the primary's ceiling the answer is "hold and recommend sharding", never app pods.
     at_max = make_sizes(db_write_cpu_millicores=4000, db_write_memory_bytes=8 * GI)
-    decision = decide(make_spec(), snapshot(overrides), at_max, api.ScalerState(), None, NOW)
+    decision = decide(Tick(make_spec(), snapshot(overrides), at_max, api.ScalerState(), None, NOW))
     assert decision.action is None and decision.bottleneck == "db-write"
     assert "shard" in decision.recommendation
 
 
 def test_recommend_mode_never_acts() -> None:
     sizes = make_sizes()
-    decision = decide(make_spec(mode="Recommend"), snapshot({"app": {"cpu_utilization": 0.95}}), sizes,
-                      api.ScalerState(), None, NOW)  # fmt: skip
+    decision = decide(Tick(make_spec(mode="Recommend"), snapshot({"app": {"cpu_utilization": 0.95}}), sizes,
+                      api.ScalerState(), None, NOW))  # fmt: skip
     assert decision.action is not None and decision.action.applied is False
     assert decision.action.verdict == "n/a"
     assert decision.step is None and not decision.applied and decision.desired == sizes
     assert decision.reason == "Recommended" and "app 2 -> 3" in decision.recommendation
     # The recommendation is not re-issued every tick: the cooldown applies to it too.
-    again = decide(make_spec(mode="Recommend"), snapshot({"app": {"cpu_utilization": 0.95}}), sizes, decision.state,
-                   decision.last_action, NOW + timedelta(seconds=15))  # fmt: skip
+    again = decide(Tick(make_spec(mode="Recommend"), snapshot({"app": {"cpu_utilization": 0.95}}), sizes,
+                        decision.state, decision.last_action, NOW + timedelta(seconds=15)))
     assert again.action is None and again.reason == "Cooldown"
 
 
 def test_recommend_mode_does_not_touch_bounds() -> None:
     sizes = make_sizes(app_replicas=1)  # below min
-    assert decide(make_spec(mode="Recommend"), snapshot(), sizes, api.ScalerState(), None, NOW).desired == sizes
+    assert decide(Tick(make_spec(mode="Recommend"), snapshot(), sizes, api.ScalerState(), None, NOW)).desired == sizes
 
 
 def test_off_evaluates_nothing() -> None:
     state = api.ScalerState(calm_since=ago(10))
-    decision = decide(make_spec(mode="Off"), None, make_sizes(app_replicas=1), state, None, NOW)
+    decision = decide(Tick(make_spec(mode="Off"), None, make_sizes(app_replicas=1), state, None, NOW))
     assert decision.pressures == [] and decision.bottleneck is None and decision.action is None
     assert decision.state == state and decision.reason == "Off" and decision.desired == make_sizes(app_replicas=1)
     assert condition(decision, "MetricsAvailable").status == "Unknown"
@@ -210,14 +213,15 @@ def test_off_evaluates_nothing() -> None:
 def test_paused_freezes_state_and_sizes() -> None:
     state = api.ScalerState(hot_since={"db-read": ago(5)}, calm_since=None)
     sizes = make_sizes(app_replicas=1)
-    decision = decide(make_spec(), snapshot({"app": {"cpu_utilization": 0.95}}), sizes, state, None, NOW, paused=True)
+    decision = decide(Tick(make_spec(), snapshot({"app": {"cpu_utilization": 0.95}}), sizes, state, None, NOW,
+                           paused=True))
     assert decision.state == state and decision.desired == sizes and decision.action is None
     assert decision.bottleneck == "app"  # still explained
     assert [e.tier for e in decision.pressures] == list(api.LADDER)
 
 
 def test_prometheus_unavailable_holds() -> None:
-    decision = decide(make_spec(), None, make_sizes(), api.ScalerState(calm_since=ago(999)), None, NOW)
+    decision = decide(Tick(make_spec(), None, make_sizes(), api.ScalerState(calm_since=ago(999)), None, NOW))
     assert decision.action is None and decision.reason == "MetricsUnavailable"
     assert condition(decision, "MetricsAvailable").reason == "PrometheusUnavailable"
     assert decision.state.calm_since is None  # unknown is not calm
@@ -225,7 +229,7 @@ def test_prometheus_unavailable_holds() -> None:
 
 def test_missing_data_is_reported_per_signal_and_keeps_hot_windows() -> None:
     state = api.ScalerState(hot_since={"app": ago(40)})
-    decision = decide(make_spec(), snapshot({"db-read": {"lag_seconds": None}}), make_sizes(), state, None, NOW)
+    decision = decide(Tick(make_spec(), snapshot({"db-read": {"lag_seconds": None}}), make_sizes(), state, None, NOW))
     metrics = condition(decision, "MetricsAvailable")
     assert metrics.status == "False" and "db-read.lag_seconds" in metrics.message
     assert decision.state.hot_since == {"app": ago(40)}
@@ -235,7 +239,7 @@ def test_missing_data_is_reported_per_signal_and_keeps_hot_windows() -> None:
 
 def test_bounds_are_enforced_in_auto_without_a_step() -> None:
     sizes = make_sizes(app_replicas=1, workers_replicas=50)
-    decision = decide(make_spec(), snapshot(), sizes, api.ScalerState(), None, NOW)
+    decision = decide(Tick(make_spec(), snapshot(), sizes, api.ScalerState(), None, NOW))
     assert decision.step is None and decision.desired == enforce_bounds(make_spec(), sizes)
     assert (decision.desired.app_replicas, decision.desired.workers_replicas) == (2, 10)
 
@@ -243,14 +247,14 @@ def test_bounds_are_enforced_in_auto_without_a_step() -> None:
 def test_disabled_tiers_are_not_needed() -> None:
     spec = api.ScaledAppSpec.model_validate({"workers": {"enabled": False}, "cache": {"enabled": False}})
     snap = snapshot({"workers": {"queue_depth": None}, "cache": {"cpu_cores": None}})
-    decision = decide(spec, snap, make_sizes(), api.ScalerState(), None, NOW)
+    decision = decide(Tick(spec, snap, make_sizes(), api.ScalerState(), None, NOW))
     assert decision.reason != "MetricsUnavailable"
     assert [e.tier for e in decision.pressures] == ["app", "db-read", "db-write"]
 
 
 def test_pressures_carry_evidence() -> None:
-    decision = decide(make_spec(), snapshot({"app": {"cpu_utilization": 0.91}}), make_sizes(), api.ScalerState(),
-                      None, NOW)  # fmt: skip
+    decision = decide(Tick(make_spec(), snapshot({"app": {"cpu_utilization": 0.91}}), make_sizes(), api.ScalerState(),
+                      None, NOW))  # fmt: skip
     app = next(e for e in decision.pressures if e.tier == "app")
     assert (app.signal, app.value, app.target, app.pressure) == ("cpu_utilization", 0.91, 0.7, 1.3)
     assert decision.action is not None and "cpu_utilization 0.91 vs target 0.7" in decision.action.reason
@@ -261,8 +265,8 @@ def test_record_keeps_ten_and_updates_the_verdict() -> None:
     # Judged after the cooldown (60 s) and the grace of one rate window (60 s).
     previous = api.Action(time=ago(120), tier="app", kind="widen", pressure=1.5, applied=True, verdict="pending")
     history[-1] = previous
-    decision = decide(make_spec(), snapshot({"app": {"cpu_utilization": 1.05}}), make_sizes(app_replicas=3),
-                      api.ScalerState(last_action_time=ago(120)), previous, NOW)  # fmt: skip
+    decision = decide(Tick(make_spec(), snapshot({"app": {"cpu_utilization": 1.05}}), make_sizes(app_replicas=3),
+                      api.ScalerState(last_action_time=ago(120)), previous, NOW))  # fmt: skip
     assert decision.last_action is not None and decision.last_action.verdict == "ineffective"
     out = record(history, decision, previous)
     assert len(out) == 10 and out[-1].verdict == "ineffective"
@@ -274,20 +278,20 @@ def test_a_step_is_judged_only_after_it_rolled_out() -> None:
     hot_reads = snapshot({"db-read": {"read_seconds": 0.2}})
     sizes = make_sizes(db_read_replicas=2)
     # The new replica is still bootstrapping: no verdict yet, and no second replica on stale signals.
-    waiting = decide(make_spec(), hot_reads, sizes, state, previous, NOW, settling={"db-read"})
+    waiting = decide(Tick(make_spec(), hot_reads, sizes, state, previous, NOW, settling={"db-read"}))
     assert waiting.action is None and waiting.reason == "Cooldown" and "roll out" in waiting.message
     assert waiting.last_action == previous and waiting.verified is None
     # Rolled out (or waited longer than the back-off): judged as usual.
-    done = decide(make_spec(), hot_reads, sizes, state, previous, NOW)
+    done = decide(Tick(make_spec(), hot_reads, sizes, state, previous, NOW))
     assert done.verified is not None and done.verified.verdict == "ineffective"
     late = api.ScalerState(last_action_time=ago(700))
-    stuck = decide(make_spec(), hot_reads, sizes, late, previous, NOW, settling={"db-read"})
+    stuck = decide(Tick(make_spec(), hot_reads, sizes, late, previous, NOW, settling={"db-read"}))
     assert stuck.verified is not None and stuck.verified.verdict == "ineffective"
 
 
 def test_status_fields_round_trip() -> None:
-    decision = decide(make_spec(), snapshot({"app": {"cpu_utilization": 0.95}}), make_sizes(), api.ScalerState(),
-                      None, NOW)  # fmt: skip
+    decision = decide(Tick(make_spec(), snapshot({"app": {"cpu_utilization": 0.95}}), make_sizes(), api.ScalerState(),
+                      None, NOW))  # fmt: skip
     fields = status_fields(decision, [], None)
     assert fields["bottleneck"] == "app" and fields["lastAction"]["from"] == "2" and fields["lastAction"]["to"] == "3"
     assert fields["scaler"]["lastActionTime"] == format_time(NOW) and len(fields["history"]) == 1

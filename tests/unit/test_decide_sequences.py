@@ -13,8 +13,8 @@ from collections.abc import Callable
 from datetime import timedelta
 
 from scaledapp import api
-from scaledapp.decide import Decision, decide, record
-from scaledapp.policy import Sizes
+from scaledapp.decide import Decision, Tick, decide, record
+from scaledapp.sizes import Sizes
 from scaledapp.tiers.base import Scope
 from tests.unit.test_decide import NOW, Overrides, make_sizes, make_spec, snapshot
 
@@ -33,8 +33,8 @@ class Loop:
     def tick(self, signals: Signals) -> Decision:
         now = NOW + timedelta(seconds=self.elapsed)
         status = api.ScaledAppStatus.model_validate(self.status)
-        decision = decide(self.spec, snapshot(signals(self.sizes, self.elapsed), now=now), self.sizes,
-                          status.scaler, status.last_action, now)  # fmt: skip
+        decision = decide(Tick(self.spec, snapshot(signals(self.sizes, self.elapsed), now=now), self.sizes,
+                          status.scaler, status.last_action, now))  # fmt: skip
         status.history = record(status.history, decision, status.last_action)
         status.scaler, status.last_action = decision.state, decision.last_action
         self.status = status.model_dump(by_alias=True, mode="json", exclude_none=True)

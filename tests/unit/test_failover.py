@@ -3,8 +3,18 @@
 from __future__ import annotations
 
 from scaledapp.dbguard import pod_summary, slot_name
-from scaledapp.failover import CAUGHT_UP_BYTES, Action, DbPod, Reason, Topology, judge, needs_positions, relabels
-from scaledapp.pgclient import Position, lsn_number
+from scaledapp.failover import (
+    CAUGHT_UP_BYTES,
+    Action,
+    DbPod,
+    Position,
+    Reason,
+    Topology,
+    judge,
+    needs_positions,
+    relabels,
+)
+from scaledapp.pgclient import lsn_number
 from scaledapp.resources.database import readiness_query
 
 HOME = "shop-db-0"

@@ -73,9 +73,10 @@ def test_the_watch_cache_keeps_only_what_a_tick_reads_and_reads_the_same() -> No
         cache.remember(body)
 
     def workloads(get: Callable[[str, str], dict[str, Any] | None]) -> Workloads:
-        return Workloads(app=get("Deployment", child.app), workers=get("Deployment", child.workers),
-                         db_read=get("StatefulSet", child.db_replicas), db_write=get("StatefulSet", child.db_primary),
-                         cache_config=get("ConfigMap", child.cache_config))
+        return Workloads({"app": get("Deployment", child.app), "workers": get("Deployment", child.workers),
+                          "db-read": get("StatefulSet", child.db_replicas),
+                          "db-write": get("StatefulSet", child.db_primary),
+                          "cache": get("ConfigMap", child.cache_config)})
 
     full = workloads(lambda kind, name: live[(kind, name)])
     cached = workloads(lambda kind, name: cache.get(kind, name, "ns"))

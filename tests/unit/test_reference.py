@@ -6,7 +6,7 @@ from typing import Any
 
 from hack import gen_reference
 
-from scaledapp import crdgen
+from scaledapp import crdgen, reasons
 
 
 def test_committed_reference_is_up_to_date() -> None:
@@ -56,3 +56,11 @@ def test_immutable_fields_and_object_rules_are_called_out() -> None:
     assert "**immutable**" in storage
     assert "min must be less than or equal to max" in text
     assert "metadata.name must be at most 40 characters" in text
+
+
+def test_every_reason_is_documented_once_in_the_reference() -> None:
+    assert set(reasons.DOCS) == set(reasons.Reason)
+    assert len({r.value for r in reasons.Reason}) == len(reasons.Reason)
+    rows = [ln for ln in gen_reference.render().splitlines() if ln.startswith("| `")]
+    for reason in reasons.Reason:
+        assert sum(row.startswith(f"| `{reason.value}` |") for row in rows) == 1, reason

@@ -13,8 +13,9 @@ import yaml
 
 from scaledapp import api
 from scaledapp.quantity import parse_bytes, parse_cpu_millicores
-from scaledapp.resources import DbPasswords, build_children, database, initial_scaler_bodies
+from scaledapp.resources import DbPasswords, build_children, database
 from scaledapp.resources.names import INSTANCE_LABEL, TIER_LABEL, ChildNames
+from scaledapp.tiers import initial_scaler_bodies
 
 ROOT = Path(__file__).resolve().parents[2]
 K8S_VERSION = "1.34.0"

@@ -9,12 +9,10 @@ from typing import Any
 import kubernetes_validate
 import pytest
 
-from scaledapp import api
+from scaledapp import api, tiers
 from scaledapp.resources import (
     build_children,
     cache_memory_body,
-    horizontal_target,
-    initial_scaler_bodies,
     primary_pod_resize_patch,
     primary_resources_body,
     replicas_body,
@@ -256,7 +254,8 @@ def test_replicas_body_is_minimal() -> None:
     assert replicas_body("StatefulSet", C.db_replicas, NS, 3) == {
         "apiVersion": "apps/v1", "kind": "StatefulSet",
         "metadata": {"name": C.db_replicas, "namespace": NS}, "spec": {"replicas": 3}}
-    assert horizontal_target(C, "db-read") == ("StatefulSet", C.db_replicas)
+    replicas = tiers.tier("db-read").workload(C)
+    assert (replicas.kind, replicas.name) == ("StatefulSet", C.db_replicas)
     with pytest.raises(ValueError):
         replicas_body("Deployment", C.app, NS, -1)
 
@@ -298,7 +297,7 @@ def merge(base: Any, patch: Any) -> Any:
 def test_initial_scaler_bodies_complete_the_reconciler_manifests(spec_name: str) -> None:
     spec = SPECS[spec_name]
     m = built(spec_name)
-    for body in initial_scaler_bodies("shop", NS, spec):
+    for body in tiers.initial_scaler_bodies("shop", NS, spec):
         key = f"{body['kind']}/{body['metadata']['name']}"
         merged = merge(m[key], body)
         kubernetes_validate.validate(merged, K8S_VERSION, strict=True)

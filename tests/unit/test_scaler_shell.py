@@ -14,8 +14,8 @@ def test_sizes_come_from_the_scaler_owned_fields() -> None:
     spec = api.ScaledAppSpec()
     primary = {"spec": {"replicas": 1, "template": {"spec": {"containers": [
         {"name": "postgres", "resources": {"limits": {"cpu": "1", "memory": "1Gi"}}}]}}}, "status": {}}
-    workloads = Workloads(app=_deployment(3, 3), workers=_deployment(2, 1), db_read=_deployment(1, 1),
-                          db_write=primary, cache_config={"data": {"maxmemory": str(128 * 2**20)}})
+    workloads = Workloads({"app": _deployment(3, 3), "workers": _deployment(2, 1), "db-read": _deployment(1, 1),
+                           "db-write": primary, "cache": {"data": {"maxmemory": str(128 * 2**20)}}})
     sizes = sizes_of(workloads, spec)
     assert (sizes.app_replicas, sizes.workers_replicas, sizes.db_read_replicas) == (3, 2, 1)
     assert sizes.cache_memory_bytes == 128 * 2**20
@@ -25,7 +25,7 @@ def test_sizes_come_from_the_scaler_owned_fields() -> None:
 
 def test_missing_fields_fall_back_to_the_spec_starting_points() -> None:
     spec = api.ScaledAppSpec()
-    sizes = sizes_of(Workloads(None, None, None, None, None), spec)
+    sizes = sizes_of(Workloads({}), spec)
     assert sizes.app_replicas == spec.app.replicas.min
     assert sizes.db_write_cpu == "500m"
 

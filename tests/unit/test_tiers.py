@@ -9,9 +9,10 @@ from pathlib import Path
 import pytest
 
 from scaledapp import api, tiers
-from scaledapp.decide import decide
-from scaledapp.policy import Blocked, Sizes, Snapshot, Step, initial_sizes
-from scaledapp.tiers import app, cache, db_read, db_write, workers
+from scaledapp.decide import Tick, decide
+from scaledapp.observation import Snapshot
+from scaledapp.sizes import Blocked, Sizes, Step
+from scaledapp.tiers import app, cache, db_read, db_write, initial_sizes, workers
 from scaledapp.tiers.base import Scope, TierModel, lower_is_worse, prometheus_label
 
 SCOPE = Scope(namespace="shop-ns", instance="shop")
@@ -262,7 +263,7 @@ def test_a_cpu_bound_app_is_named_not_the_replicas_its_busy_loop_seems_to_wait_f
         "workers": {"queue_depth": 0.0, "oldest_age_seconds": 0.0},
     }  # fmt: skip
     now = datetime(2026, 11, 28, tzinfo=UTC)
-    decision = decide(spec(), Snapshot(time=now, signals=signals), sizes(), api.ScalerState(), None, now)
+    decision = decide(Tick(spec(), Snapshot(time=now, signals=signals), sizes(), api.ScalerState(), None, now))
     assert decision.bottleneck == "app"
     assert decision.step is not None and decision.step.tier == "app"
 

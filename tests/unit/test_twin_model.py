@@ -12,7 +12,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from devharness.twin import Load, Observation, TwinModel, TwinParams
 from scaledapp import api
-from scaledapp.policy import Snapshot, TierName
+from scaledapp.observation import Snapshot
+from scaledapp.sizes import TierName
 from scaledapp.tiers import enabled_tiers, metric_names
 from scaledapp.tiers.base import Scope
 

@@ -16,8 +16,9 @@ from devharness.twin.kube import ClusterView, build_view, pod_is_serving
 from devharness.twin.scenarios import PROFILES, scenario
 from devharness.twin.server import LiveTwin, TwinConfig
 from scaledapp import api
-from scaledapp.policy import Sizes, initial_sizes
 from scaledapp.resources.names import INSTANCE_LABEL, TIER_LABEL
+from scaledapp.sizes import Sizes
+from scaledapp.tiers import initial_sizes
 
 NS, NAME = "shop-ns", "shop"
 REAL_PODS = {"app": ["shop-app-7d9c-abcde", "shop-app-7d9c-fghij"], "cache": ["shop-cache-5f6-xyz12"],

@@ -7,7 +7,7 @@ First reconcile of a new ScaledApp (so the primary's first pod already has its r
 class, which an in-place resize cannot change):
 
 1. create the Secret: `build_children(..., passwords=generate_passwords(), hold_primary=True)`;
-2. apply `initial_scaler_bodies(...)` as `scaledapp-scaler`;
+2. apply `scaledapp.tiers.initial_scaler_bodies(...)` as `scaledapp-scaler` (each tier's starting size);
 3. from then on: `build_children(...)` without passwords (the Secret is never re-applied).
 """
 
@@ -19,8 +19,6 @@ from scaledapp.resources.common import Manifest
 from scaledapp.resources.names import ChildNames
 from scaledapp.resources.scaler import (
     cache_memory_body,
-    horizontal_target,
-    initial_scaler_bodies,
     primary_pod_resize_patch,
     primary_resources_body,
     replicas_body,
@@ -35,8 +33,6 @@ __all__ = [
     "build_children",
     "cache_memory_body",
     "generate_passwords",
-    "horizontal_target",
-    "initial_scaler_bodies",
     "primary_pod_resize_patch",
     "primary_resources_body",
     "replicas_body",

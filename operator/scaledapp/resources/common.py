@@ -201,7 +201,6 @@ def service(
     tier: str,
     ports: Sequence[tuple[str, int, int | str]],
     headless: bool = False,
-    component: str | None = None,
 ) -> Manifest:
     """A Service over one tier's pods; ports are (name, port, targetPort)."""
     spec: Manifest = {
@@ -217,6 +216,6 @@ def service(
     return {
         "apiVersion": "v1",
         "kind": "Service",
-        "metadata": object_meta(owner, namespace, name, tier, component),
+        "metadata": object_meta(owner, namespace, name, tier),
         "spec": spec,
     }

@@ -353,19 +353,7 @@ def replica_statefulset(child: names.ChildNames, namespace: str, spec: api.Scale
             "initContainers": [_bootstrap(child, db)],
             "containers": [postgres, _exporter(child)],
             "volumes": _volumes(child),
-            # Prefer nodes without another Postgres of this app: a replica beside the primary adds
-            # no capacity when the node is the limit.
-            "affinity": {"podAntiAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [{
-                "weight": 50,
-                "podAffinityTerm": {
-                    "topologyKey": "kubernetes.io/hostname",
-                    "labelSelector": {
-                        "matchLabels": {names.INSTANCE_LABEL: child.owner},
-                        "matchExpressions": [{"key": names.TIER_LABEL, "operator": "In",
-                                              "values": [WRITE_TIER, READ_TIER]}],
-                    },
-                },
-            }]}},
+            "affinity": _apart_from_other_postgres(child),
         },
         "replica",
     )
@@ -394,6 +382,22 @@ def _role_service(child: names.ChildNames, namespace: str, name: str, tier: str,
     manifest = service(child.owner, namespace, name, tier, [("postgres", POSTGRES_PORT, "postgres")])
     manifest["spec"]["selector"] = {names.INSTANCE_LABEL: child.owner, names.ROLE_LABEL: role}
     return manifest
+
+
+def _apart_from_other_postgres(child: names.ChildNames) -> Manifest:
+    """Prefer nodes without another Postgres of this app: a replica beside the primary adds no capacity
+    when the node is the limit."""
+    return {"podAntiAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [{
+        "weight": 50,
+        "podAffinityTerm": {
+            "topologyKey": "kubernetes.io/hostname",
+            "labelSelector": {
+                "matchLabels": {names.INSTANCE_LABEL: child.owner},
+                "matchExpressions": [{"key": names.TIER_LABEL, "operator": "In",
+                                      "values": [WRITE_TIER, READ_TIER]}],
+            },
+        },
+    }]}}
 
 
 def database_services(child: names.ChildNames, namespace: str) -> list[Manifest]:

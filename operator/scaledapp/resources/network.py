@@ -43,10 +43,8 @@ def _peers(owner: str, tiers: Sequence[str]) -> Manifest:
 
 
 def _policy(
-    child: names.ChildNames, namespace: str, tier: str, port: int, clients: Sequence[str], metrics_port: int | None,
-    operator: bool = False,
+    child: names.ChildNames, namespace: str, tier: str, port: int, sources: list[Manifest], metrics_port: int | None,
 ) -> Manifest:
-    sources = [_peers(child.owner, clients), *([OPERATOR_PODS] if operator else [])]
     ingress: list[Manifest] = [{"from": sources, "ports": [{"protocol": "TCP", "port": port}]}]
     if metrics_port is not None:
         ingress.append({"ports": [{"protocol": "TCP", "port": metrics_port}]})
@@ -63,11 +61,13 @@ def _policy(
 
 
 def network_policies(child: names.ChildNames, namespace: str, cache_enabled: bool) -> list[Manifest]:
+    clients = [_peers(child.owner, CLIENT_TIERS)]
+    postgres_sources = [_peers(child.owner, POSTGRES_PEERS), OPERATOR_PODS]
     policies = [
-        _policy(child, namespace, "db-write", POSTGRES_PORT, POSTGRES_PEERS, POSTGRES_EXPORTER_PORT, operator=True),
-        _policy(child, namespace, "db-read", POSTGRES_PORT, POSTGRES_PEERS, POSTGRES_EXPORTER_PORT, operator=True),
-        _policy(child, namespace, names.QUEUE_TIER, REDIS_PORT, CLIENT_TIERS, None),
+        *(_policy(child, namespace, tier, POSTGRES_PORT, postgres_sources, POSTGRES_EXPORTER_PORT)
+          for tier in ("db-write", "db-read")),
+        _policy(child, namespace, names.QUEUE_TIER, REDIS_PORT, clients, None),
     ]
     if cache_enabled:
-        policies.append(_policy(child, namespace, "cache", REDIS_PORT, CLIENT_TIERS, REDIS_EXPORTER_PORT))
+        policies.append(_policy(child, namespace, "cache", REDIS_PORT, clients, REDIS_EXPORTER_PORT))
     return policies

@@ -17,24 +17,12 @@ from __future__ import annotations
 
 from typing import Literal
 
-from scaledapp import api
 from scaledapp.resources import names
 from scaledapp.resources.cache import MAXMEMORY_KEY
 from scaledapp.resources.common import Manifest, cpu_request, memory_bytes
 from scaledapp.resources.database import CONTAINER as PRIMARY_CONTAINER
 
 WorkloadKind = Literal["Deployment", "StatefulSet"]
-HorizontalTier = Literal["app", "db-read", "workers"]
-
-
-def horizontal_target(child: names.ChildNames, tier: HorizontalTier) -> tuple[WorkloadKind, str]:
-    """The workload (kind, name) whose replicas widen a horizontally scaled tier."""
-    targets: dict[str, tuple[WorkloadKind, str]] = {
-        "app": ("Deployment", child.app),
-        "workers": ("Deployment", child.workers),
-        "db-read": ("StatefulSet", child.db_replicas),
-    }
-    return targets[tier]
 
 
 def _identity(api_version: str, kind: str, name: str, namespace: str) -> Manifest:
@@ -75,24 +63,3 @@ def cache_memory_body(child: names.ChildNames, namespace: str, maxmemory: str | 
         **_identity("v1", "ConfigMap", child.cache_config, namespace),
         "data": {MAXMEMORY_KEY: str(memory_bytes(maxmemory))},
     }
-
-
-def initial_scaler_bodies(name: str, namespace: str, spec: api.ScaledAppSpec) -> list[Manifest]:
-    """The scaler's starting point, from the spec: minimum replicas and initial sizes.
-
-    Apply right after the first reconcile, and only for fields the scaler does not own yet:
-    re-applying later would undo the scaler's decisions.
-    """
-    child = names.ChildNames(name)
-    bodies = [
-        replicas_body("Deployment", child.app, namespace, spec.app.replicas.min),
-        replicas_body("StatefulSet", child.db_replicas, namespace, spec.database.read_replicas.min),
-        primary_resources_body(
-            child, namespace, spec.database.resources.initial.cpu, spec.database.resources.initial.memory
-        ),
-    ]
-    if spec.workers.enabled:
-        bodies.append(replicas_body("Deployment", child.workers, namespace, spec.workers.replicas.min))
-    if spec.cache.enabled:
-        bodies.append(cache_memory_body(child, namespace, spec.cache.memory.initial))
-    return bodies

@@ -1,14 +1,22 @@
 """The tiers, one module each behind `base.TierModel`; TIERS lists them in ladder order.
 
-Adding a tier means adding one module and one line here (and its name to api.LADDER).
+Adding a tier means a tier module here, a builder module in scaledapp.resources, and one line in
+`_BY_NAME` (plus its name in api.LADDER, its fields in api and sizes.Sizes, and the twin's model of it):
+docs/architecture.md walks through it. Everything below asks the tiers; nothing switches on a tier's name.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+
 from scaledapp import api
-from scaledapp.policy import TierName
+from scaledapp.observation import Snapshot
+from scaledapp.resources.common import Manifest
+from scaledapp.resources.names import ChildNames
+from scaledapp.sizes import Sizes, TierName
 from scaledapp.tiers import app, cache, db_read, db_write, workers
-from scaledapp.tiers.base import RATE_WINDOW, Scope, TierModel, TierPressure
+from scaledapp.tiers.base import RATE_WINDOW, Scope, TierModel, TierPressure, Workload
 
 _BY_NAME: dict[TierName, TierModel] = {
     tier.name: tier for tier in (app.TIER, cache.TIER, db_read.TIER, db_write.TIER, workers.TIER)
@@ -25,6 +33,25 @@ def enabled_tiers(spec: api.ScaledAppSpec) -> tuple[TierModel, ...]:
     return tuple(t for t in TIERS if t.enabled(spec))
 
 
+def by_status_field(field_name: str) -> TierModel:
+    """The tier whose entry in api.TiersStatus is `field_name`."""
+    return next(t for t in TIERS if t.status_field == field_name)
+
+
+def waiting(status: api.TiersStatus, spec: api.ScaledAppSpec) -> list[str]:
+    """What keeps each enabled tier from Ready, in status.tiers order ("db_read 1/2 ready")."""
+    out = []
+    for field_name, counts in status:
+        t = by_status_field(field_name)
+        if not t.enabled(spec):
+            continue
+        if counts.desired == 0 and not t.ready_when_empty:
+            out.append(f"{field_name} has no replicas")
+        elif counts.ready < counts.desired:
+            out.append(f"{field_name} {counts.ready}/{counts.desired} ready")
+    return out
+
+
 def queries(spec: api.ScaledAppSpec, scope: Scope, window: str = RATE_WINDOW) -> dict[TierName, dict[str, str]]:
     """Every enabled tier's signals as instant PromQL: what the shell asks Prometheus each tick."""
     return {t.name: t.queries(scope, window) for t in enabled_tiers(spec)}
@@ -35,14 +62,150 @@ def metric_names() -> frozenset[str]:
     return frozenset().union(*(t.metrics for t in TIERS))
 
 
+def throughputs(signals: Mapping[TierName, Mapping[str, float | None]]) -> dict[TierName, float]:
+    """Each tier's throughput signal, where it has one and it is known."""
+    out: dict[TierName, float] = {}
+    for t in TIERS:
+        value = t.throughput(signals.get(t.name, {}))
+        if value is not None:
+            out[t.name] = value
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- sizes
+
+
+def initial_sizes(spec: api.ScaledAppSpec) -> Sizes:
+    """Sizes at creation: every horizontal tier at its min, the cache and primary at their initial size."""
+    fields: dict[str, int] = {}
+    for t in TIERS:
+        fields.update(t.initial(spec))
+    return Sizes(**fields)
+
+
+def enforce_bounds(spec: api.ScaledAppSpec, sizes: Sizes) -> Sizes:
+    """Sizes pulled inside the spec's bounds (min/max edits take effect at the next tick this way)."""
+    fields: dict[str, int] = {}
+    for t in TIERS:
+        fields.update(t.bounded(spec, sizes))
+    return replace(sizes, **fields)
+
+
+def changed_tiers(before: Sizes, after: Sizes) -> list[TierName]:
+    """Which tiers two size sets differ in (what the shell has to patch), in ladder order."""
+    return [t.name for t in TIERS if t.resized(before, after)]
+
+
+@dataclass(frozen=True)
+class SizeChange:
+    """What the scaler applies for one tier whose size changed."""
+
+    tier: TierName
+    body: Manifest  # the server-side-apply body of its workload
+    resize: tuple[str, Manifest] | None  # (pod, patch) for an in-place resize of a running pod
+
+
+def size_changes(child: ChildNames, namespace: str, before: Sizes, after: Sizes) -> list[SizeChange]:
+    """The bodies (and in-place resizes) that take every resized tier from `before` to `after`."""
+    return [
+        SizeChange(t.name, t.size_body(child, namespace, after), t.live_resize(child, after))
+        for t in TIERS
+        if t.resized(before, after)
+    ]
+
+
+def sizes_of(live: Mapping[TierName, Manifest | None], spec: api.ScaledAppSpec) -> Sizes:
+    """What the scaler-owned fields of the live workloads say (the spec's starting points where not set)."""
+    fields: dict[str, int] = {}
+    for t in TIERS:
+        fields.update(t.read_size(live.get(t.name), spec))
+    return Sizes(**fields)
+
+
+def status_of(live: Mapping[TierName, Manifest | None], sizes: Sizes) -> api.TiersStatus:
+    """status.tiers: each tier's desired/ready (and size) as its workload reports them."""
+    return api.TiersStatus(**{t.status_field: t.status(live.get(t.name), sizes) for t in TIERS})
+
+
+def settling(status: api.TiersStatus) -> frozenset[TierName]:
+    """Tiers still rolling out their last change: a step is judged only once it has taken effect."""
+    return frozenset(t.name for t in TIERS if t.settles and _rolling_out(getattr(status, t.status_field)))
+
+
+def _rolling_out(counts: api.TierStatus) -> bool:
+    return counts.ready < counts.desired
+
+
+@dataclass(frozen=True)
+class Reading:
+    """What the live workloads say: every tier's size, its status.tiers entry, and which still roll out."""
+
+    sizes: Sizes
+    status: api.TiersStatus
+    settling: frozenset[TierName]
+
+
+def read(live: Mapping[TierName, Manifest | None], spec: api.ScaledAppSpec) -> Reading:
+    """Each tier's size and readiness from its live workload (`live`: tier name -> workload or None)."""
+    sizes = sizes_of(live, spec)
+    status = status_of(live, sizes)
+    return Reading(sizes, status, settling(status))
+
+
+@dataclass(frozen=True)
+class Judgement:
+    """Each enabled tier's pressure with its evidence, and its throughput where it has one."""
+
+    judged: dict[TierName, TierPressure]
+    served: dict[TierName, float]
+
+    @property
+    def missing(self) -> bool:
+        return any(j.missing for j in self.judged.values())
+
+
+def judge(snapshot: Snapshot, spec: api.ScaledAppSpec, sizes: Sizes) -> Judgement:
+    """Judge every enabled tier's signals against the spec's targets."""
+    signals = {t.name: snapshot.tier(t.name) for t in enabled_tiers(spec)}
+    judged = {t.name: t.pressure(signals[t.name], spec, sizes) for t in enabled_tiers(spec)}
+    return Judgement(judged, throughputs(signals))
+
+
+def initial_scaler_bodies(name: str, namespace: str, spec: api.ScaledAppSpec) -> list[Manifest]:
+    """The scaler's starting point, from the spec: minimum replicas and initial sizes, for enabled tiers.
+
+    Apply right after the first reconcile, and only for fields the scaler does not own yet:
+    re-applying later would undo the scaler's decisions.
+    """
+    child, sizes = ChildNames(name), initial_sizes(spec)
+    return [t.size_body(child, namespace, sizes) for t in enabled_tiers(spec)]
+
+
 __all__ = [
     "RATE_WINDOW",
     "TIERS",
+    "Judgement",
+    "Reading",
     "Scope",
+    "SizeChange",
     "TierModel",
     "TierPressure",
+    "Workload",
+    "by_status_field",
+    "changed_tiers",
     "enabled_tiers",
+    "enforce_bounds",
+    "initial_scaler_bodies",
+    "initial_sizes",
+    "judge",
     "metric_names",
     "queries",
+    "read",
+    "settling",
+    "size_changes",
+    "sizes_of",
+    "status_of",
+    "throughputs",
     "tier",
+    "waiting",
 ]

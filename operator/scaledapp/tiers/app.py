@@ -12,7 +12,8 @@ from collections.abc import Mapping
 from typing import ClassVar
 
 from scaledapp import api
-from scaledapp.policy import Bounds, Sizes
+from scaledapp.resources.names import ChildNames
+from scaledapp.sizes import Sizes
 from scaledapp.tiers.base import (
     NOT_LOAD,
     RATE_WINDOW,
@@ -20,6 +21,7 @@ from scaledapp.tiers.base import (
     Scope,
     SignalPressure,
     TierPressure,
+    Workload,
     higher_is_worse,
     need,
     sum_rate,
@@ -66,11 +68,16 @@ class AppTier(HorizontalTier):
     metrics: ClassVar[frozenset[str]] = frozenset(
         {PROCESS_CPU, CPU_LIMIT, IN_FLIGHT, REQUEST_DURATION, DEPENDENCY_DURATION}
     )
+    status_field = "app"
+    throughput_signal = REQUESTS_PER_SECOND
     replicas_field = "app_replicas"
     max_field = "spec.app.replicas.max"
 
-    def bounds(self, bounds: Bounds) -> tuple[int, int]:
-        return bounds.app
+    def replica_range(self, spec: api.ScaledAppSpec) -> api.ReplicaRange:
+        return spec.app.replicas
+
+    def workload(self, child: ChildNames) -> Workload:
+        return Workload("apps/v1", "Deployment", child.app)
 
     def queries(self, scope: Scope, window: str = RATE_WINDOW) -> dict[str, str]:
         app = scope.selector("app")

@@ -1,5 +1,11 @@
-"""The tier interface: signals (instant PromQL), a pressure with its evidence, and one widening and one
-narrowing step. One module per tier implements it; `scaledapp.tiers.TIERS` lists them in ladder order.
+"""The tier interface: everything the operator knows about one tier, behind one class.
+
+A tier owns its facts, the way a KEDA scaler owns its settings, query and metric spec: its signals
+(instant PromQL) and its throughput signal; its pressure with the evidence behind it; its bounds and one
+widening and one narrowing step; its workload (which object holds its size, how that size is read from
+it and written back, how its readiness is counted). One module per tier implements it;
+`scaledapp.tiers.TIERS` lists them in ladder order, and the scaler, the decision, the conditions and the
+twin ask the tier instead of switching on its name.
 
 Pressure is dimensionless: 1.0 means a signal sits exactly at its target. A tier's pressure is the
 highest of its signals' pressures, and the signal that set it is the evidence. Missing data is never
@@ -12,11 +18,14 @@ import re
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 from scaledapp import api
-from scaledapp.policy import Blocked, Bounds, Sizes, Step, TierName
-from scaledapp.resources.names import INSTANCE_LABEL, TIER_LABEL
+from scaledapp.reasons import Reason
+from scaledapp.resources.common import Manifest
+from scaledapp.resources.names import INSTANCE_LABEL, TIER_LABEL, ChildNames
+from scaledapp.resources.scaler import replicas_body
+from scaledapp.sizes import Blocked, Sizes, Step, TierName, clamp
 
 # Rate window of every rate()/histogram: at least four scrapes at a 15 s scrape interval.
 RATE_WINDOW = "1m"
@@ -159,6 +168,36 @@ def need(signals: Mapping[str, float | None], names: list[str], missing: list[st
     return values
 
 
+# ---------------------------------------------------------------------------------------------- workload
+
+
+@dataclass(frozen=True)
+class Workload:
+    """The object that holds a tier's size (the scaler reads it from the watch cache)."""
+
+    api_version: str
+    kind: str
+    name: str
+
+
+def workload_counts(live: Manifest | None) -> api.TierStatus:
+    """desired/ready of a Deployment or StatefulSet as the API server reports it (0/0 when absent)."""
+    if not live:
+        return api.TierStatus()
+    spec = live.get("spec") or {}
+    status = live.get("status") or {}
+    desired = spec.get("replicas")
+    return api.TierStatus(
+        desired=int(desired if desired is not None else 1),
+        ready=int(status.get("readyReplicas") or status.get("ready_replicas") or 0),
+    )
+
+
+def spec_replicas(live: Manifest | None, default: int) -> int:
+    value = ((live or {}).get("spec") or {}).get("replicas")
+    return int(value) if value is not None else default
+
+
 # ---------------------------------------------------------------------------------------------- tier
 
 
@@ -168,9 +207,24 @@ class TierModel(ABC):
     name: ClassVar[TierName]
     # Every metric name the queries use, in one place (a contract test checks them against docs/metrics.md).
     metrics: ClassVar[frozenset[str]]
+    # Its field in api.TiersStatus (status.tiers).
+    status_field: ClassVar[str]
+    # The fields of `Sizes` that are this tier's size.
+    size_fields: ClassVar[tuple[str, ...]]
+    # The signal that counts the work the tier gets through (verify-after-act: more served is evidence
+    # that a step helped); None when more size does not serve more (the cache).
+    throughput_signal: ClassVar[str | None] = None
+    # Whether status.tiers counts a tier with no replicas as ready (read replicas may be zero).
+    ready_when_empty: ClassVar[bool] = False
+    # Whether a rollout in progress (ready < desired) holds the verdict on its last step.
+    settles: ClassVar[bool] = True
+    # Whether the tier can be switched off in the spec (its workload may then be absent).
+    optional: ClassVar[bool] = False
 
     def enabled(self, spec: api.ScaledAppSpec) -> bool:
         return True
+
+    # -- signals and pressure
 
     @abstractmethod
     def queries(self, scope: Scope, window: str = RATE_WINDOW) -> dict[str, str]:
@@ -179,6 +233,15 @@ class TierModel(ABC):
     @abstractmethod
     def pressure(self, signals: Mapping[str, float | None], spec: api.ScaledAppSpec, sizes: Sizes) -> TierPressure:
         """Judge the signals against the spec's targets. `sizes` tells which signals exist at all."""
+
+    def throughput(self, signals: Mapping[str, float | None]) -> float | None:
+        return None if self.throughput_signal is None else signals.get(self.throughput_signal)
+
+    # -- size, bounds and steps
+
+    @abstractmethod
+    def bounds(self, spec: api.ScaledAppSpec) -> dict[str, tuple[int, int]]:
+        """(min, max) of each of its `size_fields`, from the spec; the min is also the starting size."""
 
     @abstractmethod
     def size_text(self, sizes: Sizes) -> str:
@@ -200,6 +263,38 @@ class TierModel(ABC):
     def predicted_pressure(self, pressure: float, step: Step) -> float:
         return pressure * self.capacity(step.before) / max(self.capacity(step.after), 1e-9)
 
+    def initial(self, spec: api.ScaledAppSpec) -> dict[str, int]:
+        return {name: low for name, (low, _) in self.bounds(spec).items()}
+
+    def bounded(self, spec: api.ScaledAppSpec, sizes: Sizes) -> dict[str, int]:
+        """Its size pulled inside the spec's bounds."""
+        return {name: clamp(getattr(sizes, name), bounds) for name, bounds in self.bounds(spec).items()}
+
+    def resized(self, before: Sizes, after: Sizes) -> bool:
+        return any(getattr(before, name) != getattr(after, name) for name in self.size_fields)
+
+    # -- its workload
+
+    @abstractmethod
+    def workload(self, child: ChildNames) -> Workload:
+        """The object whose scaler-owned fields hold the tier's size."""
+
+    @abstractmethod
+    def read_size(self, live: Manifest | None, spec: api.ScaledAppSpec) -> dict[str, int]:
+        """Its `size_fields` as the live workload says (the spec's starting point where not set yet)."""
+
+    @abstractmethod
+    def size_body(self, child: ChildNames, namespace: str, sizes: Sizes) -> Manifest:
+        """The server-side-apply body that gives the tier its size (scaler-owned fields only)."""
+
+    def live_resize(self, child: ChildNames, sizes: Sizes) -> tuple[str, Manifest] | None:
+        """(pod name, resize patch) when the size must also reach a running pod in place; None otherwise."""
+        return None
+
+    def status(self, live: Manifest | None, sizes: Sizes) -> api.TierStatus:
+        """Its entry in status.tiers."""
+        return workload_counts(live)
+
 
 class HorizontalTier(TierModel):
     """A tier widened by adding replicas: app, db-read, workers."""
@@ -207,13 +302,33 @@ class HorizontalTier(TierModel):
     replicas_field: ClassVar[str]
     max_field: ClassVar[str]  # where the user raises the ceiling, for the recommendation
 
+    def __init_subclass__(cls) -> None:
+        super().__init_subclass__()
+        if hasattr(cls, "replicas_field"):
+            cls.size_fields = (cls.replicas_field,)
+
     def replicas(self, sizes: Sizes) -> int:
         value = getattr(sizes, self.replicas_field)
         assert isinstance(value, int)
         return value
 
     @abstractmethod
-    def bounds(self, bounds: Bounds) -> tuple[int, int]: ...
+    def replica_range(self, spec: api.ScaledAppSpec) -> api.ReplicaRange: ...
+
+    def replica_bounds(self, spec: api.ScaledAppSpec) -> tuple[int, int]:
+        replicas = self.replica_range(spec)
+        return replicas.min, replicas.max
+
+    def bounds(self, spec: api.ScaledAppSpec) -> dict[str, tuple[int, int]]:
+        return {self.replicas_field: self.replica_bounds(spec)}
+
+    def read_size(self, live: Manifest | None, spec: api.ScaledAppSpec) -> dict[str, int]:
+        return {self.replicas_field: spec_replicas(live, self.replica_range(spec).min)}
+
+    def size_body(self, child: ChildNames, namespace: str, sizes: Sizes) -> Manifest:
+        workload = self.workload(child)
+        kind: Literal["Deployment", "StatefulSet"] = "StatefulSet" if workload.kind == "StatefulSet" else "Deployment"
+        return replicas_body(kind, workload.name, namespace, self.replicas(sizes))
 
     def size_text(self, sizes: Sizes) -> str:
         return str(self.replicas(sizes))
@@ -226,12 +341,12 @@ class HorizontalTier(TierModel):
         return Step(self.name, kind, sizes, after, self.size_text(sizes), self.size_text(after))
 
     def widen(self, spec: api.ScaledAppSpec, sizes: Sizes, pressure: TierPressure) -> Step | Blocked:
-        low, high = self.bounds(Bounds.of(spec))
+        low, high = self.replica_bounds(spec)
         current = self.replicas(sizes)
         if current >= high:
             return Blocked(
                 self.name,
-                "MaxReplicas",
+                Reason.MAX_REPLICAS,
                 f"{self.name} is at its max of {high} replicas",
                 at_ceiling=True,
                 recommendation=f"{self.name} is the bottleneck at its max of {high} replicas: raise "
@@ -240,7 +355,7 @@ class HorizontalTier(TierModel):
         return self._step(sizes, "widen", min(high, max(low, current + spec.scaling.steps.replicas)))
 
     def narrow(self, spec: api.ScaledAppSpec, sizes: Sizes) -> Step | None:
-        low, high = self.bounds(Bounds.of(spec))
+        low, high = self.replica_bounds(spec)
         current = self.replicas(sizes)
         if current <= low:
             return None

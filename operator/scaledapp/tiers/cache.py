@@ -16,13 +16,19 @@ from dataclasses import replace
 from typing import ClassVar
 
 from scaledapp import api
-from scaledapp.policy import Blocked, Bounds, Sizes, Step
-from scaledapp.quantity import format_bytes, scale_bytes
+from scaledapp.quantity import format_bytes, parse_bytes, scale_bytes
+from scaledapp.reasons import Reason
+from scaledapp.resources.cache import MAXMEMORY_KEY
+from scaledapp.resources.common import Manifest
+from scaledapp.resources.names import ChildNames
+from scaledapp.resources.scaler import cache_memory_body
+from scaledapp.sizes import Blocked, Sizes, Step
 from scaledapp.tiers.base import (
     RATE_WINDOW,
     Scope,
     TierModel,
     TierPressure,
+    Workload,
     higher_is_worse,
     lower_is_worse,
     need,
@@ -52,8 +58,29 @@ class CacheTier(TierModel):
         {REDIS_CPU_USER, REDIS_CPU_SYS, REDIS_MEMORY_USED, REDIS_MEMORY_MAX, REDIS_EVICTED, CACHE_REQUESTS}
     )
 
+    status_field = "cache"
+    size_fields = ("cache_memory_bytes",)
+    settles = False  # maxmemory is taken up live, with no rollout to wait for
+    optional = True
+
     def enabled(self, spec: api.ScaledAppSpec) -> bool:
         return spec.cache.enabled
+
+    def bounds(self, spec: api.ScaledAppSpec) -> dict[str, tuple[int, int]]:
+        return {"cache_memory_bytes": (parse_bytes(spec.cache.memory.initial), parse_bytes(spec.cache.memory.max))}
+
+    def workload(self, child: ChildNames) -> Workload:
+        return Workload("v1", "ConfigMap", child.cache_config)
+
+    def read_size(self, live: Manifest | None, spec: api.ScaledAppSpec) -> dict[str, int]:
+        maxmemory = ((live or {}).get("data") or {}).get(MAXMEMORY_KEY) or spec.cache.memory.initial
+        return {"cache_memory_bytes": parse_bytes(str(maxmemory))}
+
+    def size_body(self, child: ChildNames, namespace: str, sizes: Sizes) -> Manifest:
+        return cache_memory_body(child, namespace, sizes.cache_memory_bytes)
+
+    def status(self, live: Manifest | None, sizes: Sizes) -> api.TierStatus:
+        return api.TierStatus(desired=1, ready=1 if live else 0, size=sizes.cache_memory)
 
     def queries(self, scope: Scope, window: str = RATE_WINDOW) -> dict[str, str]:
         cache = scope.selector("cache")
@@ -103,19 +130,19 @@ class CacheTier(TierModel):
         if dominant is not None and dominant.signal == CPU_CORES:
             return Blocked(
                 self.name,
-                "CacheCpuBound",
+                Reason.CACHE_CPU_BOUND,
                 f"Redis uses {dominant.value:.2f} cores (target {dominant.target}); it runs commands on one "
                 "thread, so more memory would not help",
                 at_ceiling=True,
                 recommendation="The cache is CPU-bound on its single command thread: cut commands per request "
                 "(batch, pipeline, larger values) or split the cache; the scaler will not add app pods for it.",
             )
-        low, high = Bounds.of(spec).cache_memory_bytes
+        low, high = self.bounds(spec)["cache_memory_bytes"]
         current = sizes.cache_memory_bytes
         if current >= high:
             return Blocked(
                 self.name,
-                "MaxMemory",
+                Reason.MAX_MEMORY,
                 f"the cache is at its max of {format_bytes(high)}",
                 at_ceiling=True,
                 recommendation=f"Raise spec.cache.memory.max above {format_bytes(high)} or lower the cache's "
@@ -125,7 +152,7 @@ class CacheTier(TierModel):
         return self._step(sizes, "widen", new)
 
     def narrow(self, spec: api.ScaledAppSpec, sizes: Sizes) -> Step | None:
-        low, high = Bounds.of(spec).cache_memory_bytes
+        low, high = self.bounds(spec)["cache_memory_bytes"]
         current = sizes.cache_memory_bytes
         if current <= low:
             return None

@@ -16,7 +16,9 @@ from collections.abc import Mapping
 from typing import ClassVar
 
 from scaledapp import api
-from scaledapp.policy import Blocked, Bounds, Sizes, Step
+from scaledapp.reasons import Reason
+from scaledapp.resources.names import ChildNames
+from scaledapp.sizes import Blocked, Sizes, Step
 from scaledapp.tiers.app import CPU_LIMIT, PROCESS_CPU, cpu_bound, cpu_utilization_query
 from scaledapp.tiers.base import (
     NOT_LOAD,
@@ -25,6 +27,7 @@ from scaledapp.tiers.base import (
     Scope,
     SignalPressure,
     TierPressure,
+    Workload,
     higher_is_worse,
     histogram_quantile,
     need,
@@ -56,11 +59,17 @@ class DbReadTier(HorizontalTier):
     metrics: ClassVar[frozenset[str]] = frozenset(
         {DEPENDENCY_DURATION, POOL_WAIT, PG_ACTIVITY, PG_MAX_CONNECTIONS, PG_LAG, PROCESS_CPU, CPU_LIMIT}
     )
+    status_field = "db_read"
+    throughput_signal = READS_PER_SECOND
+    ready_when_empty = True
     replicas_field = "db_read_replicas"
     max_field = "spec.database.readReplicas.max"
 
-    def bounds(self, bounds: Bounds) -> tuple[int, int]:
-        return bounds.db_read
+    def replica_range(self, spec: api.ScaledAppSpec) -> api.ReplicaRange:
+        return spec.database.read_replicas
+
+    def workload(self, child: ChildNames) -> Workload:
+        return Workload("apps/v1", "StatefulSet", child.db_replicas)
 
     def queries(self, scope: Scope, window: str = RATE_WINDOW) -> dict[str, str]:
         reads = scope.selector(dependency=DEPENDENCY, exclude=NOT_LOAD)
@@ -107,7 +116,7 @@ class DbReadTier(HorizontalTier):
         if lag is not None and lag.pressure > 1.0:
             return Blocked(
                 self.name,
-                "ReplicaLag",
+                Reason.REPLICA_LAG,
                 f"replicas lag {lag.value:.1f}s (target {lag.target:g}s): a lagging replica is not the answer "
                 "to read load, so no replica is added",
                 at_ceiling=False,

@@ -14,8 +14,20 @@ from dataclasses import replace
 from typing import ClassVar
 
 from scaledapp import api
-from scaledapp.policy import Blocked, Bounds, Sizes, Step, clamp
-from scaledapp.quantity import format_bytes, format_cpu, scale_bytes, scale_millicores
+from scaledapp.quantity import (
+    format_bytes,
+    format_cpu,
+    parse_bytes,
+    parse_cpu_millicores,
+    scale_bytes,
+    scale_millicores,
+)
+from scaledapp.reasons import Reason
+from scaledapp.resources.common import Manifest
+from scaledapp.resources.database import CONTAINER as PRIMARY_CONTAINER
+from scaledapp.resources.names import ChildNames
+from scaledapp.resources.scaler import primary_pod_resize_patch, primary_resources_body
+from scaledapp.sizes import Blocked, Sizes, Step, clamp
 from scaledapp.tiers.app import CPU_LIMIT, PROCESS_CPU, cpu_bound, cpu_utilization_query
 from scaledapp.tiers.base import (
     NOT_LOAD,
@@ -24,10 +36,12 @@ from scaledapp.tiers.base import (
     SignalPressure,
     TierModel,
     TierPressure,
+    Workload,
     higher_is_worse,
     histogram_quantile,
     need,
     sum_rate,
+    workload_counts,
     zero_if_reporting,
 )
 
@@ -52,6 +66,42 @@ class DbWriteTier(TierModel):
     metrics: ClassVar[frozenset[str]] = frozenset(
         {DEPENDENCY_DURATION, PG_ACTIVITY, PG_MAX_CONNECTIONS, PG_LOCK_WAITS, PROCESS_CPU, CPU_LIMIT}
     )
+    status_field = "db_write"
+    size_fields = ("db_write_cpu_millicores", "db_write_memory_bytes")
+    throughput_signal = WRITES_PER_SECOND
+
+    def bounds(self, spec: api.ScaledAppSpec) -> dict[str, tuple[int, int]]:
+        initial, most = spec.database.resources.initial, spec.database.resources.max
+        return {
+            "db_write_cpu_millicores": (parse_cpu_millicores(initial.cpu), parse_cpu_millicores(most.cpu)),
+            "db_write_memory_bytes": (parse_bytes(initial.memory), parse_bytes(most.memory)),
+        }
+
+    def workload(self, child: ChildNames) -> Workload:
+        return Workload("apps/v1", "StatefulSet", child.db_primary)
+
+    def read_size(self, live: Manifest | None, spec: api.ScaledAppSpec) -> dict[str, int]:
+        """The postgres container's limits in the StatefulSet template."""
+        initial = spec.database.resources.initial
+        cpu, memory = initial.cpu, initial.memory
+        template = (((live or {}).get("spec") or {}).get("template") or {}).get("spec") or {}
+        for container in template.get("containers") or []:
+            if container.get("name") == PRIMARY_CONTAINER:
+                limits = (container.get("resources") or {}).get("limits") or {}
+                cpu, memory = str(limits.get("cpu", cpu)), str(limits.get("memory", memory))
+                break
+        return {"db_write_cpu_millicores": parse_cpu_millicores(cpu), "db_write_memory_bytes": parse_bytes(memory)}
+
+    def size_body(self, child: ChildNames, namespace: str, sizes: Sizes) -> Manifest:
+        return primary_resources_body(child, namespace, sizes.db_write_cpu, sizes.db_write_memory)
+
+    def live_resize(self, child: ChildNames, sizes: Sizes) -> tuple[str, Manifest] | None:
+        # The template keeps the size for a restart (OnDelete); the live pod is resized in place.
+        return f"{child.db_primary}-0", primary_pod_resize_patch(sizes.db_write_cpu, sizes.db_write_memory)
+
+    def status(self, live: Manifest | None, sizes: Sizes) -> api.TierStatus:
+        size = f"{sizes.db_write_cpu} CPU, {sizes.db_write_memory}"
+        return workload_counts(live).model_copy(update={"size": size})
 
     def queries(self, scope: Scope, window: str = RATE_WINDOW) -> dict[str, str]:
         writes = scope.selector(dependency=DEPENDENCY, exclude=NOT_LOAD)
@@ -100,14 +150,15 @@ class DbWriteTier(TierModel):
         return pressure * max(cpu_ratio, memory_ratio) ** 2
 
     def widen(self, spec: api.ScaledAppSpec, sizes: Sizes, pressure: TierPressure) -> Step | Blocked:
-        bounds = Bounds.of(spec)
-        cpu_max, memory_max = bounds.db_write_cpu_millicores[1], bounds.db_write_memory_bytes[1]
+        bounds = self.bounds(spec)
+        cpu_bounds, memory_bounds = bounds["db_write_cpu_millicores"], bounds["db_write_memory_bytes"]
+        cpu_max, memory_max = cpu_bounds[1], memory_bounds[1]
         if sizes.db_write_cpu_millicores >= cpu_max and sizes.db_write_memory_bytes >= memory_max:
             dominant = pressure.dominant
             why = f" ({dominant.signal} {dominant.value:g} vs target {dominant.target:g})" if dominant else ""
             return Blocked(
                 self.name,
-                "ShardingRecommended",
+                Reason.SHARDING_RECOMMENDED,
                 f"the primary is at its max size ({self.size_text(sizes)}) and still the bottleneck{why}",
                 at_ceiling=True,
                 recommendation="The primary is at its vertical ceiling: shard the writes (split the data by key "
@@ -115,18 +166,19 @@ class DbWriteTier(TierModel):
                 "shards, and will not add app pods or workers, which would only add write load.",
             )
         factor = spec.scaling.steps.resource_factor
-        cpu = clamp(scale_millicores(sizes.db_write_cpu_millicores, factor), bounds.db_write_cpu_millicores)
-        memory = clamp(scale_bytes(sizes.db_write_memory_bytes, factor), bounds.db_write_memory_bytes)
+        cpu = clamp(scale_millicores(sizes.db_write_cpu_millicores, factor), cpu_bounds)
+        memory = clamp(scale_bytes(sizes.db_write_memory_bytes, factor), memory_bounds)
         return self._step(sizes, "widen", cpu, memory)
 
     def narrow(self, spec: api.ScaledAppSpec, sizes: Sizes) -> Step | None:
-        bounds = Bounds.of(spec)
-        cpu_min, memory_min = bounds.db_write_cpu_millicores[0], bounds.db_write_memory_bytes[0]
+        bounds = self.bounds(spec)
+        cpu_bounds, memory_bounds = bounds["db_write_cpu_millicores"], bounds["db_write_memory_bytes"]
+        cpu_min, memory_min = cpu_bounds[0], memory_bounds[0]
         if sizes.db_write_cpu_millicores <= cpu_min and sizes.db_write_memory_bytes <= memory_min:
             return None
         factor = 1 / spec.scaling.steps.resource_factor
-        cpu = clamp(scale_millicores(sizes.db_write_cpu_millicores, factor), bounds.db_write_cpu_millicores)
-        memory = clamp(scale_bytes(sizes.db_write_memory_bytes, factor), bounds.db_write_memory_bytes)
+        cpu = clamp(scale_millicores(sizes.db_write_cpu_millicores, factor), cpu_bounds)
+        memory = clamp(scale_bytes(sizes.db_write_memory_bytes, factor), memory_bounds)
         return self._step(sizes, "narrow", cpu, memory)
 
     def _step(self, sizes: Sizes, kind: str, cpu: int, memory: int) -> Step:

@@ -11,12 +11,14 @@ from collections.abc import Mapping
 from typing import ClassVar
 
 from scaledapp import api
-from scaledapp.policy import Bounds, Sizes
+from scaledapp.resources.names import ChildNames
+from scaledapp.sizes import Sizes
 from scaledapp.tiers.base import (
     RATE_WINDOW,
     HorizontalTier,
     Scope,
     TierPressure,
+    Workload,
     higher_is_worse,
     need,
     sum_rate,
@@ -39,14 +41,20 @@ DEPTH_PER_WORKER = "queue_depth_per_worker"
 class WorkersTier(HorizontalTier):
     name = "workers"
     metrics: ClassVar[frozenset[str]] = frozenset({QUEUE_DEPTH, QUEUE_OLDEST_AGE, JOBS})
+    status_field = "workers"
+    throughput_signal = JOBS_PER_SECOND
+    optional = True
     replicas_field = "workers_replicas"
     max_field = "spec.workers.replicas.max"
 
     def enabled(self, spec: api.ScaledAppSpec) -> bool:
         return spec.workers.enabled
 
-    def bounds(self, bounds: Bounds) -> tuple[int, int]:
-        return bounds.workers
+    def replica_range(self, spec: api.ScaledAppSpec) -> api.ReplicaRange:
+        return spec.workers.replicas
+
+    def workload(self, child: ChildNames) -> Workload:
+        return Workload("apps/v1", "Deployment", child.workers)
 
     def queries(self, scope: Scope, window: str = RATE_WINDOW) -> dict[str, str]:
         instance = scope.selector()

@@ -1,0 +1,105 @@
+"""The time windows the scaler keeps in status (api.ScalerState): how long each tier has been hot, how
+long all have been calm, the calm-period pressure peaks, the back-offs, and the cooldown. Pure."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from scaledapp import api
+from scaledapp.clock import format_time, seconds_since
+from scaledapp.plan import Tick
+from scaledapp.sizes import TierName
+
+
+@dataclass(frozen=True)
+class Cooldown:
+    """Whether the scaler waits for its last step; `note` says why, `since_action` how long ago it was."""
+
+    active: bool
+    note: str
+    since_action: float | None
+
+
+def track(tick: Tick, known: dict[TierName, float], hot: list[TierName], all_calm: bool) -> api.ScalerState:
+    """The windows after this tick's pressures: hot since, calm since, calm peaks, live back-offs."""
+    state, now, now_text = tick.state, tick.now, format_time(tick.now)
+    still_blocked = {
+        name: until for name, until in state.ineffective_until.items() if (seconds_since(until, now) or 0) < 0
+    }
+    return api.ScalerState(
+        last_action_time=state.last_action_time,
+        hot_since={name: state.hot_since.get(name) or now_text for name in hot},
+        calm_since=(state.calm_since or now_text) if all_calm else None,
+        **track_calm_peaks(state, known, all_calm, now, tick.scaling.stabilization.scale_down_seconds),
+        ineffective_until=still_blocked,
+    )
+
+
+def forget_calm(state: api.ScalerState, now: datetime) -> api.ScalerState:
+    """Unknown is not calm: the scale-down window starts over. Hot windows survive a scrape gap."""
+    return state.model_copy(update={"calm_since": None, **track_calm_peaks(state, {}, False, now, 0)})
+
+
+def cooldown(tick: Tick) -> Cooldown:
+    """The cooldown after the last step. A widening step is judged only once it took effect (a new read
+    replica bootstraps for minutes): until then the cooldown goes on, for at most the back-off period
+    (pods that never become ready did not help, and that is then the verdict)."""
+    scaling, last_action = tick.scaling, tick.last_action
+    since_action = seconds_since(tick.state.last_action_time, tick.now)
+    active = since_action is not None and since_action < scaling.cooldown_seconds
+    note = f"cooldown: {scaling.cooldown_seconds - (since_action or 0):.0f}s left"
+    limit = scaling.cooldown_seconds + scaling.verify_backoff_seconds
+    if rolling_out(tick) and not active and (since_action or 0) < limit:
+        active = True
+        note = f"waiting for the last {last_action.tier if last_action else ''} step to roll out"
+    return Cooldown(active, note, since_action)
+
+
+def rolling_out(tick: Tick) -> bool:
+    """The last step is a pending one whose tier is still rolling out."""
+    last = tick.last_action
+    return last is not None and last.verdict == "pending" and last.tier in tick.settling
+
+
+def track_calm_peaks(
+    state: api.ScalerState, pressures: dict[TierName, float], all_calm: bool, now: datetime, window: int
+) -> dict[str, Any]:
+    """ScalerState updates for the per-tier pressure peaks while all tiers are calm.
+
+    A narrow step must keep the peak of the last scale-down window calm, not just this tick's reading
+    (HPA's scale-down window keeps its highest recommendation for the same reason). Two buckets of one
+    window each approximate that sliding maximum in constant space: the peak used covers between one
+    and two windows, and a peak older than that no longer blocks narrowing.
+    """
+    if not all_calm:
+        return {"calm_peak": {}, "calm_peak_previous": {}, "calm_peak_since": None}
+    rounded = {name: round(p, 4) for name, p in pressures.items()}
+    started = seconds_since(state.calm_peak_since, now)
+    if not state.calm_since or started is None:  # a fresh calm period
+        return {"calm_peak": rounded, "calm_peak_previous": {}, "calm_peak_since": format_time(now)}
+    if started >= window:  # the bucket is full: it becomes the previous one
+        return {"calm_peak": rounded, "calm_peak_previous": dict(state.calm_peak), "calm_peak_since": format_time(now)}
+    peaks = {name: max(state.calm_peak.get(name, 0.0), p) for name, p in rounded.items()}
+    return {
+        "calm_peak": peaks,
+        "calm_peak_previous": dict(state.calm_peak_previous),
+        "calm_peak_since": state.calm_peak_since,
+    }
+
+
+def peak_of(state: api.ScalerState, tier: TierName) -> float | None:
+    values = [v for v in (state.calm_peak.get(tier), state.calm_peak_previous.get(tier)) if v is not None]
+    return max(values) if values else None
+
+
+def rescale_peaks(state: api.ScalerState, tier: TierName, ratio: float) -> api.ScalerState:
+    """After narrowing `tier`, its recorded peaks would have been `ratio` times higher at the new size."""
+
+    def scaled(peaks: dict[str, float]) -> dict[str, float]:
+        return {name: round(v * ratio, 4) if name == tier else v for name, v in peaks.items()}
+
+    return state.model_copy(
+        update={"calm_peak": scaled(state.calm_peak), "calm_peak_previous": scaled(state.calm_peak_previous)}
+    )
