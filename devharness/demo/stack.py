@@ -47,8 +47,8 @@ def cluster_env(overrides: dict[str, str] | None = None) -> tuple[str, str]:
 
 
 def python_env() -> dict[str, str]:
-    paths = [str(REPO / "operator"), str(REPO / "demo-app"), str(REPO)]
-    return {**os.environ, "PYTHONPATH": os.pathsep.join([*paths, os.environ.get("PYTHONPATH", "")]),
+    # scaledapp and demo_app are installed into the venv (`make venv`); devharness lives in the repository root.
+    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
             "PYTHONUNBUFFERED": "1"}
 
 
