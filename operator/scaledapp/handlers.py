@@ -8,7 +8,7 @@ from typing import Any
 
 import kopf
 
-from scaledapp import api, reconciler, scaler
+from scaledapp import api, metrics, reconciler, scaler
 from scaledapp.kube import Kube, KubeError
 from scaledapp.resources.names import MANAGED_BY
 
@@ -111,5 +111,7 @@ async def scale(body: kopf.Body, stopped: kopf.DaemonStopped, memo: kopf.Memo, l
                 **_: Any) -> None:
     """Every spec.scaling.interval: observe, judge, decide, act, explain."""
     while not stopped:
-        interval = await scaler.tick(memo.kube, dict(body), logger)
+        with metrics.tick_timer(body):
+            interval = await scaler.tick(memo.kube, dict(body), logger)
         await stopped.wait(interval)
+    metrics.forget(body)  # deleted, or no longer served by this process: its series go too

@@ -14,7 +14,7 @@ from typing import Any, cast
 
 import pydantic
 
-from scaledapp import api, conditions, prometheus, tiers
+from scaledapp import api, conditions, metrics, prometheus, tiers, trace
 from scaledapp.decide import Decision, decide, status_fields
 from scaledapp.kube import Kube, KubeError
 from scaledapp.policy import Sizes, Snapshot, Step, TierName, changed_tiers
@@ -192,6 +192,7 @@ async def tick(kube: Kube, body: Manifest, logger: Logger) -> float:
     workloads = await read_workloads(kube, name, namespace)
     sizes = sizes_of(workloads, spec)
     tier_counts = tiers_status(workloads, sizes)
+    metrics.record_tiers(body, tier_counts)
     ready, ready_message = conditions.readiness(tier_counts, {"workers": spec.workers.enabled,
                                                               "cache": spec.cache.enabled})
     conds = [c.model_dump(by_alias=True, exclude_none=True) for c in status.conditions]
@@ -256,14 +257,8 @@ async def _explain(kube: Kube, body: Manifest, before: api.ScaledAppStatus, deci
                    logger: Logger) -> None:
     """One structured log line per decision; an Event when something was decided or a state flipped."""
     action = decision.action
-    fields = {
-        "bottleneck": decision.bottleneck or "-",
-        "reason": decision.reason,
-        "action": f"{action.kind} {action.tier} {action.from_}->{action.to}" if action else "hold",
-        "applied": bool(action and action.applied),
-        "pressures": {e.tier: e.pressure for e in decision.pressures},
-    }
-    logger.info("decision %s: %s", " ".join(f"{k}={v}" for k, v in fields.items()), decision.message)
+    trace.log_decision(logger, decision)  # the decision as structured fields (scaledapp.trace)
+    metrics.record_tick(body, decision)
     previous = {c.type: c for c in before.conditions}
     if action is not None:
         reason = {"widen": "Widened", "narrow": "Narrowed"}.get(action.kind, "Decided") if action.applied \
