@@ -131,3 +131,7 @@ minikube-down: ## delete the minikube profile
 .PHONY: reference
 reference: venv ## regenerate docs/reference.md (the ScaledApp API reference) from the CRD descriptions
 	@$(VPY) -m hack.gen_reference --write
+
+.PHONY: chart-readme
+chart-readme: venv ## regenerate charts/scaledapp-operator/README.md (every value) from Chart.yaml and values.yaml
+	@$(VPY) -m hack.gen_chart_readme --write
