@@ -111,7 +111,8 @@ class Stack:
         self.operator_port = free_port()
         self._exit.callback(self.operator.stop)
         self.operator.spawn([sys.executable, "-m", "scaledapp", "--namespace", self.namespace, "--log-format",
-                             "json", "--liveness", f"http://127.0.0.1:{self.operator_port}/healthz", *extra_args],
+                             "json", "--liveness", f"http://127.0.0.1:{self.operator_port}/healthz",
+                             f"--metrics-port={free_port()}", *extra_args],
                             env={**python_env(), "KUBECONFIG": self.kubeconfig})
         poll(self._operator_healthy, 60, f"the operator's liveness endpoint (log: {self.operator.log_path})", 0.2)
 
