@@ -173,3 +173,11 @@ def test_the_chart_readme_is_generated_and_current() -> None:
     text = (CHART / "README.md").read_text()
     for path, _value in gen_chart_readme.leaves(yaml.safe_load((CHART / "values.yaml").read_text())):
         assert f"| `{path}` |" in text, path
+
+
+def test_helm_lint_strict_is_clean_with_every_monitoring_piece_on() -> None:
+    proc = helm_run("lint", "--strict", str(CHART), *set_args({"monitoring.enabled": True,
+                                                                "monitoring.labels": {"release": "kps"},
+                                                                "podSecurityContext.fsGroup": 10001}))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "[WARNING]" not in proc.stdout and "[ERROR]" not in proc.stdout, proc.stdout
