@@ -5,7 +5,8 @@ PY ?= python3
 VENV := .venv
 VPY := $(VENV)/bin/python
 LC := hack/localcluster
-export PYTHONPATH := $(CURDIR)/operator:$(CURDIR)/demo-app:$(CURDIR)
+# No PYTHONPATH: `make venv` installs this repository (operator, demo app, plugin) editable into .venv;
+# tests, devharness, hack and bench run from the repository root (pytest's pythonpath, python -m).
 
 .PHONY: minikube-up minikube-load minikube-down
 .PHONY: help venv deps tools node-images lint typecheck unit test demo bench crds cluster-up cluster-down cluster-status \
@@ -14,11 +15,12 @@ export PYTHONPATH := $(CURDIR)/operator:$(CURDIR)/demo-app:$(CURDIR)
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk -F':.*?## ' '{printf "  make %-15s %s\n", $$1, $$2}'
 
-$(VENV)/.stamp: requirements/runtime.txt requirements/dev.txt demo-app/requirements.txt
-	@echo "==> Python packages: creating $(VENV) and installing requirements/dev.txt"
+$(VENV)/.stamp: requirements/runtime.txt requirements/dev.txt demo-app/requirements.txt pyproject.toml
+	@echo "==> Python packages: creating $(VENV), installing requirements/dev.txt and this repository (editable)"
 	@test -x $(VPY) || $(PY) -m venv $(VENV)
 	@$(VPY) -m pip install -q --upgrade pip
 	@$(VPY) -m pip install -q -r requirements/dev.txt
+	@$(VPY) -m pip install -q --no-deps --no-build-isolation -e .
 	@touch $@
 
 venv: $(VENV)/.stamp ## Python virtualenv with every pinned package
@@ -132,3 +134,7 @@ minikube-down: ## delete the minikube profile
 .PHONY: reference
 reference: venv ## regenerate docs/reference.md (the ScaledApp API reference) from the CRD descriptions
 	@$(VPY) -m hack.gen_reference --write
+
+.PHONY: chart-readme
+chart-readme: venv ## regenerate charts/scaledapp-operator/README.md (every value) from Chart.yaml and values.yaml
+	@$(VPY) -m hack.gen_chart_readme --write

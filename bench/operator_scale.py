@@ -99,10 +99,10 @@ def run(bench: Bench, n: int) -> dict[str, Any]:
     bench.kubectl("create", "namespace", namespace)
     log_path = bench.state / f"operator-{n}.log"
     log = log_path.open("w")
-    env = {**bench.env, "PYTHONPATH": f"{ROOT / 'operator'}"}
+    env = dict(bench.env)  # scaledapp is installed into the venv (`make venv`)
     operator = subprocess.Popen(
         [sys.executable, "-m", "scaledapp", "-n", namespace, "--log-format", "json",
-         "--liveness", f"http://127.0.0.1:{LIVENESS_PORT}/healthz"],
+         "--liveness", f"http://127.0.0.1:{LIVENESS_PORT}/healthz", "--metrics-port=0"],
         env=env, stdout=log, stderr=subprocess.STDOUT,
     )
     try:

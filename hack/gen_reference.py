@@ -10,11 +10,11 @@ written once, in the pydantic model, and shows up in `kubectl explain` and here 
 
 from __future__ import annotations
 
-import argparse
 import json
-import sys
 from pathlib import Path
 from typing import Any
+
+from hack import generated
 
 from scaledapp import api, crdgen, reasons
 
@@ -163,21 +163,9 @@ def render() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m hack.gen_reference", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--write", action="store_true", help=f"write {OUT.relative_to(ROOT)}")
-    parser.add_argument("--check", action="store_true", help="exit 1 when the committed file is stale")
-    args = parser.parse_args(argv)
-    text = render()
-    if args.write:
-        OUT.write_text(text)
-        print(f"wrote {OUT.relative_to(ROOT)}")
-    elif args.check:
-        if not OUT.exists() or OUT.read_text() != text:
-            print(f"stale: {OUT.relative_to(ROOT)} (run `make reference`)", file=sys.stderr)
-            return 1
-    else:
-        sys.stdout.write(text)
-    return 0
+    return generated.main(
+        argv, prog="python -m hack.gen_reference",
+        doc=__doc__ or "", out=OUT, render=render, make="reference")
 
 
 if __name__ == "__main__":

@@ -47,8 +47,8 @@ def cluster_env(overrides: dict[str, str] | None = None) -> tuple[str, str]:
 
 
 def python_env() -> dict[str, str]:
-    paths = [str(REPO / "operator"), str(REPO / "demo-app"), str(REPO)]
-    return {**os.environ, "PYTHONPATH": os.pathsep.join([*paths, os.environ.get("PYTHONPATH", "")]),
+    # scaledapp and demo_app are installed into the venv (`make venv`); devharness lives in the repository root.
+    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
             "PYTHONUNBUFFERED": "1"}
 
 
@@ -111,7 +111,8 @@ class Stack:
         self.operator_port = free_port()
         self._exit.callback(self.operator.stop)
         self.operator.spawn([sys.executable, "-m", "scaledapp", "--namespace", self.namespace, "--log-format",
-                             "json", "--liveness", f"http://127.0.0.1:{self.operator_port}/healthz", *extra_args],
+                             "json", "--liveness", f"http://127.0.0.1:{self.operator_port}/healthz",
+                             f"--metrics-port={free_port()}", *extra_args],
                             env={**python_env(), "KUBECONFIG": self.kubeconfig})
         poll(self._operator_healthy, 60, f"the operator's liveness endpoint (log: {self.operator.log_path})", 0.2)
 

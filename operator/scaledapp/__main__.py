@@ -10,6 +10,8 @@ import sys
 
 import kopf
 
+from scaledapp import metrics
+
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
@@ -25,6 +27,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="log line format; json gives one object per line")
     parser.add_argument("--liveness", default="http://0.0.0.0:8080/healthz", metavar="URL",
                         help="liveness endpoint (empty to disable)")
+    parser.add_argument("--metrics-port", type=int, default=metrics.DEFAULT_PORT, metavar="PORT",
+                        help="serve the operator's own Prometheus metrics on http://0.0.0.0:PORT/metrics "
+                             "(docs/metrics.md; 0 disables)")
     parser.add_argument("--standalone", action="store_true", default=True, help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 
@@ -44,6 +49,9 @@ def main(argv: list[str] | None = None) -> int:
     ensure_user_name()
     kopf.configure(verbose=args.verbose, log_format=kopf.LogFormat[args.log_format.upper()])
     import scaledapp.handlers  # noqa: F401  (importing registers the handlers)
+
+    if args.metrics_port:
+        metrics.serve(args.metrics_port)
 
     settings = kopf.OperatorSettings()
     # Named namespaces (the chart's Role-only install): kopf must not list/watch namespaces and CRDs, which

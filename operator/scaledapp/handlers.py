@@ -8,7 +8,7 @@ from typing import Any
 
 import kopf
 
-from scaledapp import api, dbguard, reconciler, scaler
+from scaledapp import api, dbguard, metrics, reconciler, scaler
 from scaledapp.kube import Kube, KubeError
 from scaledapp.resources.names import INSTANCE_LABEL, MANAGED_BY, TIER_LABEL
 
@@ -111,8 +111,10 @@ async def scale(body: kopf.Body, stopped: kopf.DaemonStopped, memo: kopf.Memo, l
                 **_: Any) -> None:
     """Every spec.scaling.interval: observe, judge, decide, act, explain."""
     while not stopped:
-        interval = await scaler.tick(memo.kube, dict(body), logger)
+        with metrics.tick_timer(body):
+            interval = await scaler.tick(memo.kube, dict(body), logger)
         await stopped.wait(interval)
+    metrics.forget(body)  # deleted, or no longer served by this process: its series go too
 
 
 def _is_db_tier(value: str | None, **_: Any) -> bool:

@@ -20,7 +20,7 @@ from typing import Any
 import kubernetes
 from kubernetes.client import ApiClient, ApiException
 
-from scaledapp import api
+from scaledapp import api, metrics
 
 log = logging.getLogger(__name__)
 REQUEST_TIMEOUT = 10.0  # seconds, on every request: a hung API server must not hang a handler
@@ -203,8 +203,9 @@ class Kube:
         """One request in the Kubernetes thread pool (never on kopf's event loop), with a timeout.
         Raises ApiException for any non-2xx answer."""
         self.requests += 1
-        return await asyncio.get_running_loop().run_in_executor(
-            _POOL, functools.partial(self._call_blocking, method, path, query, body, content_type))
+        with metrics.kube_request(method):
+            return await asyncio.get_running_loop().run_in_executor(
+                _POOL, functools.partial(self._call_blocking, method, path, query, body, content_type))
 
     def _call_blocking(self, method: str, path: str, query: list[tuple[str, str]] | None, body: Any,
                        content_type: str) -> Any:

@@ -18,6 +18,8 @@ from prometheus_api_client import PrometheusConnect
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
+from scaledapp import metrics
+
 POOL_THREADS = 16
 _POOL = ThreadPoolExecutor(max_workers=POOL_THREADS, thread_name_prefix="prometheus")
 
@@ -63,11 +65,15 @@ class Prometheus:
 
     def _query(self, promql: str) -> tuple[float | None, str | None, bool]:
         """(value, why unknown, answered): answered is False when Prometheus itself did not answer."""
-        try:
-            result = self._client.custom_query(promql, timeout=self.timeout)
-        except Exception as exc:  # connection refused, timeout, HTTP 4xx/5xx: all mean "unknown"
-            return None, f"{type(exc).__name__}: {str(exc)[:200]}", False
-        return (*value_of(result), True)
+        with metrics.prometheus_query() as outcome:
+            try:
+                result = self._client.custom_query(promql, timeout=self.timeout)
+            except Exception as exc:  # connection refused, timeout, HTTP 4xx/5xx: all mean "unknown"
+                outcome.append("error")
+                return None, f"{type(exc).__name__}: {str(exc)[:200]}", False
+            value, reason = value_of(result)
+            outcome.append(metrics.query_result(value, answered=True))
+            return value, reason, True
 
     async def snapshot(self, queries: Mapping[str, str]) -> Answers:
         names = list(queries)

@@ -16,7 +16,7 @@ from typing import Any, cast
 
 import pydantic
 
-from scaledapp import api, conditions, prometheus, tiers
+from scaledapp import api, conditions, metrics, prometheus, tiers, trace
 from scaledapp.decide import Decision, Tick, decide, status_fields
 from scaledapp.kube import Kube, KubeError
 from scaledapp.observation import Snapshot
@@ -168,6 +168,7 @@ async def tick(kube: Kube, body: Manifest, logger: Logger) -> float:
     # Observe the workloads: each tier's size, readiness and rollout.
     workloads = await read_workloads(kube, shell.name, shell.namespace)
     reading = tiers.read(workloads.by_tier, spec)
+    metrics.record_tiers(body, reading.status)
     conds = _ready_condition(shell, reading.status)
     patch: Manifest = {"app": f"{reading.status.app.ready}/{reading.status.app.desired}",
                        "tiers": reading.status.model_dump(by_alias=True, exclude_none=True)}
@@ -252,14 +253,8 @@ def _bool(status: str) -> bool | None:
 async def _explain(shell: Shell, decision: Decision) -> None:
     """One structured log line per decision; an Event when something was decided or a state flipped."""
     kube, body, action = shell.kube, shell.body, decision.action
-    fields = {
-        "bottleneck": decision.bottleneck or "-",
-        "reason": decision.reason,
-        "action": f"{action.kind} {action.tier} {action.from_}->{action.to}" if action else "hold",
-        "applied": bool(action and action.applied),
-        "pressures": {e.tier: e.pressure for e in decision.pressures},
-    }
-    shell.logger.info("decision %s: %s", " ".join(f"{k}={v}" for k, v in fields.items()), decision.message)
+    trace.log_decision(shell.logger, decision)  # the decision as structured fields (scaledapp.trace)
+    metrics.record_tick(body, decision)
     if action is not None:
         await kube.post_event(body, "Normal", _action_reason(action), decision.message)
     previous = {c.type: c for c in shell.status.conditions}

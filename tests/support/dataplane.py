@@ -257,7 +257,6 @@ class PostgresCluster:
 
 def app_env(extra: Mapping[str, str]) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("APP_")}
-    env["PYTHONPATH"] = os.pathsep.join([str(REPO / "demo-app"), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
     env.update(extra)
     return env
 

@@ -44,20 +44,21 @@ class OperatorProcess:
         self.scope = list(scope)
         self.proc: subprocess.Popen[bytes] | None = None
         self.port = 0
+        self.metrics_port = 0
 
     def start(self) -> None:
         self.port = free_port()
+        self.metrics_port = free_port()
         env = {
             **os.environ,
             "KUBECONFIG": self.kubeconfig,
-            "PYTHONPATH": f"{ROOT / 'operator'}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
             "PYTHONUNBUFFERED": "1",
             **self.extra_env,
         }
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "scaledapp", *self.scope, "--log-format", "json",
-             "--liveness", f"http://127.0.0.1:{self.port}/healthz"],
+             "--liveness", f"http://127.0.0.1:{self.port}/healthz", f"--metrics-port={self.metrics_port}"],
             env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
         )
         wait_for(self.healthy, 60, f"the operator's liveness endpoint (log: {self.log_path})", interval=0.2)

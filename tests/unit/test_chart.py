@@ -85,7 +85,8 @@ def test_the_operator_runs_once_with_recreate_liveness_and_json_logs() -> None:
     assert spec["strategy"] == {"type": "Recreate"}
     container = spec["template"]["spec"]["containers"][0]
     assert container["command"] == ["python", "-m", "scaledapp"]
-    assert container["args"] == ["--all-namespaces", "--log-format=json", "--liveness=http://0.0.0.0:8080/healthz"]
+    assert container["args"] == ["--all-namespaces", "--log-format=json", "--liveness=http://0.0.0.0:8080/healthz",
+                                 "--metrics-port=8081"]
     assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
     assert container["resources"]["limits"] and container["resources"]["requests"]
     assert container["image"] == "ghcr.io/scaledapp/operator:0.1.0"
@@ -144,7 +145,7 @@ def test_bundled_prometheus_is_pinned_and_discovers_pods_by_annotation() -> None
     deploy = the(objects, "Deployment", "-prometheus")
     container = deploy["spec"]["template"]["spec"]["containers"][0]
     assert container["image"] == f"prom/prometheus:v{pinned_versions()['PROMETHEUS_VERSION']}"
-    service = the(objects, "Service")
+    service = the(objects, "Service", "prometheus")
     # The CRD's default spec.scaling.prometheusUrl is http://prometheus.scaledapp-system.svc:9090.
     assert service["metadata"]["name"] == "prometheus" and service["spec"]["ports"][0]["port"] == 9090
     config = yaml.safe_load(the(objects, "ConfigMap", "-prometheus")["data"]["prometheus.yml"])
@@ -178,7 +179,7 @@ def test_every_pod_meets_the_restricted_profile(variant: str) -> None:
 def test_values_and_schema_agree() -> None:
     schema = json.loads((CHART / "values.schema.json").read_text())
     values = yaml.safe_load((CHART / "values.yaml").read_text())
-    assert set(values) == set(schema["properties"])
+    assert set(values) == set(schema["properties"]) - {"global"}  # global: Helm's, for subcharts
     assert set(values["prometheus"]) == set(schema["properties"]["prometheus"]["properties"])
 
 
