@@ -85,6 +85,19 @@ def _diurnal(t: float) -> Load:
     return split(rate, 0.85)
 
 
+SAWTOOTH_PERIOD = 240.0
+SAWTOOTH_RISE = 180.0
+SAWTOOTH_PEAK = 460.0
+
+
+def _sawtooth(t: float) -> Load:
+    # Five teeth: each rises linearly from BASE_RATE to 460 req/s over 180 s, then drops straight back
+    # and rests there for 60 s, so a scaler that widened for a tooth is asked to narrow before the next.
+    into = t % SAWTOOTH_PERIOD
+    rise = BASE_RATE + (SAWTOOTH_PEAK - BASE_RATE) * into / SAWTOOTH_RISE if into < SAWTOOTH_RISE else BASE_RATE
+    return split(rise, 0.85)
+
+
 def scenarios() -> list[BenchScenario]:
     write_bound_spec = api.ScaledAppSpec.model_validate({"app": {"replicas": {"min": 4, "max": 10}}})
     return [
@@ -113,4 +126,13 @@ def scenarios() -> list[BenchScenario]:
         BenchScenario("outage", "metrics outage 100-400 s around a step to 420 req/s", 900,
                       _profile(Profile("step", rate=BASE_RATE, peak=420, at=120, duration=900), 0.7),
                       event=120, steady=True, outage=(100.0, 400.0)),
+        BenchScenario("sawtooth", "sawtooth: 160 -> 460 req/s over 3 min, drop, rest 1 min; five teeth", 1200,
+                      _sawtooth, event=0, steady=False),
+        # Two tiers saturate at the same moment: reads for the app's CPU and orders for the one worker.
+        # A one-tier-per-step scaler must relieve both; neither hides the other (orders do not need the
+        # app's spare CPU to reach the queue).
+        BenchScenario("two-bottlenecks", "two bottlenecks at once: app (reads 140 -> 340/s) and workers "
+                      "(orders 1 -> 3/s) at 2 min", 900,
+                      _phases([(0, Load(140, 20, ORDERS)), (120, Load(340, 60, 3.0))]),
+                      event=120, steady=True),
     ]

@@ -1,4 +1,11 @@
-"""`python -m demo_app.load`: an open-loop load generator for the demo app (see --help)."""
+"""`python -m demo_app.load`: an open-loop load generator for the demo app (see --help).
+
+Latency is measured from each request's SCHEDULED start, not from when it was sent. A client that is
+backed up (its event loop busy, every connection taken, a server that stopped answering) sends late;
+timing from the send would hide exactly the queueing the run is meant to expose ("coordinated
+omission"). How late each request left is reported separately (`late`, `late_p99_ms`, `late_max_ms`),
+and so is the send-to-answer time a closed-loop client would have reported (`service_p99_ms`).
+"""
 
 from __future__ import annotations
 
@@ -11,7 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from demo_app.loadreport import Outcome, Report, summarize
+from demo_app.loadreport import LATE_SECONDS, Outcome, Report, summarize
 from demo_app.profiles import PROFILE_HELP, Profile, ZipfKeys, arrival_times, choose, parse_mix, parse_profile
 from demo_app.rawhttp import HttpError, RawClient
 
@@ -29,24 +36,34 @@ class LoadConfig:
     poisson: bool = False
     progress: bool = True
     conn_requests: int = 100  # requests per connection before a new one (0: keep it): spreads over a Service
+    connections: int = 0  # at most this many connections at once (0: max_in_flight); more requests wait
+    late_seconds: float = LATE_SECONDS  # a request sent later than this after its schedule counts as late
 
 
-async def one_request(client: RawClient, op: str, key: int, seq: int) -> Outcome:
-    """One read, write or order; every failure is a data point, never a crash of the generator."""
-    start = time.perf_counter()
+async def one_request(client: RawClient, op: str, key: int, seq: int, scheduled: float | None = None) -> Outcome:
+    """One read, write or order; every failure is a data point, never a crash of the generator.
+
+    `scheduled` (time.perf_counter() units) is when the request was due: its latency counts from then,
+    so time spent waiting to be sent is latency too. None: it is due now (a closed-loop caller)."""
+    due = time.perf_counter() if scheduled is None else scheduled
+    sent: list[float] = []
     try:
         if op == "read":
-            resp = await client.request("GET", f"/items/{key}")
+            resp = await client.request("GET", f"/items/{key}", on_send=sent.append)
         elif op == "write":
-            resp = await client.request("PUT", f"/items/{key}", {"name": f"item-{key}", "value": f"load-{seq}"})
+            resp = await client.request("PUT", f"/items/{key}", {"name": f"item-{key}", "value": f"load-{seq}"},
+                                        on_send=sent.append)
         else:
-            resp = await client.request("POST", "/orders", {"item_id": key, "quantity": 1})
+            resp = await client.request("POST", "/orders", {"item_id": key, "quantity": 1}, on_send=sent.append)
+        error = None if resp.status < 400 else f"http_{resp.status}"
     except HttpError as exc:
-        return Outcome(op, time.perf_counter() - start, exc.kind)
+        error = exc.kind
     except (OSError, ValueError) as exc:
-        return Outcome(op, time.perf_counter() - start, type(exc).__name__)
-    latency = time.perf_counter() - start
-    return Outcome(op, latency, None if resp.status < 400 else f"http_{resp.status}")
+        error = type(exc).__name__
+    end = time.perf_counter()
+    # Never sent (no connection, or the deadline passed waiting for one): late by all of its time.
+    lateness = (sent[0] if sent else end) - due
+    return Outcome(op, end - due, error, lateness=max(0.0, lateness))
 
 
 def _progress(start: float, outcomes: list[Outcome], in_flight: int, dropped: int, final: bool = False) -> None:
@@ -71,11 +88,11 @@ async def run_load(config: LoadConfig) -> Report:
     outcomes: list[Outcome] = []
     tasks: set[asyncio.Task[None]] = set()
     dropped = 0
-    client = RawClient(config.url, config.max_in_flight, config.timeout, config.conn_requests)
+    client = RawClient(config.url, config.connections or config.max_in_flight, config.timeout, config.conn_requests)
     try:
 
-        async def fire(op: str, key: int, seq: int) -> None:
-            outcomes.append(await one_request(client, op, key, seq))
+        async def fire(op: str, key: int, seq: int, due: float) -> None:
+            outcomes.append(await one_request(client, op, key, seq, scheduled=due))
 
         start = time.perf_counter()
         next_progress = start + 1.0
@@ -87,7 +104,8 @@ async def run_load(config: LoadConfig) -> Report:
             if len(tasks) >= config.max_in_flight:
                 dropped += 1
                 continue
-            task = asyncio.create_task(fire(choose(mix, rng.random()), keys.draw(rng), seq))
+            # Due at start + at even when this loop wakes late: the delay is the request's latency.
+            task = asyncio.create_task(fire(choose(mix, rng.random()), keys.draw(rng), seq, start + at))
             tasks.add(task)
             task.add_done_callback(tasks.discard)
             if config.progress and time.perf_counter() >= next_progress:
@@ -103,7 +121,7 @@ async def run_load(config: LoadConfig) -> Report:
             _progress(start, outcomes, len(tasks), dropped, final=True)
     finally:
         await client.aclose()
-    return summarize(outcomes, elapsed, dropped)
+    return summarize(outcomes, elapsed, dropped, late_seconds=config.late_seconds)
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -128,6 +146,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--conn-requests", type=int, default=100, help="requests per keep-alive connection before "
                         "it is replaced, so a Service spreads the load over pods added meanwhile; 0 = never "
                         "(default: %(default)s)")
+    parser.add_argument("--connections", type=int, default=0, help="cap on open connections; requests beyond "
+                        "it wait for one, and that wait counts as latency (0 = --max-in-flight; default: %(default)s)")
+    parser.add_argument("--late-ms", type=float, default=LATE_SECONDS * 1000, help="a request sent more than this "
+                        "after its scheduled time is reported as late (default: %(default)s)")
     parser.add_argument("--poisson", action="store_true", help="Poisson arrivals instead of evenly spaced ones")
     parser.add_argument("--seed", type=int, default=1, help="random seed (default: %(default)s)")
     parser.add_argument("--json", metavar="PATH", help="also write the report as JSON to PATH ('-' = stdout)")
@@ -150,9 +172,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             poisson=args.poisson,
             progress=not args.quiet,
             conn_requests=args.conn_requests,
+            connections=args.connections,
+            late_seconds=args.late_ms / 1000,
         )
         if config.conn_requests < 0:
             raise ValueError("--conn-requests must be >= 0")
+        if config.connections < 0 or config.late_seconds < 0:
+            raise ValueError("--connections and --late-ms must be >= 0")
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

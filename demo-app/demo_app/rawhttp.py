@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -55,7 +57,10 @@ class RawClient:
         self._slots = asyncio.Semaphore(max_connections)
         self.connections_opened = 0
 
-    async def request(self, method: str, path: str, body: object | None = None) -> Response:
+    async def request(self, method: str, path: str, body: object | None = None,
+                      on_send: Callable[[float], None] | None = None) -> Response:
+        """One exchange. `on_send` is called once with time.perf_counter() when the request has a
+        connection and its bytes are written: the moment it really left, after any wait for a slot."""
         payload = b"" if body is None else json.dumps(body).encode()
         head = f"{method} {path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\nContent-Length: {len(payload)}\r\n"
         if body is not None:
@@ -64,13 +69,15 @@ class RawClient:
         async with self._slots:
             try:
                 async with asyncio.timeout(self.timeout):
-                    return await self._exchange(message)
+                    return await self._exchange(message, on_send)
             except TimeoutError as exc:
                 raise HttpError("timeout") from exc
 
-    async def _exchange(self, message: bytes) -> Response:
+    async def _exchange(self, message: bytes, on_send: Callable[[float], None] | None = None) -> Response:
         reused = bool(self._idle)
         conn = self._idle.pop() if reused else await self._connect()
+        if on_send is not None:
+            on_send(time.perf_counter())
         try:
             response, keep = await self._send(conn, message)
         except (ConnectionError, asyncio.IncompleteReadError, HttpError) as exc:

@@ -57,7 +57,7 @@ from scaledapp.sizes import Sizes, TierName
 from scaledapp.tiers import initial_sizes
 
 EPOCH = datetime(2025, 1, 1, tzinfo=UTC)
-RATE_WINDOW_SECONDS = 60.0  # tiers.RATE_WINDOW ("1m")
+RATE_WINDOW_SECONDS = sig.window_seconds()  # the tiers' RATE_WINDOW ("1m"), not a copy
 SATURATED = 0.9
 LOADED = 0.7
 UTILIZATION_SECONDS = 5.0
@@ -133,9 +133,12 @@ class TwinModel:
         name: str = "demo",
         start: datetime = EPOCH,
         pod_series: bool = False,
+        rate_window_seconds: float = RATE_WINDOW_SECONDS,
     ) -> None:
         """`pod_series`: keep per-pod counters for `exposition()` (a live server needs them; a
-        benchmark that only asks `snapshot()` runs faster without)."""
+        benchmark that only asks `snapshot()` runs faster without). `rate_window_seconds`: the window
+        `snapshot()` rates over, the tiers' RATE_WINDOW unless the queries run with a shorter one (a
+        Prometheus on loopback scraping every second)."""
         self.spec = spec or api.ScaledAppSpec()
         self.params = params or TwinParams()
         self.children = ChildNames(name)
@@ -145,6 +148,7 @@ class TwinModel:
         self._now = 0.0
         self._state = PlantState()
         self._window: deque[_Record] = deque()
+        self.rate_window_seconds = rate_window_seconds
         # Running sums of the window's counter increments (added when a tick enters, removed when it leaves).
         self._totals_app: dict[str, float] = {}
         self._totals_cache: dict[str, float] = {}
@@ -290,7 +294,7 @@ class TwinModel:
         _accumulate(self._totals_app, result.app, 1.0)
         _accumulate(self._totals_cache, result.cache, 1.0)
         _accumulate(self._totals_worker, result.worker, 1.0)
-        while self._window and self._window[0].time <= self._now - RATE_WINDOW_SECONDS:
+        while self._window and self._window[0].time <= self._now - self.rate_window_seconds:
             gone = self._window.popleft()
             _accumulate(self._totals_app, gone.result.app, -1.0)
             _accumulate(self._totals_cache, gone.result.cache, -1.0)

@@ -1,10 +1,17 @@
 """The operator's tier signals, computed from the twin's series the way the tier queries compute them
 from Prometheus (operator/scaledapp/tiers/*.py): rates and histogram quantiles over the last rate
 window, ratios of sums, max/sum of gauges over the pods that report them. Unknown stays None.
+
+The constants come from the tier definitions themselves, never copies: the rate window
+(tiers.base.RATE_WINDOW, see `window_seconds`), the latency quantile (LATENCY_QUANTILE) and which
+dependency calls are request load (NOT_LOAD, the label regexes the queries exclude). If a tier's
+queries change those, the twin follows; tests/dataplane/test_twin_promql.py checks that real PromQL over
+the twin's pages agrees with `TwinModel.snapshot()`.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -12,12 +19,35 @@ from devharness.twin import families as f
 from devharness.twin.physics import histogram_quantile
 from scaledapp.sizes import TierName
 from scaledapp.tiers import app, cache, db_read, db_write, tier, workers
-from scaledapp.tiers.base import Scope
+from scaledapp.tiers.base import LATENCY_QUANTILE, NOT_LOAD, RATE_WINDOW, Scope
 
 Signals = dict[str, float | None]
-QUANTILE = 0.95
-READ_OPS = ("get_item",)  # db-read operations that are load (ping/schema are excluded by the queries)
-WRITE_OPS = ("get_item", "put_item", "create_item")
+QUANTILE = LATENCY_QUANTILE
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w|y)")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0, "y": 31536000.0}
+
+
+def window_seconds(duration: str = RATE_WINDOW) -> float:
+    """A PromQL range duration ("1m", "10s", "1m30s") in seconds."""
+    parts = _DURATION.findall(duration)
+    if not parts or "".join(n + u for n, u in parts) != duration:
+        raise ValueError(f"not a Prometheus duration: {duration!r}")
+    return sum(float(n) * _UNIT_SECONDS[u] for n, u in parts)
+
+
+def counts_as_load(hist: f.Hist) -> bool:
+    """A dependency series the tier queries count as request load: no NOT_LOAD matcher matches it
+    (PromQL's `label!~"re"` keeps a series unless the whole value matches)."""
+    labels = dict(hist.labels)
+    return not any(re.fullmatch(rx, labels.get(name, "")) for name, rx in NOT_LOAD.items())
+
+
+def _load_ops(dependency: str) -> tuple[str, ...]:
+    return tuple(op for (dep, op), h in f.DEPENDENCY_HIST.items() if dep == dependency and counts_as_load(h))
+
+
+READ_OPS = _load_ops(db_read.DEPENDENCY)  # db-read operations that are load
+WRITE_OPS = _load_ops(db_write.DEPENDENCY)
 
 
 @dataclass(frozen=True)
@@ -54,8 +84,7 @@ def app_signals(w: Window, app_ready: int) -> Signals:
                               app.REQUEST_SECONDS, app.DEPENDENCY_SECONDS))
     count = sum(w.app.get(h.count_key, 0.0) for h in f.HTTP_HIST.values())
     total = sum(w.app.get(h.sum_key, 0.0) for h in f.HTTP_HIST.values())
-    dependency = sum(w.app.get(h.sum_key, 0.0) for (_, op), h in f.DEPENDENCY_HIST.items()
-                     if op not in ("ping", "schema"))
+    dependency = sum(w.app.get(h.sum_key, 0.0) for h in f.DEPENDENCY_HIST.values() if counts_as_load(h))
     return {
         app.CPU_UTILIZATION: w.app.get("process_cpu_seconds_total", 0.0) / w.app_core_seconds
         if w.app_core_seconds > 0 else None,
