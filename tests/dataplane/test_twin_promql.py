@@ -45,8 +45,9 @@ from devharness.twin import TwinModel, TwinParams
 from devharness.twin.endpoints import Endpoints
 from devharness.twin.model import POD_TIERS
 from scaledapp import api, tiers
-from scaledapp.policy import Snapshot, TierName
+from scaledapp.observation import Snapshot
 from scaledapp.prometheus import value_of
+from scaledapp.sizes import TierName
 from scaledapp.tiers import app as app_tier
 from scaledapp.tiers.base import Scope
 from tests.support.prometheus import Harness

@@ -181,10 +181,18 @@ def test_a_lagging_replica_leaves_the_read_service_until_it_catches_up(stack: De
         probe.stop()
 
 
+def scaler_sets_replicas(stack: Deployed, statefulset: str, replicas: int) -> None:
+    """The replicas field as the scaler writes it (its field manager; a `kubectl scale` would be put back)."""
+    body = {"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": {"name": statefulset, "namespace": stack.apps},
+            "spec": {"replicas": replicas}}
+    stack.cluster.kubectl("apply", "--server-side", "--force-conflicts", "--field-manager=scaledapp-scaler",
+                          "-f", "-", input=json.dumps(body))
+
+
 def test_the_slot_of_a_removed_replica_is_dropped(stack: Deployed) -> None:
     sts = f"{NAME}-db-read"
     second = f"{NAME}-db-read-1"
-    stack.cluster.kubectl("scale", "statefulset", sts, "-n", stack.apps, "--replicas=2")
+    scaler_sets_replicas(stack, sts, 2)
 
     def slots() -> dict[str, bool]:
         rows = stack.psql(stack.pod_named("primary"), "select slot_name || ':' || active from pg_replication_slots")
@@ -194,7 +202,7 @@ def test_the_slot_of_a_removed_replica_is_dropped(stack: Deployed) -> None:
         wait_for(lambda: slots().get(second.replace("-", "_")), timeout=300, what=f"{second} streaming on its slot",
                  interval=2)
     finally:
-        stack.cluster.kubectl("scale", "statefulset", sts, "-n", stack.apps, "--replicas=1")
+        scaler_sets_replicas(stack, sts, 1)
     wait_for(lambda: second.replace("-", "_") not in slots(), timeout=120, what=f"{second}'s slot dropped",
              interval=2)
     events = stack.cluster.kubectl("get", "events", "-n", stack.apps, "--field-selector",
