@@ -171,8 +171,11 @@ def _probes(query: str) -> Manifest:
     alive = f"pg_isready -h 127.0.0.1 -p {POSTGRES_PORT} -q"
     return {
         # Generous: initdb and the init scripts (primary) or WAL replay to consistency (replica).
-        "startupProbe": exec_probe(isready, period=5, failures=120),
-        "readinessProbe": exec_probe(f'{isready} && test "$({sql})" = t', period=5, failures=2, timeout=5),
+        # Short periods: the write role is back in the Service as soon as a restarted primary answers (a pod
+        # kill costs writes the restart plus at most one period), and a dead one is out within 4 s. Both probes
+        # are a connection or two, cheap beside what the server does.
+        "startupProbe": exec_probe(isready, period=1, failures=600),
+        "readinessProbe": exec_probe(f'{isready} && test "$({sql})" = t', period=2, failures=2, timeout=2),
         # Alive while accepting (0) or rejecting connections (1: starting, shutting down, recovering).
         "livenessProbe": exec_probe(f"{alive}; test $? -le 1", period=10, failures=6, timeout=5),
     }
