@@ -91,16 +91,15 @@ def twin_section(out: Path, jobs: int, seed: int, only: set[str]) -> list[str]:
     return lines
 
 
-def _extra(title: str, command: list[str], why_not: str | None) -> list[str]:
+def _extra(title: str, command: list[str], why_not: str | None, timeout: float = EXTRA_TIMEOUT_SECONDS) -> list[str]:
     lines = [f"## {title}", ""]
     if why_not:
         return [*lines, f"Skipped: {why_not}.", ""]
     sys.stderr.write(f"==> {title}: {' '.join(command)}\n")
     try:
-        done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=EXTRA_TIMEOUT_SECONDS,
-                              check=False)
+        done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=timeout, check=False)
     except subprocess.TimeoutExpired:
-        return [*lines, f"Did not finish within {EXTRA_TIMEOUT_SECONDS} s.", ""]
+        return [*lines, f"Did not finish within {timeout:.0f} s.", ""]
     if done.returncode != 0:
         tail = "\n".join((done.stderr or done.stdout).strip().splitlines()[-15:])
         return [*lines, f"Failed (exit {done.returncode}):", "", "```", tail, "```", ""]
@@ -125,6 +124,13 @@ def extras() -> list[str]:
         sizes = os.environ.get("SCALE_SIZES", "1 50").split()
         lines += _extra("Operator at scale: N ScaledApps until all Ready (bench/operator_scale.py)",
                         [sys.executable, "-m", "bench.operator_scale", *sizes], missing)
+    failover = REPO / "bench" / "failover.py"
+    if failover.exists():
+        # The real node's failover drills (about 15 minutes): FAILOVER_RUNS=0 skips them.
+        runs = os.environ.get("FAILOVER_RUNS", "5")
+        missing = "FAILOVER_RUNS=0" if runs == "0" else None
+        lines += _extra("Failover on the real node (bench/failover.py)",
+                        [sys.executable, "-m", "bench.failover", "--runs", runs], missing, timeout=2400)
     dataplane = REPO / "bench" / "dataplane_bench.py"
     if dataplane.exists():
         # It starts its own Redis and Postgres (tests/support/dataplane.py), so it needs only their binaries.

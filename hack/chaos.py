@@ -2,32 +2,42 @@
 
     python -m hack.chaos [--namespace demo] [--name demo] [--tiers app,cache,db-read,db-write,workers,queue]
                          [--seconds 90] [--kill-after 20] [--profile constant:rate=40] [--no-load] [--json PATH]
+                         [--app-url URL]
 
 First a baseline load run with nothing broken ("before"). Then, per tier: start the same load (a Job behind
 the app's Service, hack/loadjob.py), after --kill-after seconds delete one Ready pod of the tier, measure
 the time until the tier is back to as many Ready pods as before, let the load finish, and collect what the
-operator did meanwhile (its Events and scaler decisions). The table at the end puts failed requests, p99
-and time to Ready of every drill next to the baseline. --no-load skips the load (e.g. on a control plane
-whose pods run nothing, as in tests/cluster/test_chaos.py).
+operator did meanwhile (its Events and scaler decisions). Beside the load, a write probe (hack/writeprobe.py)
+writes through the app 20 times a second and, after the drill, looks each acknowledged write up in the
+primary: the table gives the longest time writes were down and how many acknowledged writes were lost.
+The queue and workers drills also place orders before the kill and count the accepted ones the app no
+longer knows after it. The table puts failed requests, p99, time to Ready, writes down and what was lost
+next to the baseline. --no-load skips load and probes (e.g. on a control plane whose pods run nothing, as in
+tests/cluster/test_chaos.py). The probes reach the app at --app-url, else its Service's cluster IP when this
+machine routes to it (the local node), else through `kubectl port-forward`.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import json
+import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hack import loadjob
+from hack import loadjob, writeprobe
 from hack.kubeutil import DEFAULT_CONTEXT, Kubectl, KubectlFailedError, is_ready, pods, poll
 
 TIERS = ("app", "cache", "db-read", "db-write", "workers", "queue")
 INSTANCE_LABEL = "app.kubernetes.io/instance"
 TIER_LABEL = "scaledapp.dev/tier"
+ROLE_LABEL = "scaledapp.dev/role"
 OPERATOR = "scaledapp-operator"
 
 
@@ -44,6 +54,12 @@ class Drill:
     operator_events: list[str] = field(default_factory=list)
     decisions: list[str] = field(default_factory=list)
     note: str = ""
+    writes_down_s: float | None = None
+    writes_acked: int | None = None
+    writes_lost: int | None = None
+    orders_accepted: int | None = None
+    orders_lost: int | None = None
+    killed_at: float | None = None
 
 
 def now() -> dt.datetime:
@@ -96,7 +112,7 @@ def kill_and_wait(kubectl: Kubectl, namespace: str, name: str, drill: Drill, tim
     victim = sorted(before, key=lambda p: p["metadata"]["name"])[0]
     drill.pod = victim["metadata"]["name"]
     uid = victim["metadata"]["uid"]
-    start = time.monotonic()
+    start = drill.killed_at = time.monotonic()
     kubectl.run("delete", "pod", "-n", namespace, drill.pod, "--wait=false")
 
     def recovered() -> bool:
@@ -111,26 +127,61 @@ def kill_and_wait(kubectl: Kubectl, namespace: str, name: str, drill: Drill, tim
         drill.note = str(exc)
 
 
-def run_drill(kubectl: Kubectl, args: argparse.Namespace, tier: str) -> Drill:
+ORDER_TIERS = ("queue", "workers")  # drills that also count accepted orders
+
+
+def run_drill(kubectl: Kubectl, args: argparse.Namespace, tier: str, app_url: str | None = None) -> Drill:
     drill = Drill(tier)
     since = now()
     print(f"==> drill {tier}: " + ("delete one Ready pod" if args.no_load else
                                    f"load for {args.seconds:g}s, delete one Ready pod after {args.kill_after:g}s"),
           file=sys.stderr)
     job = None
+    probe = None
+    accepted: list[str] = []
     if not args.no_load:
         spec = loadjob.LoadSpec(args.namespace, args.name, args.profile, args.seconds, args.image)
         job = loadjob.start(kubectl, spec, f"chaos-{tier}-{time.strftime('%H%M%S')}")
         loadjob.wait_running(kubectl, args.namespace, job)
+        if app_url:
+            probe = writeprobe.WriteProbe(app_url, prefix=f"chaos-{tier}-{time.strftime('%H%M%S')}").start()
+            if tier in ORDER_TIERS:
+                accepted = writeprobe.post_orders(app_url, 20)
         time.sleep(args.kill_after)  # load runs undisturbed first: the drill's "before" inside the same run
     kill_and_wait(kubectl, args.namespace, args.name, drill, args.ready_timeout)
     if job is not None:
         report = loadjob.finish(kubectl, args.namespace, job, timeout=args.seconds + 180)
         drill.sent, drill.failed = report["sent"], loadjob.failed_requests(report)
         drill.errors, drill.p99_ms = report.get("errors", {}), report.get("p99_ms")
+    if probe is not None and app_url:
+        probe.stop()
+        account_writes(kubectl, args, drill, probe)
+        if accepted:
+            drill.orders_accepted = len(accepted)
+            drill.orders_lost = writeprobe.lost_orders(app_url, accepted)
     drill.operator_events = operator_events(kubectl, args.namespace, args.name, since)
     drill.decisions = decisions(kubectl, args.namespace, args.name, since)
     return drill
+
+
+def account_writes(kubectl: Kubectl, args: argparse.Namespace, drill: Drill, probe: writeprobe.WriteProbe) -> None:
+    """Writes down (the longest gap between acknowledged writes after the kill) and acknowledged writes the
+    primary does not have."""
+    drill.writes_acked = len(probe.ids())
+    drill.writes_down_s = round(probe.writes_down(drill.killed_at), 1) if drill.killed_at else None
+    primary = [p["metadata"]["name"] for p in pods(kubectl, args.namespace, [
+        f"{INSTANCE_LABEL}={args.name}", f"{ROLE_LABEL}=primary"]) if is_ready(p)]
+    if not primary or not probe.ids():
+        return
+    query = f"select id from items where name like '{probe.prefix}-%'"
+    script = f'PGPASSWORD="$POSTGRES_PASSWORD" psql -h 127.0.0.1 -U postgres -d app -tAc "{query}"'
+    try:
+        out = kubectl.run("exec", "-n", args.namespace, primary[0], "-c", "postgres", "--", "sh", "-c", script,
+                          quiet=True)
+    except KubectlFailedError as exc:
+        drill.note = (drill.note + "; " if drill.note else "") + f"acknowledged writes not checked: {exc}"
+        return
+    drill.writes_lost = len(probe.lost({int(line) for line in out.split() if line.strip()}))
 
 
 def baseline(kubectl: Kubectl, args: argparse.Namespace) -> Drill:
@@ -150,16 +201,47 @@ def fmt(value: object, suffix: str = "") -> str:
 
 
 def table(rows: list[Drill]) -> str:
-    lines = ["| tier killed | pod | Ready before | time to Ready | failed / sent | p99 | operator did |",
-             "|---|---|---|---|---|---|---|"]
+    lines = ["| tier killed | pod | Ready before | time to Ready | failed / sent | p99 | writes down | lost: writes, "
+             "orders | operator did |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for d in rows:
         did = "; ".join(d.operator_events + d.decisions) or ("nothing (controllers replaced the pod)"
                                                                 if d.pod else "-")
         failed = "-" if d.sent is None else f"{d.failed} / {d.sent}"
         p99 = "-" if d.p99_ms is None else f"{d.p99_ms:.0f} ms"
+        lost = f"{fmt(d.writes_lost)} of {fmt(d.writes_acked)}" + (
+            f", {fmt(d.orders_lost)} of {d.orders_accepted}" if d.orders_accepted is not None else "")
         lines.append(f"| {d.tier} | {d.pod or '-'} | {d.ready_before or '-'} | {fmt(d.seconds_to_ready, ' s')} | "
-                     f"{failed} | {p99} | {did}{' (' + d.note + ')' if d.note else ''} |")
+                     f"{failed} | {p99} | {fmt(d.writes_down_s, ' s')} | {lost} | "
+                     f"{did}{' (' + d.note + ')' if d.note else ''} |")
     return "\n".join(lines)
+
+
+@contextlib.contextmanager
+def app_access(kubectl: Kubectl, args: argparse.Namespace) -> Iterator[str | None]:
+    """A URL on which this machine reaches the app (None with --no-load: no probes)."""
+    if args.no_load:
+        yield None
+        return
+    if args.app_url:
+        yield args.app_url
+        return
+    service = f"{args.name}-app"
+    ip = kubectl.run("get", "service", service, "-n", args.namespace, "-o", "jsonpath={.spec.clusterIP}",
+                     quiet=True).strip()
+    direct = f"http://{ip}:8080"
+    if writeprobe.reachable(direct):
+        yield direct
+        return
+    forward = subprocess.Popen([*kubectl.base(), "port-forward", "-n", args.namespace, f"service/{service}", ":8080"],
+                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        line = forward.stdout.readline() if forward.stdout else ""
+        port = line.rsplit(":", 1)[-1].split()[0] if "Forwarding from" in line else ""
+        yield f"http://127.0.0.1:{port}" if port else None
+    finally:
+        forward.terminate()
+        forward.wait(10)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -176,6 +258,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--context", default=DEFAULT_CONTEXT, help="kubectl context ('' = current)")
     parser.add_argument("--kubeconfig", default=None)
     parser.add_argument("--json", type=Path, default=None, help="also write the drills as JSON")
+    parser.add_argument("--app-url", default=None,
+                        help="where this machine reaches the app (default: its Service IP, else a port-forward)")
     args = parser.parse_args(argv)
     unknown = set(args.tiers.split(",")) - set(TIERS)
     if unknown:
@@ -192,7 +276,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"no ScaledApp {args.namespace}/{args.name}: run `make deploy` first", file=sys.stderr)
             return 2
         rows = [] if args.no_load else [baseline(kubectl, args)]
-        rows += [run_drill(kubectl, args, tier) for tier in args.tiers.split(",")]
+        with app_access(kubectl, args) as app_url:
+            rows += [run_drill(kubectl, args, tier, app_url) for tier in args.tiers.split(",")]
     except (KubectlFailedError, TimeoutError) as exc:
         print(f"chaos drill failed: {exc}", file=sys.stderr)
         return 1

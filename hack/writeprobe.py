@@ -60,6 +60,26 @@ class WriteProbe:
                     self.failures += 1
             self._stop.wait(self.interval)
 
+    def timed_writes(self, seconds: float) -> list[float]:
+        """Write in this thread for `seconds`, one at a time; the round trip of each acknowledged write."""
+        samples = []
+        deadline = time.monotonic() + seconds
+        n = 0
+        while time.monotonic() < deadline:
+            n += 1
+            body = json.dumps({"name": f"{self.prefix}-{n}", "value": str(n)}).encode()
+            request = urllib.request.Request(f"{self.url}/items", data=body, method="POST",
+                                             headers={"Content-Type": "application/json"})
+            start = time.monotonic()
+            try:
+                with urllib.request.urlopen(request, timeout=self.timeout) as response:
+                    response.read()
+                samples.append(time.monotonic() - start)
+            except (OSError, urllib.error.URLError):
+                self.failures += 1
+            time.sleep(self.interval)
+        return samples
+
     def times(self) -> list[float]:
         with self._lock:
             return sorted(self.acked.values())
@@ -80,3 +100,49 @@ class WriteProbe:
 
     def lost(self, present: set[int]) -> set[int]:
         return self.ids() - present
+
+
+def post_orders(url: str, count: int, timeout: float = 5.0) -> list[str]:
+    """Place `count` orders; returns the job ids the app accepted (202)."""
+    accepted = []
+    for i in range(count):
+        body = json.dumps({"item_id": 1 + i % 20}).encode()
+        request = urllib.request.Request(f"{url}/orders", data=body, method="POST",
+                                         headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(request, timeout=timeout) as response:
+                accepted.append(str(json.loads(response.read())["job_id"]))
+        except (OSError, urllib.error.URLError, ValueError, KeyError):
+            continue
+    return accepted
+
+
+def order_state(url: str, job_id: str, timeout: float = 5.0) -> str:
+    """The order's state, 'lost' when the app no longer knows it (404), 'http N' / 'unreachable' otherwise."""
+    try:
+        with urllib.request.urlopen(f"{url}/orders/{job_id}", timeout=timeout) as response:
+            return str(json.loads(response.read())["state"])
+    except urllib.error.HTTPError as exc:
+        return "lost" if exc.code == 404 else f"http {exc.code}"
+    except (OSError, ValueError, KeyError):
+        return "unreachable"
+
+
+def lost_orders(url: str, accepted: list[str], deadline_seconds: float = 120.0) -> int | None:
+    """How many accepted orders the app no longer knows, once it answers for all of them (None: it never did)."""
+    deadline = time.monotonic() + deadline_seconds
+    while time.monotonic() < deadline:
+        states = [order_state(url, job) for job in accepted]
+        if not any(s.startswith("http") or s == "unreachable" for s in states):
+            return sum(1 for s in states if s == "lost")
+        time.sleep(1)
+    return None
+
+
+def reachable(url: str, timeout: float = 2.0) -> bool:
+    """Does the app answer its liveness endpoint at `url`?"""
+    try:
+        with urllib.request.urlopen(f"{url}/livez", timeout=timeout) as response:
+            return bool(response.status == 200)
+    except (OSError, urllib.error.URLError):
+        return False

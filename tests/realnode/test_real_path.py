@@ -131,10 +131,13 @@ def test_chaos_deletes_a_pod_of_each_tier_under_load_and_every_tier_comes_back(
     assert baseline["sent"] > 0
     assert [d["tier"] for d in killed] == list(chaos.TIERS)
     for drill in killed:
-        # Each tier lost a real pod and got as many Ready ones back; what the clients lost is counted (making it
-        # zero for the primary and the queue is the failure-design work, not this test's).
+        # Each tier lost a real pod and got as many Ready ones back; what the load's clients lost is counted.
         assert drill["pod"] and drill["seconds_to_ready"] is not None, drill
         assert drill["sent"] > 0 and drill["failed"] is not None, drill
+        # The write probe: writes went on, or came back, and none that was acknowledged is missing afterwards.
+        assert drill["writes_acked"] and drill["writes_lost"] == 0 and drill["writes_down_s"] is not None, drill
+        if drill["tier"] in chaos.ORDER_TIERS:  # and no accepted order is lost with the queue or a worker
+            assert drill["orders_accepted"] and drill["orders_lost"] == 0, drill
     assert "| tier killed |" in proc.stdout
     # Afterwards the service writes and reads again.
     app = scaledapp.service_url(f"{NAME}-app", 8080)
