@@ -204,8 +204,9 @@ def test_the_slot_of_a_removed_replica_is_dropped(stack: Deployed) -> None:
     scaler_sets_replicas(stack, sts, 2)
 
     def slots() -> dict[str, bool]:
-        rows = stack.psql(stack.pod_named("primary"), "select slot_name || ':' || active from pg_replication_slots")
-        return {row.split(":")[0]: row.split(":")[1] == "t" for row in rows.split()}
+        query = "select slot_name || ':' || case when active then 'yes' else 'no' end from pg_replication_slots"
+        rows = stack.psql(stack.pod_named("primary"), query)
+        return {row.split(":")[0]: row.split(":")[1] == "yes" for row in rows.split()}
 
     try:
         wait_for(lambda: slots().get(second.replace("-", "_")), timeout=300, what=f"{second} streaming on its slot",
