@@ -78,6 +78,18 @@ class AppReplicaRange(ReplicaRange):
     min: int = Field(1, ge=1, le=1000, description="Fewest replicas (at least 1); the scaler never goes below.")
 
 
+MAX_READ_REPLICAS = 30
+
+
+class ReadReplicaRange(ReplicaRange):
+    """Bounds of the read replicas. The ceiling is fixed (not the spec's) in the servers' settings, so that
+    changing readReplicas.max never asks a standby for fewer WAL senders than its primary has."""
+
+    min: int = Field(1, ge=0, le=MAX_READ_REPLICAS, description="Fewest replicas; the scaler never goes below.")
+    max: int = Field(10, ge=0, le=MAX_READ_REPLICAS,
+                     description=f"Most replicas (at most {MAX_READ_REPLICAS}); at this bound the tier is AtCeiling.")
+
+
 class ResourceAmounts(Model):
     """CPU and memory for one Postgres container."""
 
@@ -264,8 +276,8 @@ class DatabaseSpec(Model):
         description="Primary resources: initial size and vertical ceiling, as limits (the CPU request is a fifth of "
         "the CPU limit, memory is reserved in full). Replicas run at the initial size.",
     )
-    read_replicas: ReplicaRange = Field(
-        default_factory=lambda: ReplicaRange(min=1, max=5),
+    read_replicas: ReadReplicaRange = Field(
+        default_factory=lambda: ReadReplicaRange(min=1, max=5),
         description="Streaming read replicas (each bootstraps from the primary with pg_basebackup).",
     )
     failover: FailoverSpec = Field(

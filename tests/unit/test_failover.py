@@ -133,3 +133,15 @@ def test_pod_summary_reads_readiness_and_the_postgres_container() -> None:
 
 def test_the_readiness_query_fits_in_the_probes_single_quoted_shell_word() -> None:
     assert "'" not in readiness_query(5) and "make_interval(secs => 5)" in readiness_query(5)
+
+
+def test_wal_senders_do_not_follow_the_replica_ceiling() -> None:
+    """Lowering readReplicas.max must never give the replicas fewer WAL senders than the (OnDelete) primary has."""
+    from scaledapp import api
+    from scaledapp.resources.database import postgres_settings
+
+    low = api.DatabaseSpec.model_validate({"readReplicas": {"min": 1, "max": 2}})
+    high = api.DatabaseSpec.model_validate({"readReplicas": {"min": 1, "max": api.MAX_READ_REPLICAS}})
+    assert postgres_settings(low) == postgres_settings(high)
+    senders = int(next(a for a in postgres_settings(high) if a.startswith("max_wal_senders=")).split("=")[1])
+    assert senders > api.MAX_READ_REPLICAS + 1  # every replica and the re-seeding home pod stream at once

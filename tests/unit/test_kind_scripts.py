@@ -57,10 +57,15 @@ def test_the_kind_node_image_is_pinned_by_digest_to_the_local_minor_version() ->
 def test_chaos_report_table() -> None:
     rows = [chaos.Drill("(none: baseline)", sent=400, failed=0, p99_ms=41.2),
             chaos.Drill("db-write", pod="demo-db-0", ready_before=1, seconds_to_ready=9.5, sent=400, failed=12,
-                        errors={"http_503": 12}, p99_ms=850.0, operator_events=["MetricsUnavailable: holding"]),
+                        errors={"http_503": 12}, p99_ms=850.0, operator_events=["MetricsUnavailable: holding"],
+                        writes_down_s=5.3, writes_acked=300, writes_lost=0),
+            chaos.Drill("queue", pod="demo-queue-0", ready_before=1, seconds_to_ready=3.0, writes_down_s=0.1,
+                        writes_acked=200, writes_lost=0, orders_accepted=20, orders_lost=0),
             chaos.Drill("workers", note="no Ready pod of this tier (tier disabled or not up): skipped")]
     text = chaos.table(rows)
-    assert "| db-write | demo-db-0 | 1 | 9.5 s | 12 / 400 | 850 ms | MetricsUnavailable: holding |" in text
+    assert ("| db-write | demo-db-0 | 1 | 9.5 s | 12 / 400 | 850 ms | 5.3 s | 0 of 300 | "
+            "MetricsUnavailable: holding |") in text
+    assert "| queue | demo-queue-0 | 1 | 3.0 s | - | - | 0.1 s | 0 of 200, 0 of 20 |" in text
     assert "| (none: baseline) | - | - | - | 0 / 400 | 41 ms |" in text
     assert "skipped" in text.splitlines()[-1]
 

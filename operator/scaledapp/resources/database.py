@@ -128,10 +128,13 @@ def _topology_env(child: names.ChildNames) -> list[Manifest]:
 
 
 def postgres_settings(spec: api.DatabaseSpec) -> list[str]:
-    """`postgres -c` arguments, identical on primary and replicas (a hot standby refuses to start
-    with a smaller max_wal_senders than its primary). max_slot_wal_keep_size and hot_standby_feedback
-    are set by primary-init.sh (ALTER SYSTEM), and pg_basebackup copies them to the replicas."""
-    senders = spec.read_replicas.max + 2  # one per replica, plus room for a basebackup and an operator
+    """`postgres -c` arguments, identical on primary and replicas. WAL senders and slots are sized for the API's
+    replica ceiling, not the spec's max: a hot standby refuses to start with fewer than its primary, and the
+    primary (OnDelete) keeps its start-up value while the replicas roll, so a value that followed
+    readReplicas.max would break every replica when max is lowered. max_slot_wal_keep_size and
+    hot_standby_feedback are set by primary-init.sh (ALTER SYSTEM), and pg_basebackup copies them."""
+    # Every replica, the primary's home pod re-seeding after a failover, a basebackup and the operator.
+    senders = api.MAX_READ_REPLICAS + 3
     settings = {
         "wal_level": "replica",
         "max_wal_senders": str(senders),
