@@ -51,6 +51,8 @@ def pod_summary(body: Mapping[str, Any]) -> dict[str, Any]:
     ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions") or [])
     running = any(c.get("name") == CONTAINER and "running" in (c.get("state") or {})
                   for c in status.get("containerStatuses") or [])
+    postgres: Mapping[str, Any] = next(
+        (c for c in (body.get("spec") or {}).get("containers") or [] if c.get("name") == CONTAINER), {})
     return {
         "name": meta.get("name", ""),
         "uid": meta.get("uid", ""),
@@ -59,13 +61,15 @@ def pod_summary(body: Mapping[str, Any]) -> dict[str, Any]:
         "running": running,
         "terminating": bool(meta.get("deletionTimestamp")),
         "ip": status.get("podIP"),
+        "image": postgres.get("image", ""),
+        "args": list(postgres.get("args") or []),
     }
 
 
 def db_pod(summary: Mapping[str, Any]) -> DbPod:
     return DbPod(name=summary["name"], role=summary.get("role"), ready=bool(summary.get("ready")),
                  running=bool(summary.get("running")), terminating=bool(summary.get("terminating")),
-                 ip=summary.get("ip"))
+                 ip=summary.get("ip"), image=str(summary.get("image") or ""), args=tuple(summary.get("args") or ()))
 
 
 def slot_name(pod_name: str) -> str:
@@ -88,6 +92,7 @@ class Memory:
     password: str | None = None
     last_sweep: float = 0.0
     last_move: dict[str, Any] | None = None  # re-sent with every status write (apply drops what is left out)
+    switch_reason: str = ""
 
 
 class Guard:
@@ -275,7 +280,8 @@ class Guard:
 
     # ---------------------------------------------------------------------------------------- switchover
 
-    async def switch_over(self, owner: Mapping[str, Any], topology: Topology, target: str, message: str) -> None:
+    async def switch_over(self, owner: Mapping[str, Any], topology: Topology, target: str, message: str,
+                          reason: str = failover.Reason.HOME_CAUGHT_UP) -> None:
         """Move the write role to `target` (a caught-up replica) with writes down only while it replays the
         last of the fenced primary's WAL and is promoted."""
         meta = owner["metadata"]
@@ -288,7 +294,8 @@ class Guard:
                 or not pods[target].ip:
             return
         started = time.monotonic()
-        await self.write_status(owner, topology, "SwitchingOver", failover.Reason.HOME_CAUGHT_UP, message)
+        self.memory.switch_reason = message
+        await self.write_status(owner, topology, "SwitchingOver", reason, message)
         await self.kube.post_event(dict(owner), "Normal", "SwitchingOver", message)
         old_server = pgclient.Server(str(pods[current].ip), password, SUPERUSER)
         new_server = pgclient.Server(str(pods[target].ip), password, SUPERUSER)
@@ -309,7 +316,7 @@ class Guard:
             await self.kube.post_event(dict(owner), "Warning", "SwitchoverAborted", with_unfence)
             return
         moved = Topology(target, topology.epoch + 1)
-        await self.write_status(owner, moved, "SwitchingOver", failover.Reason.HOME_CAUGHT_UP, message)
+        await self.write_status(owner, moved, "SwitchingOver", reason, message)
         await self.finish_switchover(owner, moved, current, started)
 
     async def finish_switchover(self, owner: Mapping[str, Any], topology: Topology, old: str,
@@ -337,7 +344,7 @@ class Guard:
             await self.kube.delete_pod(old, namespace)
         done = f"{target} holds the write role (epoch {topology.epoch}); {old} is re-seeded as a replica"
         record = {"time": rfc3339(), "kind": "switchover", "from": old, "to": target,
-                  "reason": "home pod caught up", "seconds": seconds}
+                  "reason": self.memory.switch_reason or "resumed", "seconds": seconds}
         phase = "Healthy" if target == child.home_primary else "Promoted"
         await self.write_status(owner, topology, phase, "SwitchedOver", done, last_move=record)
         self.memory.last_ready = time.monotonic()
@@ -362,6 +369,29 @@ class Guard:
         await self.write_status(owner, topology, "Promoted", "SwitchoverAborted",
                                 f"a switchover was interrupted; {topology.primary} keeps the write role")
 
+    async def restart_by_switchover(self, owner: Mapping[str, Any], child: names.ChildNames, topology: Topology,
+                                    pods: Sequence[DbPod]) -> bool:
+        """When the home primary's pod runs an older template (image or settings), move the role to a
+        caught-up replica; the switchover restarts the old primary, which comes back on the new template
+        and later takes the role home again. True when it switched."""
+        namespace = owner["metadata"]["namespace"]
+        primary = next((p for p in pods if p.name == topology.primary), None)
+        if primary is None or topology.primary != child.home_primary:
+            return False
+        sts = await self.kube.get_cached("apps/v1", "StatefulSet", child.db_primary, namespace)
+        containers = ((((sts or {}).get("spec") or {}).get("template") or {}).get("spec") or {}).get("containers")
+        template = next((c for c in containers or [] if c.get("name") == CONTAINER), None)
+        why = failover.restart_needed(primary, template.get("image", ""), template.get("args") or []) \
+            if template else None
+        if why is None:
+            return False
+        plan = failover.planned_switchover(pods, topology, await self.positions(child, namespace, pods), why)
+        if plan.action != failover.Action.SWITCHOVER or plan.target is None:
+            await self.report(owner, topology, "Healthy", plan)
+            return False
+        await self.switch_over(owner, topology, plan.target, plan.message, plan.reason)
+        return True
+
     # --------------------------------------------------------------------------------------------- sweep
 
     async def sweep(self, owner: Mapping[str, Any], child: names.ChildNames, topology: Topology,
@@ -369,6 +399,8 @@ class Guard:
         """Keep the topology ConfigMap in line with status, and drop the slots of replicas that are gone
         (a slot nobody streams from keeps WAL on the primary's volume, up to max_slot_wal_keep_size)."""
         namespace = owner["metadata"]["namespace"]
+        if await self.restart_by_switchover(owner, child, topology, pods):
+            return
         live = await self.kube.get_cached("v1", "ConfigMap", child.db_topology, namespace)
         if live is not None and (live.get("data") or {}).get(TOPOLOGY_KEY) != topology.primary:
             await self.write_topology(owner, topology.primary)

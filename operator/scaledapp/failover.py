@@ -55,6 +55,8 @@ class Reason(enum.StrEnum):
     PRIMARY_LOST = "PrimaryLost"
     HOME_CATCHING_UP = "HomeCatchingUp"
     HOME_CAUGHT_UP = "HomeCaughtUp"
+    RESTART_NEEDED = "RestartNeeded"  # the primary's pod must restart for its template: planned switchover
+    NO_CAUGHT_UP_REPLICA = "NoCaughtUpReplica"
 
 
 @dataclass(frozen=True)
@@ -65,6 +67,8 @@ class DbPod:
     running: bool  # the postgres container runs (a server might answer)
     terminating: bool = False
     ip: str | None = None
+    image: str = ""  # the postgres container's, as running
+    args: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -171,3 +175,31 @@ def _failback(
     return Plan(Action.SWITCHOVER, Reason.HOME_CAUGHT_UP,
                 f"{home} has caught up with {topology.primary}: switching the write role home",
                 target=home, relabel=relabel)
+
+
+def restart_needed(pod: DbPod, image: str, args: Sequence[str]) -> str | None:
+    """Why the primary's pod must restart to run what its StatefulSet's template says (an image or a server
+    setting changed; resources are resized in place and never need it), or None. The primary's StatefulSet is
+    OnDelete: without this, such a change would wait for the pod's next accidental restart."""
+    if pod.image and image and pod.image != image:
+        return f"image {pod.image} -> {image}"
+    if pod.args and tuple(args) != pod.args:
+        return "server settings changed"
+    return None
+
+
+def planned_switchover(pods: Sequence[DbPod], topology: Topology, positions: Mapping[str, Position | None],
+                       why: str) -> Plan:
+    """Move the write role off a primary that must restart, to a Ready replica that is caught up (within
+    CAUGHT_UP_BYTES), so that writes are down for a switchover instead of a restart."""
+    there = positions.get(topology.primary)
+    candidates = [p for p in pods if p.name != topology.primary and p.ready and not p.terminating
+                  and (pos := positions.get(p.name)) is not None and pos.in_recovery and there is not None
+                  and there.received - pos.replayed <= CAUGHT_UP_BYTES]
+    if not candidates:
+        return Plan(Action.NONE, Reason.NO_CAUGHT_UP_REPLICA,
+                    f"{topology.primary} must restart ({why}); waiting for a caught-up replica to take the role")
+    chosen = most_advanced(candidates, positions)
+    return Plan(Action.SWITCHOVER, Reason.RESTART_NEEDED,
+                f"{topology.primary} must restart ({why}): switching the write role to {chosen.name} first",
+                target=chosen.name)

@@ -218,3 +218,30 @@ def test_the_slot_of_a_removed_replica_is_dropped(stack: Deployed) -> None:
     events = stack.cluster.kubectl("get", "events", "-n", stack.apps, "--field-selector",
                                    f"involvedObject.name={NAME},reason=SlotsDropped", "-o", "json")
     assert any(second.replace("-", "_") in e["message"] for e in json.loads(events)["items"])
+
+
+def test_a_change_that_needs_the_primary_restarted_goes_through_a_switchover(stack: Deployed) -> None:
+    """The primary's StatefulSet is OnDelete: a server-setting change (here: synchronous commits off) reaches the
+    primary's pod through a switchover to a caught-up replica, the restart of the old primary on the new
+    template, and the switchover home; writes are down only for the switchovers, and none is lost."""
+    home_and_healthy(stack)
+    epoch = int(database(stack).get("epoch") or 0)
+    probe = WriteProbe(app_url(stack), prefix="planned").start()
+    try:
+        writing(probe, 0, 60, "writes before the change")
+        stack.cluster.kubectl("patch", "scaledapp", NAME, "-n", stack.apps, "--type=merge",
+                              "-p", json.dumps({"spec": {"database": {"synchronous": False}}}))
+
+        def moved_away() -> dict[str, Any] | None:
+            db = database(stack)
+            last = db.get("lastMove") or {}
+            return last if int(db.get("epoch") or 0) > epoch and last.get("kind") == "switchover" else None
+
+        away = wait_for(moved_away, timeout=300, what="a planned switchover away from the primary", interval=1)
+        assert away["from"] == HOME and "must restart" in away["reason"], away
+        home_and_healthy(stack)
+        writing(probe, time.monotonic(), 60, "writes after the switchover home")
+    finally:
+        probe.stop()
+    assert stack.psql(HOME, "show synchronous_standby_names").strip() == ""  # the new template runs
+    assert probe.lost(ids_in_database(stack, "planned")) == set()

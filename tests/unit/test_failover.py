@@ -12,7 +12,9 @@ from scaledapp.failover import (
     Topology,
     judge,
     needs_positions,
+    planned_switchover,
     relabels,
+    restart_needed,
 )
 from scaledapp.pgclient import lsn_number
 from scaledapp.resources.database import readiness_query
@@ -123,12 +125,14 @@ def test_lsn_numbers_and_slot_names() -> None:
 
 def test_pod_summary_reads_readiness_and_the_postgres_container() -> None:
     body = {"metadata": {"name": R0, "uid": "u", "labels": {"scaledapp.dev/role": "replica"}},
+            "spec": {"containers": [{"name": "postgres", "image": "pg:17", "args": ["-c", "a=1"]},
+                                    {"name": "postgres-exporter", "image": "exporter"}]},
             "status": {"podIP": "10.244.0.9", "conditions": [{"type": "Ready", "status": "False"}],
                        "containerStatuses": [{"name": "postgres", "state": {"running": {}}},
                                              {"name": "postgres-exporter", "state": {"waiting": {}}}]}}
     summary = pod_summary(body)
     assert summary == {"name": R0, "uid": "u", "role": "replica", "ready": False, "running": True,
-                       "terminating": False, "ip": "10.244.0.9"}
+                       "terminating": False, "ip": "10.244.0.9", "image": "pg:17", "args": ["-c", "a=1"]}
 
 
 def test_the_readiness_query_fits_in_the_probes_single_quoted_shell_word() -> None:
@@ -145,3 +149,17 @@ def test_wal_senders_do_not_follow_the_replica_ceiling() -> None:
     assert postgres_settings(low) == postgres_settings(high)
     senders = int(next(a for a in postgres_settings(high) if a.startswith("max_wal_senders=")).split("=")[1])
     assert senders > api.MAX_READ_REPLICAS + 1  # every replica and the re-seeding home pod stream at once
+
+
+def test_a_primary_on_an_older_template_is_restarted_through_a_switchover() -> None:
+    running = DbPod(HOME, "primary", True, True, ip="10.0.0.1", image="postgres:17.5", args=("-c", "a=1"))
+    assert restart_needed(running, "postgres:17.5", ["-c", "a=1"]) is None
+    assert restart_needed(running, "postgres:17.6", ["-c", "a=1"]) == "image postgres:17.5 -> postgres:17.6"
+    assert restart_needed(running, "postgres:17.5", ["-c", "a=2"]) == "server settings changed"
+    pods = [running, pod(R0), pod(R1)]
+    far = {HOME: primary_at(100 * MB), R0: standby(10 * MB), R1: standby(20 * MB)}
+    plan = planned_switchover(pods, HOME_TOPOLOGY, far, "image changed")
+    assert plan.action == Action.NONE and plan.reason == Reason.NO_CAUGHT_UP_REPLICA  # never lose the lead
+    close = {HOME: primary_at(100 * MB), R0: standby(100 * MB), R1: standby(100 * MB - 1)}
+    plan = planned_switchover(pods, HOME_TOPOLOGY, close, "image changed")
+    assert plan.action == Action.SWITCHOVER and plan.target == R0 and plan.reason == Reason.RESTART_NEEDED
