@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from hack.writeprobe import WriteProbe
 
-from tests.support.cluster import Cluster
+from tests.support.cluster import Cluster, KubectlError
 from tests.support.release import NAME, Deployed, apply_scaledapp, http_json, release
 from tests.support.wait import wait_for
 
@@ -48,9 +48,13 @@ def database(stack: Deployed) -> dict[str, Any]:
 
 
 def ids_in_database(stack: Deployed, prefix: str) -> set[int]:
-    primary = stack.pod_named("primary")
-    out = stack.psql(primary, f"select id from items where name like '{prefix}-%'")
-    return {int(line) for line in out.split() if line.strip()}
+    """The probe's rows on the pod status.database names as the primary (its label may lag a second; a pod
+    fenced by a failover may linger, Failed, under the same name until its replacement runs)."""
+    def read() -> tuple[set[int]]:  # a tuple: an empty set is an answer too
+        out = stack.psql(database(stack)["primary"], f"select id from items where name like '{prefix}-%'")
+        return ({int(line) for line in out.split() if line.strip()},)
+
+    return wait_for(read, timeout=120, what="the primary answering", interval=2, ignore=(KubectlError,))[0]
 
 
 def endpoints(stack: Deployed, service: str) -> set[str]:
