@@ -294,6 +294,7 @@ class Guard:
                 or not pods[target].ip:
             return
         started = time.monotonic()
+        self.logger.warning("switchover %s -> %s: %s", current, target, message)
         self.memory.switch_reason = message
         await self.write_status(owner, topology, "SwitchingOver", reason, message)
         await self.kube.post_event(dict(owner), "Normal", "SwitchingOver", message)
