@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import pydantic
@@ -194,3 +195,33 @@ async def repair_child(
         verb = "recreated" if deleted else "reverted a change to"
         logger.info("drift: %s %s/%s", verb, kind, child_name)
         await kube.post_event(owner, "Normal", "Repaired", f"{verb} {kind} {child_name}")
+
+
+async def resync(
+    kube: Kube,
+    owner: Manifest,
+    present: Callable[[str, str, str], bool],
+    logger: logging.Logger | logging.LoggerAdapter[Any],
+    *,
+    full: bool = False,
+) -> list[str]:
+    """The periodic safety net behind the drift handlers: put back any child the watches have not seen
+    (`present(kind, namespace, name)`) and the credentials Secret if it was deleted; with `full`, reconcile
+    everything (after a repair gave up). At steady state this costs one create-if-absent of the Secret."""
+    if full:
+        await reconcile(kube, owner, logger)
+        return ["*"]
+    meta = owner["metadata"]
+    name, namespace = meta["name"], meta["namespace"]
+    try:
+        spec = api.parse_spec(owner.get("spec"))
+    except pydantic.ValidationError:
+        return []
+    await _ensure_credentials(kube, owner, names.ChildNames(name), namespace)
+    missing = [(m["kind"], m["metadata"]["name"]) for m in resources.build_children(name, namespace, spec)
+               if not present(m["kind"], namespace, m["metadata"]["name"])]
+    for kind, child_name in missing:
+        await apply_children(kube, owner, spec, only=(kind, child_name))
+        logger.info("resync: recreated %s/%s", kind, child_name)
+        await kube.post_event(owner, "Normal", "Repaired", f"resync recreated {kind} {child_name}")
+    return [f"{k}/{n}" for k, n in missing]

@@ -194,15 +194,18 @@ def test_can_i_list_shows_no_wildcards_and_no_more_secret_access_than_needed(scr
     granted = verbs_by_resource(rules_review(scratch, SA, SYSTEM, namespace))
     for key, verbs in granted.items():
         assert "*" not in key and "*" not in verbs, (key, verbs)
-    assert granted["secrets"] == {"get", "list", "watch", "create"}
+    assert granted["secrets"] == {"create"}  # never reads a Secret: no get, list or watch
     assert granted["pods/resize"] == {"patch"}
     assert "pods" not in granted
     assert not any({"update", "deletecollection", "escalate", "bind", "impersonate"} & v for v in granted.values())
     assert can_i(scratch, SA, SYSTEM, "patch", "pods", "--subresource=resize", "-n", namespace)
-    for forbidden in (("delete", "secrets"), ("patch", "secrets"), ("update", "secrets"), ("get", "pods"),
+    for forbidden in (("delete", "secrets"), ("patch", "secrets"), ("update", "secrets"), ("get", "secrets"),
+                      ("list", "secrets"), ("watch", "secrets"), ("get", "pods"),
                       ("delete", "statefulsets"), ("delete", "persistentvolumeclaims"), ("delete", "scaledapps"),
                       ("create", "clusterroles"), ("get", "nodes")):
         assert not can_i(scratch, SA, SYSTEM, *forbidden, "-n", namespace), forbidden
+    for verb in ("get", "list", "watch"):
+        assert not can_i(scratch, SA, SYSTEM, verb, "secrets", "--all-namespaces"), verb
 
     # Namespaced install: all of it inside the watched namespace, nothing outside (no ClusterRole at all).
     assert can_i(scratch, SCOPED_SA, SCOPED_SYSTEM, "create", "secrets", "-n", SCOPED_NS)
@@ -285,3 +288,29 @@ def test_bundled_prometheus_gives_pod_series_the_labels_the_operator_selects_on(
         wait_for(lambda: prom.query(f"count(up{selector})"), 30, f"up{selector}")
         active = prom.api("targets", {"state": "active"})["activeTargets"]
         assert not [t for t in active if t["labels"].get("pod") == "quiet"], "unannotated pods are not scraped"
+
+
+def test_deleting_a_namespace_served_by_a_namespaced_install_completes(scratch: Cluster, tmp_path: Path) -> None:
+    """The Role lives in the namespace it grants: deleting the namespace deletes the operator's rights along with
+    the ScaledApps. A finalizer would then be left for ever (nobody may remove it) and the namespace stuck in
+    Terminating; the operator puts none on (no kopf daemons or timers: runner.py)."""
+    doomed, system, release = "doomed", "doomed-system", "doomed"
+    new_namespace(scratch, doomed)
+    install(scratch.kubeconfig, release, system, {"watchNamespaces": [doomed], "admissionPolicy.enabled": False},
+            skip_crds=True)
+    kubeconfig = sa_kubeconfig(scratch, system, f"{release}-scaledapp-operator", tmp_path / "doomed.kubeconfig")
+    op = OperatorProcess(str(kubeconfig), tmp_path, scope=["--namespace", doomed], name="operator-doomed")
+    op.start()
+    try:
+        apply_example(scratch, doomed, "gone")
+        wait_for(lambda: every_child("gone") <= children(scratch, doomed), 120, "every child of gone")
+        eventually(lambda: _no_finalizers(scratch, doomed, "gone"), 30, "the ScaledApp without finalizers")
+        scratch.kubectl("delete", "namespace", doomed, "--wait=false")
+        wait_for(lambda: scratch.kubectl_run("get", "namespace", doomed).returncode != 0, 120,
+                 f"namespace {doomed} deleted (not stuck Terminating)", interval=1)
+    finally:
+        op.stop()  # its 403s once the Role is gone are expected: the namespace going away is the test
+
+
+def _no_finalizers(cluster: Cluster, namespace: str, name: str) -> None:
+    assert not cluster.get_json(f"scaledapp/{name}", "-n", namespace)["metadata"].get("finalizers")

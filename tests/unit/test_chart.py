@@ -57,7 +57,7 @@ def test_helm_lint_strict_is_clean(values: dict[str, Any]) -> None:
     assert "[WARNING]" not in proc.stdout and "[ERROR]" not in proc.stdout, proc.stdout
 
 
-@pytest.mark.parametrize("values", [{"logFormat": "xml"}, {"replicas": 2}, {"prometheus.retention": "forever"},
+@pytest.mark.parametrize("values", [{"logFormat": "xml"}, {"replicas": 0}, {"prometheus.retention": "forever"},
                                     {"watchNamespaces": ["Not_A_Namespace"]}], ids=str)
 def test_the_values_schema_rejects_mistakes(values: dict[str, Any]) -> None:
     proc = helm_run("template", "x", str(CHART), *set_args(values))
@@ -78,23 +78,47 @@ def test_the_chart_crd_is_the_generated_one() -> None:
         (ROOT / "crds" / "scaledapps.scaledapp.dev.yaml").read_text()
 
 
-def test_the_operator_runs_once_with_recreate_liveness_and_json_logs() -> None:
+def test_the_operator_runs_two_replicas_under_leader_election_with_liveness_and_json_logs() -> None:
     deploy = operator_deployment(render())
     spec = deploy["spec"]
-    assert spec["replicas"] == 1
-    assert spec["strategy"] == {"type": "Recreate"}
+    assert spec["replicas"] == 2
+    # A rolling update is safe: the new pod waits as a standby until the old leader releases the Lease.
+    assert spec["strategy"] == {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}}
     container = spec["template"]["spec"]["containers"][0]
     assert container["command"] == ["python", "-m", "scaledapp"]
-    assert container["args"] == ["--all-namespaces", "--log-format=json", "--liveness=http://0.0.0.0:8080/healthz"]
+    assert container["args"] == ["--all-namespaces", "--log-format=json", "--liveness=http://0.0.0.0:8080/healthz",
+                                 "--leader-elect", "--lease-name=scaledapp-scaledapp-operator",
+                                 "--lease-duration=10", "--renew-deadline=7", "--retry-period=2"]
+    env = {e["name"]: e.get("valueFrom", {}).get("fieldRef", {}).get("fieldPath") for e in container["env"]}
+    assert env["POD_NAME"] == "metadata.name" and env["POD_NAMESPACE"] == "metadata.namespace"
     assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
     assert container["resources"]["limits"] and container["resources"]["requests"]
     assert container["image"] == "ghcr.io/scaledapp/operator:0.1.0"
 
 
+def test_without_leader_election_the_operator_runs_once_with_recreate() -> None:
+    spec = operator_deployment(render({"leaderElection.enabled": False, "replicas": 1}))["spec"]
+    assert spec["replicas"] == 1 and spec["strategy"] == {"type": "Recreate"}
+    assert "--leader-elect" not in spec["template"]["spec"]["containers"][0]["args"]
+    proc = helm_run("template", "x", str(CHART), *set_args({"leaderElection.enabled": False}))
+    assert proc.returncode != 0 and "needs leaderElection" in proc.stderr, proc.stderr
+
+
+def test_the_leader_lease_is_the_only_named_grant() -> None:
+    objects = render({"watchNamespaces": ["shop"]})
+    role = the(objects, "Role", "-leader")
+    assert role["metadata"]["namespace"] == "scaledapp-system"
+    assert role["rules"] == [
+        {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["create"]},
+        {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"],
+         "resourceNames": ["scaledapp-scaledapp-operator"], "verbs": ["get", "update"]}]
+
+
 def test_namespaced_mode_uses_roles_only() -> None:
     objects = render({"watchNamespaces": ["shop", "blog"]})
     assert not by_kind(objects, "ClusterRole") and not by_kind(objects, "ClusterRoleBinding")
-    assert sorted(r["metadata"]["namespace"] for r in by_kind(objects, "Role")) == ["blog", "shop"]
+    assert sorted(r["metadata"]["namespace"] for r in by_kind(objects, "Role")
+                  if not r["metadata"]["name"].endswith("-leader")) == ["blog", "shop"]
     for binding in by_kind(objects, "RoleBinding"):
         assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "scaledapp-scaledapp-operator",
                                         "namespace": "scaledapp-system"}]
@@ -108,6 +132,7 @@ def test_rbac_is_least_privilege(variant: str) -> None:
     granted = rules(objects)
     assert granted
     verbs_of: dict[str, set[str]] = {}
+    granted = [r for r in granted if r["resources"] != ["leases"]]  # the leader Lease: its own test above
     for rule in granted:
         assert "*" not in rule["verbs"] and "*" not in rule["resources"] and "*" not in rule["apiGroups"], rule
         assert "resourceNames" not in rule and "nonResourceURLs" not in rule, rule
@@ -119,7 +144,7 @@ def test_rbac_is_least_privilege(variant: str) -> None:
     # delete only where the reconciler prunes a switched-off tier (cache, workers); never data.
     assert {k for k, v in verbs_of.items() if "delete" in v} == {
         "deployments.apps", "services", "configmaps", "networkpolicies.networking.k8s.io"}
-    assert verbs_of["secrets"] == {"get", "list", "watch", "create"}
+    assert verbs_of["secrets"] == {"create"}  # never get, list or watch a Secret
     assert verbs_of["pods/resize"] == {"patch"}
     assert "pods" not in verbs_of  # only the resize subresource
     assert verbs_of["events"] == {"create"}
