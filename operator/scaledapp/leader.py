@@ -117,6 +117,7 @@ class Elector:
                 if create_exc.status == 409:
                     return False
                 raise
+            self.holder_seen = self.config.identity
             return True
         spec = lease.get("spec") or {}
         holder = spec.get("holderIdentity") or ""
@@ -139,6 +140,7 @@ class Elector:
             if exc.status == 409:
                 return False
             raise
+        self.holder_seen = self.config.identity
         return True
 
     def release(self) -> None:
