@@ -66,8 +66,9 @@ def test_a_repair_is_retried_through_a_brownout_without_flooding(scratch: Cluste
             assert not exists()
             wait_for(exists, 40, f"the Service put back after the brownout (log: {op.log_path})", interval=0.2)
             repaired = time.monotonic() - started
-            print(f"\nsteady state: {len(steady)} API calls in 10 s {steady}; brownout of {BROWNOUT_SECONDS:.0f} s: refused "
-                  f"{refused}; Service back {repaired:.1f} s after its deletion; all requests: {dict(proxy.seen)}")
+            print(f"\nsteady state: {len(steady)} API calls in 10 s {steady}; "
+                  f"brownout of {BROWNOUT_SECONDS:.0f} s: refused {refused}; "
+                  f"Service back {repaired:.1f} s after its deletion; all requests: {dict(proxy.seen)}")
             messages = [str(r.get("message", "")) for r in op.log_records()]
             assert any(m.startswith("repair of Service/") and "retry in" in m for m in messages), messages[-20:]
             # Backoff, not a loop: the repair and the scaler ticks retried a handful of times in 12 s.
