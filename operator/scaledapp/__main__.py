@@ -10,7 +10,7 @@ import sys
 
 import kopf
 
-from scaledapp import leader
+from scaledapp import leader, prometheus
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -27,6 +27,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="log line format; json gives one object per line")
     parser.add_argument("--liveness", default="http://0.0.0.0:8080/healthz", metavar="URL",
                         help="liveness endpoint (empty to disable)")
+    parser.add_argument("--prometheus-allow", action="append", default=[], metavar="PATTERN",
+                        help="a Prometheus host a ScaledApp may name (glob, e.g. '*.svc', or scheme://host:port); "
+                             "repeatable; default: any")
     election = parser.add_argument_group("leader election (run several replicas; only the Lease holder acts)")
     election.add_argument("--leader-elect", action="store_true",
                           help="wait for a coordination.k8s.io Lease before starting; exit when it is lost")
@@ -58,6 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     ensure_user_name()
     kopf.configure(verbose=args.verbose, log_format=kopf.LogFormat[args.log_format.upper()])
     import scaledapp.handlers  # noqa: F401  (importing registers the handlers)
+    prometheus.set_policy(args.prometheus_allow)
 
     settings = kopf.OperatorSettings()
     # Named namespaces (the chart's Role-only install): kopf must not list/watch namespaces and CRDs, which

@@ -168,6 +168,9 @@ async def observe(
     queries = tiers.queries(spec, Scope(namespace, name), window)
     flat = {f"{tier_name}|{signal}": promql
             for tier_name, signals in queries.items() for signal, promql in signals.items()}
+    refused = prometheus.refusal(spec.scaling.prometheus_url)
+    if refused:
+        return None, refused
     client = prometheus.client_for(spec.scaling.prometheus_url, spec.scaling.query_timeout_seconds)
     result = await client.snapshot(flat)
     if result.unreachable:
@@ -204,6 +207,10 @@ async def tick(kube: Kube, body: Manifest, logger: Logger) -> float:
         patch.update(status_fields(decision, status.history, status.last_action))
         for cond in decision.conditions:
             conds = conditions.set_condition(conds, cond.type, _bool(cond.status), cond.reason, cond.message,
+                                             meta.get("generation"), now)
+        refused = prometheus.refusal(spec.scaling.prometheus_url)
+        if refused and spec.scaling.mode != api.ScalingMode.OFF:
+            conds = conditions.set_condition(conds, "MetricsAvailable", False, "PrometheusUrlNotAllowed", refused,
                                              meta.get("generation"), now)
         await _explain(kube, body, status, decision, logger)
     patch["conditions"] = [c for c in conds if c["type"] in conditions.SCALER_CONDITIONS]

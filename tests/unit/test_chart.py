@@ -87,6 +87,7 @@ def test_the_operator_runs_two_replicas_under_leader_election_with_liveness_and_
     container = spec["template"]["spec"]["containers"][0]
     assert container["command"] == ["python", "-m", "scaledapp"]
     assert container["args"] == ["--all-namespaces", "--log-format=json", "--liveness=http://0.0.0.0:8080/healthz",
+                                 "--prometheus-allow=*.svc", "--prometheus-allow=*.svc.cluster.local",
                                  "--leader-elect", "--lease-name=scaledapp-scaledapp-operator",
                                  "--lease-duration=10", "--renew-deadline=7", "--retry-period=2"]
     env = {e["name"]: e.get("valueFrom", {}).get("fieldRef", {}).get("fieldPath") for e in container["env"]}
