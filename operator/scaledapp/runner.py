@@ -19,7 +19,7 @@ import contextlib
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine, Iterator, Mapping
 from typing import Any
 
 Manifest = dict[str, Any]
@@ -129,3 +129,97 @@ class Runner:
                 failures += 1
                 logger.warning("tick failed (%s); retrying in %.1f s (attempt %d)", exc, interval, failures)
             await self._sleep(uid, interval)
+
+
+class Stopped:
+    """What kopf.DaemonStopped offers a loop (`while not stopped: ...; await stopped.wait(seconds)`), for the
+    long-running per-object coroutines the operator runs itself (`Daemons`)."""
+
+    def __init__(self) -> None:
+        self._event = asyncio.Event()
+
+    def __bool__(self) -> bool:
+        return self._event.is_set()
+
+    def set(self) -> None:
+        self._event.set()
+
+    async def wait(self, seconds: float | None = None) -> bool:
+        """Sleep until stopped or `seconds` passed; True when stopped."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._event.wait(), timeout=seconds)
+        return self._event.is_set()
+
+
+class LiveBody(Mapping[str, Any]):
+    """The newest body of one object as the watch delivers it (like the body kopf gives a daemon)."""
+
+    def __init__(self, store: dict[str, Manifest], uid: str) -> None:
+        self._store = store
+        self._uid = uid
+
+    def _current(self) -> Manifest:
+        return self._store.get(self._uid) or {}
+
+    def __getitem__(self, key: str) -> Any:
+        return self._current()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._current())
+
+    def __len__(self) -> int:
+        return len(self._current())
+
+
+Daemon = Callable[[LiveBody, Stopped], Coroutine[Any, Any, None]]
+
+
+class Daemons:
+    """kopf daemons without kopf's finalizer: one long-running coroutine per object uid, started by the first
+    watch event, fed the newest body, stopped (cooperatively, then cancelled after `grace`) when the object
+    is deleted. Use from a kopf.on.event handler:
+
+        if event["type"] == "DELETED": await memo.guards.stop(uid)
+        else: memo.guards.ensure(dict(body), lambda live, stopped: run_guard(..., live, ..., stopped))
+    """
+
+    def __init__(self, grace: float = 10.0) -> None:
+        self.grace = grace
+        self._bodies: dict[str, Manifest] = {}
+        self._stopped: dict[str, Stopped] = {}
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+
+    def __len__(self) -> int:
+        return len(self._tasks)
+
+    def ensure(self, body: Manifest, start: Daemon) -> None:
+        meta = body["metadata"]
+        uid = meta["uid"]
+        if meta.get("deletionTimestamp"):
+            self._begin_stop(uid)
+            return
+        self._bodies[uid] = body
+        task = self._tasks.get(uid)
+        if task is None or task.done():
+            stopped = self._stopped[uid] = Stopped()
+            self._tasks[uid] = asyncio.create_task(start(LiveBody(self._bodies, uid), stopped))
+
+    def _begin_stop(self, uid: str) -> asyncio.Task[None] | None:
+        stopped = self._stopped.pop(uid, None)
+        if stopped is not None:
+            stopped.set()
+        self._bodies.pop(uid, None)
+        return self._tasks.pop(uid, None)
+
+    async def stop(self, uid: str) -> None:
+        task = self._begin_stop(uid)
+        if task is None:
+            return
+        done, _ = await asyncio.wait({task}, timeout=self.grace)
+        if not done:
+            task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task
+
+    async def stop_all(self) -> None:
+        await asyncio.gather(*(self.stop(uid) for uid in list(self._tasks)))

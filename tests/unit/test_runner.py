@@ -74,3 +74,26 @@ def test_mark_dirty_wakes_the_loop_for_a_full_resync_and_gone_stops_it() -> None
         await loops.stop()
 
     asyncio.run(scenario())
+
+
+def test_daemons_run_one_coroutine_per_object_with_the_newest_body_and_stop_it() -> None:
+    seen: list[Any] = []
+
+    async def guard(live: runner.LiveBody, stopped: runner.Stopped) -> None:
+        while not stopped:
+            seen.append(live.get("spec", {}).get("n"))
+            await stopped.wait(0.01)
+        seen.append("stopped")
+
+    async def scenario() -> None:
+        daemons = runner.Daemons(grace=1)
+        daemons.ensure({**body(), "spec": {"n": 1}}, guard)
+        await asyncio.sleep(0.05)
+        daemons.ensure({**body(), "spec": {"n": 2}}, guard)  # same uid: the running one sees the new body
+        assert len(daemons) == 1
+        await asyncio.sleep(0.05)
+        await daemons.stop("u1")
+        assert len(daemons) == 0
+
+    asyncio.run(scenario())
+    assert seen[0] == 1 and 2 in seen and seen[-1] == "stopped"
