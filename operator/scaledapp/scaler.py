@@ -16,7 +16,7 @@ import pydantic
 
 from scaledapp import api, conditions, prometheus, tiers
 from scaledapp.decide import Decision, decide, status_fields
-from scaledapp.kube import Kube, KubeError
+from scaledapp.kube import Kube, KubeError, without_nulls
 from scaledapp.policy import Sizes, Snapshot, Step, TierName, changed_tiers
 from scaledapp.resources import names
 from scaledapp.resources.cache import MAXMEMORY_KEY
@@ -217,7 +217,11 @@ async def tick(kube: Kube, body: Manifest, logger: Logger) -> float:
     current = dict(body.get("status") or {})
     current["conditions"] = [c for c in current.get("conditions") or []
                              if c.get("type") in conditions.SCALER_CONDITIONS]
-    if changed(current, patch):  # an unchanged status is not written (no watch event)
+    # Compare what would go on the wire: empty maps and nulls are dropped from an apply body, so an all-empty
+    # status.scaler is absent from the live status and compared raw it looked changed: one PATCH every tick.
+    wire = without_nulls(patch)
+    gone = any(key not in wire and current.get(key) for key in patch)  # a field emptied: the apply removes it
+    if gone or changed(current, wire):  # an unchanged status is not written (no watch event)
         await kube.apply_status(name, namespace, patch, names.SCALER_MANAGER)
     return float(spec.scaling.interval_seconds)
 
