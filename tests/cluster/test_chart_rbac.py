@@ -118,6 +118,11 @@ def _same(got: set[str], want: set[str]) -> None:
     assert got == want, {"unexpected": sorted(got - want), "missing": sorted(want - got)}
 
 
+def leader_args(release_namespace: str, lease: str) -> list[str]:
+    """The chart's leader-election arguments (its Lease is named after the release's full name)."""
+    return ["--leader-elect", "--lease-namespace", release_namespace, "--lease-name", lease]
+
+
 def assert_no_permission_errors(op: OperatorProcess, allowed: tuple[str, ...] = ()) -> None:
     lines = [ln for ln in op.log_path.read_text(errors="replace").splitlines() if FORBIDDEN.search(ln)]
     assert lines == [], "\n".join(lines[:10])
@@ -128,8 +133,9 @@ def assert_no_permission_errors(op: OperatorProcess, allowed: tuple[str, ...] = 
 
 def test_the_chart_identity_reconciles_a_scaledapp_completely(scratch: Cluster, tmp_path: Path) -> None:
     namespace = new_namespace(scratch, "shop")
+    # With leader election as the chart runs it: the Lease (create, then get/update by name) is covered too.
     op = OperatorProcess(str(sa_kubeconfig(scratch, SYSTEM, SA, tmp_path / "sa.kubeconfig")), tmp_path,
-                         name="operator-chart-sa")
+                         name="operator-chart-sa", scope=["--all-namespaces", *leader_args(SYSTEM, SA)])
     op.start()
     try:
         reconcile_fully(scratch, namespace, "shop")
@@ -142,7 +148,8 @@ def test_namespaced_install_reconciles_its_namespace_and_nothing_else(scratch: C
     blog = SCOPED_NS
     other = new_namespace(scratch, "elsewhere")
     kubeconfig = sa_kubeconfig(scratch, SCOPED_SYSTEM, SCOPED_SA, tmp_path / "scoped.kubeconfig")
-    op = OperatorProcess(str(kubeconfig), tmp_path, scope=["--namespace", blog], name="operator-chart-scoped")
+    op = OperatorProcess(str(kubeconfig), tmp_path, scope=["--namespace", blog, *leader_args(SCOPED_SYSTEM, SCOPED_SA)],
+                         name="operator-chart-scoped")
     op.start()
     try:
         reconcile_fully(scratch, blog, "posts")
