@@ -223,3 +223,14 @@ def test_the_admission_policy_checks_the_pause_annotation_where_the_operator_wat
     disabled = render({"admissionPolicy.enabled": False})
     assert not by_kind(disabled, "ValidatingAdmissionPolicy")
     assert not by_kind(disabled, "ValidatingAdmissionPolicyBinding")
+
+
+def test_the_prometheus_url_policy_reaches_the_operator() -> None:
+    def args(values: dict[str, Any]) -> list[str]:
+        container = operator_deployment(render(values))["spec"]["template"]["spec"]["containers"][0]
+        return [a for a in container["args"] if a.startswith("--prometheus-allow=")]
+
+    assert args({}) == ["--prometheus-allow=*.svc", "--prometheus-allow=*.svc.cluster.local"]
+    assert args({"prometheus.externalUrl": "https://prom.example.com:9443"})[-1] == \
+        "--prometheus-allow=https://prom.example.com:9443"
+    assert args({"prometheus.allowedUrls": ["*"]}) == ["--prometheus-allow=*"]
