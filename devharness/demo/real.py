@@ -234,8 +234,10 @@ class RealCluster:
         poll(established, 60, "the ScaledApp CRD Established", 0.5)
 
     def install_chart(self) -> None:
+        # One operator replica (still under leader election): the node has 2 CPUs, and the operator's log lines
+        # are read from `kubectl logs deployment/...`, which would pick the idle standby half of the time.
         self.helm("upgrade", "--install", RELEASE, str(CHART), "--namespace", SYSTEM_NS, "--create-namespace",
-                  "--set", "prometheus.enabled=true", "--wait", "--timeout", "5m")
+                  "--set", "prometheus.enabled=true", "--set", "replicas=1", "--wait", "--timeout", "5m")
 
     def operator_image_current(self) -> None:
         """Restart the operator if its pod runs an older build of its image than the node now has (the chart

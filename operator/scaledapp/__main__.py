@@ -10,7 +10,7 @@ import sys
 
 import kopf
 
-from scaledapp import metrics
+from scaledapp import leader, metrics, prometheus
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -30,6 +30,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--metrics-port", type=int, default=metrics.DEFAULT_PORT, metavar="PORT",
                         help="serve the operator's own Prometheus metrics on http://0.0.0.0:PORT/metrics "
                              "(docs/metrics.md; 0 disables)")
+    parser.add_argument("--prometheus-allow", action="append", default=[], metavar="PATTERN",
+                        help="a Prometheus host a ScaledApp may name (glob, e.g. '*.svc', or scheme://host:port); "
+                             "repeatable; default: any")
+    election = parser.add_argument_group("leader election (run several replicas; only the Lease holder acts)")
+    election.add_argument("--leader-elect", action="store_true",
+                          help="wait for a coordination.k8s.io Lease before starting; exit when it is lost")
+    election.add_argument("--lease-name", default="scaledapp-operator", metavar="NAME")
+    election.add_argument("--lease-namespace", default=os.environ.get("POD_NAMESPACE", "default"), metavar="NS",
+                          help="namespace of the Lease (default: $POD_NAMESPACE, else default)")
+    election.add_argument("--identity", default=None, help="this process's holder identity (default: $POD_NAME)")
+    election.add_argument("--lease-duration", type=float, default=10.0, metavar="S",
+                          help="a standby takes an unrenewed Lease after this long")
+    election.add_argument("--renew-deadline", type=float, default=7.0, metavar="S",
+                          help="the leader exits when it could not renew for this long (< lease duration)")
+    election.add_argument("--retry-period", type=float, default=2.0, metavar="S", help="renew/acquire every S")
     parser.add_argument("--standalone", action="store_true", default=True, help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 
@@ -49,6 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     ensure_user_name()
     kopf.configure(verbose=args.verbose, log_format=kopf.LogFormat[args.log_format.upper()])
     import scaledapp.handlers  # noqa: F401  (importing registers the handlers)
+    prometheus.set_policy(args.prometheus_allow)
 
     if args.metrics_port:
         metrics.serve(args.metrics_port)
@@ -57,16 +73,24 @@ def main(argv: list[str] | None = None) -> int:
     # Named namespaces (the chart's Role-only install): kopf must not list/watch namespaces and CRDs, which
     # are cluster-scoped; it serves exactly the named namespaces and the resources discovery found at start.
     settings.scanning.disabled = bool(args.namespace)
-    try:
-        asyncio.run(
-            kopf.operator(
-                settings=settings,
-                standalone=True,
-                clusterwide=not args.namespace,
-                namespaces=args.namespace,
-                liveness_endpoint=args.liveness or None,
-            )
+
+    async def run_kopf() -> None:
+        await kopf.operator(
+            settings=settings,
+            standalone=True,
+            clusterwide=not args.namespace,
+            namespaces=args.namespace,
+            liveness_endpoint=args.liveness or None,
         )
+
+    try:
+        if args.leader_elect:
+            config = leader.LeaseConfig(
+                name=args.lease_name, namespace=args.lease_namespace,
+                identity=args.identity or leader.default_identity(), lease_duration=args.lease_duration,
+                renew_deadline=args.renew_deadline, retry_period=args.retry_period)
+            return asyncio.run(leader.run_as_leader(config, run_kopf, liveness=args.liveness or None))
+        asyncio.run(run_kopf())
     except KeyboardInterrupt:
         return 130
     return 0

@@ -434,4 +434,6 @@ async def run_guard(kube: Kube, body: Mapping[str, Any], pods_now: PodsNow, logg
             await guard.tick(body)
         except (KubeError, pgclient.PostgresError) as exc:
             logger.warning("failover guard: %s", exc)
+        except Exception:  # a bug must not end the guard of this ScaledApp: say so, and tick again
+            logger.exception("failover guard: unexpected error")
         await stopped.wait(INTERVAL_SECONDS)

@@ -1,34 +1,41 @@
-"""kopf handlers: thin wiring of the loop in docs/architecture.md (reconcile; observe, judge, decide, act, explain)."""
+"""kopf handlers: thin wiring of the loop in ARCHITECTURE.md (reconcile; observe, judge, decide, act)."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
-import random
+import os
 from typing import Any
 
 import kopf
 
-from scaledapp import api, dbguard, metrics, reconciler, scaler
+from scaledapp import api, dbguard, metrics, reconciler, runner, scaler
 from scaledapp.kube import Kube, KubeError
 from scaledapp.resources.names import INSTANCE_LABEL, MANAGED_BY, TIER_LABEL
 
+# The children the drift handlers watch. Not Secrets: the operator never lists or watches Secrets (RBAC gives it
+# get and create only); the periodic resync puts a deleted credentials Secret back (create-if-absent, by name).
 CHILD_KINDS = [
     ("apps", "v1", "deployments"),
     ("apps", "v1", "statefulsets"),
     ("", "v1", "services"),
     ("", "v1", "configmaps"),
-    ("", "v1", "secrets"),
     ("policy", "v1", "poddisruptionbudgets"),
     ("networking.k8s.io", "v1", "networkpolicies"),
 ]
+RESYNC_SECONDS = float(os.environ.get("SCALEDAPP_RESYNC_SECONDS", "300"))
+REPAIR_ATTEMPTS = 8  # with backoff 1, 2, 4, ... 30 s: about two minutes, then the ScaledApp is marked for resync
 OWNED = {"app.kubernetes.io/managed-by": MANAGED_BY}
 
 
 class _QuietDriftHandlers(logging.Filter):
-    """kopf logs every successful event handler; drift checks run on every child event, so drop those."""
+    """kopf logs every successful event handler; drift checks and the scaler loop's bookkeeping run on every
+    event, so drop those."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return not (record.getMessage().startswith("Handler 'drift-") and record.levelno <= logging.INFO)
+        message = record.getMessage()
+        quiet = ("Handler 'drift-", "Handler 'scaler-loop'", "Handler 'failover-guard'")
+        return not (message.startswith(quiet) and record.levelno <= logging.INFO)
 
 
 @kopf.on.startup()
@@ -46,7 +53,20 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     settings.execution.max_workers = 8  # threads for the blocking Kubernetes and Prometheus clients
     for handler in logging.getLogger().handlers:
         handler.addFilter(_QuietDriftHandlers())
-    memo.kube = Kube()
+    kube = Kube()
+    memo.kube = kube
+    memo.present = set()  # (kind, namespace, name) of every child the watches currently show
+
+    async def tick(body: dict[str, Any], logger: runner.Logger) -> float:
+        with metrics.tick_timer(body):
+            return await scaler.tick(kube, body, logger)
+
+    async def resync(body: dict[str, Any], logger: runner.Logger, full: bool) -> None:
+        await reconciler.resync(kube, body, lambda kind, ns, name: (kind, ns, name) in memo.present, logger,
+                                full=full)
+
+    memo.runner = runner.Runner(tick, resync, resync_seconds=RESYNC_SECONDS)
+    memo.guards = runner.Daemons()  # one failover guard per ScaledApp (dbguard.py), also without a finalizer
 
 
 @kopf.on.probe(id="apiRequests")
@@ -58,6 +78,12 @@ async def api_requests(memo: kopf.Memo, **_: Any) -> int:
 
 @kopf.on.cleanup()
 async def goodbye(memo: kopf.Memo, logger: kopf.Logger, **_: Any) -> None:
+    loops: runner.Runner | None = getattr(memo, "runner", None)
+    if loops is not None:
+        await loops.stop()
+    guards: runner.Daemons | None = getattr(memo, "guards", None)
+    if guards is not None:
+        await guards.stop_all()
     kube: Kube | None = getattr(memo, "kube", None)
     logger.info("operator stopping after %d Kubernetes API calls", kube.requests if kube else 0)
 
@@ -65,9 +91,16 @@ async def goodbye(memo: kopf.Memo, logger: kopf.Logger, **_: Any) -> None:
 @kopf.on.create(api.GROUP, api.VERSION, api.PLURAL)
 @kopf.on.update(api.GROUP, api.VERSION, api.PLURAL, field="spec")
 @kopf.on.resume(api.GROUP, api.VERSION, api.PLURAL)
-async def reconcile(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, **_: Any) -> None:
-    """Build every child from the spec and server-side apply it; report in status and Events."""
-    await reconciler.reconcile(memo.kube, dict(body), logger)
+async def reconcile(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, retry: int, **_: Any) -> None:
+    """Build every child from the spec and server-side apply it; report in status and Events.
+
+    A failure worth retrying (no answer, 408, 409, 429, 5xx) is retried by kopf with exponential backoff;
+    any other (403 until RBAC is fixed, 422) slowly, and the periodic resync tries again too."""
+    try:
+        await reconciler.reconcile(memo.kube, dict(body), logger)
+    except KubeError as exc:
+        delay = runner.backoff(retry, cap=60.0) if runner.retryable(exc.status) else 300.0
+        raise kopf.TemporaryError(f"reconcile failed: {exc.message}; retrying", delay=delay) from exc
 
 
 def _owner_name(body: kopf.Body) -> str | None:
@@ -84,37 +117,57 @@ def _register_drift_handler(group: str, version: str, plural: str) -> None:
         owner = _owner_name(body)
         kube: Kube = memo.kube
         drift = kube.seen.drifted(event["type"], dict(body))
+        key = (body.get("kind"), body.metadata.namespace, body.metadata.name)
         if event["type"] == "DELETED":
             kube.seen.forget(body.metadata.uid)
             kube.cache.forget(dict(body))
+            memo.present.discard(key)
         else:
             kube.seen.record(dict(body))
             kube.cache.remember(dict(body))
+            memo.present.add(key)
         if owner and drift:
-            try:
-                await reconciler.repair_child(memo.kube, dict(body), owner, logger,
-                                              deleted=event["type"] == "DELETED")
-            except KubeError as exc:  # e.g. the namespace is being deleted: the next event or resume retries
-                logger.warning("could not repair %s/%s: %s", body.get("kind"), body.metadata.name, exc.message)
+            await _repair_with_retries(memo, dict(body), owner, logger, deleted=event["type"] == "DELETED")
+
+
+async def _repair_with_retries(memo: kopf.Memo, child: dict[str, Any], owner: str, logger: kopf.Logger, *,
+                               deleted: bool) -> None:
+    """Event handlers are not retried by kopf: retry here, with backoff, while the failure is worth it
+    (no answer, 408, 409, 429, 5xx); then leave it to the owner's resync (marked dirty: soon)."""
+    kind, name = child.get("kind"), child["metadata"]["name"]
+    for attempt in range(REPAIR_ATTEMPTS):
+        try:
+            await reconciler.repair_child(memo.kube, child, owner, logger, deleted=deleted)
+            if attempt:
+                logger.info("repaired %s/%s after %d retries", kind, name, attempt)
+            return
+        except KubeError as exc:
+            if not runner.retryable(exc.status) or attempt == REPAIR_ATTEMPTS - 1:
+                logger.warning("could not repair %s/%s: %s; left to the periodic resync", kind, name, exc.message)
+                break
+            delay = runner.backoff(attempt, cap=30.0)
+            logger.info("repair of %s/%s failed (%s %s); retry in %.1f s", kind, name, exc.status, exc.message,
+                        delay)
+            await asyncio.sleep(delay)
+    for ref in child["metadata"].get("ownerReferences") or []:
+        if ref.get("kind") == api.KIND and ref.get("uid"):
+            memo.runner.mark_dirty(ref["uid"])
 
 
 for _group, _version, _plural in CHILD_KINDS:
     _register_drift_handler(_group, _version, _plural)
 
 
-@kopf.daemon(
-    api.GROUP, api.VERSION, api.PLURAL,
-    initial_delay=lambda **_: random.uniform(1, 5),  # spread many ScaledApps' ticks apart
-    cancellation_timeout=10,
-)
-async def scale(body: kopf.Body, stopped: kopf.DaemonStopped, memo: kopf.Memo, logger: kopf.Logger,
-                **_: Any) -> None:
-    """Every spec.scaling.interval: observe, judge, decide, act, explain."""
-    while not stopped:
-        with metrics.tick_timer(body):
-            interval = await scaler.tick(memo.kube, dict(body), logger)
-        await stopped.wait(interval)
-    metrics.forget(body)  # deleted, or no longer served by this process: its series go too
+@kopf.on.event(api.GROUP, api.VERSION, api.PLURAL, id="scaler-loop")
+async def scale(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, **_: Any) -> None:
+    """Keep one scaler loop per ScaledApp (observe, judge, decide, act, explain every spec.scaling.interval),
+    fed the newest body. Not a kopf daemon: daemons put a finalizer on the ScaledApp (see runner.py)."""
+    loops: runner.Runner = memo.runner
+    if event["type"] == "DELETED":
+        loops.gone(body.metadata.uid)
+        metrics.forget(body)  # its series go with it
+    else:
+        loops.seen(dict(body), logger)
 
 
 def _is_db_tier(value: str | None, **_: Any) -> bool:
@@ -128,10 +181,19 @@ async def db_pods(body: kopf.Body, namespace: str | None, labels: kopf.Labels, *
     return {(namespace, labels.get(INSTANCE_LABEL)): dbguard.pod_summary(body)}
 
 
-@kopf.daemon(api.GROUP, api.VERSION, api.PLURAL, id="failover-guard", cancellation_timeout=10)
-async def guard_write_role(body: kopf.Body, stopped: kopf.DaemonStopped, memo: kopf.Memo, logger: kopf.Logger,
+@kopf.on.event(api.GROUP, api.VERSION, api.PLURAL, id="failover-guard")
+async def guard_write_role(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger,
                            **kwargs: Any) -> None:
-    """Each second: who holds the Postgres write role; failover, switchover home, slot sweep (dbguard.py)."""
-    db_pods: kopf.Index[Any, Any] = kwargs["db_pods"]  # kopf passes indexes by name (its types cannot say so)
+    """One failover guard per ScaledApp, each second: who holds the Postgres write role; failover, switchover
+    home, planned switchover, slot sweep (dbguard.py). Not a kopf daemon, for the same reason as the scaler."""
+    guards: runner.Daemons = memo.guards
+    if event["type"] == "DELETED":
+        await guards.stop(body.metadata.uid)
+        return
+    index: kopf.Index[Any, Any] = kwargs["db_pods"]  # kopf passes indexes by name (its types cannot say so)
     key = (body.metadata.namespace, body.metadata.name)
-    await dbguard.run_guard(memo.kube, body, lambda: list(db_pods.get(key, [])), logger, stopped)
+
+    def pods_now() -> list[Any]:
+        return list(index.get(key, []))
+
+    guards.ensure(dict(body), lambda live, stopped: dbguard.run_guard(memo.kube, live, pods_now, logger, stopped))

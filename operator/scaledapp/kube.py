@@ -18,6 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import kubernetes
+import urllib3
 from kubernetes.client import ApiClient, ApiException
 
 from scaledapp import api, metrics
@@ -214,9 +215,13 @@ class Kube:
         _, url, headers, _, _ = self._client.param_serialize(
             method, path, query_params=query or [], auth_settings=["BearerToken"],
             header_params={"Accept": "application/json", "Content-Type": content_type})
-        response = self._client.call_api(method, url, header_params=headers, body=body,
-                                         _request_timeout=REQUEST_TIMEOUT)
-        data = response.read()  # type: ignore[no-untyped-call]
+        try:
+            response = self._client.call_api(method, url, header_params=headers, body=body,
+                                             _request_timeout=REQUEST_TIMEOUT)
+            data = response.read()  # type: ignore[no-untyped-call]
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            # No answer at all (timeout, refused, reset): status 0, which callers treat as worth a retry.
+            raise ApiException(status=0, reason=f"no answer: {type(exc).__name__}") from exc
         if not 200 <= response.status <= 299:
             raise ApiException(http_resp=response)
         return json.loads(data) if data else None

@@ -3,16 +3,23 @@
 One snapshot per tick: every signal is an instant query, run off the event loop in threads, each
 with a timeout, and the whole snapshot under a deadline. A query that fails, times out, or returns no
 series, several series, NaN or Inf yields None: unknown, never zero. The scaler holds on unknown.
+
+Each Prometheus URL has its own few threads: a slow or unreachable Prometheus can only delay the ScaledApps
+that use it, never take the threads the others' queries need. Which URLs a ScaledApp may use at all is the
+operator's policy (`--prometheus-allow`, the chart's prometheus.allowedUrls): a ScaledApp naming another one
+is held with MetricsAvailable=False, reason PrometheusUrlNotAllowed, and nothing is sent to that URL.
 """
 
 from __future__ import annotations
 
 import asyncio
+import fnmatch
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 from prometheus_api_client import PrometheusConnect
 from requests.adapters import HTTPAdapter
@@ -20,8 +27,7 @@ from urllib3.util.retry import Retry
 
 from scaledapp import metrics
 
-POOL_THREADS = 16
-_POOL = ThreadPoolExecutor(max_workers=POOL_THREADS, thread_name_prefix="prometheus")
+POOL_THREADS = 8  # per Prometheus URL: one slow Prometheus holds at most these, never the others' threads
 
 
 @dataclass(frozen=True)
@@ -62,6 +68,7 @@ class Prometheus:
         self._client = PrometheusConnect(url=self.url, disable_ssl=False, retry=Retry(total=0), timeout=timeout)
         # As many pooled connections as query threads, so none is opened and thrown away per tick.
         self._client._session.mount(self.url, HTTPAdapter(max_retries=Retry(total=0), pool_maxsize=POOL_THREADS))
+        self._pool = ThreadPoolExecutor(max_workers=POOL_THREADS, thread_name_prefix="prometheus")
 
     def _query(self, promql: str) -> tuple[float | None, str | None, bool]:
         """(value, why unknown, answered): answered is False when Prometheus itself did not answer."""
@@ -82,12 +89,14 @@ class Prometheus:
         loop = asyncio.get_running_loop()
         try:
             # One query first: when Prometheus is down, say so after one timeout, not after all of them.
-            first = await asyncio.wait_for(loop.run_in_executor(_POOL, self._query, queries[names[0]]),
+            first = await asyncio.wait_for(loop.run_in_executor(self._pool, self._query, queries[names[0]]),
                                            timeout=self.timeout + 1)
             if not first[2]:
                 return Answers({n: None for n in names}, {n: first[1] or "no answer" for n in names}, True)
-            rest = [loop.run_in_executor(_POOL, self._query, queries[name]) for name in names[1:]]
-            answers = [first, *await asyncio.wait_for(asyncio.gather(*rest), timeout=self.timeout * 2 + 1)]
+            rest = [loop.run_in_executor(self._pool, self._query, queries[name]) for name in names[1:]]
+            rounds = -(-len(rest) // POOL_THREADS)  # the rest queue for this URL's threads
+            answers = [first, *await asyncio.wait_for(asyncio.gather(*rest),
+                                                      timeout=self.timeout * max(2, rounds) + 1)]
         except TimeoutError:
             return Answers({n: None for n in names}, {n: "snapshot deadline exceeded" for n in names}, True)
         values: dict[str, float | None] = {}
@@ -109,3 +118,46 @@ def client_for(url: str, timeout: float) -> Prometheus:
     if key not in _clients:
         _clients[key] = Prometheus(url, timeout)
     return _clients[key]
+
+
+class UrlPolicy:
+    """Which Prometheus URLs ScaledApps may name. Each pattern is a host glob (`*.svc`, `prom.example.com`),
+    optionally with a scheme and port (`https://prom.example.com:9090`); `*` allows any host. No patterns: any
+    URL (the default of a bare `python -m scaledapp`; the chart always passes a list)."""
+
+    def __init__(self, patterns: Iterable[str] = ()) -> None:
+        self.patterns = [p.strip() for p in patterns if p.strip()]
+
+    def refusal(self, url: str) -> str | None:
+        """None when `url` may be used; else why not (for the ScaledApp's status)."""
+        if not self.patterns:
+            return None
+        parts = urlsplit(url)
+        host = (parts.hostname or "").lower()
+        if parts.scheme not in ("http", "https") or not host:
+            return f"prometheusUrl {url!r} is not an http(s) URL with a host"
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        for pattern in self.patterns:
+            if "://" in pattern:
+                allowed = urlsplit(pattern)
+                allowed_port = allowed.port or (443 if allowed.scheme == "https" else 80)
+                if allowed.scheme == parts.scheme and fnmatch.fnmatchcase(host, (allowed.hostname or "").lower()) \
+                        and allowed_port == port:
+                    return None
+            elif fnmatch.fnmatchcase(host, pattern.lower()):
+                return None
+        return (f"prometheusUrl host {host!r} is not allowed by the operator's policy "
+                f"(allowed: {', '.join(self.patterns)})")
+
+
+_policy = UrlPolicy()
+
+
+def set_policy(patterns: Iterable[str]) -> None:
+    global _policy
+    _policy = UrlPolicy(patterns)
+
+
+def refusal(url: str) -> str | None:
+    """Why the operator's policy refuses this Prometheus URL, or None when it may be queried."""
+    return _policy.refusal(url)

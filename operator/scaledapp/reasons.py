@@ -37,6 +37,7 @@ class Reason(enum.StrEnum):
     OFF = "Off"
     PAUSED = "Paused"
     METRICS_UNAVAILABLE = "MetricsUnavailable"
+    PROMETHEUS_URL_NOT_ALLOWED = "PrometheusUrlNotAllowed"
     INEFFECTIVE_BACKOFF = "IneffectiveBackoff"
     COOLDOWN = "Cooldown"
     SCALE_UP_WINDOW = "ScaleUpWindow"
@@ -61,6 +62,7 @@ class Reason(enum.StrEnum):
     RESIZE_AT_RESTART = "ResizeAtRestart"
     CREATED = "Created"
     CREDENTIALS_GENERATED = "CredentialsGenerated"
+    CREDENTIALS_RESTORED = "CredentialsRestored"
     PRUNED = "Pruned"
     REPAIRED = "Repaired"
 
@@ -80,6 +82,10 @@ DOCS: dict[Reason, tuple[str, str]] = {
     Reason.RECOMMENDED: (f"{_SCALING}, Event", "Recommend mode: a step was decided but not applied"),
     Reason.OFF: (_SCALING, "spec.scaling.mode is Off"),
     Reason.PAUSED: (_SCALING, "the pause annotation freezes the scaler"),
+    Reason.PROMETHEUS_URL_NOT_ALLOWED: (
+        "MetricsAvailable",
+        "spec.scaling.prometheusUrl is not one the chart allows (prometheus.allowedUrls): never queried",
+    ),
     Reason.METRICS_UNAVAILABLE: (
         f"{_SCALING}, AtCeiling, Warning Event",
         "holding: signals are unknown (see MetricsAvailable)",
@@ -105,6 +111,7 @@ DOCS: dict[Reason, tuple[str, str]] = {
     Reason.RESIZE_AT_RESTART: ("Warning Event", "in-place resize of the primary is unavailable; applies at restart"),
     Reason.CREATED: ("Event", "every tier was created"),
     Reason.CREDENTIALS_GENERATED: ("Event", "database credentials were generated in their Secret"),
+    Reason.CREDENTIALS_RESTORED: ("Warning Event", "the deleted credentials Secret was put back with the same values"),
     Reason.PRUNED: ("Event", "a child no longer in the spec was deleted"),
     Reason.REPAIRED: ("Event", "a deleted or edited child was put back"),
 }

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import pydantic
@@ -102,13 +103,33 @@ def _summary(spec: api.ScaledAppSpec) -> list[str]:
     return tiers
 
 
+# The credentials as last seen, per ScaledApp uid, in memory only (never logged, never in status): a deleted
+# Secret is put back with the same values, so the database roles and every running pod (whose environment
+# holds them) stay in step with it. Generating new ones would lock them all out.
+_KNOWN_CREDENTIALS: dict[str, dict[str, str]] = {}
+
+
 async def _ensure_credentials(kube: Kube, owner: Manifest, child: names.ChildNames, namespace: str) -> None:
-    """Generated once, never overwritten, never logged: the Secret is created only when absent (a create
-    that finds it there changes nothing)."""
-    secret = adopt(secrets.credentials_secret(child, namespace, secrets.generate_passwords()), owner)
+    """Generated once, never overwritten, never logged: the Secret is created only when absent (a create that
+    finds it there changes nothing), with the values it had if this process has seen it, else new ones."""
+    uid = str(owner["metadata"].get("uid") or "")
+    known = _KNOWN_CREDENTIALS.get(uid)
+    passwords = secrets.DbPasswords.from_secret_data(known) if known else secrets.generate_passwords()
+    secret = adopt(secrets.credentials_secret(child, namespace, passwords), owner)
     if await kube.create_once(secret):
-        await kube.post_event(owner, "Normal", Reason.CREDENTIALS_GENERATED,
-                              f"generated database credentials in Secret {child.db_credentials}")
+        _KNOWN_CREDENTIALS[uid] = dict(secret["data"])
+        if known:
+            await kube.post_event(owner, "Warning", Reason.CREDENTIALS_RESTORED,
+                                  f"Secret {child.db_credentials} was deleted: restored with the same values")
+        else:
+            await kube.post_event(owner, "Normal", Reason.CREDENTIALS_GENERATED,
+                                  f"generated database credentials in Secret {child.db_credentials}")
+        return
+    if known is None:  # there already, not seen by this process yet: read it back by name, once
+        live = await kube.get("v1", "Secret", child.db_credentials, namespace)
+        data = (live or {}).get("data") or {}
+        if all(key in data for key in secrets.KEYS):
+            _KNOWN_CREDENTIALS[uid] = {key: data[key] for key in secrets.KEYS}
 
 
 async def apply_children(
@@ -199,3 +220,33 @@ async def repair_child(
         verb = "recreated" if deleted else "reverted a change to"
         logger.info("drift: %s %s/%s", verb, kind, child_name)
         await kube.post_event(owner, "Normal", Reason.REPAIRED, f"{verb} {kind} {child_name}")
+
+
+async def resync(
+    kube: Kube,
+    owner: Manifest,
+    present: Callable[[str, str, str], bool],
+    logger: logging.Logger | logging.LoggerAdapter[Any],
+    *,
+    full: bool = False,
+) -> list[str]:
+    """The periodic safety net behind the drift handlers: put back any child the watches have not seen
+    (`present(kind, namespace, name)`) and the credentials Secret if it was deleted; with `full`, reconcile
+    everything (after a repair gave up). At steady state this costs one create-if-absent of the Secret."""
+    if full:
+        await reconcile(kube, owner, logger)
+        return ["*"]
+    meta = owner["metadata"]
+    name, namespace = meta["name"], meta["namespace"]
+    try:
+        spec = api.parse_spec(owner.get("spec"))
+    except pydantic.ValidationError:
+        return []
+    await _ensure_credentials(kube, owner, names.ChildNames(name), namespace)
+    missing = [(m["kind"], m["metadata"]["name"]) for m in resources.build_children(name, namespace, spec)
+               if not present(m["kind"], namespace, m["metadata"]["name"])]
+    for kind, child_name in missing:
+        await apply_children(kube, owner, spec, only=(kind, child_name))
+        logger.info("resync: recreated %s/%s", kind, child_name)
+        await kube.post_event(owner, "Normal", Reason.REPAIRED, f"resync recreated {kind} {child_name}")
+    return [f"{k}/{n}" for k, n in missing]

@@ -18,7 +18,7 @@ import pydantic
 
 from scaledapp import api, conditions, metrics, prometheus, tiers, trace
 from scaledapp.decide import Decision, Tick, decide, status_fields
-from scaledapp.kube import Kube, KubeError
+from scaledapp.kube import Kube, KubeError, without_nulls
 from scaledapp.observation import Snapshot
 from scaledapp.reasons import ConditionType, Reason
 from scaledapp.resources import names
@@ -113,6 +113,9 @@ async def observe(
     queries = tiers.queries(spec, Scope(namespace, name), window)
     flat = {f"{tier_name}|{signal}": promql
             for tier_name, signals in queries.items() for signal, promql in signals.items()}
+    refused = prometheus.refusal(spec.scaling.prometheus_url)
+    if refused:
+        return None, refused
     client = prometheus.client_for(spec.scaling.prometheus_url, spec.scaling.query_timeout_seconds)
     result = await client.snapshot(flat)
     if result.unreachable:
@@ -197,6 +200,10 @@ def _decision_conditions(shell: Shell, conds: list[Manifest], decision: Decision
     for cond in decision.conditions:
         conds = conditions.set_condition(conds, cond.type, _bool(cond.status), cond.reason, cond.message,
                                          shell.observed)
+    refused = prometheus.refusal(shell.spec.scaling.prometheus_url)
+    if refused and shell.spec.scaling.mode != api.ScalingMode.OFF:  # the chart's Prometheus URL policy said no
+        conds = conditions.set_condition(conds, ConditionType.METRICS_AVAILABLE, False,
+                                         Reason.PROMETHEUS_URL_NOT_ALLOWED, refused, shell.observed)
     return conds
 
 
@@ -206,7 +213,11 @@ async def _write_status(shell: Shell, patch: Manifest, conds: list[Manifest]) ->
     current = dict(shell.body.get("status") or {})
     current["conditions"] = [c for c in current.get("conditions") or []
                              if c.get("type") in conditions.SCALER_CONDITIONS]
-    if changed(current, patch):
+    # Compare what would go on the wire: empty maps and nulls are dropped from an apply body, so an all-empty
+    # status.scaler is absent from the live status and compared raw it looked changed: one PATCH every tick.
+    wire = without_nulls(patch)
+    gone = any(key not in wire and current.get(key) for key in patch)  # a field emptied: the apply removes it
+    if gone or changed(current, wire):
         await shell.kube.apply_status(shell.name, shell.namespace, patch, names.SCALER_MANAGER)
 
 

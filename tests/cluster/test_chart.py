@@ -68,9 +68,9 @@ def test_install_prints_next_commands_and_runs_the_operator(cluster: Cluster, cr
         notes = out.split("NOTES:", 1)[1]
         assert f"kubectl -n {namespace} rollout status deployment/{fullname(release)}" in notes
         assert f"set spec.scaling.prometheusUrl: http://prometheus.{namespace}.svc:9090" in notes
-        assert "Helm never deletes the CRD" in notes and "scaledapp.dev/finalizer" in notes
+        assert "Helm never deletes the CRD" in notes and "no finalizer" in notes
         deploy = get_json(cluster, "deployment", fullname(release), "-n", namespace)
-        assert deploy["status"].get("readyReplicas") == 1
+        assert deploy["status"].get("readyReplicas") == 2  # leader + standby
         container = deploy["spec"]["template"]["spec"]["containers"][0]
         assert "--log-format=json" in container["args"] and "--all-namespaces" in container["args"]
         crb = get_json(cluster, "clusterrolebinding", fullname(release))
@@ -87,7 +87,7 @@ def test_upgrade_with_changed_values_takes_effect(cluster: Cluster, crd: Path, n
     try:
         install(cluster.kubeconfig, release, namespace, skip_crds=True)
         before = operator_pods(cluster, namespace, release)
-        assert len(before) == 1
+        assert len(before) == 2  # leader + standby
         install(cluster.kubeconfig, release, namespace,
                 {"logFormat": "plain", "resources.limits.memory": "384Mi", "verbose": True}, upgrade=True)
         deploy = get_json(cluster, "deployment", fullname(release), "-n", namespace)
@@ -96,13 +96,15 @@ def test_upgrade_with_changed_values_takes_effect(cluster: Cluster, crd: Path, n
         assert container["resources"]["limits"]["memory"] == "384Mi"
         assert container["resources"]["requests"]["memory"] == "128Mi"  # --reuse-values kept the rest
 
+        old = {p["metadata"]["uid"] for p in before}
+
         def replaced() -> list[dict[str, Any]] | None:
             pods = operator_pods(cluster, namespace, release)
-            new = [p for p in pods if p["metadata"]["uid"] != before[0]["metadata"]["uid"]]
-            return new if len(pods) == 1 and new else None
+            new = [p for p in pods if p["metadata"]["uid"] not in old]
+            return new if len(pods) == 2 and len(new) == 2 else None
 
-        # Recreate: the old pod is gone before the new one exists, and the new one runs the new arguments.
-        pod = wait_for(replaced, 60, "the operator pod replaced by one with the new values")[0]
+        # A rolling update (safe under leader election): both pods replaced, running the new arguments.
+        pod = wait_for(replaced, 60, "the operator pods replaced by ones with the new values")[0]
         args = pod["spec"]["containers"][0]["args"]
         assert "--log-format=plain" in args
         assert pod["spec"]["containers"][0]["resources"]["limits"]["memory"] == "384Mi"

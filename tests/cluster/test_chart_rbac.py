@@ -118,6 +118,11 @@ def _same(got: set[str], want: set[str]) -> None:
     assert got == want, {"unexpected": sorted(got - want), "missing": sorted(want - got)}
 
 
+def leader_args(release_namespace: str, lease: str) -> list[str]:
+    """The chart's leader-election arguments (its Lease is named after the release's full name)."""
+    return ["--leader-elect", "--lease-namespace", release_namespace, "--lease-name", lease]
+
+
 def assert_no_permission_errors(op: OperatorProcess, allowed: tuple[str, ...] = ()) -> None:
     lines = [ln for ln in op.log_path.read_text(errors="replace").splitlines() if FORBIDDEN.search(ln)]
     assert lines == [], "\n".join(lines[:10])
@@ -128,8 +133,9 @@ def assert_no_permission_errors(op: OperatorProcess, allowed: tuple[str, ...] = 
 
 def test_the_chart_identity_reconciles_a_scaledapp_completely(scratch: Cluster, tmp_path: Path) -> None:
     namespace = new_namespace(scratch, "shop")
+    # With leader election as the chart runs it: the Lease (create, then get/update by name) is covered too.
     op = OperatorProcess(str(sa_kubeconfig(scratch, SYSTEM, SA, tmp_path / "sa.kubeconfig")), tmp_path,
-                         name="operator-chart-sa")
+                         name="operator-chart-sa", scope=["--all-namespaces", *leader_args(SYSTEM, SA)])
     op.start()
     try:
         reconcile_fully(scratch, namespace, "shop")
@@ -142,7 +148,8 @@ def test_namespaced_install_reconciles_its_namespace_and_nothing_else(scratch: C
     blog = SCOPED_NS
     other = new_namespace(scratch, "elsewhere")
     kubeconfig = sa_kubeconfig(scratch, SCOPED_SYSTEM, SCOPED_SA, tmp_path / "scoped.kubeconfig")
-    op = OperatorProcess(str(kubeconfig), tmp_path, scope=["--namespace", blog], name="operator-chart-scoped")
+    op = OperatorProcess(str(kubeconfig), tmp_path, scope=["--namespace", blog, *leader_args(SCOPED_SYSTEM, SCOPED_SA)],
+                         name="operator-chart-scoped")
     op.start()
     try:
         reconcile_fully(scratch, blog, "posts")
@@ -194,16 +201,19 @@ def test_can_i_list_shows_no_wildcards_and_no_more_secret_access_than_needed(scr
     granted = verbs_by_resource(rules_review(scratch, SA, SYSTEM, namespace))
     for key, verbs in granted.items():
         assert "*" not in key and "*" not in verbs, (key, verbs)
-    assert granted["secrets"] == {"get", "list", "watch", "create"}
+    assert granted["secrets"] == {"get", "create"}  # its own, by name (the failover guard): no list or watch
     assert granted["pods/resize"] == {"patch"}
     assert granted["pods"] == {"get", "list", "watch", "patch", "delete"}  # the failover guard's
     assert not {"pods/exec", "pods/log", "pods/attach", "pods/portforward"} & set(granted)
     assert not any({"update", "deletecollection", "escalate", "bind", "impersonate"} & v for v in granted.values())
     assert can_i(scratch, SA, SYSTEM, "patch", "pods", "--subresource=resize", "-n", namespace)
-    for forbidden in (("delete", "secrets"), ("patch", "secrets"), ("update", "secrets"), ("create", "pods"),
+    for forbidden in (("delete", "secrets"), ("patch", "secrets"), ("update", "secrets"), ("list", "secrets"),
+                      ("watch", "secrets"), ("create", "pods"),
                       ("delete", "statefulsets"), ("delete", "persistentvolumeclaims"), ("delete", "scaledapps"),
                       ("create", "clusterroles"), ("get", "nodes")):
         assert not can_i(scratch, SA, SYSTEM, *forbidden, "-n", namespace), forbidden
+    for verb in ("list", "watch"):
+        assert not can_i(scratch, SA, SYSTEM, verb, "secrets", "--all-namespaces"), verb
 
     # Namespaced install: all of it inside the watched namespace, nothing outside (no ClusterRole at all).
     assert can_i(scratch, SCOPED_SA, SCOPED_SYSTEM, "create", "secrets", "-n", SCOPED_NS)
@@ -286,3 +296,29 @@ def test_bundled_prometheus_gives_pod_series_the_labels_the_operator_selects_on(
         wait_for(lambda: prom.query(f"count(up{selector})"), 30, f"up{selector}")
         active = prom.api("targets", {"state": "active"})["activeTargets"]
         assert not [t for t in active if t["labels"].get("pod") == "quiet"], "unannotated pods are not scraped"
+
+
+def test_deleting_a_namespace_served_by_a_namespaced_install_completes(scratch: Cluster, tmp_path: Path) -> None:
+    """The Role lives in the namespace it grants: deleting the namespace deletes the operator's rights along with
+    the ScaledApps. A finalizer would then be left for ever (nobody may remove it) and the namespace stuck in
+    Terminating; the operator puts none on (no kopf daemons or timers: runner.py)."""
+    doomed, system, release = "doomed", "doomed-system", "doomed"
+    new_namespace(scratch, doomed)
+    install(scratch.kubeconfig, release, system, {"watchNamespaces": [doomed], "admissionPolicy.enabled": False},
+            skip_crds=True)
+    kubeconfig = sa_kubeconfig(scratch, system, f"{release}-scaledapp-operator", tmp_path / "doomed.kubeconfig")
+    op = OperatorProcess(str(kubeconfig), tmp_path, scope=["--namespace", doomed], name="operator-doomed")
+    op.start()
+    try:
+        apply_example(scratch, doomed, "gone")
+        wait_for(lambda: every_child("gone") <= children(scratch, doomed), 120, "every child of gone")
+        eventually(lambda: _no_finalizers(scratch, doomed, "gone"), 30, "the ScaledApp without finalizers")
+        scratch.kubectl("delete", "namespace", doomed, "--wait=false")
+        wait_for(lambda: scratch.kubectl_run("get", "namespace", doomed).returncode != 0, 120,
+                 f"namespace {doomed} deleted (not stuck Terminating)", interval=1)
+    finally:
+        op.stop()  # its 403s once the Role is gone are expected: the namespace going away is the test
+
+
+def _no_finalizers(cluster: Cluster, namespace: str, name: str) -> None:
+    assert not cluster.get_json(f"scaledapp/{name}", "-n", namespace)["metadata"].get("finalizers")

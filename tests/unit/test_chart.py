@@ -57,7 +57,7 @@ def test_helm_lint_strict_is_clean(values: dict[str, Any]) -> None:
     assert "[WARNING]" not in proc.stdout and "[ERROR]" not in proc.stdout, proc.stdout
 
 
-@pytest.mark.parametrize("values", [{"logFormat": "xml"}, {"replicas": 2}, {"prometheus.retention": "forever"},
+@pytest.mark.parametrize("values", [{"logFormat": "xml"}, {"replicas": 0}, {"prometheus.retention": "forever"},
                                     {"watchNamespaces": ["Not_A_Namespace"]}], ids=str)
 def test_the_values_schema_rejects_mistakes(values: dict[str, Any]) -> None:
     proc = helm_run("template", "x", str(CHART), *set_args(values))
@@ -78,24 +78,49 @@ def test_the_chart_crd_is_the_generated_one() -> None:
         (ROOT / "crds" / "scaledapps.scaledapp.dev.yaml").read_text()
 
 
-def test_the_operator_runs_once_with_recreate_liveness_and_json_logs() -> None:
+def test_the_operator_runs_two_replicas_under_leader_election_with_liveness_and_json_logs() -> None:
     deploy = operator_deployment(render())
     spec = deploy["spec"]
-    assert spec["replicas"] == 1
-    assert spec["strategy"] == {"type": "Recreate"}
+    assert spec["replicas"] == 2
+    # A rolling update is safe: the new pod waits as a standby until the old leader releases the Lease.
+    assert spec["strategy"] == {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}}
     container = spec["template"]["spec"]["containers"][0]
     assert container["command"] == ["python", "-m", "scaledapp"]
     assert container["args"] == ["--all-namespaces", "--log-format=json", "--liveness=http://0.0.0.0:8080/healthz",
-                                 "--metrics-port=8081"]
+                                 "--metrics-port=8081",
+                                 "--prometheus-allow=*.svc", "--prometheus-allow=*.svc.cluster.local",
+                                 "--leader-elect", "--lease-name=scaledapp-scaledapp-operator",
+                                 "--lease-duration=10", "--renew-deadline=7", "--retry-period=2"]
+    env = {e["name"]: e.get("valueFrom", {}).get("fieldRef", {}).get("fieldPath") for e in container["env"]}
+    assert env["POD_NAME"] == "metadata.name" and env["POD_NAMESPACE"] == "metadata.namespace"
     assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
     assert container["resources"]["limits"] and container["resources"]["requests"]
     assert container["image"] == "ghcr.io/scaledapp/operator:0.1.0"
 
 
+def test_without_leader_election_the_operator_runs_once_with_recreate() -> None:
+    spec = operator_deployment(render({"leaderElection.enabled": False, "replicas": 1}))["spec"]
+    assert spec["replicas"] == 1 and spec["strategy"] == {"type": "Recreate"}
+    assert "--leader-elect" not in spec["template"]["spec"]["containers"][0]["args"]
+    proc = helm_run("template", "x", str(CHART), *set_args({"leaderElection.enabled": False}))
+    assert proc.returncode != 0 and "needs leaderElection" in proc.stderr, proc.stderr
+
+
+def test_the_leader_lease_is_the_only_named_grant() -> None:
+    objects = render({"watchNamespaces": ["shop"]})
+    role = the(objects, "Role", "-leader")
+    assert role["metadata"]["namespace"] == "scaledapp-system"
+    assert role["rules"] == [
+        {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["create"]},
+        {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"],
+         "resourceNames": ["scaledapp-scaledapp-operator"], "verbs": ["get", "update"]}]
+
+
 def test_namespaced_mode_uses_roles_only() -> None:
     objects = render({"watchNamespaces": ["shop", "blog"]})
     assert not by_kind(objects, "ClusterRole") and not by_kind(objects, "ClusterRoleBinding")
-    assert sorted(r["metadata"]["namespace"] for r in by_kind(objects, "Role")) == ["blog", "shop"]
+    assert sorted(r["metadata"]["namespace"] for r in by_kind(objects, "Role")
+                  if not r["metadata"]["name"].endswith("-leader")) == ["blog", "shop"]
     for binding in by_kind(objects, "RoleBinding"):
         assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "scaledapp-scaledapp-operator",
                                         "namespace": "scaledapp-system"}]
@@ -109,6 +134,7 @@ def test_rbac_is_least_privilege(variant: str) -> None:
     granted = rules(objects)
     assert granted
     verbs_of: dict[str, set[str]] = {}
+    granted = [r for r in granted if r["resources"] != ["leases"]]  # the leader Lease: its own test above
     for rule in granted:
         assert "*" not in rule["verbs"] and "*" not in rule["resources"] and "*" not in rule["apiGroups"], rule
         assert "resourceNames" not in rule and "nonResourceURLs" not in rule, rule
@@ -121,7 +147,7 @@ def test_rbac_is_least_privilege(variant: str) -> None:
     # guard fences a lost primary); never data (no PVCs, StatefulSets, Secrets).
     assert {k for k, v in verbs_of.items() if "delete" in v} == {
         "deployments.apps", "services", "configmaps", "networkpolicies.networking.k8s.io", "pods"}
-    assert verbs_of["secrets"] == {"get", "list", "watch", "create"}
+    assert verbs_of["secrets"] == {"get", "create"}  # its own, by name; never list or watch a Secret
     assert verbs_of["pods/resize"] == {"patch"}
     assert verbs_of["pods"] == {"get", "list", "watch", "patch", "delete"}  # labels and fencing, no exec/create
     assert not {"pods/exec", "pods/log", "pods/attach", "pods/portforward"} & set(verbs_of)
@@ -200,3 +226,14 @@ def test_the_admission_policy_checks_the_pause_annotation_where_the_operator_wat
     disabled = render({"admissionPolicy.enabled": False})
     assert not by_kind(disabled, "ValidatingAdmissionPolicy")
     assert not by_kind(disabled, "ValidatingAdmissionPolicyBinding")
+
+
+def test_the_prometheus_url_policy_reaches_the_operator() -> None:
+    def args(values: dict[str, Any]) -> list[str]:
+        container = operator_deployment(render(values))["spec"]["template"]["spec"]["containers"][0]
+        return [a for a in container["args"] if a.startswith("--prometheus-allow=")]
+
+    assert args({}) == ["--prometheus-allow=*.svc", "--prometheus-allow=*.svc.cluster.local"]
+    assert args({"prometheus.externalUrl": "https://prom.example.com:9443"})[-1] == \
+        "--prometheus-allow=https://prom.example.com:9443"
+    assert args({"prometheus.allowedUrls": ["*"]}) == ["--prometheus-allow=*"]

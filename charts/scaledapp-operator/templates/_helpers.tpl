@@ -81,3 +81,8 @@ capabilities:
 seccompProfile:
   type: RuntimeDefault
 {{- end -}}
+
+{{/* The leader-election Lease's name (one per release). */}}
+{{- define "scaledapp.leaseName" -}}
+{{- default (include "scaledapp.fullname" .) .Values.leaderElection.leaseName -}}
+{{- end -}}

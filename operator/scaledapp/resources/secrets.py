@@ -28,6 +28,7 @@ SUPERUSER_KEY = "superuser-password"
 APP_KEY = "app-password"
 REPLICATION_KEY = "replication-password"
 EXPORTER_KEY = "exporter-password"
+KEYS = (SUPERUSER_KEY, APP_KEY, REPLICATION_KEY, EXPORTER_KEY)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,225 @@
+"""The per-ScaledApp loops, run by the operator itself instead of kopf daemons and timers.
+
+kopf puts a finalizer on every object that has a daemon or a timer, and removes it only when the daemon has
+stopped. In a namespaced install the operator's Role lives in the namespace it serves: when that namespace is
+deleted the Role can go before the ScaledApps, the operator can no longer remove its finalizer, and the
+namespace hangs in Terminating. Nothing here needs a finalizer (every child goes with its owner through
+ownerReferences), so the ticks run as plain asyncio tasks, one per ScaledApp, started and stopped from the
+ScaledApp watch (kopf.on.event, which adds no finalizer).
+
+Each loop also retries: a tick that fails (API timeouts, 429, 5xx, conflicts) is tried again with exponential
+backoff, and every `resync_seconds` the loop re-checks the ScaledApp's children against what the watches have
+seen (no API call when nothing is missing) and, when a repair gave up earlier, reconciles it fully.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable, Coroutine, Iterator, Mapping
+from typing import Any
+
+Manifest = dict[str, Any]
+Logger = logging.Logger | logging.LoggerAdapter[Any]
+Tick = Callable[[Manifest, Logger], Awaitable[float]]
+Resync = Callable[[Manifest, Logger, bool], Awaitable[None]]
+
+RETRYABLE = {0, 408, 409, 429, 500, 502, 503, 504}  # 0: no answer at all (timeout, connection refused)
+
+
+def retryable(status: int | None) -> bool:
+    return status is None or status in RETRYABLE
+
+
+def backoff(attempt: int, base: float = 1.0, cap: float = 60.0) -> float:
+    """Exponential with full jitter: attempt 0 -> up to 1 s, 1 -> 2 s, ... capped."""
+    return float(random.uniform(base / 2, min(cap, base * 2 ** attempt)))
+
+
+class Runner:
+    """One task per ScaledApp uid: scaler ticks, retries with backoff, periodic resync."""
+
+    def __init__(self, tick: Tick, resync: Resync, *, resync_seconds: float = 300.0,
+                 initial_delay: tuple[float, float] = (1.0, 5.0)) -> None:
+        self._tick = tick
+        self._resync = resync
+        self.resync_seconds = resync_seconds
+        self.initial_delay = initial_delay
+        self._bodies: dict[str, Manifest] = {}
+        self._loggers: dict[str, Logger] = {}
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._dirty: set[str] = set()
+        self._wake: dict[str, asyncio.Event] = {}
+
+    def __len__(self) -> int:
+        return len(self._tasks)
+
+    def seen(self, body: Manifest, logger: Logger) -> None:
+        """A watch event: keep the newest body; start the loop if it is not running."""
+        meta = body["metadata"]
+        uid = meta["uid"]
+        if meta.get("deletionTimestamp"):
+            self.gone(uid)
+            return
+        self._bodies[uid] = body
+        self._loggers[uid] = logger
+        task = self._tasks.get(uid)
+        if task is None or task.done():
+            self._wake[uid] = asyncio.Event()
+            self._tasks[uid] = asyncio.create_task(self._loop(uid), name=f"scaledapp-{meta.get('namespace')}-"
+                                                                      f"{meta.get('name')}")
+
+    def gone(self, uid: str) -> None:
+        self._bodies.pop(uid, None)
+        self._loggers.pop(uid, None)
+        self._dirty.discard(uid)
+        self._wake.pop(uid, None)
+        task = self._tasks.pop(uid, None)
+        if task is not None:
+            task.cancel()
+
+    def mark_dirty(self, uid: str) -> None:
+        """A repair gave up: reconcile this ScaledApp fully at its loop's next turn (soon)."""
+        self._dirty.add(uid)
+        wake = self._wake.get(uid)
+        if wake is not None:
+            wake.set()
+
+    async def stop(self) -> None:
+        tasks = list(self._tasks.values())
+        for uid in list(self._tasks):
+            self.gone(uid)
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+
+    async def _sleep(self, uid: str, seconds: float) -> None:
+        wake = self._wake.get(uid)
+        if wake is None:
+            await asyncio.sleep(seconds)
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(wake.wait(), timeout=seconds)
+        wake.clear()
+
+    async def _loop(self, uid: str) -> None:
+        await asyncio.sleep(random.uniform(*self.initial_delay))  # spread many ScaledApps' ticks apart
+        failures = 0
+        next_resync = time.monotonic() + self.resync_seconds * random.uniform(0.5, 1.0)
+        while uid in self._bodies:
+            body, logger = self._bodies[uid], self._loggers[uid]
+            try:
+                dirty = uid in self._dirty
+                if dirty or time.monotonic() >= next_resync:
+                    self._dirty.discard(uid)
+                    await self._resync(body, logger, dirty)
+                    next_resync = time.monotonic() + self.resync_seconds
+                interval = await self._tick(self._bodies.get(uid, body), logger)
+                failures = 0
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                status = getattr(exc, "status", None)
+                if not retryable(status):
+                    self._dirty.add(uid)  # e.g. 403 until RBAC is fixed: try the full path again, slowly
+                interval = backoff(failures, cap=60.0)
+                failures += 1
+                logger.warning("tick failed (%s); retrying in %.1f s (attempt %d)", exc, interval, failures)
+            await self._sleep(uid, interval)
+
+
+class Stopped:
+    """What kopf.DaemonStopped offers a loop (`while not stopped: ...; await stopped.wait(seconds)`), for the
+    long-running per-object coroutines the operator runs itself (`Daemons`)."""
+
+    def __init__(self) -> None:
+        self._event = asyncio.Event()
+
+    def __bool__(self) -> bool:
+        return self._event.is_set()
+
+    def set(self) -> None:
+        self._event.set()
+
+    async def wait(self, seconds: float | None = None) -> bool:
+        """Sleep until stopped or `seconds` passed; True when stopped."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._event.wait(), timeout=seconds)
+        return self._event.is_set()
+
+
+class LiveBody(Mapping[str, Any]):
+    """The newest body of one object as the watch delivers it (like the body kopf gives a daemon)."""
+
+    def __init__(self, store: dict[str, Manifest], uid: str) -> None:
+        self._store = store
+        self._uid = uid
+
+    def _current(self) -> Manifest:
+        return self._store.get(self._uid) or {}
+
+    def __getitem__(self, key: str) -> Any:
+        return self._current()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._current())
+
+    def __len__(self) -> int:
+        return len(self._current())
+
+
+Daemon = Callable[[LiveBody, Stopped], Coroutine[Any, Any, None]]
+
+
+class Daemons:
+    """kopf daemons without kopf's finalizer: one long-running coroutine per object uid, started by the first
+    watch event, fed the newest body, stopped (cooperatively, then cancelled after `grace`) when the object
+    is deleted. Use from a kopf.on.event handler:
+
+        if event["type"] == "DELETED": await memo.guards.stop(uid)
+        else: memo.guards.ensure(dict(body), lambda live, stopped: run_guard(..., live, ..., stopped))
+    """
+
+    def __init__(self, grace: float = 10.0) -> None:
+        self.grace = grace
+        self._bodies: dict[str, Manifest] = {}
+        self._stopped: dict[str, Stopped] = {}
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+
+    def __len__(self) -> int:
+        return len(self._tasks)
+
+    def ensure(self, body: Manifest, start: Daemon) -> None:
+        meta = body["metadata"]
+        uid = meta["uid"]
+        if meta.get("deletionTimestamp"):
+            self._begin_stop(uid)
+            return
+        self._bodies[uid] = body
+        task = self._tasks.get(uid)
+        if task is None or task.done():
+            stopped = self._stopped[uid] = Stopped()
+            self._tasks[uid] = asyncio.create_task(start(LiveBody(self._bodies, uid), stopped))
+
+    def _begin_stop(self, uid: str) -> asyncio.Task[None] | None:
+        stopped = self._stopped.pop(uid, None)
+        if stopped is not None:
+            stopped.set()
+        self._bodies.pop(uid, None)
+        return self._tasks.pop(uid, None)
+
+    async def stop(self, uid: str) -> None:
+        task = self._begin_stop(uid)
+        if task is None:
+            return
+        done, _ = await asyncio.wait({task}, timeout=self.grace)
+        if not done:
+            task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task
+
+    async def stop_all(self) -> None:
+        await asyncio.gather(*(self.stop(uid) for uid in list(self._tasks)))

@@ -1,0 +1,99 @@
+"""The per-ScaledApp loops (runner.Runner): ticks, retries with backoff, resync, start/stop from watch events."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from scaledapp import runner
+from scaledapp.kube import KubeError
+
+LOG = logging.getLogger("test")
+
+
+def body(uid: str = "u1", **meta: Any) -> dict[str, Any]:
+    return {"metadata": {"uid": uid, "name": "shop", "namespace": "ns", **meta}}
+
+
+def test_retryable_statuses() -> None:
+    assert all(runner.retryable(s) for s in (None, 0, 408, 409, 429, 500, 503, 504))
+    assert not any(runner.retryable(s) for s in (400, 403, 404, 422))
+
+
+def test_backoff_grows_and_is_capped() -> None:
+    assert all(0.5 <= runner.backoff(0) <= 1.0 for _ in range(50))
+    assert all(runner.backoff(20, cap=30) <= 30 for _ in range(50))
+    assert max(runner.backoff(4) for _ in range(200)) > 4
+
+
+def test_a_failing_tick_is_retried_with_backoff_then_ticks_resume() -> None:
+    calls: list[str] = []
+
+    async def tick(_: dict[str, Any], __: Any) -> float:
+        calls.append("tick")
+        if len(calls) <= 2:
+            raise KubeError("apply status", 503, "brownout")
+        return 0.01
+
+    async def resync(_: dict[str, Any], __: Any, full: bool) -> None:
+        calls.append("full" if full else "resync")
+
+    async def scenario() -> None:
+        loops = runner.Runner(tick, resync, resync_seconds=3600, initial_delay=(0, 0))
+        loops.seen(body(), LOG)
+        loops.seen(body(), LOG)  # a second event does not start a second loop
+        assert len(loops) == 1
+        await asyncio.sleep(3.5)  # two failures: backoff up to 1 s, then up to 2 s
+        await loops.stop()
+
+    asyncio.run(scenario())
+    assert calls[:3] == ["tick", "tick", "tick"] and calls.count("tick") > 3
+    assert "full" not in calls  # 503 is retried as it is; only non-retryable failures ask for a full resync
+
+
+def test_mark_dirty_wakes_the_loop_for_a_full_resync_and_gone_stops_it() -> None:
+    calls: list[str] = []
+
+    async def tick(_: dict[str, Any], __: Any) -> float:
+        calls.append("tick")
+        return 3600
+
+    async def resync(_: dict[str, Any], __: Any, full: bool) -> None:
+        calls.append("full" if full else "resync")
+
+    async def scenario() -> None:
+        loops = runner.Runner(tick, resync, resync_seconds=3600, initial_delay=(0, 0))
+        loops.seen(body(), LOG)
+        await asyncio.sleep(0.05)
+        loops.mark_dirty("u1")
+        await asyncio.sleep(0.05)
+        assert calls == ["tick", "full", "tick"]
+        loops.seen(body(deletionTimestamp="2026-01-01T00:00:00Z"), LOG)
+        assert len(loops) == 0
+        await loops.stop()
+
+    asyncio.run(scenario())
+
+
+def test_daemons_run_one_coroutine_per_object_with_the_newest_body_and_stop_it() -> None:
+    seen: list[Any] = []
+
+    async def guard(live: runner.LiveBody, stopped: runner.Stopped) -> None:
+        while not stopped:
+            seen.append(live.get("spec", {}).get("n"))
+            await stopped.wait(0.01)
+        seen.append("stopped")
+
+    async def scenario() -> None:
+        daemons = runner.Daemons(grace=1)
+        daemons.ensure({**body(), "spec": {"n": 1}}, guard)
+        await asyncio.sleep(0.05)
+        daemons.ensure({**body(), "spec": {"n": 2}}, guard)  # same uid: the running one sees the new body
+        assert len(daemons) == 1
+        await asyncio.sleep(0.05)
+        await daemons.stop("u1")
+        assert len(daemons) == 0
+
+    asyncio.run(scenario())
+    assert seen[0] == 1 and 2 in seen and seen[-1] == "stopped"
