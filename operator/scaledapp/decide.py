@@ -39,7 +39,7 @@ from typing import Any
 from scaledapp import api, verification, windows
 from scaledapp.clock import format_time, seconds_since
 from scaledapp.conditions import conditions_for
-from scaledapp.plan import Plan, Tick
+from scaledapp.plan import ConditionParts, Plan, Tick
 from scaledapp.reasons import Reason
 from scaledapp.sizes import Blocked, Sizes, Step, TierName
 from scaledapp.tiers import TierPressure, enabled_tiers, judge, tier
@@ -148,7 +148,7 @@ def _outcome(tick: Tick, plan: Plan) -> Decision:
         action = _action(tick, plan, plan.step, auto)
         step = plan.step if auto else None
         # Recommend mode starts the cooldown too, so a standing recommendation is not re-issued every tick.
-        state = state.model_copy(update={"last_action_time": format_time(tick.now)})
+        state = state.model_copy(update={"last_action_time": format_time(tick.now), "rolled_out_since": None})
         if auto and plan.narrow_ratio is not None:
             # The narrowed tier's peaks now stand for its smaller size, so the next narrow step builds on them.
             state = windows.rescale_peaks(state, plan.step.tier, plan.narrow_ratio)
@@ -210,15 +210,24 @@ def _plan(tick: Tick) -> Plan:
     if tick.snapshot is None:
         return _unknown(tick, {})
     judgement = judge(tick.snapshot, tick.spec, tick.bounded)
-    judged, served = judgement.judged, judgement.served
-    if judgement.missing:
-        return _unknown(tick, judged)
+    served, blind = judgement.served, judgement.blind
+    if not judgement.judged or len(blind) == len(judgement.judged):
+        return _unknown(tick, judgement.judged)
+    # Fast onset, slow retreat. Widening goes by each tier's most recent evidence, the onset window where
+    # it is known: it sees a sharp rise a scrape or two before the 1m window, and a backlog draining after a
+    # step while the 1m window still holds it. A tier is hot when that pressure is above 1 + hysteresis
+    # and its 1m pressure is at least at target (one noisy 30 s window alone is not a rise). Calm (and so
+    # narrowing) needs both windows calm, and the calm peaks are the higher of the two.
+    judged = {name: judgement.onset.get(name) or j for name, j in judgement.judged.items()}
     known: dict[TierName, float] = {name: j.pressure for name, j in judged.items() if j.pressure is not None}
+    slow = {name: _pressure(judgement.judged[name], p) for name, p in known.items()}
+    peaks = {name: max(p, slow[name]) for name, p in known.items()}
     up, down = 1 + tick.scaling.hysteresis, 1 - tick.scaling.hysteresis
-    hot = rank_hot({name: p for name, p in known.items() if p > up})
-    all_calm = all(p < down for p in known.values())
+    hot = rank_hot({name: p for name, p in known.items() if p > up and slow[name] >= 1})
+    # Narrowing needs every tier calm and none blind: a tier whose signals are unknown may be busy.
+    all_calm = not blind and all(p < down for p in peaks.values())
     # Track windows: hot since, calm since, calm peaks, back-offs.
-    state = windows.track(tick, known, hot, all_calm)
+    state = windows.track(tick, peaks, hot, all_calm, blind)
     # Verify the last step, unless the cooldown after it still runs.
     verdict = verification.verify(tick, known, served, windows.cooldown(tick))
     state.ineffective_until.update(verdict.backoff)
@@ -227,7 +236,7 @@ def _plan(tick: Tick) -> Plan:
         judged=judged,
         state=state,
         last_action=verdict.last_action,
-        metrics=("True", Reason.SIGNALS_KNOWN, f"{len(judged)} tiers observed"),
+        metrics=_metrics(judged, blind),
         verified=verdict.verified,
         throughputs=served,
     )
@@ -235,6 +244,25 @@ def _plan(tick: Tick) -> Plan:
     if hot:
         return _widen_plan(tick, plan, hot, verdict)
     return _narrow_plan(tick, plan, all_calm, verdict.cooldown)
+
+
+def _pressure(judged: TierPressure, default: float) -> float:
+    return default if judged.pressure is None else judged.pressure
+
+
+def _metrics(judged: dict[TierName, TierPressure], blind: list[TierName]) -> ConditionParts:
+    """MetricsAvailable: True when every tier's signals are known; otherwise False, naming the blind tiers
+    and their unknown signals (the others are still judged, and may still widen)."""
+    if not blind:
+        return ("True", Reason.SIGNALS_KNOWN, f"{len(judged)} tiers observed")
+    unknown = ", ".join(f"{name}.{signal}" for name in blind for signal in judged[name].missing)
+    seen = ", ".join(name for name in judged if name not in blind)
+    return (
+        "False",
+        Reason.SIGNALS_MISSING,
+        f"blind: {', '.join(blind)} (unknown, never taken as zero: {unknown}); judged: {seen}; "
+        "nothing narrows until every tier is seen",
+    )
 
 
 def _unknown(tick: Tick, judged: dict[TierName, TierPressure]) -> Plan:
@@ -323,14 +351,14 @@ def _narrow_plan(tick: Tick, plan: Plan, all_calm: bool, cooldown: windows.Coold
         return replace(plan, reason=Reason.COOLDOWN, message=f"all tiers calm; {cooldown.note}")
     down = 1 - tick.scaling.hysteresis
     for t in reversed(enabled_tiers(tick.spec)):
-        step = t.narrow(tick.spec, tick.bounded)
         # The peak over the calm period, not this tick's (possibly low) reading: a narrow step made on a
         # quiet sample would be undone by the next busy one (the HPA's scale-down window does the same).
+        # The step goes as far as that peak allows (tier.narrow_for), so a tier widened for a spike comes
+        # back in one step, not one replica per cooldown.
         peak = windows.peak_of(plan.state, t.name)
-        if step is None or peak is None:
-            continue
-        predicted = t.predicted_pressure(peak, step)
-        if predicted < down:
+        step = None if peak is None else t.narrow_for(tick.spec, tick.bounded, peak, down)
+        if step is not None and peak is not None:
+            predicted = t.predicted_pressure(peak, step)
             return replace(
                 plan,
                 step=step,

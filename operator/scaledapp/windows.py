@@ -3,6 +3,7 @@ long all have been calm, the calm-period pressure peaks, the back-offs, and the 
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -22,19 +23,33 @@ class Cooldown:
     since_action: float | None
 
 
-def track(tick: Tick, known: dict[TierName, float], hot: list[TierName], all_calm: bool) -> api.ScalerState:
-    """The windows after this tick's pressures: hot since, calm since, calm peaks, live back-offs."""
+def track(
+    tick: Tick, known: dict[TierName, float], hot: list[TierName], all_calm: bool, blind: Collection[TierName] = ()
+) -> api.ScalerState:
+    """The windows after this tick's pressures: hot since, calm since, calm peaks, live back-offs. A blind
+    tier (its signals unknown) keeps its hot window: unknown is neither hot nor calm."""
     state, now, now_text = tick.state, tick.now, format_time(tick.now)
     still_blocked = {
         name: until for name, until in state.ineffective_until.items() if (seconds_since(until, now) or 0) < 0
     }
+    kept = {name: since for name, since in state.hot_since.items() if name in blind}
     return api.ScalerState(
         last_action_time=state.last_action_time,
-        hot_since={name: state.hot_since.get(name) or now_text for name in hot},
+        hot_since={**kept, **{name: state.hot_since.get(name) or now_text for name in hot}},
         calm_since=(state.calm_since or now_text) if all_calm else None,
         **track_calm_peaks(state, known, all_calm, now, tick.scaling.stabilization.scale_down_seconds),
         ineffective_until=still_blocked,
+        rolled_out_since=rolled_out_since(tick),
     )
+
+
+def rolled_out_since(tick: Tick) -> str | None:
+    """When the pending widening step was first seen rolled out (None while it rolls out, or none is
+    pending): the scrapes before that saw the tier without the step's pods."""
+    last = tick.last_action
+    if last is None or last.verdict != "pending" or last.kind != "widen" or last.tier in tick.settling:
+        return None
+    return tick.state.rolled_out_since or format_time(tick.now)
 
 
 def forget_calm(state: api.ScalerState, now: datetime) -> api.ScalerState:
