@@ -4,26 +4,35 @@ One call per tick. Deterministic and cheap (no I/O, no clock: `now` is an argume
 simulated twin and the benchmark all call the same function.
 
 The rules, in order:
-1. Mode Off: nothing is evaluated. Unknown data (None/NaN) in any needed signal: hold; missing data
-   is never zero.
-2. Verify-after-act: once the cooldown after a widening step is over, compare that tier's pressure
+1. Mode Off: nothing is evaluated. Prometheus unreachable, or every tier's signals unknown: hold;
+   missing data is never zero. A tier with a needed signal unknown is blind: the others are still
+   judged and the bottleneck among them may widen, but nothing narrows until every tier is seen
+   (MetricsAvailable=False names the blind tiers).
+2. Two windows: each signal over 1m and over the 30 s onset window (two scrapes at 15 s). Fast onset,
+   slow retreat: a tier's pressure for widening is its onset-window pressure (the 1m one where that
+   is unknown), and it is hot when that is above 1 + hysteresis while its 1m pressure is at least at
+   target; it is calm only when both windows are below 1 - hysteresis.
+3. Verify-after-act: once the cooldown after a widening step is over, compare that tier's pressure
    now with its pressure when the step was decided, and its throughput (a saturated tier's pressure
    can stay pinned after a step that helped). If neither improved within one more rate window
    (a backlog built up before the step takes that long to leave the signals), the step was
    ineffective: the tier is not widened again until the back-off expires; the next candidate is
    considered instead. Until the verdict, no other step is taken. One exception: a rolled-out step
    whose tier serves clearly more while its pressure has not fallen (still saturated, see
-   verification.EARLY_EFFECTIVE_RISE) is judged effective at once, and that tier, if still the bottleneck, may take
-   its next step within the cooldown.
-3. The bottleneck is the tier with the highest pressure above 1 + hysteresis; pressures within
+   verification.EARLY_EFFECTIVE_RISE) is judged effective at once, on evidence from after the
+   rollout, and that tier, if still the bottleneck, may take its next step within the cooldown.
+4. The bottleneck is the tier with the highest pressure among the hot ones; pressures within
    TIE_TOLERANCE of each other tie, and ties go to the cheaper rung (api.LADDER).
-4. The bottleneck is widened by one step once it has been hot for the scale-up window and no
-   cooldown runs. If it cannot be widened (at its max, a hard ceiling, or a guard such as replica
-   lag) the scaler holds and says so: it never widens a different tier instead.
-5. When every tier is calm (below 1 - hysteresis) for the scale-down window, one tier is narrowed by
-   one step, in reverse ladder order, and only if its predicted pressure afterwards stays calm (so a
-   narrow step can never invite the next widening step: no oscillation).
-6. Recommend mode decides the same but applies nothing (applied=False); a pause freezes everything.
+5. The bottleneck is widened by one step, sized from its pressure, once it has been hot for the
+   scale-up window and no cooldown runs: replicas become ceil(replicas x pressure) (the HPA's ratio
+   rule), at most doubling and at most spec.scaling.steps.maxReplicas more; a vertical step multiplies
+   by the pressure, up to the spec's factor. If it cannot be widened (at its max, a hard ceiling, or
+   a guard such as replica lag) the scaler holds and says so: it never widens a different tier instead.
+6. When every tier is calm (both windows) for the scale-down window, one tier is narrowed, in reverse
+   ladder order, as far as its peak pressure over that window allows: the fewest replicas at which
+   that peak stays calm (at most maxReplicas fewer per step), so a narrow step can never invite the
+   next widening step: no oscillation.
+7. Recommend mode decides the same but applies nothing (applied=False); a pause freezes everything.
 
 The tick, as phases (docs/architecture.md): judge (each tier's pressure) -> track windows (windows.py)
 -> verify the last step (verification.py) -> plan (widen the bottleneck or narrow when all are calm)
