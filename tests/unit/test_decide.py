@@ -27,9 +27,9 @@ CALM: dict[api.Tier, dict[str, float | None]] = {
     "cache": {"cpu_cores": 0.2, "memory_utilization": 0.5, "evictions_per_second": 0.0,
               "lookups_per_second": 100.0, "hit_ratio": 0.95},
     "db-read": {"reads_per_second": 40.0, "read_seconds": 0.01, "pool_wait_seconds": 0.001,
-                "replica_saturation": 0.1, "lag_seconds": 0.2},
+                "replica_saturation": 0.1, "lag_seconds": 0.2, "app_cpu_utilization": 0.35},
     "db-write": {"writes_per_second": 5.0, "write_seconds": 0.02, "lock_waits": 0.0,
-                 "connection_utilization": 0.2},
+                 "connection_utilization": 0.2, "app_cpu_utilization": 0.35},
     "workers": {"queue_depth": 2.0, "oldest_age_seconds": 1.0},
 }  # fmt: skip
 

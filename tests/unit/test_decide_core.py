@@ -26,7 +26,7 @@ def both(slow: Overrides | None = None, fast: Overrides | None = None, now: date
     onset = {tier: {**values, **(fast or {}).get(tier, {})} for tier, values in signals.items()}
     for window in (signals, onset):  # the database tiers query the app's CPU too (over the same window)
         for tier in ("db-read", "db-write"):
-            window[tier].setdefault("app_cpu_utilization", window["app"]["cpu_utilization"])  # type: ignore[index]
+            window[tier]["app_cpu_utilization"] = window["app"]["cpu_utilization"]  # type: ignore[index]
     return Snapshot(time=now, signals=signals, onset=onset)
 
 

@@ -97,6 +97,9 @@ class DbReadTier(HorizontalTier):
         # The app's CPU over the onset window too: p95 timings react within seconds of the app running out
         # of CPU, while its 1m CPU rate still lags behind (it would let those timings blame the replicas).
         app_cpu = highest_known(signals.get(APP_CPU_UTILIZATION), signals.get(onset_name(APP_CPU_UTILIZATION)))
+        if not missing and reads > 0 and app_cpu is None:
+            # Without the app's CPU its timings cannot be told from its own starvation: unknown, not trusted.
+            missing.append(APP_CPU_UTILIZATION)
         if not missing and reads > 0 and cpu_bound(app_cpu, spec):
             assert app_cpu is not None
             # Not evidence against the replicas (see the module doc); shown, with no pressure, to say why.

@@ -128,7 +128,10 @@ class DbWriteTier(TierModel):
             components.append(higher_is_worse(CONNECTION_UTILIZATION, connections, targets.db_connection_utilization))
             # The latency quantile is NaN without writes, and the app's own clock when it is CPU-bound.
             app_cpu = highest_known(signals.get(APP_CPU_UTILIZATION), signals.get(onset_name(APP_CPU_UTILIZATION)))
-            if writes > 0 and not cpu_bound(app_cpu, spec):
+            if writes > 0 and app_cpu is None:
+                # Without the app's CPU its timings cannot be told from its own starvation: unknown.
+                missing.append(APP_CPU_UTILIZATION)
+            elif writes > 0 and not cpu_bound(app_cpu, spec):
                 (latency,) = need(signals, [WRITE_SECONDS], missing)
                 components.append(higher_is_worse(WRITE_SECONDS, latency, targets.write_latency_seconds))
         if missing:
