@@ -526,6 +526,9 @@ class Evidence(Model):
     signal: str = Field("", description="The signal that set the pressure.")
     value: float | None = Field(None, description="Its measured value.")
     target: float | None = Field(None, description="Its target.")
+    window: str = Field(
+        "", description="The rate window the value is over: 1m, or the 30s onset window when that set it."
+    )
 
 
 class Action(Model):

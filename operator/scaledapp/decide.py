@@ -51,7 +51,7 @@ from scaledapp.conditions import conditions_for
 from scaledapp.plan import ConditionParts, Plan, Tick
 from scaledapp.reasons import Reason
 from scaledapp.sizes import Blocked, Sizes, Step, TierName
-from scaledapp.tiers import TierPressure, enabled_tiers, judge, tier
+from scaledapp.tiers import RATE_WINDOW, TierPressure, enabled_tiers, judge, tier
 
 __all__ = ["HISTORY_LIMIT", "TIE_TOLERANCE", "Decision", "Tick", "decide", "rank_hot", "record", "status_fields"]
 
@@ -327,7 +327,7 @@ def _widen_plan(tick: Tick, plan: Plan, hot: list[TierName], verdict: verificati
     evidence = judged.evidence()
     why = (
         f"{bottleneck} is the bottleneck: {evidence.signal} {_number(evidence.value)} vs target "
-        f"{_number(evidence.target)} (pressure {evidence.pressure:.2f}){skipped_note}"
+        f"{_number(evidence.target)} (pressure {evidence.pressure:.2f}{_over(evidence.window)}){skipped_note}"
     )
     plan = replace(plan, bottleneck=bottleneck)
     outcome = tier(bottleneck).widen(tick.spec, tick.bounded, judged)
@@ -377,6 +377,11 @@ def _narrow_plan(tick: Tick, plan: Plan, all_calm: bool, cooldown: windows.Coold
                 f"{predicted:.2f} predicted after the step",
             )
     return replace(plan, reason=Reason.AT_MINIMUM, message="all tiers calm; none can narrow without getting busy")
+
+
+def _over(window: str) -> str:
+    """Which window set a pressure, when it is not the 1m rate window."""
+    return f" over {window}" if window and window != RATE_WINDOW else ""
 
 
 def _number(value: float | None) -> str:

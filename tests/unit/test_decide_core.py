@@ -96,7 +96,12 @@ def test_a_sharp_rise_widens_on_the_onset_window_sized_from_it() -> None:
     decision = run(both({"app": {"cpu_utilization": 0.72}}, {"app": {"cpu_utilization": 0.99}}))
     assert decision.reason == "Widened" and decision.bottleneck == "app"
     assert decision.action.to == "3"  # ceil(2 x 0.99 / 0.7)
-    assert decision.pressures[1].signal == "cpu_utilization" and decision.pressures[1].value == 0.99
+    evidence = decision.pressures[1]
+    assert (evidence.signal, evidence.value, evidence.window) == ("cpu_utilization", 0.99, "30s")
+    assert decision.message.endswith("(pressure 1.41 over 30s)")
+    assert {e.window for e in decision.pressures} == {"30s"}  # every tier with onset signals is judged on them
+    assert {e.window for e in run(both({"app": {"cpu_utilization": 0.99}})).pressures} == {"30s"}
+    assert {e.window for e in run(Snapshot(NOW, both().signals)).pressures} == {"1m"}  # no onset signals
 
 
 def test_a_noisy_onset_window_alone_is_not_a_rise() -> None:

@@ -200,7 +200,7 @@ def judge(snapshot: Snapshot, spec: api.ScaledAppSpec, sizes: Sizes) -> Judgemen
         if fast is not None:
             quick = t.pressure(fast, spec, sizes)
             if quick.pressure is not None:
-                onset[t.name] = quick
+                onset[t.name] = replace(quick, window=ONSET_WINDOW)
     return Judgement(judged, throughputs(signals), onset)
 
 

@@ -166,6 +166,7 @@ class TierPressure:
     # Signals that never set the pressure but may forbid widening (replication lag).
     guards: tuple[SignalPressure, ...] = ()
     missing: tuple[str, ...] = ()
+    window: str = RATE_WINDOW  # the rate window its signals are over
 
     @property
     def dominant(self) -> SignalPressure | None:
@@ -189,6 +190,7 @@ class TierPressure:
             signal=dominant.signal,
             value=round(dominant.value, 6),
             target=dominant.target,
+            window=self.window,
         )
 
     def guard(self, signal: str) -> SignalPressure | None:
