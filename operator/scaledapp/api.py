@@ -560,8 +560,15 @@ class ScalerState(Model):
         default_factory=dict,
         description="Per tier: the highest pressure since calm_peak_since; a narrow step must keep even that calm.",
     )
+    calm_peak_buckets: dict[str, list[float]] = Field(
+        default_factory=dict,
+        description="Per tier: the highest pressure of each quarter of the scale-down window before that, oldest "
+        "first (with calm_peak they cover the whole window).",
+    )
     calm_peak_previous: dict[str, float] = Field(
-        default_factory=dict, description="Per tier: the highest pressure in the scale-down window before that."
+        default_factory=dict,
+        description="Per tier: the highest pressure in the scale-down window before that (written by earlier "
+        "versions; still counted while present).",
     )
     calm_peak_since: str | None = Field(None, description="Start of the current calm_peak window.")
     ineffective_until: dict[str, str] = Field(

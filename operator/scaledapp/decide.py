@@ -31,7 +31,8 @@ The rules, in order:
 6. When every tier is calm (both windows) for the scale-down window, one tier is narrowed, in reverse
    ladder order, as far as its peak pressure over that window allows: the fewest replicas at which
    that peak stays calm (at most maxReplicas fewer per step), so a narrow step can never invite the
-   next widening step: no oscillation.
+   next widening step: no oscillation. A tier whose onset window reads above its 1m window (a rising
+   edge) is not narrowed.
 7. Recommend mode decides the same but applies nothing (applied=False); a pause freezes everything.
 
 The tick, as phases (docs/architecture.md): judge (each tier's pressure) -> track windows (windows.py)
@@ -59,6 +60,9 @@ HISTORY_LIMIT = 10
 # Pressures this close count as a tie, and ties go to the cheaper rung: a 1.50 vs 1.505 difference is
 # noise, not evidence that the dearer tier is the chokepoint.
 TIE_TOLERANCE = 0.01
+# A tier whose onset-window pressure is this much above its 1m pressure is on a rising edge: it is not
+# narrowed then, however low its peak (slow retreat).
+RISING = 0.01
 
 
 @dataclass(frozen=True)
@@ -252,7 +256,8 @@ def _plan(tick: Tick) -> Plan:
     # Plan: widen the bottleneck, or narrow one tier when all are calm.
     if hot:
         return _widen_plan(tick, plan, hot, verdict)
-    return _narrow_plan(tick, plan, all_calm, verdict.cooldown)
+    rising = frozenset(name for name, p in known.items() if p > slow[name] * (1 + RISING))
+    return _narrow_plan(tick, plan, all_calm, verdict.cooldown, rising)
 
 
 def _pressure(judged: TierPressure, default: float) -> float:
@@ -345,7 +350,9 @@ def _widen_plan(tick: Tick, plan: Plan, hot: list[TierName], verdict: verificati
     return replace(plan, step=outcome, reason=Reason.WIDENED, message=why)
 
 
-def _narrow_plan(tick: Tick, plan: Plan, all_calm: bool, cooldown: windows.Cooldown) -> Plan:
+def _narrow_plan(
+    tick: Tick, plan: Plan, all_calm: bool, cooldown: windows.Cooldown, rising: frozenset[TierName] = frozenset()
+) -> Plan:
     """When every tier is calm for the scale-down window, narrow the last rung that stays calm after."""
     if not all_calm:
         return replace(
@@ -363,9 +370,10 @@ def _narrow_plan(tick: Tick, plan: Plan, all_calm: bool, cooldown: windows.Coold
         # The peak over the calm period, not this tick's (possibly low) reading: a narrow step made on a
         # quiet sample would be undone by the next busy one (the HPA's scale-down window does the same).
         # The step goes as far as that peak allows (tier.narrow_for), so a tier widened for a spike comes
-        # back in one step, not one replica per cooldown.
+        # back in one step, not one replica per cooldown. A tier on a rising edge (its onset window reads
+        # above its 1m window: the load is coming back) is not narrowed.
         peak = windows.peak_of(plan.state, t.name)
-        step = None if peak is None else t.narrow_for(tick.spec, tick.bounded, peak, down)
+        step = None if peak is None or t.name in rising else t.narrow_for(tick.spec, tick.bounded, peak, down)
         if step is not None and peak is not None:
             predicted = t.predicted_pressure(peak, step)
             return replace(

@@ -13,6 +13,9 @@ from scaledapp.clock import format_time, seconds_since
 from scaledapp.plan import Tick
 from scaledapp.sizes import TierName
 
+# The calm peaks are kept in this many buckets of the scale-down window (see track_calm_peaks).
+CALM_PEAK_BUCKETS = 4
+
 
 @dataclass(frozen=True)
 class Cooldown:
@@ -84,28 +87,40 @@ def track_calm_peaks(
     """ScalerState updates for the per-tier pressure peaks while all tiers are calm.
 
     A narrow step must keep the peak of the last scale-down window calm, not just this tick's reading
-    (HPA's scale-down window keeps its highest recommendation for the same reason). Two buckets of one
-    window each approximate that sliding maximum in constant space: the peak used covers between one
-    and two windows, and a peak older than that no longer blocks narrowing.
+    (HPA's scale-down window keeps its highest recommendation for the same reason). CALM_PEAK_BUCKETS
+    buckets of a fraction of the window each, plus the current one, approximate that sliding maximum in
+    constant space: the peak used covers between one window and one window and a bucket, so a peak older
+    than that no longer holds narrowing back (with two buckets of a whole window it could hold it for two).
     """
     if not all_calm:
-        return {"calm_peak": {}, "calm_peak_previous": {}, "calm_peak_since": None}
+        return {"calm_peak": {}, "calm_peak_buckets": {}, "calm_peak_previous": {}, "calm_peak_since": None}
     rounded = {name: round(p, 4) for name, p in pressures.items()}
     started = seconds_since(state.calm_peak_since, now)
     if not state.calm_since or started is None:  # a fresh calm period
-        return {"calm_peak": rounded, "calm_peak_previous": {}, "calm_peak_since": format_time(now)}
-    if started >= window:  # the bucket is full: it becomes the previous one
-        return {"calm_peak": rounded, "calm_peak_previous": dict(state.calm_peak), "calm_peak_since": format_time(now)}
+        return {"calm_peak": rounded, "calm_peak_buckets": {}, "calm_peak_previous": {},
+                "calm_peak_since": format_time(now)}
+    if started >= window / CALM_PEAK_BUCKETS:  # the bucket is full: it joins the previous ones
+        buckets = {
+            name: [*state.calm_peak_buckets.get(name, []), peak][-CALM_PEAK_BUCKETS:]
+            for name, peak in state.calm_peak.items()
+        }
+        # A peak an earlier version kept for the window before counts until the buckets cover a window.
+        covered = bool(buckets) and all(len(values) >= CALM_PEAK_BUCKETS for values in buckets.values())
+        return {"calm_peak": rounded, "calm_peak_buckets": buckets,
+                "calm_peak_previous": {} if covered else dict(state.calm_peak_previous),
+                "calm_peak_since": format_time(now)}
     peaks = {name: max(state.calm_peak.get(name, 0.0), p) for name, p in rounded.items()}
     return {
         "calm_peak": peaks,
+        "calm_peak_buckets": {name: list(values) for name, values in state.calm_peak_buckets.items()},
         "calm_peak_previous": dict(state.calm_peak_previous),
         "calm_peak_since": state.calm_peak_since,
     }
 
 
 def peak_of(state: api.ScalerState, tier: TierName) -> float | None:
-    values = [v for v in (state.calm_peak.get(tier), state.calm_peak_previous.get(tier)) if v is not None]
+    values = [*state.calm_peak_buckets.get(tier, []),
+              *(v for v in (state.calm_peak.get(tier), state.calm_peak_previous.get(tier)) if v is not None)]
     return max(values) if values else None
 
 
@@ -115,6 +130,9 @@ def rescale_peaks(state: api.ScalerState, tier: TierName, ratio: float) -> api.S
     def scaled(peaks: dict[str, float]) -> dict[str, float]:
         return {name: round(v * ratio, 4) if name == tier else v for name, v in peaks.items()}
 
+    buckets = {name: [round(v * ratio, 4) for v in values] if name == tier else values
+               for name, values in state.calm_peak_buckets.items()}
     return state.model_copy(
-        update={"calm_peak": scaled(state.calm_peak), "calm_peak_previous": scaled(state.calm_peak_previous)}
+        update={"calm_peak": scaled(state.calm_peak), "calm_peak_previous": scaled(state.calm_peak_previous),
+                "calm_peak_buckets": buckets}
     )

@@ -8,7 +8,8 @@ from datetime import datetime, timedelta
 import pytest
 
 from devharness.twin import Load, TwinModel
-from scaledapp import api
+from scaledapp import api, windows
+from scaledapp.clock import format_time
 from scaledapp.decide import Decision, Tick, decide
 from scaledapp.observation import Snapshot
 from scaledapp.sizes import Sizes, Step
@@ -223,3 +224,29 @@ def test_the_early_verdict_waits_for_evidence_from_after_the_rollout() -> None:
                            make_sizes(app_replicas=4), seen, step, later))
     assert decision.action is not None and decision.action.to == "6"  # ceil(4 x 1.43)
     assert decision.verified is not None and decision.verified.verdict == "effective"
+
+
+def test_narrowing_waits_out_the_last_window_not_two() -> None:
+    # The peaks are kept in quarters of the scale-down window: a busy minute stops holding narrowing back
+    # once a window (plus at most a quarter) has passed, not up to two windows later.
+    state, now = api.ScalerState(calm_since=format_time(NOW)), NOW
+    spec = make_spec()
+    pressures = [0.8] * 4 + [0.2] * 40  # busy (but calm) for a minute, then quiet; a tick every 15 s
+    held_until = None
+    for i, pressure in enumerate(pressures):
+        tick = Tick(spec, None, make_sizes(), state, None, now)
+        state = windows.track(tick, {"app": pressure}, [], True)
+        if (windows.peak_of(state, "app") or 0) > 0.5:
+            held_until = i * 15
+        now += timedelta(seconds=15)
+    assert held_until is not None and 300 <= held_until <= 300 + 75 + 15
+
+
+def test_a_tier_on_a_rising_edge_is_not_narrowed() -> None:
+    state = api.ScalerState(calm_since=ago(900), calm_peak={"app": 0.28}, calm_peak_since=ago(10))
+    rising = both({"app": {"cpu_utilization": 0.2}}, {"app": {"cpu_utilization": 0.25}})
+    decision = run(rising, make_sizes(app_replicas=6), state)
+    assert decision.action is None and decision.reason == "AtMinimum"
+    flat = both({"app": {"cpu_utilization": 0.2}}, {"app": {"cpu_utilization": 0.2}})
+    decision = run(flat, make_sizes(app_replicas=6), state)
+    assert decision.action is not None and (decision.action.kind, decision.action.to) == ("narrow", "2")
