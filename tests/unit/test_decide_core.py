@@ -250,3 +250,11 @@ def test_a_tier_on_a_rising_edge_is_not_narrowed() -> None:
     flat = both({"app": {"cpu_utilization": 0.2}}, {"app": {"cpu_utilization": 0.2}})
     decision = run(flat, make_sizes(app_replicas=6), state)
     assert decision.action is not None and (decision.action.kind, decision.action.to) == ("narrow", "2")
+
+
+def test_a_tier_with_no_load_and_a_min_of_zero_narrows_to_zero() -> None:
+    spec = api.ScaledAppSpec.model_validate({"database": {"readReplicas": {"min": 0, "max": 5}}})
+    step = db_read.TIER.narrow_for(spec, make_sizes(db_read_replicas=2), 0.0, 0.9)
+    assert step is not None and step.after.db_read_replicas == 0
+    step = db_read.TIER.narrow_for(spec, make_sizes(db_read_replicas=2), 0.2, 0.9)
+    assert step is not None and step.after.db_read_replicas == 1  # 0.2 x 2 / 1 = 0.4 stays calm

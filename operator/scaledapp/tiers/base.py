@@ -422,7 +422,8 @@ class HorizontalTier(TierModel):
         steps = spec.scaling.steps
         if current <= low:
             return None
-        needed = math.floor(current * peak / calm) + 1 if calm > 0 else current  # peak x current / n < calm
+        # The fewest n with peak x current / n < calm; none at all for a peak of zero (a tier whose min is 0).
+        needed = (math.floor(current * peak / calm) + 1 if peak > 0 else 0) if calm > 0 else current
         fewest = max(low, current - max(steps.replicas, steps.max_replicas))
         target = min(max(fewest, needed), max(low, min(high, current - steps.replicas)))
         if target >= current:
