@@ -258,3 +258,13 @@ def test_a_tier_with_no_load_and_a_min_of_zero_narrows_to_zero() -> None:
     assert step is not None and step.after.db_read_replicas == 0
     step = db_read.TIER.narrow_for(spec, make_sizes(db_read_replicas=2), 0.2, 0.9)
     assert step is not None and step.after.db_read_replicas == 1  # 0.2 x 2 / 1 = 0.4 stays calm
+
+
+def test_an_onset_window_short_of_a_scrape_does_not_hide_a_hot_tier() -> None:
+    # A 30 s rate that lacks its second scrape is empty, and zero_if_reporting turns "reads per second"
+    # into 0: the onset window would then skip the read timings. The 1m judgement stands.
+    hot_reads = {"db-read": {"read_seconds": 0.2}}
+    decision = run(both(hot_reads, {"db-read": {"reads_per_second": 0.0, "read_seconds": None}}))
+    assert decision.bottleneck == "db-read" and decision.action is not None
+    read = next(e for e in decision.pressures if e.tier == "db-read")
+    assert (read.signal, read.window) == ("read_seconds", "1m")

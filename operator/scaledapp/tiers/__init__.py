@@ -199,9 +199,16 @@ def judge(snapshot: Snapshot, spec: api.ScaledAppSpec, sizes: Sizes) -> Judgemen
         judged[t.name] = t.pressure({**slow, **beside}, spec, sizes)
         if fast is not None:
             quick = t.pressure(fast, spec, sizes)
-            if quick.pressure is not None:
+            # The onset window counts only where it judged the tier on the same signals as the 1m window: a
+            # 30 s rate that lacks its second scrape comes out empty, or as zero through zero_if_reporting,
+            # and "no reads" would skip the read timings that make the tier hot.
+            if quick.pressure is not None and _signals_of(quick) == _signals_of(judged[t.name]):
                 onset[t.name] = replace(quick, window=ONSET_WINDOW)
     return Judgement(judged, throughputs(signals), onset)
+
+
+def _signals_of(judged: TierPressure) -> frozenset[str]:
+    return frozenset(c.signal for c in judged.components)
 
 
 def initial_scaler_bodies(name: str, namespace: str, spec: api.ScaledAppSpec) -> list[Manifest]:
