@@ -354,6 +354,10 @@ def _narrow_plan(
     tick: Tick, plan: Plan, all_calm: bool, cooldown: windows.Cooldown, rising: frozenset[TierName] = frozenset()
 ) -> Plan:
     """When every tier is calm for the scale-down window, narrow the last rung that stays calm after."""
+    blind = [j.tier for j in plan.judged.values() if j.missing]
+    if blind:
+        message = f"no seen tier above target; nothing narrows while {', '.join(blind)} is blind"
+        return replace(plan, reason=Reason.WITHIN_TARGET, message=message)
     if not all_calm:
         return replace(
             plan, reason=Reason.WITHIN_TARGET, message="no tier above target; not all calm enough to narrow"

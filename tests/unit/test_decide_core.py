@@ -159,6 +159,7 @@ def test_nothing_narrows_while_a_tier_is_blind() -> None:
     state = api.ScalerState(calm_since=ago(900), calm_peak={"app": 0.2}, calm_peak_since=ago(100))
     decision = run(both({"workers": {"queue_depth": None}}), make_sizes(app_replicas=6), state)
     assert decision.action is None and decision.reason == "WithinTarget"
+    assert decision.message == "no seen tier above target; nothing narrows while workers is blind"
     assert decision.state.calm_since is None and decision.state.calm_peak == {}
 
 
