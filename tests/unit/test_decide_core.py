@@ -269,3 +269,11 @@ def test_an_onset_window_short_of_a_scrape_does_not_hide_a_hot_tier() -> None:
     assert decision.bottleneck == "db-read" and decision.action is not None
     read = next(e for e in decision.pressures if e.tier == "db-read")
     assert (read.signal, read.window) == ("read_seconds", "1m")
+
+
+def test_a_tier_seen_at_its_ceiling_is_at_ceiling_while_another_is_blind() -> None:
+    decision = run(both({"app": {"cpu_utilization": 0.99}, "workers": {"queue_depth": None}}),
+                   make_sizes(app_replicas=10))
+    assert decision.action is None and decision.reason == "MaxReplicas"
+    assert condition(decision, "AtCeiling").status == "True"
+    assert condition(decision, "MetricsAvailable").status == "False"
