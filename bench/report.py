@@ -57,10 +57,19 @@ def goals(results: Sequence[RunResult], scenarios: Sequence[BenchScenario]) -> l
     def verdict(ok: bool) -> str:
         return "met" if ok else "**missed**"
 
-    step_ours, step_hpa = ours["step"].time_to_correct, by[("step", HPA_CPU)].time_to_correct
-    ok = step_ours is not None and step_hpa is not None and step_ours <= 0.5 * step_hpa
-    out.append(f"- Time to first correct-tier action in the step scenario <= 0.5 x HPA-on-CPU's: "
-               f"{_seconds(step_ours)} s vs {_seconds(step_hpa)} s: {verdict(ok)}")
+    # Issue #13's goals: first correct-tier action <= 0.5 x HPA-on-CPU's and SLO-violation seconds <= 0.8 x
+    # the best baseline's, on every scenario.
+    slow = []
+    for s in scenarios:
+        mine, hpa = ours[s.name].time_to_correct, by[(s.name, HPA_CPU)].time_to_correct
+        if mine is not None and math.isnan(mine):
+            continue  # nothing saturated under ScaledApp: nothing to react to
+        if hpa is None or math.isnan(hpa):  # HPA-on-CPU never acted on a saturated tier: nothing to beat
+            continue
+        if mine is None or mine > 0.5 * hpa:
+            slow.append(f"{s.name}: {_seconds(mine)} s vs {_seconds(hpa)} s")
+    out.append(f"- Time to first correct-tier action <= 0.5 x HPA-on-CPU's on every scenario: {verdict(not slow)}"
+               + (f" ({'; '.join(slow)})" if slow else ""))
     wrong = {name: r.wrong_tier for name, r in ours.items() if r.wrong_tier}
     out.append(f"- Zero wrong-tier actions for ScaledApp: {verdict(not wrong)}"
                + (f" ({', '.join(f'{k}: {v}' for k, v in wrong.items())})" if wrong else ""))
@@ -68,10 +77,10 @@ def goals(results: Sequence[RunResult], scenarios: Sequence[BenchScenario]) -> l
     for s in scenarios:
         best = min((r for r in results if r.scenario == s.name and r.policy != SCALEDAPP),
                    key=lambda r: r.slo_violation_seconds)
-        if ours[s.name].slo_violation_seconds > best.slo_violation_seconds:
+        if ours[s.name].slo_violation_seconds > 0.8 * best.slo_violation_seconds:
             worse.append(f"{s.name}: {ours[s.name].slo_violation_seconds:.0f} s vs {best.policy} "
                          f"{best.slo_violation_seconds:.0f} s")
-    out.append(f"- SLO-violation seconds no worse than any baseline: {verdict(not worse)}"
+    out.append(f"- SLO-violation seconds <= 0.8 x the best baseline's on every scenario: {verdict(not worse)}"
                + (f" ({'; '.join(worse)})" if worse else ""))
     costlier = [f"{s.name}: {ours[s.name].replica_seconds:.0f} vs {by[(s.name, PER_TIER)].replica_seconds:.0f}"
                 for s in scenarios if ours[s.name].replica_seconds > by[(s.name, PER_TIER)].replica_seconds]

@@ -55,9 +55,11 @@ from scaledapp.quantity import parse_cpu_millicores
 from scaledapp.resources.names import ChildNames
 from scaledapp.sizes import Sizes, TierName
 from scaledapp.tiers import initial_sizes
+from scaledapp.tiers.base import ONSET_WINDOW
 
 EPOCH = datetime(2025, 1, 1, tzinfo=UTC)
 RATE_WINDOW_SECONDS = sig.window_seconds()  # the tiers' RATE_WINDOW ("1m"), not a copy
+ONSET_WINDOW_SECONDS = sig.window_seconds(ONSET_WINDOW)  # the tiers' ONSET_WINDOW ("30s")
 SATURATED = 0.9
 LOADED = 0.7
 UTILIZATION_SECONDS = 5.0
@@ -342,7 +344,6 @@ class TwinModel:
         moment = time or self.time
         if self._last is None:
             return Snapshot(time=moment, signals={})
-        last = self._last
         records = list(self._window)
         window = sig.Window(
             seconds=sum(r.dt for r in records),
@@ -352,6 +353,26 @@ class TwinModel:
             app_core_seconds=sum(r.app_core_seconds for r in records),
             in_flight_per_pod_seconds=sum(r.in_flight_per_pod for r in records),
         )
+        # The onset window: the same signals over the last ONSET_WINDOW_SECONDS of the rate window.
+        recent = [r for r in records if r.time > self._now - ONSET_WINDOW_SECONDS]
+        totals: tuple[dict[str, float], dict[str, float], dict[str, float]] = ({}, {}, {})
+        for r in recent:
+            for into, increments in zip(totals, (r.result.app, r.result.cache, r.result.worker), strict=True):
+                _accumulate(into, increments, 1.0)
+        onset = sig.Window(
+            seconds=sum(r.dt for r in recent),
+            app=totals[0],
+            cache=totals[1],
+            worker=totals[2],
+            app_core_seconds=sum(r.app_core_seconds for r in recent),
+            in_flight_per_pod_seconds=sum(r.in_flight_per_pod for r in recent),
+        )
+        return Snapshot(time=moment, signals=self._signals(window), onset=self._signals(onset))
+
+    def _signals(self, window: sig.Window) -> dict[TierName, sig.Signals]:
+        """Every enabled tier's signals over one window (gauges are this tick's, whatever the window)."""
+        assert self._last is not None
+        last = self._last
         app_ready = len(self._ready("app"))
         replicas = self._ready("db-read")
         max_conn = float(self.params.max_connections)
@@ -375,10 +396,7 @@ class TwinModel:
                 len(self._ready("workers")),
             ),
         }
-        return Snapshot(
-            time=moment,
-            signals=sig.complete(sig.enabled(signals, self.spec.cache.enabled, self.spec.workers.enabled)),
-        )
+        return sig.complete(sig.enabled(signals, self.spec.cache.enabled, self.spec.workers.enabled))
 
     def pod_metrics(self, tier: TierName) -> list[tuple[str, str]]:
         """(pod name, Prometheus text exposition) of every ready pod of a tier. Needs pod_series=True."""

@@ -401,9 +401,33 @@ class Stabilization(Model):
 
 
 class Steps(Model):
-    replicas: int = Field(1, ge=1, le=100, description="Replicas added or removed per horizontal step.")
-    memory_factor: float = Field(2.0, gt=1, le=8, description="Cache memory multiplier per step.")
-    resource_factor: float = Field(2.0, gt=1, le=8, description="Primary CPU/memory multiplier per step.")
+    """How big one step is. A widening step is sized from the measured pressure, the way the HPA sizes its
+    own (desired = ceil(replicas x pressure)), within these limits; a narrowing step as far as the recent
+    peak allows."""
+
+    replicas: int = Field(
+        1, ge=1, le=100, description="Fewest replicas a horizontal step adds or removes (steps are sized from "
+        "the pressure: ceil(replicas x pressure), at least this and at most maxReplicas)."
+    )
+    max_replicas: int = Field(
+        4, ge=1, le=100,
+        description="Most replicas one horizontal step adds or removes; at least replicas. (The HPA's default "
+        "adds up to 4 pods, or doubles, per 15 s.)",
+    )
+    memory_factor: float = Field(
+        2.0, gt=1, le=8,
+        description="Largest cache memory multiplier per step (a step multiplies by the pressure, at most this).",
+    )
+    resource_factor: float = Field(
+        2.0, gt=1, le=8,
+        description="Largest primary CPU/memory multiplier per step (a step multiplies by the pressure, at most "
+        "this).",
+    )
+
+    RULES = (
+        Rule("self.replicas <= self.maxReplicas", "replicas must be less than or equal to maxReplicas",
+             ".replicas", lambda m: m.replicas <= m.max_replicas),
+    )
 
 
 # Targets of ratios that cannot exceed 1 (a CPU limit, maxmemory, max_connections, Redis' one core): above
@@ -514,6 +538,9 @@ class Evidence(Model):
     signal: str = Field("", description="The signal that set the pressure.")
     value: float | None = Field(None, description="Its measured value.")
     target: float | None = Field(None, description="Its target.")
+    window: str = Field(
+        "", description="The rate window the value is over: 1m, or the 30s onset window when that set it."
+    )
 
 
 class Action(Model):
@@ -545,12 +572,24 @@ class ScalerState(Model):
         default_factory=dict,
         description="Per tier: the highest pressure since calm_peak_since; a narrow step must keep even that calm.",
     )
+    calm_peak_buckets: dict[str, list[float]] = Field(
+        default_factory=dict,
+        description="Per tier: the highest pressure of each quarter of the scale-down window before that, oldest "
+        "first (with calm_peak they cover the whole window).",
+    )
     calm_peak_previous: dict[str, float] = Field(
-        default_factory=dict, description="Per tier: the highest pressure in the scale-down window before that."
+        default_factory=dict,
+        description="Per tier: the highest pressure in the scale-down window before that (written by earlier "
+        "versions; still counted while present).",
     )
     calm_peak_since: str | None = Field(None, description="Start of the current calm_peak window.")
     ineffective_until: dict[str, str] = Field(
         default_factory=dict, description="Per tier: a step that did not help is not repeated until then."
+    )
+    rolled_out_since: str | None = Field(
+        None,
+        description="When the pending widening step was first seen rolled out: it is judged early only on "
+        "evidence from after that.",
     )
 
 

@@ -66,10 +66,10 @@ def conditions_for(
         ceiling_parts: ConditionParts = ("Unknown", Reason.SCALER_OFF, "the scaler is off")
     else:
         metrics_parts = metrics
-        if metrics[0] != "True":
-            ceiling_parts = ("Unknown", Reason.METRICS_UNAVAILABLE, "cannot tell without metrics")
-        elif ceiling is not None:
+        if ceiling is not None:  # a tier seen at its ceiling is, even while another tier is blind
             ceiling_parts = ("True", ceiling.reason, f"{ceiling.tier}: {ceiling.message}")
+        elif metrics[0] != "True":
+            ceiling_parts = ("Unknown", Reason.METRICS_UNAVAILABLE, "cannot tell without metrics")
         else:
             ceiling_parts = ("False", Reason.BELOW_CEILING, "the bottleneck (if any) can still be widened")
     return [

@@ -4,26 +4,36 @@ One call per tick. Deterministic and cheap (no I/O, no clock: `now` is an argume
 simulated twin and the benchmark all call the same function.
 
 The rules, in order:
-1. Mode Off: nothing is evaluated. Unknown data (None/NaN) in any needed signal: hold; missing data
-   is never zero.
-2. Verify-after-act: once the cooldown after a widening step is over, compare that tier's pressure
+1. Mode Off: nothing is evaluated. Prometheus unreachable, or every tier's signals unknown: hold;
+   missing data is never zero. A tier with a needed signal unknown is blind: the others are still
+   judged and the bottleneck among them may widen, but nothing narrows until every tier is seen
+   (MetricsAvailable=False names the blind tiers).
+2. Two windows: each signal over 1m and over the 30 s onset window (two scrapes at 15 s). Fast onset,
+   slow retreat: a tier's pressure for widening is its onset-window pressure (the 1m one where that
+   is unknown), and it is hot when that is above 1 + hysteresis while its 1m pressure is at least at
+   target; it is calm only when both windows are below 1 - hysteresis.
+3. Verify-after-act: once the cooldown after a widening step is over, compare that tier's pressure
    now with its pressure when the step was decided, and its throughput (a saturated tier's pressure
    can stay pinned after a step that helped). If neither improved within one more rate window
    (a backlog built up before the step takes that long to leave the signals), the step was
    ineffective: the tier is not widened again until the back-off expires; the next candidate is
    considered instead. Until the verdict, no other step is taken. One exception: a rolled-out step
    whose tier serves clearly more while its pressure has not fallen (still saturated, see
-   verification.EARLY_EFFECTIVE_RISE) is judged effective at once, and that tier, if still the bottleneck, may take
-   its next step within the cooldown.
-3. The bottleneck is the tier with the highest pressure above 1 + hysteresis; pressures within
+   verification.EARLY_EFFECTIVE_RISE) is judged effective at once, on evidence from after the
+   rollout, and that tier, if still the bottleneck, may take its next step within the cooldown.
+4. The bottleneck is the tier with the highest pressure among the hot ones; pressures within
    TIE_TOLERANCE of each other tie, and ties go to the cheaper rung (api.LADDER).
-4. The bottleneck is widened by one step once it has been hot for the scale-up window and no
-   cooldown runs. If it cannot be widened (at its max, a hard ceiling, or a guard such as replica
-   lag) the scaler holds and says so: it never widens a different tier instead.
-5. When every tier is calm (below 1 - hysteresis) for the scale-down window, one tier is narrowed by
-   one step, in reverse ladder order, and only if its predicted pressure afterwards stays calm (so a
-   narrow step can never invite the next widening step: no oscillation).
-6. Recommend mode decides the same but applies nothing (applied=False); a pause freezes everything.
+5. The bottleneck is widened by one step, sized from its pressure, once it has been hot for the
+   scale-up window and no cooldown runs: replicas become ceil(replicas x pressure) (the HPA's ratio
+   rule), at most doubling and at most spec.scaling.steps.maxReplicas more; a vertical step multiplies
+   by the pressure, up to the spec's factor. If it cannot be widened (at its max, a hard ceiling, or
+   a guard such as replica lag) the scaler holds and says so: it never widens a different tier instead.
+6. When every tier is calm (both windows) for the scale-down window, one tier is narrowed, in reverse
+   ladder order, as far as its peak pressure over that window allows: the fewest replicas at which
+   that peak stays calm (at most maxReplicas fewer per step), so a narrow step can never invite the
+   next widening step: no oscillation. A tier whose onset window reads above its 1m window (a rising
+   edge) is not narrowed.
+7. Recommend mode decides the same but applies nothing (applied=False); a pause freezes everything.
 
 The tick, as phases (docs/architecture.md): judge (each tier's pressure) -> track windows (windows.py)
 -> verify the last step (verification.py) -> plan (widen the bottleneck or narrow when all are calm)
@@ -39,10 +49,10 @@ from typing import Any
 from scaledapp import api, verification, windows
 from scaledapp.clock import format_time, seconds_since
 from scaledapp.conditions import conditions_for
-from scaledapp.plan import Plan, Tick
+from scaledapp.plan import ConditionParts, Plan, Tick
 from scaledapp.reasons import Reason
 from scaledapp.sizes import Blocked, Sizes, Step, TierName
-from scaledapp.tiers import TierPressure, enabled_tiers, judge, tier
+from scaledapp.tiers import RATE_WINDOW, TierPressure, enabled_tiers, judge, tier
 
 __all__ = ["HISTORY_LIMIT", "TIE_TOLERANCE", "Decision", "Tick", "decide", "rank_hot", "record", "status_fields"]
 
@@ -50,6 +60,9 @@ HISTORY_LIMIT = 10
 # Pressures this close count as a tie, and ties go to the cheaper rung: a 1.50 vs 1.505 difference is
 # noise, not evidence that the dearer tier is the chokepoint.
 TIE_TOLERANCE = 0.01
+# A tier whose onset-window pressure is this much above its 1m pressure is on a rising edge: it is not
+# narrowed then, however low its peak (slow retreat).
+RISING = 0.01
 
 
 @dataclass(frozen=True)
@@ -148,7 +161,7 @@ def _outcome(tick: Tick, plan: Plan) -> Decision:
         action = _action(tick, plan, plan.step, auto)
         step = plan.step if auto else None
         # Recommend mode starts the cooldown too, so a standing recommendation is not re-issued every tick.
-        state = state.model_copy(update={"last_action_time": format_time(tick.now)})
+        state = state.model_copy(update={"last_action_time": format_time(tick.now), "rolled_out_since": None})
         if auto and plan.narrow_ratio is not None:
             # The narrowed tier's peaks now stand for its smaller size, so the next narrow step builds on them.
             state = windows.rescale_peaks(state, plan.step.tier, plan.narrow_ratio)
@@ -210,15 +223,24 @@ def _plan(tick: Tick) -> Plan:
     if tick.snapshot is None:
         return _unknown(tick, {})
     judgement = judge(tick.snapshot, tick.spec, tick.bounded)
-    judged, served = judgement.judged, judgement.served
-    if judgement.missing:
-        return _unknown(tick, judged)
+    served, blind = judgement.served, judgement.blind
+    if not judgement.judged or len(blind) == len(judgement.judged):
+        return _unknown(tick, judgement.judged)
+    # Fast onset, slow retreat. Widening goes by each tier's most recent evidence, the onset window where
+    # it is known: it sees a sharp rise a scrape or two before the 1m window, and a backlog draining after a
+    # step while the 1m window still holds it. A tier is hot when that pressure is above 1 + hysteresis
+    # and its 1m pressure is at least at target (one noisy 30 s window alone is not a rise). Calm (and so
+    # narrowing) needs both windows calm, and the calm peaks are the higher of the two.
+    judged = {name: judgement.onset.get(name) or j for name, j in judgement.judged.items()}
     known: dict[TierName, float] = {name: j.pressure for name, j in judged.items() if j.pressure is not None}
+    slow = {name: _pressure(judgement.judged[name], p) for name, p in known.items()}
+    peaks = {name: max(p, slow[name]) for name, p in known.items()}
     up, down = 1 + tick.scaling.hysteresis, 1 - tick.scaling.hysteresis
-    hot = rank_hot({name: p for name, p in known.items() if p > up})
-    all_calm = all(p < down for p in known.values())
+    hot = rank_hot({name: p for name, p in known.items() if p > up and slow[name] >= 1})
+    # Narrowing needs every tier calm and none blind: a tier whose signals are unknown may be busy.
+    all_calm = not blind and all(p < down for p in peaks.values())
     # Track windows: hot since, calm since, calm peaks, back-offs.
-    state = windows.track(tick, known, hot, all_calm)
+    state = windows.track(tick, peaks, hot, all_calm, blind)
     # Verify the last step, unless the cooldown after it still runs.
     verdict = verification.verify(tick, known, served, windows.cooldown(tick))
     state.ineffective_until.update(verdict.backoff)
@@ -227,14 +249,34 @@ def _plan(tick: Tick) -> Plan:
         judged=judged,
         state=state,
         last_action=verdict.last_action,
-        metrics=("True", Reason.SIGNALS_KNOWN, f"{len(judged)} tiers observed"),
+        metrics=_metrics(judged, blind),
         verified=verdict.verified,
         throughputs=served,
     )
     # Plan: widen the bottleneck, or narrow one tier when all are calm.
     if hot:
         return _widen_plan(tick, plan, hot, verdict)
-    return _narrow_plan(tick, plan, all_calm, verdict.cooldown)
+    rising = frozenset(name for name, p in known.items() if p > slow[name] * (1 + RISING))
+    return _narrow_plan(tick, plan, all_calm, verdict.cooldown, rising)
+
+
+def _pressure(judged: TierPressure, default: float) -> float:
+    return default if judged.pressure is None else judged.pressure
+
+
+def _metrics(judged: dict[TierName, TierPressure], blind: list[TierName]) -> ConditionParts:
+    """MetricsAvailable: True when every tier's signals are known; otherwise False, naming the blind tiers
+    and their unknown signals (the others are still judged, and may still widen)."""
+    if not blind:
+        return ("True", Reason.SIGNALS_KNOWN, f"{len(judged)} tiers observed")
+    unknown = ", ".join(f"{name}.{signal}" for name in blind for signal in judged[name].missing)
+    seen = ", ".join(name for name in judged if name not in blind)
+    return (
+        "False",
+        Reason.SIGNALS_MISSING,
+        f"blind: {', '.join(blind)} (unknown, never taken as zero: {unknown}); judged: {seen}; "
+        "nothing narrows until every tier is seen",
+    )
 
 
 def _unknown(tick: Tick, judged: dict[TierName, TierPressure]) -> Plan:
@@ -290,7 +332,7 @@ def _widen_plan(tick: Tick, plan: Plan, hot: list[TierName], verdict: verificati
     evidence = judged.evidence()
     why = (
         f"{bottleneck} is the bottleneck: {evidence.signal} {_number(evidence.value)} vs target "
-        f"{_number(evidence.target)} (pressure {evidence.pressure:.2f}){skipped_note}"
+        f"{_number(evidence.target)} (pressure {evidence.pressure:.2f}{_over(evidence.window)}){skipped_note}"
     )
     plan = replace(plan, bottleneck=bottleneck)
     outcome = tier(bottleneck).widen(tick.spec, tick.bounded, judged)
@@ -308,8 +350,14 @@ def _widen_plan(tick: Tick, plan: Plan, hot: list[TierName], verdict: verificati
     return replace(plan, step=outcome, reason=Reason.WIDENED, message=why)
 
 
-def _narrow_plan(tick: Tick, plan: Plan, all_calm: bool, cooldown: windows.Cooldown) -> Plan:
+def _narrow_plan(
+    tick: Tick, plan: Plan, all_calm: bool, cooldown: windows.Cooldown, rising: frozenset[TierName] = frozenset()
+) -> Plan:
     """When every tier is calm for the scale-down window, narrow the last rung that stays calm after."""
+    blind = [j.tier for j in plan.judged.values() if j.missing]
+    if blind:
+        message = f"no seen tier above target; nothing narrows while {', '.join(blind)} is blind"
+        return replace(plan, reason=Reason.WITHIN_TARGET, message=message)
     if not all_calm:
         return replace(
             plan, reason=Reason.WITHIN_TARGET, message="no tier above target; not all calm enough to narrow"
@@ -323,14 +371,15 @@ def _narrow_plan(tick: Tick, plan: Plan, all_calm: bool, cooldown: windows.Coold
         return replace(plan, reason=Reason.COOLDOWN, message=f"all tiers calm; {cooldown.note}")
     down = 1 - tick.scaling.hysteresis
     for t in reversed(enabled_tiers(tick.spec)):
-        step = t.narrow(tick.spec, tick.bounded)
         # The peak over the calm period, not this tick's (possibly low) reading: a narrow step made on a
         # quiet sample would be undone by the next busy one (the HPA's scale-down window does the same).
+        # The step goes as far as that peak allows (tier.narrow_for), so a tier widened for a spike comes
+        # back in one step, not one replica per cooldown. A tier on a rising edge (its onset window reads
+        # above its 1m window: the load is coming back) is not narrowed.
         peak = windows.peak_of(plan.state, t.name)
-        if step is None or peak is None:
-            continue
-        predicted = t.predicted_pressure(peak, step)
-        if predicted < down:
+        step = None if peak is None or t.name in rising else t.narrow_for(tick.spec, tick.bounded, peak, down)
+        if step is not None and peak is not None:
+            predicted = t.predicted_pressure(peak, step)
             return replace(
                 plan,
                 step=step,
@@ -340,6 +389,11 @@ def _narrow_plan(tick: Tick, plan: Plan, all_calm: bool, cooldown: windows.Coold
                 f"{predicted:.2f} predicted after the step",
             )
     return replace(plan, reason=Reason.AT_MINIMUM, message="all tiers calm; none can narrow without getting busy")
+
+
+def _over(window: str) -> str:
+    """Which window set a pressure, when it is not the 1m rate window."""
+    return f" over {window}" if window and window != RATE_WINDOW else ""
 
 
 def _number(value: float | None) -> str:

@@ -200,7 +200,8 @@ def render_why(obj: Manifest, now: dt.datetime | None = None) -> str:
             ready = f"{counts.get('ready', 0)}/{counts.get('desired', 0)}"
             if counts.get("size"):
                 ready += f" ({counts['size']})"
-            rows.append([e.tier, _num(e.pressure), e.signal or "-", _num(e.value), _num(e.target), ready,
+            signal = f"{e.signal} ({e.window})" if e.signal and e.window and e.window != "1m" else e.signal
+            rows.append([e.tier, _num(e.pressure), signal or "-", _num(e.value), _num(e.target), ready,
                          "<- bottleneck" if e.tier == bottleneck else ""])
         lines += ["", *_table(rows)]
         chosen = next((e for e in ordered if e.tier == bottleneck), None)

@@ -24,7 +24,7 @@ from scaledapp.reasons import ConditionType, Reason
 from scaledapp.resources import names
 from scaledapp.resources.common import Manifest
 from scaledapp.sizes import Sizes, Step, TierName
-from scaledapp.tiers.base import RATE_WINDOW, Scope
+from scaledapp.tiers.base import ONSET_WINDOW, RATE_WINDOW, Scope
 
 Logger = logging.Logger | logging.LoggerAdapter[Any]
 RETRY_SECONDS = 30  # when the spec cannot be read at all
@@ -106,13 +106,25 @@ def _status_model(raw: Manifest | None) -> api.ScaledAppStatus:
 
 
 async def observe(
-    spec: api.ScaledAppSpec, name: str, namespace: str, now: dt.datetime, window: str = RATE_WINDOW
+    spec: api.ScaledAppSpec,
+    name: str,
+    namespace: str,
+    now: dt.datetime,
+    window: str = RATE_WINDOW,
+    onset_window: str | None = None,
 ) -> tuple[Snapshot | None, str]:
-    """One Prometheus snapshot of every enabled tier's signals; None (and why) when Prometheus is unreachable.
-    `window` is the rate window: tests and the twin scrape every second and use a shorter one."""
-    queries = tiers.queries(spec, Scope(namespace, name), window)
-    flat = {f"{tier_name}|{signal}": promql
+    """One Prometheus snapshot of every enabled tier's signals, over the rate window and the onset window;
+    None (and why) when Prometheus is unreachable. `window` is the rate window: tests and the twin scrape
+    every second and use a shorter one (and then no onset window unless `onset_window` names one)."""
+    scope = Scope(namespace, name)
+    queries = tiers.queries(spec, scope, window)
+    if onset_window is None and window == RATE_WINDOW:
+        onset_window = ONSET_WINDOW
+    onset = tiers.onset_queries(spec, scope, onset_window, window) if onset_window else {}
+    flat = {f"{tier_name}|{signal}|": promql
             for tier_name, signals in queries.items() for signal, promql in signals.items()}
+    flat.update({f"{tier_name}|{signal}|onset": promql
+                 for tier_name, signals in onset.items() for signal, promql in signals.items()})
     refused = prometheus.refusal(spec.scaling.prometheus_url)
     if refused:
         return None, refused
@@ -121,10 +133,11 @@ async def observe(
     if result.unreachable:
         return None, next(iter(result.errors.values()), "no answer")
     signals: dict[TierName, dict[str, float | None]] = {t: {} for t in queries}
+    fast: dict[TierName, dict[str, float | None]] = {t: {} for t in onset}
     for key, value in result.values.items():
-        tier_name, signal = key.split("|", 1)
-        signals[cast(TierName, tier_name)][signal] = value
-    return Snapshot(time=now, signals=signals), ""
+        tier_name, signal, which = key.split("|", 2)
+        (fast if which else signals)[cast(TierName, tier_name)][signal] = value
+    return Snapshot(time=now, signals=signals, onset=fast), ""
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from dataclasses import dataclass, replace
 from datetime import timedelta
 
 from scaledapp import api
-from scaledapp.clock import format_time
+from scaledapp.clock import format_time, seconds_since
 from scaledapp.plan import Tick
 from scaledapp.sizes import TierName
 from scaledapp.windows import Cooldown, rolling_out
@@ -39,6 +39,9 @@ VERIFY_GRACE_SECONDS = 60
 # pressure that is falling waits for the cooldown: the backlog from before the step is still draining and
 # the tier may settle below target without another step.
 EARLY_EFFECTIVE_RISE = 0.15
+# That early verdict is reached only on evidence from after the step's pods were ready: the onset window
+# (tiers.ONSET_WINDOW, 30 s) of a scrape after the rollout was seen (verification._seen_rolled_out).
+EARLY_EVIDENCE_SECONDS = 30
 
 
 @dataclass(frozen=True)
@@ -58,7 +61,9 @@ def verify(
     """Judge the last step (see the module doc); `wait` is the cooldown this tick started with."""
     last_action = tick.last_action
     if wait.active:
-        early = None if rolling_out(tick) else still_saturated_after_step(last_action, known, throughputs)
+        early = None
+        if not rolling_out(tick) and _seen_rolled_out(tick):
+            early = still_saturated_after_step(last_action, known, throughputs)
         if early is None:
             return Verification(last_action, None, None, {}, wait)
         return Verification(early, early, _tier(early), {}, wait)
@@ -74,6 +79,15 @@ def verify(
         note = f"judging the last {judged.tier} step: its pressure has not fallen yet"
         wait = replace(wait, active=True, note=note)
     return Verification(judged, verified, None, {}, wait)
+
+
+def _seen_rolled_out(tick: Tick) -> bool:
+    """The step's tier has been seen rolled out for EARLY_EVIDENCE_SECONDS plus a tick: the signals now
+    come from scrapes after its pods were ready. (The scrape a tick sees can be older than the rollout,
+    and a window that still holds the time before it shows the tier as it was before the step: saturated,
+    with the backlog the step is there to drain.)"""
+    since = seconds_since(tick.state.rolled_out_since, tick.now)
+    return since is not None and since >= EARLY_EVIDENCE_SECONDS + tick.scaling.interval_seconds
 
 
 def _tier(action: api.Action) -> TierName | None:

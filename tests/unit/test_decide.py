@@ -27,9 +27,9 @@ CALM: dict[api.Tier, dict[str, float | None]] = {
     "cache": {"cpu_cores": 0.2, "memory_utilization": 0.5, "evictions_per_second": 0.0,
               "lookups_per_second": 100.0, "hit_ratio": 0.95},
     "db-read": {"reads_per_second": 40.0, "read_seconds": 0.01, "pool_wait_seconds": 0.001,
-                "replica_saturation": 0.1, "lag_seconds": 0.2},
+                "replica_saturation": 0.1, "lag_seconds": 0.2, "app_cpu_utilization": 0.35},
     "db-write": {"writes_per_second": 5.0, "write_seconds": 0.02, "lock_waits": 0.0,
-                 "connection_utilization": 0.2},
+                 "connection_utilization": 0.2, "app_cpu_utilization": 0.35},
     "workers": {"queue_depth": 2.0, "oldest_age_seconds": 1.0},
 }  # fmt: skip
 
@@ -82,7 +82,8 @@ APP_WAITING_ON_DB = {"request_seconds": 2.0, "dependency_seconds": 1.95, "in_fli
 
 CASES = [
     Case("app-cpu-bound", {"app": {"cpu_utilization": 0.95}}, "app", "widen app 2 -> 3", "Widened"),
-    Case("app-own-time", {"app": {"request_seconds": 0.5, "dependency_seconds": 0.05}}, "app", "widen app 2 -> 3",
+    # Sized steps (the HPA's ratio rule, at most doubling): pressure 4.5 on 2 pods asks for 9, doubling gives 4.
+    Case("app-own-time", {"app": {"request_seconds": 0.5, "dependency_seconds": 0.05}}, "app", "widen app 2 -> 4",
          "Widened"),
     Case("cache-full-evicting", {"cache": {"memory_utilization": 0.99, "evictions_per_second": 40.0,
                                            "hit_ratio": 0.5}}, "cache", "widen cache 64Mi -> 128Mi", "Widened"),
@@ -99,15 +100,18 @@ CASES = [
     Case("queue-old-job", {"workers": {"oldest_age_seconds": 120.0}}, "workers", "widen workers 1 -> 2", "Widened"),
     Case("all-calm-window-not-elapsed", {}, None, None, "ScaleDownWindow", sizes={"db_read_replicas": 3},
          state={"calm_since": ago(200)}),
-    Case("all-calm-after-window-narrows-reverse-ladder", {}, None, "narrow db-read 3 -> 2", "Narrowed",
+    # Sized narrowing: the peak (0.2 on 3 replicas) stays calm on 1 (0.6), so one step goes there.
+    Case("all-calm-after-window-narrows-reverse-ladder", {}, None, "narrow db-read 3 -> 1", "Narrowed",
          sizes={"db_read_replicas": 3, "app_replicas": 4}, state={"calm_since": ago(301)}),
     Case("calm-but-narrowing-would-overload", {"app": {"cpu_utilization": 0.56}}, None, None, "AtMinimum",
          sizes={"app_replicas": 3}, state={"calm_since": ago(301)}),
-    Case("signal-missing-none", {"db-read": {"lag_seconds": None}}, None, None, "MetricsUnavailable",
-         at_ceiling="Unknown"),
-    Case("signal-missing-nan-even-when-another-tier-is-hot", {"app": {"cpu_utilization": 0.99},
-         "workers": {"queue_depth": math.nan}}, None, None, "MetricsUnavailable", at_ceiling="Unknown"),
-    Case("signal-absent", {}, None, None, "MetricsUnavailable", drop=("db-write", "lock_waits"), at_ceiling="Unknown"),
+    # Partial metrics: a blind tier holds narrowing (not all calm), but a tier whose own signals are known
+    # may still widen.
+    Case("signal-missing-none", {"db-read": {"lag_seconds": None}}, None, None, "WithinTarget",
+         at_ceiling="Unknown", sizes={"app_replicas": 4}, state={"calm_since": ago(301)}),
+    Case("signal-missing-nan-another-tier-hot-still-widens", {"app": {"cpu_utilization": 0.99},
+         "workers": {"queue_depth": math.nan}}, "app", "widen app 2 -> 3", "Widened", at_ceiling="Unknown"),
+    Case("signal-absent", {}, None, None, "WithinTarget", drop=("db-write", "lock_waits"), at_ceiling="Unknown"),
     Case("two-hot-higher-wins", {"app": {"cpu_utilization": 1.05}, "db-read": {"read_seconds": 0.15}}, "db-read",
          "widen db-read 1 -> 2", "Widened"),
     Case("tie-goes-to-cheaper-rung", {"app": {"cpu_utilization": 1.05}, "db-write": {"lock_waits": 7.5}}, "app",
@@ -139,7 +143,7 @@ CASES = [
     Case("ineffective-tier-skipped-for-next-candidate", {"app": {"cpu_utilization": 1.4},
          "db-read": {"read_seconds": 0.065}}, "db-read", "widen db-read 1 -> 2", "Widened",
          state={"ineffective_until": {"app": format_time(NOW + timedelta(seconds=100))}}),
-    Case("ineffective-backoff-expired", {"app": {"cpu_utilization": 1.4}}, "app", "widen app 2 -> 3", "Widened",
+    Case("ineffective-backoff-expired", {"app": {"cpu_utilization": 1.4}}, "app", "widen app 2 -> 4", "Widened",
          state={"ineffective_until": {"app": ago(1)}}),
     Case("only-hot-tier-in-backoff-holds", {"app": {"cpu_utilization": 1.4}}, "app", None, "IneffectiveBackoff",
          state={"ineffective_until": {"app": format_time(NOW + timedelta(seconds=100))}}),
@@ -228,11 +232,13 @@ def test_prometheus_unavailable_holds() -> None:
 
 
 def test_missing_data_is_reported_per_signal_and_keeps_hot_windows() -> None:
-    state = api.ScalerState(hot_since={"app": ago(40)})
+    # The blind tier keeps its hot window (unknown is neither hot nor calm); a seen, calm tier loses its own.
+    state = api.ScalerState(hot_since={"app": ago(40), "db-read": ago(40)})
     decision = decide(Tick(make_spec(), snapshot({"db-read": {"lag_seconds": None}}), make_sizes(), state, None, NOW))
     metrics = condition(decision, "MetricsAvailable")
     assert metrics.status == "False" and "db-read.lag_seconds" in metrics.message
-    assert decision.state.hot_since == {"app": ago(40)}
+    assert metrics.message.startswith("blind: db-read ")
+    assert decision.state.hot_since == {"db-read": ago(40)}
     db_read = next(e for e in decision.pressures if e.tier == "db-read")
     assert db_read.pressure is None
 

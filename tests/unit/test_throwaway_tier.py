@@ -120,9 +120,9 @@ def test_a_throwaway_tier_runs_through_the_loop(throwaway: ThrowawayTier) -> Non
     state = api.ScalerState(hot_since={"workers": "2026-11-28T11:00:00Z"})
     decision = decide(Tick(spec, _snapshot(backlog=60.0, done=4.0), sizes, state, None, NOW))
     assert decision.bottleneck == "workers" and decision.reason == "Widened"
-    assert decision.step is not None and decision.step.after.workers_replicas == 3
+    assert decision.step is not None and decision.step.after.workers_replicas == 4  # pressure 3: doubled
     assert decision.action is not None and decision.action.throughput == 4.0  # its throughput signal
     # Act: the scaler applies the tier's own body to the tier's own workload.
     asyncio.run(scaler.apply_sizes(kube, "shop", "ns", sizes, decision.desired))  # type: ignore[arg-type]
     assert kube.applied == [{"apiVersion": "apps/v1", "kind": "StatefulSet",
-                             "metadata": {"name": "shop-batch", "namespace": "ns"}, "spec": {"replicas": 3}}]
+                             "metadata": {"name": "shop-batch", "namespace": "ns"}, "spec": {"replicas": 4}}]

@@ -200,7 +200,7 @@ def test_lower_is_worse_with_a_perfect_target() -> None:
 
 def test_replication_lag_is_a_guard_not_a_pressure() -> None:
     signals = {"reads_per_second": 10.0, "read_seconds": 0.01, "pool_wait_seconds": 0.0,
-               "replica_saturation": 0.1, "lag_seconds": 60.0}  # fmt: skip
+               "replica_saturation": 0.1, "lag_seconds": 60.0, "app_cpu_utilization": 0.3}  # fmt: skip
     judged = db_read.TIER.pressure(signals, spec(), sizes())
     assert judged.pressure is not None and judged.pressure < 1
     guard = judged.guard(db_read.LAG_SECONDS)
@@ -208,10 +208,22 @@ def test_replication_lag_is_a_guard_not_a_pressure() -> None:
 
 
 def test_db_read_without_replicas_needs_no_replica_signals() -> None:
-    signals = {"reads_per_second": 10.0, "read_seconds": 0.01, "pool_wait_seconds": 0.0}
+    signals = {"reads_per_second": 10.0, "read_seconds": 0.01, "pool_wait_seconds": 0.0, "app_cpu_utilization": 0.3}
     judged = db_read.TIER.pressure(signals, spec(), sizes(db_read_replicas=0))
     assert not judged.missing
     assert db_read.TIER.pressure(signals, spec(), sizes(db_read_replicas=1)).missing
+
+
+def test_client_side_timings_without_the_apps_cpu_are_unknown() -> None:
+    # The app's CPU tells whether its timings of the database measure the database or its own starved
+    # event loop; without it they are not trusted (unknown, never zero), so the tier is blind.
+    reads = {"reads_per_second": 10.0, "read_seconds": 0.5, "pool_wait_seconds": 0.2,
+             "replica_saturation": 0.1, "lag_seconds": 0.1}  # fmt: skip
+    assert db_read.TIER.pressure(reads, spec(), sizes()).missing == (db_read.APP_CPU_UTILIZATION,)
+    writes = {"writes_per_second": 1.0, "write_seconds": 0.5, "lock_waits": 0.0, "connection_utilization": 0.1}
+    assert db_write.TIER.pressure(writes, spec(), sizes()).missing == (db_write.APP_CPU_UTILIZATION,)
+    idle = {**writes, "writes_per_second": 0.0}  # no writes: no timings to trust
+    assert not db_write.TIER.pressure(idle, spec(), sizes()).missing
 
 
 def test_dependency_tiers_read_the_apps_cpu_exactly_as_the_app_tier_does() -> None:
@@ -317,7 +329,8 @@ def test_cpu_bound_cache_is_not_given_memory() -> None:
 def test_db_write_widens_vertically_then_recommends_sharding() -> None:
     s = spec()
     judged = db_write.TIER.pressure(
-        {"writes_per_second": 1.0, "write_seconds": 0.5, "lock_waits": 0.0, "connection_utilization": 0.1}, s, sizes()
+        {"writes_per_second": 1.0, "write_seconds": 0.5, "lock_waits": 0.0, "connection_utilization": 0.1,
+         "app_cpu_utilization": 0.3}, s, sizes()
     )
     step = _step(db_write.TIER.widen(s, sizes(), judged))
     assert step.to_text == "cpu=1, memory=1Gi"
@@ -337,7 +350,7 @@ def test_db_write_widens_vertically_then_recommends_sharding() -> None:
 def test_db_read_with_lag_adds_no_replica() -> None:
     s = spec()
     signals = {"reads_per_second": 10.0, "read_seconds": 0.5, "pool_wait_seconds": 0.0,
-               "replica_saturation": 0.1, "lag_seconds": 30.0}  # fmt: skip
+               "replica_saturation": 0.1, "lag_seconds": 30.0, "app_cpu_utilization": 0.3}  # fmt: skip
     blocked = db_read.TIER.widen(s, sizes(), db_read.TIER.pressure(signals, s, sizes()))
     assert isinstance(blocked, Blocked) and blocked.reason == "ReplicaLag" and not blocked.at_ceiling
     signals["lag_seconds"] = 1.0

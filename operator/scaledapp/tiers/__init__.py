@@ -8,7 +8,7 @@ docs/architecture.md walks through it. Everything below asks the tiers; nothing 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from scaledapp import api
 from scaledapp.observation import Snapshot
@@ -16,7 +16,7 @@ from scaledapp.resources.common import Manifest
 from scaledapp.resources.names import ChildNames
 from scaledapp.sizes import Sizes, TierName
 from scaledapp.tiers import app, cache, db_read, db_write, workers
-from scaledapp.tiers.base import RATE_WINDOW, Scope, TierModel, TierPressure, Workload
+from scaledapp.tiers.base import ONSET_WINDOW, RATE_WINDOW, Scope, TierModel, TierPressure, Workload, onset_name
 
 _BY_NAME: dict[TierName, TierModel] = {
     tier.name: tier for tier in (app.TIER, cache.TIER, db_read.TIER, db_write.TIER, workers.TIER)
@@ -55,6 +55,20 @@ def waiting(status: api.TiersStatus, spec: api.ScaledAppSpec) -> list[str]:
 def queries(spec: api.ScaledAppSpec, scope: Scope, window: str = RATE_WINDOW) -> dict[TierName, dict[str, str]]:
     """Every enabled tier's signals as instant PromQL: what the shell asks Prometheus each tick."""
     return {t.name: t.queries(scope, window) for t in enabled_tiers(spec)}
+
+
+def onset_queries(
+    spec: api.ScaledAppSpec, scope: Scope, window: str = ONSET_WINDOW, rate_window: str = RATE_WINDOW
+) -> dict[TierName, dict[str, str]]:
+    """The signals whose query depends on the window, over the onset window (gauges read the same in
+    both windows and are not asked twice: Snapshot.onset_tier falls back to their 1m value)."""
+    out: dict[TierName, dict[str, str]] = {}
+    for t in enabled_tiers(spec):
+        slow = t.queries(scope, rate_window)
+        fast = {name: promql for name, promql in t.queries(scope, window).items() if promql != slow.get(name)}
+        if fast:
+            out[t.name] = fast
+    return out
 
 
 def metric_names() -> frozenset[str]:
@@ -154,21 +168,47 @@ def read(live: Mapping[TierName, Manifest | None], spec: api.ScaledAppSpec) -> R
 
 @dataclass(frozen=True)
 class Judgement:
-    """Each enabled tier's pressure with its evidence, and its throughput where it has one."""
+    """Each enabled tier's pressure with its evidence, and its throughput where it has one; `onset`: its
+    pressure over the onset window, where that is known."""
 
     judged: dict[TierName, TierPressure]
     served: dict[TierName, float]
+    onset: dict[TierName, TierPressure] = field(default_factory=dict)
 
     @property
     def missing(self) -> bool:
         return any(j.missing for j in self.judged.values())
 
+    @property
+    def blind(self) -> list[TierName]:
+        """Tiers with a needed signal unknown (an exporter down, a query failing), in ladder order."""
+        return [name for name in api.LADDER if name in self.judged and self.judged[name].missing]
+
 
 def judge(snapshot: Snapshot, spec: api.ScaledAppSpec, sizes: Sizes) -> Judgement:
-    """Judge every enabled tier's signals against the spec's targets."""
-    signals = {t.name: snapshot.tier(t.name) for t in enabled_tiers(spec)}
-    judged = {t.name: t.pressure(signals[t.name], spec, sizes) for t in enabled_tiers(spec)}
-    return Judgement(judged, throughputs(signals))
+    """Judge every enabled tier's signals against the spec's targets, over the 1m window (with the onset
+    window's values beside them, under tiers.base.onset_name) and, where it has signals, the onset window."""
+    judged: dict[TierName, TierPressure] = {}
+    onset: dict[TierName, TierPressure] = {}
+    signals: dict[TierName, dict[str, float | None]] = {}
+    for t in enabled_tiers(spec):
+        slow = snapshot.tier(t.name)
+        fast = snapshot.onset_tier(t.name)
+        signals[t.name] = slow
+        beside = {onset_name(name): value for name, value in (fast or {}).items()}
+        judged[t.name] = t.pressure({**slow, **beside}, spec, sizes)
+        if fast is not None:
+            quick = t.pressure(fast, spec, sizes)
+            # The onset window counts only where it judged the tier on the same signals as the 1m window: a
+            # 30 s rate that lacks its second scrape comes out empty, or as zero through zero_if_reporting,
+            # and "no reads" would skip the read timings that make the tier hot.
+            if quick.pressure is not None and _signals_of(quick) == _signals_of(judged[t.name]):
+                onset[t.name] = replace(quick, window=ONSET_WINDOW)
+    return Judgement(judged, throughputs(signals), onset)
+
+
+def _signals_of(judged: TierPressure) -> frozenset[str]:
+    return frozenset(c.signal for c in judged.components)
 
 
 def initial_scaler_bodies(name: str, namespace: str, spec: api.ScaledAppSpec) -> list[Manifest]:
@@ -182,6 +222,7 @@ def initial_scaler_bodies(name: str, namespace: str, spec: api.ScaledAppSpec) ->
 
 
 __all__ = [
+    "ONSET_WINDOW",
     "RATE_WINDOW",
     "TIERS",
     "Judgement",
@@ -199,6 +240,7 @@ __all__ = [
     "initial_sizes",
     "judge",
     "metric_names",
+    "onset_queries",
     "queries",
     "read",
     "settling",

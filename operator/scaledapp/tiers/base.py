@@ -14,6 +14,7 @@ zero: a needed signal that is None makes the whole tier unknown.
 
 from __future__ import annotations
 
+import math
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
@@ -29,12 +30,52 @@ from scaledapp.sizes import Blocked, Sizes, Step, TierName, clamp
 
 # Rate window of every rate()/histogram: at least four scrapes at a 15 s scrape interval.
 RATE_WINDOW = "1m"
+# The onset window, beside it: the same signals over the shortest window that still holds two scrapes at a
+# 15 s scrape interval (rate() needs two samples). It sees a sharp rise (and a backlog draining) a scrape or
+# two before the 1m window; with a slower scrape its queries are empty and only the 1m window counts.
+ONSET_WINDOW = "30s"
+# A 1m-window signal's onset-window value reaches a tier's pressure() under its name with this suffix
+# (e.g. the app's CPU over 30 s beside its CPU over 1m), for tiers that weigh one window against the other.
+ONSET_SUFFIX = "@onset"
+
+
+def onset_name(signal: str) -> str:
+    return signal + ONSET_SUFFIX
+
+
+def highest_known(*values: float | None) -> float | None:
+    """The highest of the known values; None when none is known."""
+    present = [v for v in values if v is not None]
+    return max(present) if present else None
 # A quantile of latency histograms: what the Targets call "p95".
 LATENCY_QUANTILE = 0.95
 # Dependency calls that are not request load: readiness pings and start-up DDL (docs/metrics.md).
 NOT_LOAD = {"operation": "ping|schema"}
 # For "lower is worse" signals whose target is 1.0 (nothing left to miss), avoid dividing by zero.
 _MIN_SLACK = 1e-6
+# The smallest multiplier of a vertical widening step: a step sized from a pressure just over 1 + hysteresis
+# would be too small to be told from noise by verify-after-act (VERIFY_MIN_DROP) and would invite another.
+MIN_VERTICAL_FACTOR = 1.25
+# At most doubling per step (the HPA's scale-up limit is +100 %, or 4 pods): queue-driven signals
+# (in-flight requests, queue depth, latency) measure a backlog as much as demand, and a step sized from a
+# backlog overshoots.
+MAX_STEP_RATIO = 2.0
+
+
+def sized_replicas(current: int, pressure: float | None, steps: api.Steps) -> int:
+    """The replica count after one widening step sized from the pressure, the HPA's ratio rule: the count at
+    which the pressure would be at target, ceil(current x pressure); at least `steps.replicas` more and at
+    most `steps.maxReplicas` more. (Zero replicas take `steps.replicas`: there is no ratio to apply.)"""
+    ratio = min(MAX_STEP_RATIO, pressure) if pressure is not None else 1.0
+    wanted = math.ceil(current * ratio - 1e-9)
+    most = max(steps.replicas, steps.max_replicas)
+    return current + min(most, max(steps.replicas, wanted - current))
+
+
+def sized_factor(pressure: float | None, limit: float) -> float:
+    """The multiplier of a vertical widening step: the pressure (capacity at which it would be at target),
+    at least MIN_VERTICAL_FACTOR, at most the spec's factor `limit`."""
+    return min(limit, max(MIN_VERTICAL_FACTOR, pressure or 0.0))
 
 
 def prometheus_label(kubernetes_label: str) -> str:
@@ -125,6 +166,7 @@ class TierPressure:
     # Signals that never set the pressure but may forbid widening (replication lag).
     guards: tuple[SignalPressure, ...] = ()
     missing: tuple[str, ...] = ()
+    window: str = RATE_WINDOW  # the rate window its signals are over
 
     @property
     def dominant(self) -> SignalPressure | None:
@@ -148,6 +190,7 @@ class TierPressure:
             signal=dominant.signal,
             value=round(dominant.value, 6),
             target=dominant.target,
+            window=self.window,
         )
 
     def guard(self, signal: str) -> SignalPressure | None:
@@ -255,6 +298,14 @@ class TierModel(ABC):
     def narrow(self, spec: api.ScaledAppSpec, sizes: Sizes) -> Step | None:
         """One step narrower, or None at the min."""
 
+    def narrow_for(self, spec: api.ScaledAppSpec, sizes: Sizes, peak: float, calm: float) -> Step | None:
+        """The narrowing step to take when the tier's recent peak pressure is `peak`: the step whose
+        predicted pressure at that peak stays below `calm`, or None. One `narrow` step by default."""
+        step = self.narrow(spec, sizes)
+        if step is None or self.predicted_pressure(peak, step) >= calm:
+            return None
+        return step
+
     @abstractmethod
     def capacity(self, sizes: Sizes) -> float:
         """A number proportional to the tier's capacity, used to predict pressure after a narrow step
@@ -352,7 +403,8 @@ class HorizontalTier(TierModel):
                 recommendation=f"{self.name} is the bottleneck at its max of {high} replicas: raise "
                 f"{self.max_field} or reduce its load.",
             )
-        return self._step(sizes, "widen", min(high, max(low, current + spec.scaling.steps.replicas)))
+        wanted = sized_replicas(current, pressure.pressure, spec.scaling.steps)
+        return self._step(sizes, "widen", min(high, max(low, wanted)))
 
     def narrow(self, spec: api.ScaledAppSpec, sizes: Sizes) -> Step | None:
         low, high = self.replica_bounds(spec)
@@ -360,3 +412,21 @@ class HorizontalTier(TierModel):
         if current <= low:
             return None
         return self._step(sizes, "narrow", max(low, min(high, current - spec.scaling.steps.replicas)))
+
+    def narrow_for(self, spec: api.ScaledAppSpec, sizes: Sizes, peak: float, calm: float) -> Step | None:
+        """As far down as the recent peak allows: the fewest replicas at which the peak's pressure
+        (peak x current / replicas) stays below `calm`, removing at least `steps.replicas` and at most
+        `steps.maxReplicas`, never below the min."""
+        low, high = self.replica_bounds(spec)
+        current = self.replicas(sizes)
+        steps = spec.scaling.steps
+        if current <= low:
+            return None
+        # The fewest n with peak x current / n < calm; none at all for a peak of zero (a tier whose min is 0).
+        needed = (math.floor(current * peak / calm) + 1 if peak > 0 else 0) if calm > 0 else current
+        fewest = max(low, current - max(steps.replicas, steps.max_replicas))
+        target = min(max(fewest, needed), max(low, min(high, current - steps.replicas)))
+        if target >= current:
+            return None
+        step = self._step(sizes, "narrow", target)
+        return step if self.predicted_pressure(peak, step) < calm else None

@@ -32,6 +32,7 @@ from scaledapp.tiers.base import (
     higher_is_worse,
     lower_is_worse,
     need,
+    sized_factor,
     sum_rate,
     zero_if_reporting,
 )
@@ -148,7 +149,8 @@ class CacheTier(TierModel):
                 recommendation=f"Raise spec.cache.memory.max above {format_bytes(high)} or lower the cache's "
                 "working set (shorter TTL, smaller values).",
             )
-        new = min(high, max(low, scale_bytes(current, spec.scaling.steps.memory_factor)))
+        factor = sized_factor(pressure.pressure, spec.scaling.steps.memory_factor)
+        new = min(high, max(low, scale_bytes(current, factor)))
         return self._step(sizes, "widen", new)
 
     def narrow(self, spec: api.ScaledAppSpec, sizes: Sizes) -> Step | None:

@@ -2,9 +2,9 @@
 
 Pressure: read latency and read-pool wait as the app sees them (client-side, so they include the
 network and the replicas' queueing), and active sessions per replica against its connection limit.
-Client-side timings count only while the app is not CPU-bound (tiers.app.cpu_bound): a saturated
-app's event loop inflates every dependency timing it takes, and would otherwise send the scaler to add
-replicas for an app that is short of CPU.
+Client-side timings count only while the app is not CPU-bound (tiers.app.cpu_bound, over the 1m or the
+onset window, whichever is higher): a saturated app's event loop inflates every dependency timing it
+takes, and would otherwise send the scaler to add replicas for an app that is short of CPU.
 Replication lag is a guard, not a pressure: a lagging replica is not the answer to read load (a new
 one bootstraps from the same busy primary and lags too), so while lag is over target the scaler
 reports it and holds instead of adding replicas.
@@ -29,8 +29,10 @@ from scaledapp.tiers.base import (
     TierPressure,
     Workload,
     higher_is_worse,
+    highest_known,
     histogram_quantile,
     need,
+    onset_name,
     sum_rate,
     zero_if_reporting,
 )
@@ -92,7 +94,12 @@ class DbReadTier(HorizontalTier):
         components: list[SignalPressure] = []
         guards: list[SignalPressure] = []
         # Latency quantiles are NaN without reads; replica signals do not exist without replicas.
-        app_cpu = signals.get(APP_CPU_UTILIZATION)
+        # The app's CPU over the onset window too: p95 timings react within seconds of the app running out
+        # of CPU, while its 1m CPU rate still lags behind (it would let those timings blame the replicas).
+        app_cpu = highest_known(signals.get(APP_CPU_UTILIZATION), signals.get(onset_name(APP_CPU_UTILIZATION)))
+        if not missing and reads > 0 and app_cpu is None:
+            # Without the app's CPU its timings cannot be told from its own starvation: unknown, not trusted.
+            missing.append(APP_CPU_UTILIZATION)
         if not missing and reads > 0 and cpu_bound(app_cpu, spec):
             assert app_cpu is not None
             # Not evidence against the replicas (see the module doc); shown, with no pressure, to say why.

@@ -38,8 +38,11 @@ from scaledapp.tiers.base import (
     TierPressure,
     Workload,
     higher_is_worse,
+    highest_known,
     histogram_quantile,
     need,
+    onset_name,
+    sized_factor,
     sum_rate,
     workload_counts,
     zero_if_reporting,
@@ -124,7 +127,11 @@ class DbWriteTier(TierModel):
             components.append(higher_is_worse(LOCK_WAITS, locks, targets.write_lock_waits))
             components.append(higher_is_worse(CONNECTION_UTILIZATION, connections, targets.db_connection_utilization))
             # The latency quantile is NaN without writes, and the app's own clock when it is CPU-bound.
-            if writes > 0 and not cpu_bound(signals.get(APP_CPU_UTILIZATION), spec):
+            app_cpu = highest_known(signals.get(APP_CPU_UTILIZATION), signals.get(onset_name(APP_CPU_UTILIZATION)))
+            if writes > 0 and app_cpu is None:
+                # Without the app's CPU its timings cannot be told from its own starvation: unknown.
+                missing.append(APP_CPU_UTILIZATION)
+            elif writes > 0 and not cpu_bound(app_cpu, spec):
                 (latency,) = need(signals, [WRITE_SECONDS], missing)
                 components.append(higher_is_worse(WRITE_SECONDS, latency, targets.write_latency_seconds))
         if missing:
@@ -165,7 +172,7 @@ class DbWriteTier(TierModel):
                 "across several primaries) or cut write load (batch, queue, fewer indexes). The scaler never "
                 "shards, and will not add app pods or workers, which would only add write load.",
             )
-        factor = spec.scaling.steps.resource_factor
+        factor = sized_factor(pressure.pressure, spec.scaling.steps.resource_factor)
         cpu = clamp(scale_millicores(sizes.db_write_cpu_millicores, factor), cpu_bounds)
         memory = clamp(scale_bytes(sizes.db_write_memory_bytes, factor), memory_bounds)
         return self._step(sizes, "widen", cpu, memory)
