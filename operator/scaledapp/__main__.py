@@ -68,6 +68,8 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.metrics_port:
         metrics.serve(args.metrics_port)
+        if args.leader_elect:
+            metrics.set_leader(False)  # a standby until leader.run_as_leader holds the Lease
 
     settings = kopf.OperatorSettings()
     # Named namespaces (the chart's Role-only install): kopf must not list/watch namespaces and CRDs, which

@@ -42,6 +42,8 @@ from urllib.parse import urlparse
 import kubernetes
 from kubernetes.client import ApiException
 
+from scaledapp import metrics
+
 log = logging.getLogger("scaledapp.leader")
 LOST_EXIT_CODE = 75  # the pod restarts and comes back as a standby
 
@@ -211,6 +213,7 @@ async def run_as_leader(config: LeaseConfig, work: Callable[[], Coroutine[Any, A
             await asyncio.sleep(config.retry_period)
     acquired = time.monotonic()
     log.info("became the leader (Lease %s/%s, identity %s)", config.namespace, config.name, config.identity)
+    metrics.set_leader(True)
     task = asyncio.create_task(work())
     last_renewed = acquired
     try:

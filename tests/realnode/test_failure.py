@@ -30,7 +30,7 @@ ROLE = "scaledapp.dev/role"
 
 @pytest.fixture(scope="module")
 def stack(real_cluster: Cluster) -> Iterator[Deployed]:
-    with release(real_cluster, "ff") as deployed:
+    with release(real_cluster, "ff", {"resyncSeconds": 10}) as deployed:
         try:
             yield apply_scaledapp(deployed, {"database": {"synchronous": True, "failover": {"delaySeconds": 8}},
                                              "scaling": {"mode": "Off"}})
@@ -109,6 +109,23 @@ def test_accepted_orders_survive_the_loss_of_the_queue_pod(stack: Deployed) -> N
         stack.cluster.kubectl("scale", "deployment", f"{NAME}-workers", "-n", stack.apps, "--replicas=1")
 
 
+def test_a_deleted_credentials_secret_comes_back_with_the_same_values(stack: Deployed) -> None:
+    """Generating new passwords would lock every pod out of a database that has the old ones: the operator puts
+    the Secret back as it was (its periodic resync; it never lists or watches Secrets), and a new app pod, which
+    reads it at start, logs in."""
+    secret = f"{NAME}-db-credentials"
+    before = stack.cluster.get_json("secret", secret, "-n", stack.apps)["data"]
+    stack.cluster.kubectl("delete", "secret", secret, "-n", stack.apps)
+    after = wait_for(lambda: stack.cluster.get_json("secret", secret, "-n", stack.apps)["data"], timeout=90,
+                     what="the credentials Secret back", interval=1, ignore=(KubectlError,))
+    assert after == before
+    stack.cluster.kubectl("rollout", "restart", f"deployment/{NAME}-app", "-n", stack.apps)
+    stack.cluster.kubectl("rollout", "status", f"deployment/{NAME}-app", "-n", stack.apps, "--timeout=180s",
+                          timeout=200)
+    created = http_json(f"{app_url(stack)}/items", {"name": "after-secret", "value": "v"})
+    assert created["id"]
+
+
 def test_a_deleted_primary_pod_comes_back_and_no_acknowledged_write_is_lost(stack: Deployed) -> None:
     """Restarted in place, or failed over if the restart outlasts the delay: either way writes come back whole."""
     probe = WriteProbe(app_url(stack), prefix="kill").start()
@@ -154,6 +171,7 @@ def test_a_hung_primary_is_failed_over_then_the_role_comes_home_without_losing_a
                  what=f"db-write serving {promoted}")
         writing(probe, frozen, 60, "writes on the promoted replica")
         failed_over = probe.writes_down(frozen)
+        print("acknowledged after the freeze (s):", [round(t - frozen, 1) for t in probe.times() if t > frozen][:8])
         events = stack.cluster.kubectl("get", "events", "-n", stack.apps, "--field-selector",
                                        f"involvedObject.name={NAME}", "-o", "jsonpath={.items[*].reason}").split()
         assert "FailingOver" in events and "FailedOver" in events

@@ -78,8 +78,9 @@ def create_namespace(cluster: Cluster, name: str) -> None:
 
 
 @contextlib.contextmanager
-def release(cluster: Cluster, prefix: str) -> Iterator[Deployed]:
-    """The chart (operator + bundled Prometheus scraping every 5 s) watching one fresh namespace."""
+def release(cluster: Cluster, prefix: str, values: dict[str, Any] | None = None) -> Iterator[Deployed]:
+    """The chart (operator + bundled Prometheus scraping every 5 s) watching one fresh namespace; `values`
+    add to or override the chart values given here."""
     suffix = secrets.token_hex(3)
     system, apps, name = f"t-{prefix}-sys-{suffix}", f"t-{prefix}-app-{suffix}", f"{prefix}-{suffix}"
     cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(CRD))
@@ -90,7 +91,7 @@ def release(cluster: Cluster, prefix: str) -> Iterator[Deployed]:
         install(cluster.kubeconfig, name, system, {
             "fullnameOverride": f"scaledapp-{suffix}", "watchNamespaces": [apps],
             "prometheus.enabled": True, "prometheus.namespaces": [apps], "prometheus.scrapeInterval": "5s",
-            "prometheus.scrapeTimeout": "4s",
+            "prometheus.scrapeTimeout": "4s", **(values or {}),
         }, skip_crds=True, timeout="180s")
         yield Deployed(cluster, system, apps, name)
     finally:
