@@ -430,8 +430,11 @@ async def run_guard(kube: Kube, body: Mapping[str, Any], pods_now: PodsNow, logg
     """The daemon's loop: a tick a second; a failing tick is logged and the next one tries again."""
     guard = Guard(kube, pods_now, logger)
     while not stopped:
+        owner = dict(body)  # this tick's view: the live body empties when the ScaledApp is deleted
+        if not owner.get("metadata"):
+            break
         try:
-            await guard.tick(body)
+            await guard.tick(owner)
         except (KubeError, pgclient.PostgresError) as exc:
             logger.warning("failover guard: %s", exc)
         except Exception:  # a bug must not end the guard of this ScaledApp: say so, and tick again

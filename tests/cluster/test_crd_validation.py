@@ -146,4 +146,4 @@ def test_printer_columns_show_at_a_glance(cluster: Any, crd: Any, namespace: str
                             "metadata": {"name": "cols"}, "spec": {"scaling": {"mode": "Recommend"}}}
     cluster.kubectl("create", "-n", namespace, "-f", "-", input=json.dumps(body))
     header = cluster.kubectl("get", "sapp", "-n", namespace).splitlines()[0].split()
-    assert header == ["NAME", "APP", "READ-REPLICAS", "BOTTLENECK", "MODE", "READY", "AGE"]
+    assert header == ["NAME", "APP", "READ-REPLICAS", "BOTTLENECK", "PRIMARY", "MODE", "READY", "AGE"]
