@@ -122,7 +122,9 @@ def test_a_deleted_credentials_secret_comes_back_with_the_same_values(stack: Dep
     stack.cluster.kubectl("rollout", "restart", f"deployment/{NAME}-app", "-n", stack.apps)
     stack.cluster.kubectl("rollout", "status", f"deployment/{NAME}-app", "-n", stack.apps, "--timeout=180s",
                           timeout=200)
-    created = http_json(f"{app_url(stack)}/items", {"name": "after-secret", "value": "v"})
+    # Locked out, the new pods' writes would fail for good; with the same values they succeed once the pools open.
+    created = wait_for(lambda: http_json(f"{app_url(stack)}/items", {"name": "after-secret", "value": "v"}),
+                       timeout=60, what="a write through the restarted app", interval=1, ignore=(OSError,))
     assert created["id"]
 
 
