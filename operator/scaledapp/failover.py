@@ -183,7 +183,7 @@ def restart_needed(pod: DbPod, image: str, args: Sequence[str]) -> str | None:
     OnDelete: without this, such a change would wait for the pod's next accidental restart."""
     if pod.image and image and pod.image != image:
         return f"image {pod.image} -> {image}"
-    if pod.args and tuple(args) != pod.args:
+    if pod.args and args and tuple(args) != pod.args:  # either side unknown (empty): no judgement
         return "server settings changed"
     return None
 

@@ -136,8 +136,8 @@ class WatchCache:
 
 
 def slim(obj: dict[str, Any]) -> dict[str, Any]:
-    """What a scaler tick reads of a cached child - identity, sizes, readiness, a ConfigMap's data - and
-    nothing else: at 500 ScaledApps whole bodies as Python dicts were most of the operator's memory."""
+    """What a scaler tick and the failover guard read of a cached child - identity, sizes, images and
+    arguments, readiness, a ConfigMap's data - and nothing else: at 500 ScaledApps whole bodies as Python dicts were most of the operator's memory."""
     meta = obj.get("metadata") or {}
     out: dict[str, Any] = {
         "apiVersion": obj.get("apiVersion"), "kind": obj.get("kind"),
@@ -148,8 +148,10 @@ def slim(obj: dict[str, Any]) -> dict[str, Any]:
         return out
     spec = obj.get("spec") or {}
     containers = (((spec.get("template") or {}).get("spec") or {}).get("containers")) or []
+    # Image and args too: the failover guard compares the primary's pod with its template (a restart due).
     out["spec"] = {"replicas": spec.get("replicas"), "template": {"spec": {"containers": [
-        {"name": c.get("name"), "resources": c.get("resources") or {}} for c in containers]}}}
+        {"name": c.get("name"), "image": c.get("image"), "args": c.get("args") or [],
+         "resources": c.get("resources") or {}} for c in containers]}}}
     out["status"] = {"readyReplicas": (obj.get("status") or {}).get("readyReplicas")}
     return out
 

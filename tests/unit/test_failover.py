@@ -156,6 +156,7 @@ def test_a_primary_on_an_older_template_is_restarted_through_a_switchover() -> N
     assert restart_needed(running, "postgres:17.5", ["-c", "a=1"]) is None
     assert restart_needed(running, "postgres:17.6", ["-c", "a=1"]) == "image postgres:17.5 -> postgres:17.6"
     assert restart_needed(running, "postgres:17.5", ["-c", "a=2"]) == "server settings changed"
+    assert restart_needed(running, "", []) is None  # a template seen without image or args: no judgement
     pods = [running, pod(R0), pod(R1)]
     far = {HOME: primary_at(100 * MB), R0: standby(10 * MB), R1: standby(20 * MB)}
     plan = planned_switchover(pods, HOME_TOPOLOGY, far, "image changed")
@@ -163,3 +164,15 @@ def test_a_primary_on_an_older_template_is_restarted_through_a_switchover() -> N
     close = {HOME: primary_at(100 * MB), R0: standby(100 * MB), R1: standby(100 * MB - 1)}
     plan = planned_switchover(pods, HOME_TOPOLOGY, close, "image changed")
     assert plan.action == Action.SWITCHOVER and plan.target == R0 and plan.reason == Reason.RESTART_NEEDED
+
+
+def test_the_watch_cache_keeps_what_the_guard_compares() -> None:
+    """The guard reads the primary's StatefulSet from the watch cache: a slimmed body without image and args
+    made every primary look due for a restart (a switchover every sweep)."""
+    from scaledapp.kube import slim
+
+    sts = {"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": {"name": "shop-db"},
+           "spec": {"replicas": 1, "template": {"spec": {"containers": [
+               {"name": "postgres", "image": "pg:17", "args": ["-c", "a=1"], "env": [{"name": "X"}]}]}}}}
+    [container] = slim(sts)["spec"]["template"]["spec"]["containers"]
+    assert container["image"] == "pg:17" and container["args"] == ["-c", "a=1"] and "env" not in container
