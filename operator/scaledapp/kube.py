@@ -137,7 +137,8 @@ class WatchCache:
 
 def slim(obj: dict[str, Any]) -> dict[str, Any]:
     """What a scaler tick and the failover guard read of a cached child - identity, sizes, images and
-    arguments, readiness, a ConfigMap's data - and nothing else: at 500 ScaledApps whole bodies as Python dicts were most of the operator's memory."""
+    arguments, readiness, a ConfigMap's data - and nothing else: at 500 ScaledApps whole bodies as Python
+    dicts were most of the operator's memory."""
     meta = obj.get("metadata") or {}
     out: dict[str, Any] = {
         "apiVersion": obj.get("apiVersion"), "kind": obj.get("kind"),
