@@ -50,11 +50,17 @@ def scaledapp(deployed: Deployed) -> Deployed:
 
 def test_the_charts_operator_runs_as_a_real_pod_with_the_charts_rbac(deployed: Deployed) -> None:
     pods = deployed.cluster.get_json("pods", "-n", deployed.system, "-l", "app.kubernetes.io/component=operator")
-    [pod] = pods["items"]
-    assert pod_ready(pod)
-    assert pod["spec"]["serviceAccountName"].startswith("scaledapp-")
-    [status] = pod["status"]["containerStatuses"]
-    assert status["containerID"].startswith("containerd://") and status["restartCount"] == 0
+    # Two replicas under leader election: both run (the standby answers its probes), one holds the Lease.
+    assert len(pods["items"]) == 2
+    for pod in pods["items"]:
+        assert pod_ready(pod)
+        assert pod["spec"]["serviceAccountName"].startswith("scaledapp-")
+        [status] = pod["status"]["containerStatuses"]
+        assert status["containerID"].startswith("containerd://") and status["restartCount"] == 0
+    leases = deployed.cluster.get_json("leases", "-n", deployed.system)["items"]
+    holders = {lease["spec"].get("holderIdentity") for lease in leases}
+    assert len(holders & {p["metadata"]["name"] for p in pods["items"]}) == 1, holders
+    pod = pods["items"][0]
     # The operator's ServiceAccount may not read Secrets cluster-wide: it runs with the chart's RBAC, nothing more.
     sa = f"system:serviceaccount:{deployed.system}:{pod['spec']['serviceAccountName']}"
     assert deployed.cluster.kubectl_run("auth", "can-i", "list", "secrets", "-A", f"--as={sa}").stdout.strip() == "no"
