@@ -15,11 +15,12 @@ import ssl
 import threading
 import time
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 import yaml
 from aiohttp import web
+
+from tests.support.operator import write_token_kubeconfig
 
 HOP_BY_HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailers",
               "transfer-encoding", "upgrade", "host", "content-length"}
@@ -103,16 +104,7 @@ class BrownoutProxy:
 
 def proxied_kubeconfig(admin_kubeconfig: Path, token: str, proxy_url: str, path: Path) -> Path:
     """A kubeconfig that reaches the API server through the proxy with a bearer token."""
-    config: dict[str, Any] = {
-        "apiVersion": "v1", "kind": "Config",
-        "clusters": [{"name": "proxy", "cluster": {"server": proxy_url}}],
-        "users": [{"name": "token", "user": {"token": token}}],
-        "contexts": [{"name": "proxy", "context": {"cluster": "proxy", "user": "token"}}],
-        "current-context": "proxy",
-    }
-    path.write_text(yaml.safe_dump(config))
-    path.chmod(0o600)
-    return path
+    return write_token_kubeconfig({"server": proxy_url}, token, path)
 
 
 def upstream_of(admin_kubeconfig: Path) -> tuple[str, str]:

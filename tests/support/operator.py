@@ -111,6 +111,11 @@ def token_kubeconfig(admin_kubeconfig: Path, token: str, path: Path) -> Path:
     ca = cluster.get("certificate-authority")
     if ca and not Path(ca).is_absolute():
         cluster["certificate-authority"] = str((admin_kubeconfig.parent / ca).resolve())
+    return write_token_kubeconfig(cluster, token, path)
+
+
+def write_token_kubeconfig(cluster: dict[str, Any], token: str, path: Path) -> Path:
+    """A kubeconfig (mode 0600) for `cluster` (server, CA) that authenticates with a bearer token only."""
     config = {
         "apiVersion": "v1",
         "kind": "Config",
