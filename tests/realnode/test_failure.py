@@ -245,6 +245,35 @@ def test_the_slot_of_a_removed_replica_is_dropped(stack: Deployed) -> None:
     assert any(second.replace("-", "_") in e["message"] for e in json.loads(events)["items"])
 
 
+def test_a_change_that_needs_the_primary_restarted_goes_through_a_switchover(stack: Deployed) -> None:
+    """The primary's StatefulSet is OnDelete: a server-setting change (here: synchronous commits off) reaches the
+    primary's pod through a switchover to a caught-up replica, the restart of the old primary on the new
+    template, and the switchover home; writes are down only for the switchovers, and none is lost."""
+    home_and_healthy(stack)
+    epoch = int(database(stack).get("epoch") or 0)
+    probe = WriteProbe(app_url(stack), prefix="planned").start()
+    try:
+        writing(probe, 0, 60, "writes before the change")
+        stack.cluster.kubectl("patch", "scaledapp", NAME, "-n", stack.apps, "--type=merge",
+                              "-p", json.dumps({"spec": {"database": {"synchronous": False}}}))
+
+        def planned() -> bool:
+            out = stack.cluster.kubectl("get", "events", "-n", stack.apps, "--field-selector",
+                                        f"involvedObject.name={NAME},reason=SwitchingOver",
+                                        "-o", "jsonpath={.items[*].message}")
+            return f"{HOME} must restart" in out
+
+        # The switchover away (its Event: the record in status may already be the switchover home).
+        wait_for(planned, timeout=300, what="a planned switchover away from the primary", interval=1)
+        assert int(database(stack).get("epoch") or 0) > epoch
+        home_and_healthy(stack)
+        writing(probe, time.monotonic(), 60, "writes after the switchover home")
+    finally:
+        probe.stop()
+    assert stack.psql(HOME, "show synchronous_standby_names").strip() == ""  # the new template runs
+    assert probe.lost(ids_in_database(stack, "planned")) == set()
+
+
 def evict(stack: Deployed, pod: str) -> str:
     """The Eviction API call kubectl drain makes for each pod: '' when granted, else the refusal."""
     body = {"apiVersion": "policy/v1", "kind": "Eviction", "metadata": {"name": pod, "namespace": stack.apps}}
@@ -260,7 +289,9 @@ def test_a_drain_of_the_primarys_node_moves_the_role_by_switchover(stack: Deploy
     """kubectl drain cordons the node, then evicts its pods. The primary's disruption budget refuses its eviction,
     and the cordon makes the guard switch the role to a caught-up replica first. This cluster has one node, so
     the role leaves the pod being drained once (to the replica beside it) and the budget then holds the drain
-    (no other node could take the primary): writes go on throughout, and none is lost."""
+    (no other node could take the primary): writes go on throughout, and none is lost. Last in the file: the
+    drill before turned synchronous commits off; with them on and one replica, the replica's pod leaving with
+    the drain would stop writes until it returns, whichever pod held the role (docs/failure.md)."""
     home_and_healthy(stack)
     node = stack.cluster.kubectl("get", "pod", HOME, "-n", stack.apps, "-o", "jsonpath={.spec.nodeName}").strip()
     refused = evict(stack, HOME)
@@ -292,32 +323,3 @@ def test_a_drain_of_the_primarys_node_moves_the_role_by_switchover(stack: Deploy
     print(f"drain: longest write gap {probe.writes_down(cordoned):.1f}s; switchover {after['lastMove']['seconds']}s")
     home_and_healthy(stack)
     assert probe.lost(ids_in_database(stack, "drain")) == set()
-
-
-def test_a_change_that_needs_the_primary_restarted_goes_through_a_switchover(stack: Deployed) -> None:
-    """The primary's StatefulSet is OnDelete: a server-setting change (here: synchronous commits off) reaches the
-    primary's pod through a switchover to a caught-up replica, the restart of the old primary on the new
-    template, and the switchover home; writes are down only for the switchovers, and none is lost."""
-    home_and_healthy(stack)
-    epoch = int(database(stack).get("epoch") or 0)
-    probe = WriteProbe(app_url(stack), prefix="planned").start()
-    try:
-        writing(probe, 0, 60, "writes before the change")
-        stack.cluster.kubectl("patch", "scaledapp", NAME, "-n", stack.apps, "--type=merge",
-                              "-p", json.dumps({"spec": {"database": {"synchronous": False}}}))
-
-        def planned() -> bool:
-            out = stack.cluster.kubectl("get", "events", "-n", stack.apps, "--field-selector",
-                                        f"involvedObject.name={NAME},reason=SwitchingOver",
-                                        "-o", "jsonpath={.items[*].message}")
-            return f"{HOME} must restart" in out
-
-        # The switchover away (its Event: the record in status may already be the switchover home).
-        wait_for(planned, timeout=300, what="a planned switchover away from the primary", interval=1)
-        assert int(database(stack).get("epoch") or 0) > epoch
-        home_and_healthy(stack)
-        writing(probe, time.monotonic(), 60, "writes after the switchover home")
-    finally:
-        probe.stop()
-    assert stack.psql(HOME, "show synchronous_standby_names").strip() == ""  # the new template runs
-    assert probe.lost(ids_in_database(stack, "planned")) == set()
