@@ -116,6 +116,8 @@ def _register_drift_handler(group: str, version: str, plural: str) -> None:
         """A child was deleted or edited: put back what the reconciler owns (a no-op when nothing drifted)."""
         owner = _owner_name(body)
         kube: Kube = memo.kube
+        if event["type"] == "MODIFIED":
+            await kube.seen.settled(dict(body))
         drift = kube.seen.drifted(event["type"], dict(body))
         key = (body.get("kind"), body.metadata.namespace, body.metadata.name)
         if event["type"] == "DELETED":
