@@ -76,6 +76,9 @@ def pod_summary(body: Mapping[str, Any]) -> dict[str, Any]:
         "image": postgres.get("image", ""),
         "args": list(postgres.get("args") or []),
         "node": (body.get("spec") or {}).get("nodeName") or "",
+        "resources": list(failover.resource_key(postgres.get("resources"))),
+        "resize_infeasible": any(c.get("type") == "PodResizePending" and c.get("reason") == "Infeasible"
+                                 for c in status.get("conditions") or []),
     }
 
 
@@ -84,7 +87,8 @@ def db_pod(summary: Mapping[str, Any], draining: frozenset[str] = frozenset()) -
     return DbPod(name=summary["name"], role=summary.get("role"), ready=bool(summary.get("ready")),
                  running=bool(summary.get("running")), terminating=bool(summary.get("terminating")),
                  ip=summary.get("ip"), image=str(summary.get("image") or ""), args=tuple(summary.get("args") or ()),
-                 node=node, draining=bool(node) and node in draining)
+                 node=node, draining=bool(node) and node in draining, resources=tuple(summary.get("resources") or ()),
+                 resize_infeasible=bool(summary.get("resize_infeasible")))
 
 
 def slot_name(pod_name: str) -> str:
@@ -109,6 +113,7 @@ class Memory:
     last_move: dict[str, Any] | None = None  # re-sent with every status write (apply drops what is left out)
     switch_reason: str = ""
     drained_from: set[str] = dataclasses.field(default_factory=set)  # nodes the role already left once
+    restart_why: str = ""  # why the primary needed a restart at the last sweep
 
 
 class Guard:
@@ -405,9 +410,13 @@ class Guard:
         sts = await self.kube.get_cached("apps/v1", "StatefulSet", child.db_primary, namespace)
         containers = ((((sts or {}).get("spec") or {}).get("template") or {}).get("spec") or {}).get("containers")
         template = next((c for c in containers or [] if c.get("name") == CONTAINER), None)
-        why = failover.restart_needed(primary, template.get("image", ""), template.get("args") or []) \
-            if template else None
-        if why is None:
+        why = failover.restart_needed(primary, template.get("image", ""), template.get("args") or [],
+                                      failover.resource_key(template.get("resources"))) if template else None
+        # The scaler writes the template, then resizes the pod: a sweep between the two sees them differ.
+        # Only a difference still there at the next sweep means the resize did not reach the pod.
+        unconfirmed = why == failover.RESIZE_NOT_APPLIED and self.memory.restart_why != why
+        self.memory.restart_why = why or ""
+        if why is None or unconfirmed:
             return False
         plan = failover.planned_switchover(pods, topology, await self.positions(child, namespace, pods), why)
         if plan.action != failover.Action.SWITCHOVER or plan.target is None:

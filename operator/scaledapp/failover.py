@@ -22,6 +22,9 @@ from __future__ import annotations
 import enum
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
+
+from scaledapp.quantity import parse_bytes, parse_cpu_millicores
 
 PRIMARY = "primary"
 REPLICA = "replica"
@@ -74,6 +77,8 @@ class DbPod:
     args: tuple[str, ...] = ()
     node: str = ""
     draining: bool = False  # its node is cordoned (kubectl drain starts so): it is about to be evicted
+    resources: tuple[int, ...] = ()  # the postgres container's, as the pod spec says (resource_key)
+    resize_infeasible: bool = False  # the kubelet refused an in-place resize (PodResizePending/Infeasible)
 
 
 @dataclass(frozen=True)
@@ -186,10 +191,30 @@ def _failback(
                 target=home, relabel=relabel)
 
 
-def restart_needed(pod: DbPod, image: str, args: Sequence[str]) -> str | None:
-    """Why the primary's pod must restart to run what its StatefulSet's template says (an image or a server
-    setting changed; resources are resized in place and never need it), or None. The primary's StatefulSet is
-    OnDelete: without this, such a change would wait for the pod's next accidental restart."""
+def resource_key(resources: Mapping[str, Any] | None) -> tuple[int, ...]:
+    """A container's requests and limits as numbers (millicores, bytes; -1 when unset), so that "500m" and
+    "0.5" compare equal."""
+    resources = resources or {}
+    out = []
+    for section in ("requests", "limits"):
+        values = resources.get(section) or {}
+        out.append(parse_cpu_millicores(str(values["cpu"])) if "cpu" in values else -1)
+        out.append(parse_bytes(str(values["memory"])) if "memory" in values else -1)
+    return tuple(out)
+
+
+RESIZE_NOT_APPLIED = "a resize did not reach the running pod"
+
+
+def restart_needed(pod: DbPod, image: str, args: Sequence[str], resources: tuple[int, ...] = ()) -> str | None:
+    """Why the primary's pod must restart to run what its StatefulSet's template says, or None: an image or a
+    server setting changed, or a resize the kubelet cannot do in place (refused as infeasible, or never applied
+    to the pod: no in-place resize here). The primary's StatefulSet is OnDelete: without this, such a change
+    would wait for the pod's next accidental restart."""
+    if pod.resize_infeasible:
+        return "the kubelet cannot resize it in place"
+    if pod.resources and resources and pod.resources != resources:
+        return RESIZE_NOT_APPLIED
     if pod.image and image and pod.image != image:
         return f"image {pod.image} -> {image}"
     if pod.args and args and tuple(args) != pod.args:  # either side unknown (empty): no judgement

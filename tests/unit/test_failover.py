@@ -17,6 +17,7 @@ from scaledapp.failover import (
     needs_positions,
     planned_switchover,
     relabels,
+    resource_key,
     restart_needed,
 )
 from scaledapp.pgclient import lsn_number
@@ -137,7 +138,7 @@ def test_pod_summary_reads_readiness_and_the_postgres_container() -> None:
     summary = pod_summary(body)
     assert summary == {"name": R0, "uid": "u", "role": "replica", "ready": False, "running": True,
                        "terminating": False, "ip": "10.244.0.9", "image": "pg:17", "args": ["-c", "a=1"],
-                       "node": "node-a"}
+                       "node": "node-a", "resources": [-1, -1, -1, -1], "resize_infeasible": False}
     assert db_pod(summary, frozenset({"node-a"})).draining
     assert not db_pod(summary, frozenset({"node-b"})).draining and not db_pod(summary).draining
 
@@ -239,3 +240,16 @@ def test_a_planned_restart_prefers_a_replica_whose_node_stays() -> None:
     positions = {HOME: primary_at(MB), R0: standby(MB), R1: standby(MB - 1)}
     plan = planned_switchover(pods, HOME_TOPOLOGY, positions, "image a -> b")
     assert plan.action == Action.SWITCHOVER and plan.target == R1
+
+
+def test_a_resize_the_kubelet_cannot_do_in_place_needs_a_restart() -> None:
+    size = resource_key({"requests": {"cpu": "500m", "memory": "512Mi"}, "limits": {"cpu": "1", "memory": "512Mi"}})
+    assert size == resource_key({"requests": {"cpu": "0.5", "memory": str(512 * MB)},
+                                 "limits": {"cpu": "1000m", "memory": "512Mi"}})
+    running = dataclasses.replace(pod(HOME), image="pg", args=("-c", "a=1"), resources=size)
+    assert restart_needed(running, "pg", ["-c", "a=1"], size) is None
+    bigger = resource_key({"requests": {"cpu": "1", "memory": "1Gi"}, "limits": {"cpu": "2", "memory": "1Gi"}})
+    assert restart_needed(running, "pg", ["-c", "a=1"], bigger) == "a resize did not reach the running pod"
+    refused = dataclasses.replace(running, resize_infeasible=True)
+    assert restart_needed(refused, "pg", ["-c", "a=1"], size) == "the kubelet cannot resize it in place"
+    assert restart_needed(dataclasses.replace(running, resources=()), "pg", ["-c", "a=1"], bigger) is None
