@@ -398,18 +398,23 @@ class Guard:
         await self.write_status(owner, topology, "Promoted", "SwitchoverAborted",
                                 f"a switchover was interrupted; {topology.primary} keeps the write role")
 
+    async def postgres_template(self, statefulset: str, namespace: str) -> Mapping[str, Any] | None:
+        """The postgres container of a StatefulSet's pod template (from the watch cache)."""
+        sts = await self.kube.get_cached("apps/v1", "StatefulSet", statefulset, namespace)
+        containers = ((((sts or {}).get("spec") or {}).get("template") or {}).get("spec") or {}).get("containers")
+        return next((c for c in containers or [] if c.get("name") == CONTAINER), None)
+
     async def restart_by_switchover(self, owner: Mapping[str, Any], child: names.ChildNames, topology: Topology,
                                     pods: Sequence[DbPod]) -> bool:
-        """When the home primary's pod runs an older template (image or settings), move the role to a
-        caught-up replica; the switchover restarts the old primary, which comes back on the new template
-        and later takes the role home again. True when it switched."""
+        """When the home primary's pod runs an older template (image, settings, or a size it could not take in
+        place), move the role to a caught-up replica that runs its own current template (one its StatefulSet
+        has still to roll would be restarted while holding the role); the switchover restarts the old primary,
+        which comes back on the new template and later takes the role home again. True when it switched."""
         namespace = owner["metadata"]["namespace"]
         primary = next((p for p in pods if p.name == topology.primary), None)
         if primary is None or topology.primary != child.home_primary:
             return False
-        sts = await self.kube.get_cached("apps/v1", "StatefulSet", child.db_primary, namespace)
-        containers = ((((sts or {}).get("spec") or {}).get("template") or {}).get("spec") or {}).get("containers")
-        template = next((c for c in containers or [] if c.get("name") == CONTAINER), None)
+        template = await self.postgres_template(child.db_primary, namespace)
         why = failover.restart_needed(primary, template.get("image", ""), template.get("args") or [],
                                       failover.resource_key(template.get("resources"))) if template else None
         # The scaler writes the template, then resizes the pod: a sweep between the two sees them differ.
@@ -418,7 +423,10 @@ class Guard:
         self.memory.restart_why = why or ""
         if why is None or unconfirmed:
             return False
-        plan = failover.planned_switchover(pods, topology, await self.positions(child, namespace, pods), why)
+        replicas = await self.postgres_template(child.db_replicas, namespace) or {}
+        rolled = [p for p in pods if not p.name.startswith(f"{child.db_replicas}-")
+                  or failover.restart_needed(p, replicas.get("image", ""), replicas.get("args") or []) is None]
+        plan = failover.planned_switchover(rolled, topology, await self.positions(child, namespace, pods), why)
         if plan.action != failover.Action.SWITCHOVER or plan.target is None:
             await self.report(owner, topology, "Healthy", plan)
             return False
