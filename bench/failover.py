@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from hack.writeprobe import WriteProbe
-from tests.support.cluster import REAL, start_cluster
+from tests.support.cluster import REAL, KubectlError, start_cluster
 from tests.support.release import NAME, Deployed, apply_scaledapp, release
 from tests.support.wait import wait_for
 
@@ -59,8 +59,12 @@ def acked_since(probe: WriteProbe, moment: float, count: int = 3, timeout: float
 
 
 def ids_in_database(stack: Deployed, prefix: str) -> set[int]:
-    out = stack.psql(stack.pod_named("primary"), f"select id from items where name like '{prefix}-%'")
-    return {int(line) for line in out.split() if line.strip()}
+    """The probe's rows on the pod labelled primary; retried while that pod is still (re)starting."""
+    def read() -> tuple[set[int]]:  # a tuple: an empty set is an answer too
+        out = stack.psql(stack.pod_named("primary"), f"select id from items where name like '{prefix}-%'")
+        return ({int(line) for line in out.split() if line.strip()},)
+
+    return wait_for(read, timeout=120, what="the primary answering", interval=2, ignore=(KubectlError,))[0]
 
 
 def kill_drill(stack: Deployed, n: int) -> dict[str, float]:
