@@ -94,7 +94,7 @@ class Decision:
 
 def decide(tick: Tick) -> Decision:
     """Decide one tick (see plan.Tick for what it decides from)."""
-    if tick.scaling.mode == api.ScalingMode.OFF:
+    if tick.spec.scaling.mode == api.ScalingMode.OFF:
         return _off(tick)
     plan = _plan(tick)
     if tick.paused:

@@ -4,8 +4,8 @@ docs/metrics.md lists every family with its labels ("The operator"); tests/unit/
 that the list and this module agree. Everything lives in one registry of its own (REGISTRY), so tests and
 several operators in one process never collide with the default one.
 
-Hooks, one line each where they are called: `tick_timer` (handlers.scale), `record_tick` (scaler._explain),
-`record_tiers` (scaler.tick), `prometheus_query` (prometheus.Prometheus._query), `kube_request` (kube.Kube._call),
+Hooks, one line each where they are called: `tick_timer` (handlers.scale), `record_tick` (explain._tell),
+`record_tiers` (explain.explain), `prometheus_query` (prometheus.Prometheus._query), `kube_request` (kube.Kube._call),
 `set_leader` (whoever decides leadership; 1 while this process acts), `forget` (a ScaledApp is gone).
 """
 

@@ -27,7 +27,7 @@ import pytest
 from scaledapp import api, metrics, prometheus, scaler
 from scaledapp.resources.names import ChildNames
 
-MAX_REVISITS = 16
+MAX_REVISITS = 8
 DEPTH = 2  # the tick (0), its phases (1), what they call (2)
 PACKAGES = ("scaledapp.tiers", "scaledapp.resources")  # each one place
 NAMESPACE, NAME = "ns", "shop"
@@ -128,6 +128,8 @@ def walk_one_tick(monkeypatch: pytest.MonkeyPatch) -> tuple[Walk, _Kube]:
             return
         read.add(frame.f_code)
         place = next((package for package in PACKAGES if module.startswith(package + ".")), module)
+        if "-v" in sys.argv:
+            print(len(stack) - 1, place, frame.f_code.co_name)
         if not walk or walk[-1] != place:
             walk.append(place)
 
