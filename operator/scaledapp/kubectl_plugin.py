@@ -24,7 +24,7 @@ from typing import Any, Protocol, cast
 
 import pydantic
 
-from scaledapp import api
+from scaledapp import api, tiers
 
 Manifest = dict[str, Any]
 
@@ -130,7 +130,7 @@ def why_not(tier: str, pressure: float | None, bottleneck: str, status: api.Scal
     if pressure > up:
         chosen = next((e.pressure for e in status.pressures if e.tier == bottleneck), None)
         return (f"hot too, but {bottleneck} is more pressed ({_num(chosen)}; near-ties go to the cheaper rung: "
-                f"{' < '.join(api.LADDER)})")
+                f"{' < '.join(tiers.ladder())})")
     if pressure >= down:
         return f"within target: {pressure:.2f} is not above the widen threshold {up:.2f} (1 + hysteresis)"
     return f"calm: {pressure:.2f} is below {down:.2f} (1 - hysteresis)"

@@ -154,5 +154,5 @@ async def observe(
     fast: dict[TierName, dict[str, float | None]] = {t: {} for t in onset}
     for key, value in result.values.items():
         tier_name, signal, which = key.split("|", 2)
-        (fast if which else signals)[cast(TierName, tier_name)][signal] = value
+        (fast if which else signals)[tier_name][signal] = value
     return Snapshot(time=now, signals=signals, onset=fast), ""
