@@ -23,6 +23,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, Protocol, cast
 
 import pydantic
+from pydantic.alias_generators import to_camel
 
 from scaledapp import api, tiers
 
@@ -227,7 +228,9 @@ def render_why(obj: Manifest, now: dt.datetime | None = None) -> str:
 
 
 def _status_key(tier: str) -> str:
-    return {"db-read": "dbRead", "db-write": "dbWrite"}.get(tier, tier)
+    """A tier's key in status.tiers, as on the wire (its status_field in camelCase)."""
+    known = tiers.known(tier)
+    return to_camel(tiers.tier(known).status_field) if known is not None else tier
 
 
 def render_history(obj: Manifest) -> str:
