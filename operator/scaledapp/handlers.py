@@ -1,4 +1,4 @@
-"""kopf handlers: thin wiring of the loop in ARCHITECTURE.md (reconcile; observe, judge, decide, act)."""
+"""kopf handlers: thin wiring of the loop in docs/architecture.md (reconcile; observe, judge, decide, act)."""
 
 from __future__ import annotations
 

@@ -104,7 +104,7 @@ def test_the_watch_cache_keeps_only_what_a_tick_reads_and_reads_the_same() -> No
     full = workloads(lambda kind, name: live[(kind, name)])
     cached = workloads(lambda kind, name: cache.get(kind, name, "ns"))
     assert sizes_of(cached, spec) == sizes_of(full, spec)
-    assert sizes_of(cached, spec).db_write_cpu == "750m"
+    assert sizes_of(cached, spec)["db-write"].cpu == "750m"
     assert tiers_status(cached, sizes_of(cached, spec)) == tiers_status(full, sizes_of(full, spec))
     primary = cache.get("StatefulSet", child.db_primary, "ns")
     assert primary is not None and "managedFields" not in primary["metadata"]
