@@ -85,7 +85,7 @@ def test_the_operator_runs_two_replicas_under_leader_election_with_liveness_and_
     # A rolling update is safe: the new pod waits as a standby until the old leader releases the Lease.
     assert spec["strategy"] == {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}}
     container = spec["template"]["spec"]["containers"][0]
-    assert container["command"] == ["python", "-m", "scaledapp"]
+    assert container["command"] == ["scaledapp"]  # the console script of pyproject.toml
     assert container["args"] == ["--all-namespaces", "--log-format=json", "--liveness=http://0.0.0.0:8080/healthz",
                                  "--metrics-port=8081",
                                  "--prometheus-allow=*.svc", "--prometheus-allow=*.svc.cluster.local",
