@@ -23,7 +23,7 @@ from typing import Any
 import yaml
 
 from devharness.procs import REPO, Child, HarnessError, free_port, poll
-from devharness.prometheus import LocalPrometheus
+from devharness.prometheus import LocalPrometheus, operator_scrape_config
 
 CRD = REPO / "crds" / "scaledapps.scaledapp.dev.yaml"
 CLUSTER_SH = REPO / "hack" / "localcluster" / "cluster.sh"
@@ -60,8 +60,12 @@ class Stack:
         self.workdir = workdir
         self.kubeconfig, self.kubectl_path = kubeconfig, kubectl
         self.namespace, self.name = namespace, name
-        self.prometheus = LocalPrometheus(workdir / "prometheus", scrape_interval=scrape_interval,
-                                          evaluation_interval=scrape_interval)
+        # The operator's /metrics, scraped as the chart's bundled Prometheus scrapes the operator pods (its
+        # `scaledapp-operator` job), so a dashboard over this Prometheus shows the operator's panels too.
+        self.metrics_port = free_port()
+        self.prometheus = LocalPrometheus(
+            workdir / "prometheus", scrape_interval=scrape_interval, evaluation_interval=scrape_interval,
+            extra_scrape_configs=[operator_scrape_config(f"127.0.0.1:{self.metrics_port}", namespace)])
         self.operator = Child("operator", workdir / "operator.log")
         self.twin = Child("twin", workdir / "twin.log")
         self.trace = workdir / "trace.jsonl"
@@ -112,7 +116,7 @@ class Stack:
         self._exit.callback(self.operator.stop)
         self.operator.spawn([sys.executable, "-m", "scaledapp", "--namespace", self.namespace, "--log-format",
                              "json", "--liveness", f"http://127.0.0.1:{self.operator_port}/healthz",
-                             f"--metrics-port={free_port()}", *extra_args],
+                             f"--metrics-port={self.metrics_port}", *extra_args],
                             env={**python_env(), "KUBECONFIG": self.kubeconfig})
         poll(self._operator_healthy, 60, f"the operator's liveness endpoint (log: {self.operator.log_path})", 0.2)
 
