@@ -47,9 +47,9 @@ def cluster_env(overrides: dict[str, str] | None = None) -> tuple[str, str]:
 
 
 def python_env() -> dict[str, str]:
-    # scaledapp and demo_app are installed into the venv (`make venv`); devharness lives in the repository root.
-    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
-            "PYTHONUNBUFFERED": "1"}
+    # scaledapp and demo_app are installed into the venv (`make venv`); devharness lives in the repository root,
+    # where `python -m devharness...` runs (cwd REPO): no PYTHONPATH.
+    return {**os.environ, "PYTHONUNBUFFERED": "1"}
 
 
 class Stack:
@@ -153,10 +153,10 @@ class Stack:
 
     def start_twin(self, profile: str, seed: int = 0) -> None:
         self._exit.callback(self.twin.stop)
-        self.twin.spawn([sys.executable, "-m", "devharness.twin", "--kubeconfig", self.kubeconfig,
+        self.twin.spawn([sys.executable, "-m", "devharness.twin", "--kubeconfig", str(Path(self.kubeconfig).resolve()),
                          "--namespace", self.namespace, "--name", self.name, "--profile", profile,
-                         "--seed", str(seed), "--targets-file", str(self.prometheus.targets_path),
-                         "--trace", str(self.trace)], env=python_env())
+                         "--seed", str(seed), "--targets-file", str(self.prometheus.targets_path.resolve()),
+                         "--trace", str(self.trace.resolve())], env=python_env(), cwd=REPO)
 
     def wait_for_scrapes(self, timeout: float = 60.0) -> None:
         """Prometheus has every tier's twin pods up (the operator's signals can be computed)."""
