@@ -15,7 +15,7 @@ LC := hack/localcluster
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk -F':.*?## ' '{printf "  make %-15s %s\n", $$1, $$2}'
 
-$(VENV)/.stamp: requirements/runtime.txt requirements/dev.txt demo-app/requirements.txt pyproject.toml
+$(VENV)/.stamp: requirements/runtime.txt requirements/dev.txt requirements/build.txt demo-app/requirements.txt pyproject.toml
 	@echo "==> Python packages: creating $(VENV), installing requirements/dev.txt and this repository (editable)"
 	@test -x $(VPY) || $(PY) -m venv $(VENV)
 	@$(VPY) -m pip install -q --upgrade pip

@@ -82,7 +82,7 @@ class Child:
         self.log_path = log_path
         self.proc: subprocess.Popen[bytes] | None = None
 
-    def spawn(self, cmd: Sequence[str], env: Mapping[str, str] | None = None) -> None:
+    def spawn(self, cmd: Sequence[str], env: Mapping[str, str] | None = None, cwd: Path | None = None) -> None:
         if self.running:
             raise HarnessError(f"{self.name} is already running")
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -91,7 +91,7 @@ class Child:
             log.flush()
             self.proc = subprocess.Popen(
                 list(cmd), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                env={**os.environ, **env} if env is not None else None,
+                env={**os.environ, **env} if env is not None else None, cwd=cwd,
             )
 
     @property

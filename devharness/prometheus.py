@@ -37,6 +37,16 @@ from scaledapp.tiers.base import PROM_INSTANCE_LABEL, PROM_TIER_LABEL
 
 # The job name of the chart's pod-discovery scrape config (resources/common.py scrape_annotations).
 POD_JOB = "kubernetes-pods"
+# The chart's job for the operator's own /metrics (charts/scaledapp-operator/templates/prometheus-config.yaml).
+OPERATOR_JOB = "scaledapp-operator"
+
+
+def operator_scrape_config(address: str, namespace: str, pod: str = "operator") -> dict[str, Any]:
+    """The chart's `scaledapp-operator` job for an operator process on `address` (host:port of --metrics-port):
+    honor_labels, so the operator's own `namespace` label (the ScaledApp's) is kept, and the target labels the chart
+    gives an operator pod (`namespace` of the pod, `pod`), here from a static target instead of pod discovery."""
+    return {"job_name": OPERATOR_JOB, "honor_labels": True,
+            "static_configs": [{"targets": [address], "labels": {"namespace": namespace, "pod": pod}}]}
 
 
 @dataclass(frozen=True)
@@ -88,6 +98,7 @@ class LocalPrometheus:
         port: int | None = None,
         binary: Path | None = None,
         extra_args: Iterable[str] = (),
+        extra_scrape_configs: Iterable[Mapping[str, Any]] = (),
     ) -> None:
         self.workdir = Path(workdir)
         self.scrape_interval = scrape_interval
@@ -96,6 +107,8 @@ class LocalPrometheus:
         self.port = port or free_port()
         self.binary = binary
         self.extra_args = list(extra_args)
+        # further scrape jobs beside the pod-like one (e.g. operator_scrape_config())
+        self.extra_scrape_configs = [dict(c) for c in extra_scrape_configs]
         self.config_path = self.workdir / "prometheus.yml"
         self.targets_path = self.workdir / "targets.json"
         self.data_dir = self.workdir / "data"
@@ -127,7 +140,8 @@ class LocalPrometheus:
                     "job_name": POD_JOB,
                     # file_sd watches the file (inotify); the refresh is only a fallback.
                     "file_sd_configs": [{"files": [str(self.targets_path)], "refresh_interval": "1s"}],
-                }
+                },
+                *self.extra_scrape_configs,
             ],
         }
         return json.dumps(config, indent=2) + "\n"
@@ -176,6 +190,13 @@ class LocalPrometheus:
     def query(self, promql: str) -> list[dict[str, Any]]:
         """An instant vector query; the result list (each item has `metric` and `value`)."""
         data = self.api("query", {"query": promql})
+        result: list[dict[str, Any]] = data["result"]
+        return result
+
+    def query_range(self, promql: str, start: float, end: float, step: float) -> list[dict[str, Any]]:
+        """A range query, as a dashboard panel runs it; the result list (each item has `metric` and `values`)."""
+        data = self.api("query_range", {"query": promql, "start": f"{start:.3f}", "end": f"{end:.3f}",
+                                        "step": f"{step:g}"}, timeout=15.0)
         result: list[dict[str, Any]] = data["result"]
         return result
 

@@ -23,7 +23,7 @@ from typing import Any
 import yaml
 
 from devharness.procs import REPO, Child, HarnessError, free_port, poll
-from devharness.prometheus import LocalPrometheus
+from devharness.prometheus import LocalPrometheus, operator_scrape_config
 
 CRD = REPO / "crds" / "scaledapps.scaledapp.dev.yaml"
 CLUSTER_SH = REPO / "hack" / "localcluster" / "cluster.sh"
@@ -47,9 +47,9 @@ def cluster_env(overrides: dict[str, str] | None = None) -> tuple[str, str]:
 
 
 def python_env() -> dict[str, str]:
-    # scaledapp and demo_app are installed into the venv (`make venv`); devharness lives in the repository root.
-    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
-            "PYTHONUNBUFFERED": "1"}
+    # scaledapp and demo_app are installed into the venv (`make venv`); devharness lives in the repository root,
+    # where `python -m devharness...` runs (cwd REPO): no PYTHONPATH.
+    return {**os.environ, "PYTHONUNBUFFERED": "1"}
 
 
 class Stack:
@@ -60,8 +60,12 @@ class Stack:
         self.workdir = workdir
         self.kubeconfig, self.kubectl_path = kubeconfig, kubectl
         self.namespace, self.name = namespace, name
-        self.prometheus = LocalPrometheus(workdir / "prometheus", scrape_interval=scrape_interval,
-                                          evaluation_interval=scrape_interval)
+        # The operator's /metrics, scraped as the chart's bundled Prometheus scrapes the operator pods (its
+        # `scaledapp-operator` job), so a dashboard over this Prometheus shows the operator's panels too.
+        self.metrics_port = free_port()
+        self.prometheus = LocalPrometheus(
+            workdir / "prometheus", scrape_interval=scrape_interval, evaluation_interval=scrape_interval,
+            extra_scrape_configs=[operator_scrape_config(f"127.0.0.1:{self.metrics_port}", namespace)])
         self.operator = Child("operator", workdir / "operator.log")
         self.twin = Child("twin", workdir / "twin.log")
         self.trace = workdir / "trace.jsonl"
@@ -112,7 +116,7 @@ class Stack:
         self._exit.callback(self.operator.stop)
         self.operator.spawn([sys.executable, "-m", "scaledapp", "--namespace", self.namespace, "--log-format",
                              "json", "--liveness", f"http://127.0.0.1:{self.operator_port}/healthz",
-                             f"--metrics-port={free_port()}", *extra_args],
+                             f"--metrics-port={self.metrics_port}", *extra_args],
                             env={**python_env(), "KUBECONFIG": self.kubeconfig})
         poll(self._operator_healthy, 60, f"the operator's liveness endpoint (log: {self.operator.log_path})", 0.2)
 
@@ -149,10 +153,10 @@ class Stack:
 
     def start_twin(self, profile: str, seed: int = 0) -> None:
         self._exit.callback(self.twin.stop)
-        self.twin.spawn([sys.executable, "-m", "devharness.twin", "--kubeconfig", self.kubeconfig,
+        self.twin.spawn([sys.executable, "-m", "devharness.twin", "--kubeconfig", str(Path(self.kubeconfig).resolve()),
                          "--namespace", self.namespace, "--name", self.name, "--profile", profile,
-                         "--seed", str(seed), "--targets-file", str(self.prometheus.targets_path),
-                         "--trace", str(self.trace)], env=python_env())
+                         "--seed", str(seed), "--targets-file", str(self.prometheus.targets_path.resolve()),
+                         "--trace", str(self.trace.resolve())], env=python_env(), cwd=REPO)
 
     def wait_for_scrapes(self, timeout: float = 60.0) -> None:
         """Prometheus has every tier's twin pods up (the operator's signals can be computed)."""

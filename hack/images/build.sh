@@ -30,7 +30,8 @@
 #                           and default arguments and upstream's user as a number (prometheus: a default
 #                           /etc/prometheus/prometheus.yml that scrapes itself; coredns: no file capability, so it
 #                           binds ports >= 1024 only, as the node's Corefile does).
-#   demo-app, operator      built by buildah from demo-app/Dockerfile and operator/Dockerfile unchanged, on a
+#   demo-app, operator      built by buildah from demo-app/Dockerfile and operator/Dockerfile unchanged (context: the
+#                           repository root; both pip-install the scaledapp wheel built there), on a
 #                           local stand-in for python:3.11.14-slim-bookworm: Debian bookworm's python3 (3.11.2, in
 #                           /usr/bin, not /usr/local) - made with mmdebstrap and stored under that exact name in
 #                           buildah's own store ($CACHE/images/buildah). The machine's CA bundle is mounted
@@ -40,7 +41,8 @@
 #
 # Cache: each image is keyed by a hash of its inputs (this script's recipe for it, package list, Dockerfile and
 # build context, binary checksum) in <name>.key; an unchanged image is not rebuilt. Debian packages are fetched
-# from the Debian mirror (downloaded .debs kept in images/debs/), Python wheels from PyPI; nothing else is reached.
+# from the Debian mirror (downloaded .debs kept in images/debs/), Python wheels (and the pinned setuptools that builds
+# the scaledapp wheel) from PyPI; nothing else is reached.
 # A new Debian point release does not change a key: `--force` rebuilds.
 # Needs root (mmdebstrap --mode=root, umoci, buildah, chroot); installs missing Debian packages with apt-get.
 # shellcheck disable=SC2016  # single-quoted scripts run elsewhere (mmdebstrap hooks, chroots, sh -c)
@@ -511,15 +513,19 @@ dockerfile_image() {
   finalize "$name" "$WORK/$name/layout"; done_image "$name" "$k"
 }
 
+# Both images are built from the repository root and pip-install the scaledapp wheel built there; the root
+# context's .dockerignore lets only these files through (the distribution and the pinned requirements).
+CONTEXT_FILES=(.dockerignore pyproject.toml README.md requirements/runtime.txt requirements/build.txt
+               demo-app/requirements.txt operator/scaledapp demo-app/demo_app)
+
 build_demo-app() {
-  dockerfile_image demo-app "$ROOT/demo-app/Dockerfile" "$ROOT/demo-app" \
-    "$(files_hash "$ROOT/demo-app" .dockerignore Dockerfile requirements.txt demo_app)"
+  dockerfile_image demo-app "$ROOT/demo-app/Dockerfile" "$ROOT" \
+    "$(files_hash "$ROOT" demo-app/Dockerfile "${CONTEXT_FILES[@]}")"
 }
 
 build_operator() {
-  # The root context's .dockerignore lets only these through.
   dockerfile_image operator "$ROOT/operator/Dockerfile" "$ROOT" \
-    "$(files_hash "$ROOT" .dockerignore operator/Dockerfile requirements/runtime.txt operator/scaledapp)"
+    "$(files_hash "$ROOT" operator/Dockerfile "${CONTEXT_FILES[@]}")"
 }
 
 # ---------------------------------------------------------------------------------------------- index
@@ -614,6 +620,18 @@ prometheus_ready() {
   kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null; tail -n 5 "$WORK/verify/prometheus.log"; return 1
 }
 
+# check_installed ROOTFS ENV_FILE PACKAGE -> the image sets no PYTHONPATH and PACKAGE is installed into the venv
+# as a distribution (its RECORD lists it), the way `pip install .` installs it; no source tree beside it.
+check_installed() {
+  local r=$1 envf=$2 pkg=$3 record
+  ! grep -q '^PYTHONPATH=' "$envf" || { echo "PYTHONPATH set: $(grep '^PYTHONPATH=' "$envf")"; return 1; }
+  record=$(echo "$r"/opt/venv/lib/python3*/site-packages/scaledapp-*.dist-info/RECORD)
+  [ -s "$record" ] || { echo "no scaledapp dist-info in /opt/venv"; return 1; }
+  grep -q "^$pkg/__init__.py," "$record" || { echo "$pkg is not in the distribution's RECORD"; return 1; }
+  [ ! -e "$r/app" ] && [ ! -e "$r/src" ] || { echo "a source tree (/app or /src) in the image"; return 1; }
+  echo "$(basename "$(dirname "$record")") holds $pkg"
+}
+
 verify_image() {
   local name=$1 a r d cfg user
   a=$(archive "$name"); r=$(ref "$name")
@@ -654,13 +672,20 @@ verify_image() {
       check prometheus "default config, ready as $user" prometheus_ready "$R" "$user" "$E" ;;
     coredns) check coredns "-version" in_image "$R" "$user" "$E" /coredns -version ;;
     demo-app)
+      check demo-app "no PYTHONPATH, no sources" check_installed "$R" "$E" demo_app
       check demo-app "import demo_app.app, .worker as $user" in_image "$R" "$user" "$E" python -c \
         'import sys, demo_app.app, demo_app.worker; print("python", sys.version.split()[0], "imports ok")'
-      check demo-app "python -m demo_app.load --help" in_image "$R" "$user" "$E" python -m demo_app.load --help ;;
+      check demo-app "CMD is the console script" jq -e '.config.Cmd == ["scaledapp-demo-app"]' <<<"$cfg"
+      check demo-app "scaledapp-demo-app, -worker on PATH" in_image "$R" "$user" "$E" /bin/sh -c \
+        'for s in scaledapp-demo-app scaledapp-demo-worker; do command -v "$s" || exit 1; done'
+      check demo-app "scaledapp-demo-load --help" in_image "$R" "$user" "$E" scaledapp-demo-load --help ;;
     operator)
+      check operator "no PYTHONPATH, no sources" check_installed "$R" "$E" scaledapp
       check operator "import scaledapp.handlers as $user" in_image "$R" "$user" "$E" python -c \
         'import scaledapp.handlers, scaledapp.__main__; print("imports ok")'
-      check operator "python -m scaledapp --help" in_image "$R" "$user" "$E" python -m scaledapp --help ;;
+      check operator "ENTRYPOINT is the console script" jq -e '.config.Entrypoint == ["scaledapp"]' <<<"$cfg"
+      check operator "scaledapp --help" in_image "$R" "$user" "$E" scaledapp --help
+      check operator "kubectl-scaledapp --help" in_image "$R" "$user" "$E" kubectl-scaledapp --help ;;
   esac
   rm -rf "$d"
 }

@@ -128,8 +128,8 @@ cmd_images() {
   need_engine; check "make images"
   say "building $OPERATOR_IMAGE (operator/Dockerfile, context: the repository root)"
   run docker build -f "$ROOT/operator/Dockerfile" -t "$OPERATOR_IMAGE" "$ROOT"
-  say "building $DEMO_IMAGE (demo-app/Dockerfile: the app, its worker and the load generator)"
-  run docker build -t "$DEMO_IMAGE" "$ROOT/demo-app"
+  say "building $DEMO_IMAGE (demo-app/Dockerfile, context: the repository root: the app, its worker and the load generator)"
+  run docker build -f "$ROOT/demo-app/Dockerfile" -t "$DEMO_IMAGE" "$ROOT"
   run docker image ls --filter "reference=ghcr.io/scaledapp/*"
 }
 
@@ -185,7 +185,9 @@ need_python() {
 cmd_load() {
   need_python; check "make load"
   say "load generator as a Job in $DEMO_NS against svc/$DEMO_NAME-app: $LOAD_PROFILE for ${LOAD_SECONDS}s"
-  PATH="$(kubectl_dir):$PATH" PYTHONPATH="$ROOT" run "$PY" -m hack.loadjob --context "$CONTEXT" --namespace "$DEMO_NS" --name "$DEMO_NAME" \
+  # python -m from the repository root: hack is a package there (scaledapp and demo_app are installed).
+  cd "$ROOT"
+  PATH="$(kubectl_dir):$PATH" run "$PY" -m hack.loadjob --context "$CONTEXT" --namespace "$DEMO_NS" --name "$DEMO_NAME" \
     --profile "$LOAD_PROFILE" --seconds "$LOAD_SECONDS" --image "$DEMO_IMAGE"
 }
 
@@ -194,7 +196,9 @@ cmd_chaos() {
   say "chaos drill: one pod of each tier deleted under load; report at the end"
   local extra=()
   read -r -a extra <<< "${CHAOS_ARGS:-}"  # e.g. CHAOS_ARGS="--tiers app,db-write --seconds 60"
-  PATH="$(kubectl_dir):$PATH" PYTHONPATH="$ROOT" run "$PY" -m hack.chaos --context "$CONTEXT" --namespace "$DEMO_NS" --name "$DEMO_NAME" \
+  # python -m from the repository root: hack is a package there (scaledapp and demo_app are installed).
+  cd "$ROOT"
+  PATH="$(kubectl_dir):$PATH" run "$PY" -m hack.chaos --context "$CONTEXT" --namespace "$DEMO_NS" --name "$DEMO_NAME" \
     --image "$DEMO_IMAGE" "${extra[@]}"
 }
 

@@ -12,9 +12,11 @@ import secrets
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import yaml
 
+from devharness.procs import Child, free_port, pinned_binary
 from scaledapp.resources.names import ChildNames
 from tests.support.cluster import Cluster, KubectlError
 from tests.support.helm import helm, install
@@ -165,4 +167,57 @@ def test_operator_and_prometheus_pass_the_restricted_profile(cluster: Cluster, c
         with pytest.raises(KubectlError, match="violates PodSecurity"):
             cluster.kubectl("create", "--dry-run=server", "-f", "-", input=json.dumps(bad_pod))
     finally:
+        helm("uninstall", release, "--namespace", namespace, "--wait", kubeconfig=cluster.kubeconfig)
+
+
+def test_the_bundled_prometheus_config_discovers_the_operator_pods_metrics_port(
+    cluster: Cluster, crd: Path, namespace: str, tmp_path: Path
+) -> None:
+    """The chart's own prometheus.yml (as installed) run by the pinned Prometheus against this API server: its
+    `scaledapp-operator` job finds exactly the operator's pods (leader and standby) on their metrics port, labelled
+    with their pod and namespace, and the pod-annotation job does not scrape them a second time. Pod IPs are kwok's
+    (nothing answers there): discovery and relabelling are what is checked; scraping the operator with this job's
+    honor_labels is tests/e2e/test_dashboard.py's."""
+    release = release_name()
+    child = Child("prometheus", tmp_path / "prometheus.log")
+    try:
+        install(cluster.kubeconfig, release, namespace, {"prometheus.enabled": True}, skip_crds=True)
+        config_map = get_json(cluster, "configmap", f"{fullname(release)}-prometheus", "-n", namespace)
+        config = yaml.safe_load(config_map["data"]["prometheus.yml"])
+        # In the pod Prometheus uses its ServiceAccount; here the same discovery through this cluster's kubeconfig.
+        for job in config["scrape_configs"]:
+            for sd in job.get("kubernetes_sd_configs", []):
+                sd["kubeconfig_file"] = str(cluster.kubeconfig)
+        (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(config))
+        port = free_port()
+        child.spawn([str(pinned_binary("prometheus")), f"--config.file={tmp_path / 'prometheus.yml'}",
+                     f"--storage.tsdb.path={tmp_path / 'data'}", f"--web.listen-address=127.0.0.1:{port}",
+                     "--log.level=warn"])
+
+        def targets() -> list[dict[str, Any]]:
+            child.check_alive()
+            try:
+                body = json.loads(httpx.get(f"http://127.0.0.1:{port}/api/v1/targets", timeout=5).text)
+            except httpx.TransportError:
+                return []
+            active: list[dict[str, Any]] = body["data"]["activeTargets"]
+            return active
+
+        pods = {p["metadata"]["name"]: p["status"]["podIP"] for p in operator_pods(cluster, namespace, release)}
+        assert len(pods) == 2, pods
+        want = {name: f"{ip}:8081" for name, ip in pods.items()}
+
+        def operator_targets() -> dict[str, str] | None:
+            found = {t["labels"].get("pod", ""): t["labels"]["instance"] for t in targets()
+                     if t["labels"].get("job") == "scaledapp-operator"}
+            return found if found == want else None
+
+        wait_for(operator_targets, 60, f"the scaledapp-operator job to discover {want}")
+        for target in (t for t in targets() if t["labels"]["job"] == "scaledapp-operator"):
+            assert target["labels"]["namespace"] == namespace
+            assert target["scrapeUrl"] == f"http://{target['labels']['instance']}/metrics"
+        assert not [t for t in targets() if t["labels"].get("job") == "kubernetes-pods"
+                    and t["labels"].get("pod") in pods], "the operator's pods are scraped once"
+    finally:
+        child.stop()
         helm("uninstall", release, "--namespace", namespace, "--wait", kubeconfig=cluster.kubeconfig)

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from scaledapp.api import DEMO_APP_IMAGE
 from tests.support.cluster import Cluster, private_cluster
 from tests.support.operator import OperatorProcess, wait_crd_established
 
@@ -74,8 +75,9 @@ def test_images_and_kind_load_build_and_load_the_tags_the_chart_uses(
             assert "\n+ " in f"\n{proc.stderr}"  # and prints each command it runs
     calls = log.read_text()
     assert f"docker build -f {ROOT}/operator/Dockerfile -t {operator_image} {ROOT}" in calls
-    assert f"docker build -t ghcr.io/scaledapp/demo-app:0.1.0 {ROOT}/demo-app" in calls
-    assert f"kind load docker-image --name scaledapp {operator_image} ghcr.io/scaledapp/demo-app:0.1.0" in calls
+    demo_image = DEMO_APP_IMAGE  # the default spec.app.image: what a ScaledApp runs unless told otherwise
+    assert f"docker build -f {ROOT}/demo-app/Dockerfile -t {demo_image} {ROOT}" in calls
+    assert f"kind load docker-image --name scaledapp {operator_image} {demo_image}" in calls
     assert "kind create cluster" not in calls  # the (stand-in) cluster exists already: nothing to do
 
 

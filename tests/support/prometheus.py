@@ -15,8 +15,9 @@ test with no targets yet.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -36,9 +37,10 @@ class Harness:
     def _dir(self, name: str) -> Path:
         return self.base / f"{next(self._seq):02d}-{name}"
 
-    def prometheus(self, targets: Iterable[Target] = (), name: str = "prometheus") -> LocalPrometheus:
-        """A started Prometheus (ready) scraping `targets` every second."""
-        prom = LocalPrometheus(self._dir(name))
+    def prometheus(self, targets: Iterable[Target] = (), name: str = "prometheus",
+                   extra_scrape_configs: Iterable[Mapping[str, Any]] = ()) -> LocalPrometheus:
+        """A started Prometheus (ready) scraping `targets` every second (and any further jobs given)."""
+        prom = LocalPrometheus(self._dir(name), extra_scrape_configs=extra_scrape_configs)
         self._prometheus.append(prom)
         prom.start(targets)
         return prom

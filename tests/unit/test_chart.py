@@ -85,7 +85,7 @@ def test_the_operator_runs_two_replicas_under_leader_election_with_liveness_and_
     # A rolling update is safe: the new pod waits as a standby until the old leader releases the Lease.
     assert spec["strategy"] == {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}}
     container = spec["template"]["spec"]["containers"][0]
-    assert container["command"] == ["python", "-m", "scaledapp"]
+    assert container["command"] == ["scaledapp"]  # the console script of pyproject.toml
     assert container["args"] == ["--all-namespaces", "--drain-switchover=auto", "--log-format=json",
                                  "--liveness=http://0.0.0.0:8080/healthz",
                                  "--metrics-port=8081",
@@ -177,8 +177,51 @@ def test_bundled_prometheus_may_only_read_pods() -> None:
     assert role["rules"] == [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]}]
     namespaced = render({"prometheus.enabled": True, "watchNamespaces": ["shop"]})
     assert not by_kind(namespaced, "ClusterRole")
+    # the watched namespace, and the release's own for the operator's pods (its scrape job)
     assert [r["metadata"]["namespace"] for r in by_kind(namespaced, "Role") if r["metadata"]["name"].endswith(
+        "-prometheus")] == ["shop", "scaledapp-system"]
+    no_metrics = render({"prometheus.enabled": True, "watchNamespaces": ["shop"], "metrics.enabled": False})
+    assert [r["metadata"]["namespace"] for r in by_kind(no_metrics, "Role") if r["metadata"]["name"].endswith(
         "-prometheus")] == ["shop"]
+    both = render({"prometheus.enabled": True, "watchNamespaces": ["shop", "scaledapp-system"]})
+    assert [r["metadata"]["namespace"] for r in by_kind(both, "Role") if r["metadata"]["name"].endswith(
+        "-prometheus")] == ["shop", "scaledapp-system"]
+
+
+def scrape_job(objects: list[dict[str, Any]], name: str) -> dict[str, Any] | None:
+    config = yaml.safe_load(the(objects, "ConfigMap", "-prometheus")["data"]["prometheus.yml"])
+    return next((j for j in config["scrape_configs"] if j["job_name"] == name), None)
+
+
+@pytest.mark.parametrize("variant", ["prometheus", "namespaced-prometheus"])
+def test_bundled_prometheus_scrapes_the_operators_metrics_port_keeping_its_namespace_label(variant: str) -> None:
+    """Without the Prometheus Operator the dashboard's operator panels still fill: the bundled Prometheus has a job
+    for the operator pods' `metrics` port (the Deployment's port name) in the release namespace, the pods chosen by
+    the Deployment's own selector, and honor_labels so a series' `namespace` stays the ScaledApp's."""
+    objects = render({**VARIANTS[variant], "prometheus.enabled": True}, namespace="ops", release="rel")
+    job = scrape_job(objects, "scaledapp-operator")
+    assert job is not None
+    assert job["honor_labels"] is True
+    (sd,) = job["kubernetes_sd_configs"]
+    assert sd["role"] == "pod" and sd["namespaces"] == {"names": ["ops"]}
+    deploy = the([o for o in objects if o["metadata"]["name"] == "rel-scaledapp-operator"], "Deployment")
+    selector = deploy["spec"]["selector"]["matchLabels"]
+    (pod_selector,) = sd["selectors"]
+    assert pod_selector["role"] == "pod"
+    assert dict(kv.split("=") for kv in pod_selector["label"].split(",")) == selector
+    ports = {p["name"]: p["containerPort"] for p in deploy["spec"]["template"]["spec"]["containers"][0]["ports"]}
+    assert ports["metrics"] == 8081
+    relabel = job["relabel_configs"]
+    assert {"source_labels": ["__meta_kubernetes_pod_container_port_name"], "action": "keep",
+            "regex": "metrics"} in relabel
+    assert {r.get("target_label") for r in relabel} >= {"namespace", "pod"}
+    # the pod-annotation job stays as it was: the operator's pods are not annotated, so they are scraped once
+    assert scrape_job(objects, "kubernetes-pods") is not None
+    assert "prometheus.io/scrape" not in (deploy["spec"]["template"]["metadata"].get("annotations") or {})
+
+
+def test_no_operator_scrape_job_without_its_metrics() -> None:
+    assert scrape_job(render({"prometheus.enabled": True, "metrics.enabled": False}), "scaledapp-operator") is None
 
 
 def test_bundled_prometheus_is_pinned_and_discovers_pods_by_annotation() -> None:

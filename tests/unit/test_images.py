@@ -6,8 +6,10 @@ What this cannot check (a real build and run) is listed in the README under "The
 from __future__ import annotations
 
 import ast
+import json
 import re
 import sys
+import tomllib
 from importlib import metadata
 from pathlib import Path
 
@@ -22,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[2]
 IMAGES = {
     "operator": (ROOT / "operator" / "Dockerfile", ROOT, ROOT / "requirements" / "runtime.txt",
                  [ROOT / "operator" / "scaledapp"]),
-    "demo-app": (ROOT / "demo-app" / "Dockerfile", ROOT / "demo-app", ROOT / "demo-app" / "requirements.txt",
+    "demo-app": (ROOT / "demo-app" / "Dockerfile", ROOT, ROOT / "demo-app" / "requirements.txt",
                  [ROOT / "demo-app" / "demo_app"]),
 }
 PINNED_PYTHON = re.compile(r"^python:3\.11\.\d+-slim-bookworm$")
@@ -110,12 +112,68 @@ def test_what_the_dockerfile_copies_is_in_its_context(image: str) -> None:
                 assert dockerignore_includes(context, source), f"{source} is excluded by .dockerignore"
 
 
-def test_the_root_context_carries_only_the_operator() -> None:
-    assert dockerignore_includes(ROOT, "operator/scaledapp/kube.py")
-    assert dockerignore_includes(ROOT, "operator/scaledapp/resources/files/primary-init.sh")
+def test_the_root_context_carries_only_the_distribution() -> None:
+    for path in ("pyproject.toml", "README.md", "operator/scaledapp/kube.py", "demo-app/demo_app/app.py",
+                 "operator/scaledapp/resources/files/primary-init.sh", "requirements/build.txt"):
+        assert dockerignore_includes(ROOT, path), path
     for path in (".git/config", ".venv/bin/python", ".localcluster/kubeconfig", "tests/conftest.py",
-                 "operator/scaledapp/__pycache__/kube.cpython-311.pyc", "demo-app/demo_app/app.py"):
+                 "operator/scaledapp/__pycache__/kube.cpython-311.pyc", "devharness/twin.py", "bench/run.py",
+                 "requirements/dev.txt", "scaledapp.egg-info/PKG-INFO", "charts/scaledapp-operator/values.yaml"):
         assert not dockerignore_includes(ROOT, path), path
+
+
+def scripts() -> dict[str, str]:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    out: dict[str, str] = project["scripts"]
+    return out
+
+
+@pytest.mark.parametrize("image", sorted(IMAGES))
+def test_the_image_pip_installs_the_wheel_of_the_project_and_runs_its_console_script(image: str) -> None:
+    """The image installs the package the way `pip install .` does: a wheel built from pyproject.toml with the
+    pinned setuptools, installed into the venv the final stage copies; no PYTHONPATH, no source tree at run time,
+    and the image starts a console script of pyproject.toml's [project.scripts]."""
+    dockerfile, context, requirements, _ = IMAGES[image]
+    build, final = stages(dockerfile)[0], stages(dockerfile)[-1]
+    runs = [rest for word, rest in build if word == "RUN"]
+    copies = [rest.split() for word, rest in build if word == "COPY"]
+    # the whole distribution is in the build stage, as pip sees it in a checkout
+    copied = {src for *sources, _ in copies for src in sources}
+    assert {"pyproject.toml", "README.md", "operator/scaledapp", "demo-app/demo_app"} <= copied, copied
+    assert str(requirements.relative_to(context)) in copied and "requirements/build.txt" in copied
+    wheel = next((r for r in runs if "pip wheel" in r), "")
+    assert "--no-build-isolation" in wheel and "/opt/build/bin/pip" in wheel, "the pinned setuptools builds it"
+    assert any("/opt/build/bin/pip install" in r and "-r /tmp/req/build.txt" in r for r in runs)
+    assert re.search(r"/opt/venv/bin/pip install --no-deps --no-index /tmp/dist/scaledapp-\*\.whl", wheel), wheel
+    # the pins first, then the wheel on top of them: the image runs the pinned versions
+    pins = next(i for i, r in enumerate(runs) if f"-r /tmp/req/{requirements.name}" in r)
+    assert pins < runs.index(wheel)
+    assert [rest for word, rest in final if word == "COPY"] == ["--from=build /opt/venv /opt/venv"]
+    env = " ".join(rest for word, rest in final if word == "ENV")
+    assert "PATH=/opt/venv/bin:$PATH" in env
+    entry = [json.loads(rest) for word, rest in final if word in ("ENTRYPOINT", "CMD")]
+    assert entry and entry[0][0] in scripts(), f"{image} starts {entry[0]}, not a console script"
+    target = scripts()[entry[0][0]].split(":")[0]
+    assert target.split(".")[0] == {"operator": "scaledapp", "demo-app": "demo_app"}[image]
+
+
+# An assignment (shell, Dockerfile ENV, YAML env value) or a Python dict key; build.sh's grep for one is not.
+SETS_PYTHONPATH = re.compile(r"""(?<![\^'])\bPYTHONPATH\s*=(?!=)|["']PYTHONPATH["']\s*:|name:\s*PYTHONPATH""")
+
+
+def test_no_pythonpath_in_dockerfiles_makefile_chart_or_tests() -> None:
+    """Issue #14: the package is installed (`make venv`: editable; the images: the wheel), never put on a path."""
+    files = [ROOT / "Makefile", ROOT / "operator" / "Dockerfile", ROOT / "demo-app" / "Dockerfile",
+             ROOT / "hack" / "kind" / "kind.sh", ROOT / "hack" / "images" / "build.sh"]
+    files += [p for p in (ROOT / "charts").rglob("*") if p.is_file()]
+    files += [p for p in (ROOT / "tests").rglob("*.py") if p != Path(__file__) and "__pycache__" not in p.parts]
+    offenders = []
+    for path in files:
+        for n, line in enumerate(path.read_text(errors="replace").splitlines(), 1):
+            code = line.split("#", 1)[0] if path.suffix in ("", ".sh", ".py") or path.name == "Makefile" else line
+            if SETS_PYTHONPATH.search(code):
+                offenders.append(f"{path.relative_to(ROOT)}:{n}: {line.strip()}")
+    assert offenders == []
 
 
 def third_party_imports(packages: list[Path]) -> set[str]:
