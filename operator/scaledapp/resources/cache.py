@@ -162,9 +162,13 @@ def _redis_pod_base() -> Manifest:
     return {"securityContext": pod_security_context(REDIS_UID, REDIS_GID), "terminationGracePeriodSeconds": 30}
 
 
-# In memory: the rendered password never reaches the node's disk.
-_AUTH_VOLUME: Manifest = {"name": "auth", "emptyDir": {"medium": "Memory", "sizeLimit": "1Mi"}}
-_AUTH_MOUNT: Manifest = {"name": "auth", "mountPath": AUTH_DIR}
+def _auth_volume() -> Manifest:
+    # In memory: the rendered password never reaches the node's disk.
+    return {"name": "auth", "emptyDir": {"medium": "Memory", "sizeLimit": "1Mi"}}
+
+
+def _auth_mount() -> Manifest:
+    return {"name": "auth", "mountPath": AUTH_DIR}
 
 
 def _cache_sidecars(child: names.ChildNames, image: str, config_mount: Manifest) -> list[Manifest]:
@@ -206,7 +210,7 @@ def cache_deployment(child: names.ChildNames, namespace: str, spec: api.ScaledAp
         # Liveness by TCP: a Redis that is LOADING or busy answers errors to PING but is alive.
         "livenessProbe": tcp_probe("redis", period=10, failures=3),
         "securityContext": container_security_context(),
-        "volumeMounts": [config_mount, {"name": "data", "mountPath": "/data"}, _AUTH_MOUNT],
+        "volumeMounts": [config_mount, {"name": "data", "mountPath": "/data"}, _auth_mount()],
     }
     pod = pod_template(
         child.owner,
@@ -217,7 +221,7 @@ def cache_deployment(child: names.ChildNames, namespace: str, spec: api.ScaledAp
             "volumes": [
                 {"name": "config", "configMap": {"name": child.cache_config}},
                 {"name": "data", "emptyDir": {"sizeLimit": "64Mi"}},
-                _AUTH_VOLUME,
+                _auth_volume(),
             ],
         },
         annotations=scrape_annotations(REDIS_EXPORTER_PORT),
@@ -273,9 +277,10 @@ def queue_statefulset(child: names.ChildNames, namespace: str, spec: api.ScaledA
         "readinessProbe": exec_probe(_PING, period=5, failures=2),
         "livenessProbe": tcp_probe("redis", period=10, failures=3),
         "securityContext": container_security_context(),
-        "volumeMounts": [{"name": "data", "mountPath": "/data"}, _AUTH_MOUNT],
+        "volumeMounts": [{"name": "data", "mountPath": "/data"}, _auth_mount()],
     }
-    pod = pod_template(child.owner, QUEUE_TIER, {**_redis_pod_base(), "containers": [redis], "volumes": [_AUTH_VOLUME]})
+    pod = pod_template(child.owner, QUEUE_TIER,
+                       {**_redis_pod_base(), "containers": [redis], "volumes": [_auth_volume()]})
     claim: Manifest = {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": QUEUE_STORAGE}}}
     if spec.database.storage_class_name:  # the cluster's choice of durable storage, as for Postgres
         claim["storageClassName"] = spec.database.storage_class_name
