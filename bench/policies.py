@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Literal, Protocol
 
@@ -126,12 +126,13 @@ class Hpa:
 
 
 def _replicas(sizes: Sizes, tier: TierName) -> int:
-    return {"app": sizes.app_replicas, "db-read": sizes.db_read_replicas, "workers": sizes.workers_replicas}[tier]
+    count = sizes[tier]
+    assert isinstance(count, int)  # the HPA baselines scale horizontal tiers only
+    return count
 
 
 def _with_replicas(sizes: Sizes, tier: TierName, count: int) -> Sizes:
-    field_name = {"app": "app_replicas", "db-read": "db_read_replicas", "workers": "workers_replicas"}[tier]
-    return replace(sizes, **{field_name: count})
+    return sizes.with_size(tier, count)
 
 
 @dataclass

@@ -13,7 +13,8 @@ import matplotlib.pyplot as plt
 
 from bench.scenarios import BenchScenario
 from bench.simulate import SLO_P95_SECONDS, RunResult
-from scaledapp.quantity import MEBIBYTE
+from scaledapp.quantity import MEBIBYTE, format_bytes
+from scaledapp.tiers import app, cache, db_read, db_write, workers
 
 SCALEDAPP = "ScaledApp"
 HPA_CPU = "HPA on app CPU"
@@ -28,8 +29,8 @@ def _seconds(value: float | None) -> str:
 
 def _final(r: RunResult) -> str:
     s = r.samples[-1].sizes
-    return f"app {s.app_replicas}, read {s.db_read_replicas}, workers {s.workers_replicas}, " \
-           f"cache {s.cache_memory}, primary {s.db_write_cpu}"
+    return f"app {app.TIER.size(s)}, read {db_read.TIER.size(s)}, workers {workers.TIER.size(s)}, " \
+           f"cache {format_bytes(cache.TIER.size(s))}, primary {db_write.TIER.size(s).cpu}"
 
 
 def table(results: Sequence[RunResult], scenarios: Sequence[BenchScenario]) -> list[str]:
@@ -114,13 +115,13 @@ def plot_scenario(scenario: BenchScenario, runs: Sequence[RunResult], path: Path
             ax.axvspan(*scenario.outage, color="grey", alpha=0.15)
     for ax, r in zip(axes[2:], runs, strict=True):
         samples = r.samples
-        ax.step(t, [s.sizes.app_replicas for s in samples], where="post", label="app")
-        ax.step(t, [s.sizes.db_read_replicas for s in samples], where="post", label="db-read")
-        ax.step(t, [s.sizes.workers_replicas for s in samples], where="post", label="workers")
-        ax.step(t, [s.sizes.cache_memory_bytes / (64 * MEBIBYTE) for s in samples], where="post",
+        ax.step(t, [app.TIER.size(s.sizes) for s in samples], where="post", label="app")
+        ax.step(t, [db_read.TIER.size(s.sizes) for s in samples], where="post", label="db-read")
+        ax.step(t, [workers.TIER.size(s.sizes) for s in samples], where="post", label="workers")
+        ax.step(t, [cache.TIER.size(s.sizes) / (64 * MEBIBYTE) for s in samples], where="post",
                 linestyle=":", label="cache (x64Mi)")
-        ax.step(t, [s.sizes.db_write_cpu_millicores / 500 for s in samples], where="post", linestyle="--",
-                label="primary (x500m)")
+        ax.step(t, [db_write.TIER.size(s.sizes).cpu_millicores / 500 for s in samples], where="post",
+                linestyle="--", label="primary (x500m)")
         for act in r.acts:
             if act.wrong:
                 ax.axvline(act.time, color="red", linewidth=0.8)

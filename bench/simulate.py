@@ -4,16 +4,16 @@ asked every 15 s), and the run's scores from the model's ground truth."""
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from bench.policies import Inputs, Policy
 from bench.scenarios import BenchScenario
 from devharness.twin import TwinModel
 from devharness.twin.model import LOADED, SATURATED
-from scaledapp.quantity import parse_cpu_millicores
+from scaledapp import tiers
+from scaledapp.quantity import format_bytes, parse_cpu_millicores
 from scaledapp.sizes import Sizes, TierName
-from scaledapp.tiers import changed_tiers
+from scaledapp.tiers import app, cache, changed_tiers, db_read, db_write, workers
 
 SLO_P95_SECONDS = 0.25  # end-user p95 latency objective
 POLICY_PERIOD = 15  # seconds; every policy's interval is a multiple of it
@@ -79,24 +79,15 @@ class RunResult:
 
 
 def _size_text(sizes: Sizes, tier: TierName) -> str:
-    return {
-        "app": str(sizes.app_replicas),
-        "db-read": str(sizes.db_read_replicas),
-        "workers": str(sizes.workers_replicas),
-        "cache": sizes.cache_memory,
-        "db-write": sizes.db_write_cpu,
-    }[tier]
+    """The size as the bench's tables show it: replicas, the cache's memory, the primary's CPU."""
+    if tier == db_write.TIER.name:
+        return db_write.TIER.size(sizes).cpu
+    return format_bytes(cache.TIER.size(sizes)) if tier == cache.TIER.name else str(tiers.tier(tier).size(sizes))
 
 
 def _bigger(before: Sizes, after: Sizes, tier: TierName) -> bool:
-    pick: dict[TierName, Callable[[Sizes], int]] = {
-        "app": lambda s: s.app_replicas,
-        "db-read": lambda s: s.db_read_replicas,
-        "workers": lambda s: s.workers_replicas,
-        "cache": lambda s: s.cache_memory_bytes,
-        "db-write": lambda s: s.db_write_cpu_millicores,
-    }
-    return pick[tier](after) > pick[tier](before)
+    model = tiers.tier(tier)
+    return model.capacity(after) > model.capacity(before)
 
 
 def run(scenario: BenchScenario, policy: Policy, seed: int = 1) -> RunResult:
@@ -127,9 +118,10 @@ def run(scenario: BenchScenario, policy: Policy, seed: int = 1) -> RunResult:
             first_saturation = obs.time
         sizes = model.sizes
         result.slo_violation_seconds += 1.0 if not obs.p95_seconds <= SLO_P95_SECONDS else 0.0
-        result.replica_seconds += sizes.app_replicas + sizes.db_read_replicas + sizes.workers_replicas
-        result.core_seconds += (sizes.app_replicas * app_cores + sizes.db_read_replicas * replica_cores
-                                + sizes.workers_replicas * worker_cores + sizes.db_write_cpu_millicores / 1000.0)
+        apps, reads, workers_ = app.TIER.size(sizes), db_read.TIER.size(sizes), workers.TIER.size(sizes)
+        result.replica_seconds += apps + reads + workers_
+        result.core_seconds += (apps * app_cores + reads * replica_cores + workers_ * worker_cores
+                                + db_write.TIER.size(sizes).cpu_millicores / 1000.0)
         result.errors += obs.errors_per_second
         result.samples.append(Sample(obs.time, obs.load.reads_per_second, obs.load.writes_per_second,
                                      obs.load.orders_per_second, obs.p95_seconds, sizes, obs.bottleneck))

@@ -18,15 +18,14 @@ from kubernetes import config
 from kubernetes.client import ApiClient, AppsV1Api, CoreV1Api
 from kubernetes.client.exceptions import ApiException
 
-from scaledapp.quantity import parse_bytes, parse_cpu_millicores
-from scaledapp.resources.cache import MAXMEMORY_KEY
-from scaledapp.resources.database import CONTAINER as PRIMARY_CONTAINER
+from devharness.twin.tiers import TWIN_TIERS, LiveObjects
+from devharness.twin.tiers import names as twin_tier_names
 from scaledapp.resources.names import INSTANCE_LABEL, TIER_LABEL, ChildNames
 from scaledapp.sizes import Sizes
 
 REQUEST_TIMEOUT = 5.0  # seconds per API call
 # Tiers whose pods the twin simulates (the queue's Redis carries no signal the operator reads).
-SIMULATED_TIERS = ("app", "cache", "db-write", "db-read", "workers")
+SIMULATED_TIERS = twin_tier_names()
 
 
 @dataclass(frozen=True)
@@ -66,43 +65,20 @@ def serving_pods(items: Sequence[Mapping[str, Any]]) -> tuple[Pod, ...]:
     return tuple(sorted(pods, key=lambda p: (p.tier, p.name)))
 
 
-def primary_size(statefulset: Mapping[str, Any] | None) -> tuple[int, int] | None:
-    """(CPU millicores, memory bytes) of the primary's `postgres` container limits, None if unset."""
-    spec = (((statefulset or {}).get("spec") or {}).get("template") or {}).get("spec") or {}
-    for container in spec.get("containers") or []:
-        if container.get("name") == PRIMARY_CONTAINER:
-            limits = (container.get("resources") or {}).get("limits") or {}
-            if "cpu" in limits and "memory" in limits:
-                return parse_cpu_millicores(str(limits["cpu"])), parse_bytes(str(limits["memory"]))
-    return None
-
-
-def cache_maxmemory(configmap: Mapping[str, Any] | None) -> int | None:
-    value = ((configmap or {}).get("data") or {}).get(MAXMEMORY_KEY)
-    return parse_bytes(str(value)) if value else None
-
-
 def build_view(pods: Sequence[Mapping[str, Any]], cache_config: Mapping[str, Any] | None,
                primary: Mapping[str, Any] | None, previous: Sizes) -> ClusterView:
-    """Pure: the API objects -> what the twin simulates. Unset vertical sizes keep their previous value."""
+    """Pure: the API objects -> what the twin simulates. A size the objects do not say keeps its previous value."""
     serving = serving_pods(pods)
-    missing = []
-    memory = cache_maxmemory(cache_config)
-    if memory is None:
-        missing.append("cache maxmemory")
-    resources = primary_size(primary)
-    if resources is None:
-        missing.append("primary resources")
-    counts = {tier: sum(1 for p in serving if p.tier == tier) for tier in SIMULATED_TIERS}
-    sizes = Sizes(
-        app_replicas=counts["app"],
-        db_read_replicas=counts["db-read"],
-        workers_replicas=counts["workers"],
-        cache_memory_bytes=memory if memory is not None else previous.cache_memory_bytes,
-        db_write_cpu_millicores=resources[0] if resources else previous.db_write_cpu_millicores,
-        db_write_memory_bytes=resources[1] if resources else previous.db_write_memory_bytes,
-    )
-    return ClusterView(sizes, serving, tuple(missing))
+    live = LiveObjects({tier: sum(1 for p in serving if p.tier == tier) for tier in SIMULATED_TIERS},
+                       cache_config, primary)
+    sizes, missing = dict(previous), []
+    for t in TWIN_TIERS:
+        size = t.read_size(live, previous)
+        if size is None:
+            missing.append(t.missing)
+        else:
+            sizes[t.name] = size
+    return ClusterView(Sizes(sizes), serving, tuple(missing))
 
 
 class ClusterReader:

@@ -41,20 +41,21 @@ import math
 import random
 from collections import deque
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from devharness.twin import signals as sig
 from devharness.twin.dynamics import PlantState, Running, TickResult, tick
 from devharness.twin.params import Load, TwinParams
 from devharness.twin.physics import KeySpace
-from devharness.twin.pods import PodSeries, gauges_for
+from devharness.twin.pods import PodSeries, PodState
+from devharness.twin.tiers import TWIN_TIERS, SignalInputs, TwinTier, twin_tier
 from scaledapp import api
 from scaledapp.observation import Snapshot
 from scaledapp.quantity import parse_cpu_millicores
 from scaledapp.resources.names import ChildNames
 from scaledapp.sizes import Sizes, TierName
-from scaledapp.tiers import initial_sizes
+from scaledapp.tiers import app, cache, db_read, db_write, initial_sizes, ladder, workers
 from scaledapp.tiers.base import ONSET_WINDOW
 
 EPOCH = datetime(2025, 1, 1, tzinfo=UTC)
@@ -63,7 +64,7 @@ ONSET_WINDOW_SECONDS = sig.window_seconds(ONSET_WINDOW)  # the tiers' ONSET_WIND
 SATURATED = 0.9
 LOADED = 0.7
 UTILIZATION_SECONDS = 5.0
-POD_TIERS: tuple[TierName, ...] = ("app", "cache", "db-read", "workers", "db-write")
+POD_TIERS: tuple[TierName, ...] = tuple(t.name for t in TWIN_TIERS)
 
 
 @dataclass(frozen=True)
@@ -158,9 +159,10 @@ class TwinModel:
         self._pods: dict[TierName, list[_Pod]] = {tier: [] for tier in POD_TIERS}
         self._serial = 0
         self._series: PodSeries | None = PodSeries() if pod_series else None
-        self._primary_cpu_pending: list[tuple[float, int]] = []
+        # Sizes that reach the running pods only after a while (an in-place resize): (when, tier, size).
+        self._pending: list[tuple[float, TierName, object]] = []
         first = sizes or initial_sizes(self.spec)
-        self._primary_cpu = first.db_write_cpu_millicores
+        self._applied = first  # the sizes the running pods have
         self._sizes = first
         self.set_sizes(first)
         for pods in self._pods.values():  # the service starts warm: every initial pod is ready
@@ -192,49 +194,39 @@ class TwinModel:
         (e.g. read from a real API server); otherwise the model names them. New pods become ready after
         their tier's delay; the cache's maxmemory applies at once (CONFIG SET), the primary's CPU after
         an in-place resize."""
-        if sizes.db_write_cpu_millicores != self._sizes.db_write_cpu_millicores:
-            self._primary_cpu_pending.append((self._now + self.params.resize_seconds, sizes.db_write_cpu_millicores))
-        self._sizes = sizes
-        wanted: dict[TierName, int] = {
-            "app": sizes.app_replicas,
-            "cache": 1 if self.spec.cache.enabled else 0,
-            "db-read": sizes.db_read_replicas,
-            "workers": sizes.workers_replicas if self.spec.workers.enabled else 0,
-            "db-write": 1,
-        }
-        for tier in POD_TIERS:
-            if pods is not None and tier in pods:
-                self._adopt(tier, list(pods[tier]))
+        for t in TWIN_TIERS:
+            delay = t.resize_seconds(self.params, self._sizes, sizes)
+            queued = [at for at, tier, _ in self._pending if tier == t.name]  # a later size waits behind
+            if delay is None and not queued:
+                self._applied = self._applied.with_size(t.name, sizes[t.name])
             else:
-                self._resize(tier, wanted[tier])
+                self._pending.append((max([self._now + (delay or 0.0), *queued]), t.name, sizes[t.name]))
+        self._sizes = sizes
+        for t in TWIN_TIERS:
+            if pods is not None and t.name in pods:
+                self._adopt(t, list(pods[t.name]))
+            else:
+                self._resize(t, t.pods_wanted(self.spec, sizes))
 
-    def _delay(self, tier: TierName) -> float:
-        p = self.params
-        return {"app": p.app_ready_seconds, "workers": p.worker_ready_seconds,
-                "db-read": p.replica_bootstrap_seconds}.get(tier, 0.0)
-
-    def _pod_name(self, tier: TierName, index: int) -> str:
-        c = self.children
-        if tier == "db-read":
-            return f"{c.db_replicas}-{index}"
-        if tier == "db-write":
-            return f"{c.db_primary}-0"
+    def _pod_name(self, tier: TwinTier, index: int) -> str:
+        if tier.ordinal:
+            return f"{tier.pod_base(self.children)}-{index}"
         self._serial += 1
-        base = {"app": c.app, "cache": c.cache, "workers": c.workers}[tier]
-        return f"{base}-twin-{self._serial:05d}"
+        return f"{tier.pod_base(self.children)}-twin-{self._serial:05d}"
 
-    def _resize(self, tier: TierName, count: int) -> None:
-        pods = self._pods[tier]
+    def _resize(self, tier: TwinTier, count: int) -> None:
+        pods = self._pods[tier.name]
         while len(pods) < count:
-            pods.append(_Pod(self._pod_name(tier, len(pods)), tier, self._now + self._delay(tier)))
+            pods.append(_Pod(self._pod_name(tier, len(pods)), tier.name, self._now + tier.ready_seconds(self.params)))
         if len(pods) > count:
             # A StatefulSet removes its highest ordinal; a ReplicaSet prefers pods not yet ready, then the newest.
-            keep = pods[:count] if tier == "db-read" else sorted(pods, key=lambda p: p.ready_at)[:count]
-            self._pods[tier] = [p for p in pods if p in keep]
+            keep = pods[:count] if tier.ordinal else sorted(pods, key=lambda p: p.ready_at)[:count]
+            self._pods[tier.name] = [p for p in pods if p in keep]
 
-    def _adopt(self, tier: TierName, names: list[str]) -> None:
-        known = {p.name: p for p in self._pods[tier]}
-        self._pods[tier] = [known.get(n) or _Pod(n, tier, self._now + self._delay(tier)) for n in names]
+    def _adopt(self, tier: TwinTier, names: list[str]) -> None:
+        known = {p.name: p for p in self._pods[tier.name]}
+        ready_at = self._now + tier.ready_seconds(self.params)
+        self._pods[tier.name] = [known.get(n) or _Pod(n, tier.name, ready_at) for n in names]
 
     def _ready(self, tier: TierName) -> list[_Pod]:
         return [p for p in self._pods[tier] if p.ready_at <= self._now]
@@ -246,10 +238,8 @@ class TwinModel:
     def settling(self) -> frozenset[TierName]:
         """Tiers still rolling out their last change (ready < desired, or a resize not applied yet),
         what the scaler shell passes to decide() as `settling`."""
-        out = {t for t in ("app", "db-read", "workers") if len(self._ready(t)) < len(self._pods[t])}
-        if self._primary_cpu_pending:
-            out.add("db-write")
-        return frozenset(out)  # type: ignore[arg-type]
+        out = {t.name for t in TWIN_TIERS if t.tier.settles and len(self._ready(t.name)) < len(self._pods[t.name])}
+        return frozenset(out | {tier for _, tier, _ in self._pending})
 
     # ------------------------------------------------------------------------------------------ the tick
 
@@ -267,25 +257,24 @@ class TwinModel:
     def step(self, load: Load, dt: float = 1.0) -> Observation:
         """Advance by dt seconds under the offered load; returns what happened in that tick."""
         self._now += dt
-        due = [c for at, c in self._primary_cpu_pending if at <= self._now]
-        if due:
-            self._primary_cpu = due[-1]
-            self._primary_cpu_pending = [(at, c) for at, c in self._primary_cpu_pending if at > self._now]
-        app_ready = self._ready("app")
-        replicas = self._ready("db-read")
+        for _, tier, size in (p for p in self._pending if p[0] <= self._now):
+            self._applied = self._applied.with_size(tier, size)
+        self._pending = [p for p in self._pending if p[0] > self._now]
+        app_ready = self._ready(app.TIER.name)
+        replicas = self._ready(db_read.TIER.name)
         cpu_limit = parse_cpu_millicores(self.spec.app.resources.cpu) / 1000.0
         running = Running(
             app_pods=len(app_ready),
             app_cpu_cores=cpu_limit,
             cache_enabled=self.spec.cache.enabled,
-            cache_memory_bytes=self._sizes.cache_memory_bytes,
+            cache_memory_bytes=cache.TIER.size(self._applied),
             cache_ttl_seconds=float(self.spec.cache.ttl_seconds),
             replicas=tuple(p.name for p in replicas),
-            replicas_total=len(self._pods["db-read"]),
-            bootstrapping=len(self._pods["db-read"]) - len(replicas),
+            replicas_total=len(self._pods[db_read.TIER.name]),
+            bootstrapping=len(self._pods[db_read.TIER.name]) - len(replicas),
             replica_cpu_cores=parse_cpu_millicores(self.spec.database.resources.initial.cpu) / 1000.0,
-            primary_cpu_cores=self._primary_cpu / 1000.0,
-            workers=len(self._ready("workers")),
+            primary_cpu_cores=db_write.TIER.size(self._applied).cpu_millicores / 1000.0,
+            workers=len(self._ready(workers.TIER.name)),
             workers_enabled=self.spec.workers.enabled,
         )
         offered = self._noisy(load, dt)
@@ -302,19 +291,16 @@ class TwinModel:
             _accumulate(self._totals_cache, gone.result.cache, -1.0)
             _accumulate(self._totals_worker, gone.result.worker, -1.0)
         if self._series is not None:
-            self._series.add(result, {t: [p.name for p in self._ready(t)] for t in POD_TIERS})
+            self._series.add(result, {t: [p.name for p in self._ready(t.name)] for t in TWIN_TIERS})
         # Utilization over the last ~5 s (an exponential average), as any utilization is measured over an
         # interval: one tick's Poisson noise (an order more or less) is not saturation.
         smoothing = min(1.0, dt / UTILIZATION_SECONDS)
         for t in POD_TIERS:
             previous = self._utilization.get(t, result.utilization[t])
             self._utilization[t] = previous + (result.utilization[t] - previous) * smoothing
-        utilization: dict[TierName, float] = dict(self._utilization)
-        if not self.spec.cache.enabled:
-            del utilization["cache"]
-        if not self.spec.workers.enabled:
-            del utilization["workers"]
-        hot = [t for t in api.LADDER if utilization.get(t, 0.0) >= SATURATED]
+        enabled = {t.name for t in TWIN_TIERS if t.enabled(self.spec)}
+        utilization = {t: u for t, u in self._utilization.items() if t in enabled}
+        hot = [t for t in ladder() if utilization.get(t, 0.0) >= SATURATED]
         bottleneck: TierName | None = None
         for tier in hot:  # the most saturated; ties go to the cheaper rung
             if bottleneck is None or utilization[tier] > utilization[bottleneck]:
@@ -372,31 +358,9 @@ class TwinModel:
     def _signals(self, window: sig.Window) -> dict[TierName, sig.Signals]:
         """Every enabled tier's signals over one window (gauges are this tick's, whatever the window)."""
         assert self._last is not None
-        last = self._last
-        app_ready = len(self._ready("app"))
-        replicas = self._ready("db-read")
-        max_conn = float(self.params.max_connections)
-        per_replica = last.replica_active / len(replicas) if replicas else 0.0
-        reporting_queue = app_ready + len(self._ready("workers"))
-        signals: dict[TierName, sig.Signals] = {
-            "app": sig.app_signals(window, app_ready),
-            "cache": sig.cache_signals(
-                window, app_ready, last.cache_memory_used, float(self._sizes.cache_memory_bytes)
-            ),
-            "db-read": sig.db_read_signals(
-                window,
-                app_ready,
-                {p.name: (per_replica, max_conn, last.replica_lag.get(p.name, 0.0)) for p in replicas},
-            ),
-            "db-write": sig.db_write_signals(window, app_ready, last.lock_waits, last.primary_connections, max_conn),
-            "workers": sig.workers_signals(
-                window,
-                last.queue_depth if reporting_queue else None,
-                last.oldest_age if reporting_queue else None,
-                len(self._ready("workers")),
-            ),
-        }
-        return sig.complete(sig.enabled(signals, self.spec.cache.enabled, self.spec.workers.enabled))
+        inputs = SignalInputs(window, self._last, {t: [p.name for p in self._ready(t)] for t in POD_TIERS},
+                              self._sizes, self.params)
+        return sig.complete({t.name: t.signals(inputs) for t in TWIN_TIERS if t.enabled(self.spec)})
 
     def pod_metrics(self, tier: TierName) -> list[tuple[str, str]]:
         """(pod name, Prometheus text exposition) of every ready pod of a tier. Needs pod_series=True."""
@@ -409,10 +373,12 @@ class TwinModel:
         pod = next((p for t in POD_TIERS for p in self._pods[t] if p.name == pod_name), None)
         if pod is None:
             raise KeyError(pod_name)
-        ready_counts = {t: len(self._ready(t)) for t in POD_TIERS}
-        gauges = gauges_for(pod.tier, pod.name, pod.ready_at <= self._now, self._last, self, ready_counts)
-        return self._series.render(pod.tier, pod.name, gauges)
+        tier = twin_tier(pod.tier)
+        state = PodState(pod.name, pod.ready_at <= self._now, self._last, len(self._ready(pod.tier)),
+                         len(self._ready(app.TIER.name)))
+        return self._series.render(tier, pod.name, tier.gauges(state, self))
 
-    def with_sizes(self, **changes: int) -> Sizes:
-        """The current sizes with some fields changed (a convenience for tests and scripts)."""
-        return replace(self._sizes, **changes)
+    def with_sizes(self, **changes: object) -> Sizes:
+        """The current sizes with some tiers' changed, by tier name with `_` for `-` (a convenience for tests
+        and scripts: `with_sizes(app=4, db_read=2)`)."""
+        return Sizes({**self._sizes, **{name.replace("_", "-"): size for name, size in changes.items()}})

@@ -36,7 +36,7 @@ from devharness.twin.model import POD_TIERS, Observation, TwinModel
 from devharness.twin.params import TwinParams
 from devharness.twin.scenarios import Scenario
 from scaledapp import api
-from scaledapp.tiers import initial_sizes
+from scaledapp.tiers import cache, db_write, initial_sizes
 
 log = logging.getLogger("twin")
 
@@ -85,8 +85,8 @@ def trace_record(t: float, scenario: Scenario, obs: Observation, view: ClusterVi
         "bottleneck": obs.bottleneck or "",
         "utilization": {k: round(v, 3) for k, v in obs.utilization.items()},
         "ready": dict(obs.ready),
-        "cache_bytes": view.sizes.cache_memory_bytes,
-        "primary_millicores": view.sizes.db_write_cpu_millicores,
+        "cache_bytes": cache.TIER.size(view.sizes),
+        "primary_millicores": db_write.TIER.size(view.sizes).cpu_millicores,
         "hit_ratio": finite(obs.hit_ratio),
         "queue_depth": round(obs.queue_depth, 1),
     }

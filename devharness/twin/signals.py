@@ -143,11 +143,6 @@ def workers_signals(w: Window, depth: float | None, oldest_age: float | None, wo
     }
 
 
-def enabled(signals: dict[TierName, Signals], cache_enabled: bool, workers_enabled: bool) -> dict[TierName, Signals]:
-    return {t: s for t, s in signals.items()
-            if (t != "cache" or cache_enabled) and (t != "workers" or workers_enabled)}
-
-
 def complete(signals: dict[TierName, Signals]) -> dict[TierName, Signals]:
     """Fill in the signals a tier borrows from another tier's series (e.g. a database tier that reads
     the app's CPU utilization as `app_cpu_utilization`): every name a tier queries gets a value, and a
@@ -160,7 +155,7 @@ def complete(signals: dict[TierName, Signals]) -> dict[TierName, Signals]:
             if signal in filled:
                 continue
             owner, _, borrowed = signal.partition("_")
-            source = signals.get(owner, {})  # type: ignore[call-overload]
+            source = signals.get(owner, {})
             filled[signal] = source.get(borrowed) if borrowed in source else None
         out[name] = filled
     return out

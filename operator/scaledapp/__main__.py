@@ -30,6 +30,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--metrics-port", type=int, default=metrics.DEFAULT_PORT, metavar="PORT",
                         help="serve the operator's own Prometheus metrics on http://0.0.0.0:PORT/metrics "
                              "(docs/metrics.md; 0 disables)")
+    parser.add_argument("--drain-switchover", choices=["auto", "on", "off"], default="auto",
+                        help="watch nodes, and move the Postgres write role off a cordoned node before a drain "
+                             "evicts the primary (needs list/watch on nodes; auto: on with all namespaces)")
     parser.add_argument("--prometheus-allow", action="append", default=[], metavar="PATTERN",
                         help="a Prometheus host a ScaledApp may name (glob, e.g. '*.svc', or scheme://host:port); "
                              "repeatable; default: any")
@@ -63,7 +66,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     ensure_user_name()
     kopf.configure(verbose=args.verbose, log_format=kopf.LogFormat[args.log_format.upper()])
-    import scaledapp.handlers  # noqa: F401  (importing registers the handlers)
+    import scaledapp.handlers  # (importing registers the handlers)
+    if args.drain_switchover == "on" or (args.drain_switchover == "auto" and not args.namespace):
+        scaledapp.handlers.watch_nodes()
     prometheus.set_policy(args.prometheus_allow)
 
     if args.metrics_port:

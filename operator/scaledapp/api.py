@@ -504,10 +504,6 @@ class ScaledAppSpec(Model):
 
 # ---------------------------------------------------------------------------------------------- status
 
-Tier = Literal["cache", "app", "db-read", "workers", "db-write"]
-# The ladder: cheaper rungs first. Ties in pressure go to the earlier tier; scale-down runs in reverse.
-LADDER: tuple[Tier, ...] = ("cache", "app", "db-read", "workers", "db-write")
-
 
 class Condition(Model):
     type: str = Field(..., description="Ready, Progressing, Degraded, MetricsAvailable, Scaling or AtCeiling.")

@@ -12,6 +12,7 @@ from typing import Any, ClassVar, Self
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel, to_snake
 from pydantic.config import JsonDict
+from pydantic.fields import FieldInfo
 
 from scaledapp.quantity import parse_quantity
 
@@ -143,3 +144,27 @@ def Quantity(default: str, description: str) -> Any:  # noqa: N802 - reads like 
 
 def Image(default: str | None, description: str) -> Any:  # noqa: N802 - reads like a type in field definitions
     return Field(default, description=description, pattern=IMAGE_PATTERN, max_length=IMAGE_MAX_LENGTH)
+
+
+def add_field(model: type[Model], name: str, annotation: type[Model], description: str,
+              containers: tuple[type[Model], ...] = ()) -> Callable[[], None]:
+    """Give `model` a field `name` (default: `annotation()`), as a tier the API does not declare itself adds
+    its spec block or its status entry; the models that hold `model` (`containers`) are rebuilt around it.
+    Returns how to take it back. A field the model has already is left as it is (a no-op undo)."""
+    if name in model.model_fields:
+        return lambda: None
+
+    def rebuild() -> None:
+        for changed in (model, *containers):
+            changed.model_rebuild(force=True)
+
+    model.model_fields[name] = FieldInfo(annotation=annotation, default_factory=annotation, description=description)
+    model.__annotations__[name] = annotation
+    rebuild()
+
+    def undo() -> None:
+        model.model_fields.pop(name, None)
+        model.__annotations__.pop(name, None)
+        rebuild()
+
+    return undo

@@ -95,6 +95,29 @@ def set_ready(
     return set_condition(conditions, ConditionType.READY, ready, reason, message, observed)
 
 
+@dataclass(frozen=True)
+class TickOutcome:
+    """What one tick's conditions come from: the tiers' readiness, the decision's three conditions (None:
+    no decision this tick) and why the Prometheus URL is refused (None: it is not, or the scaler is off)."""
+
+    tiers: api.TiersStatus
+    spec: api.ScaledAppSpec
+    decided: list[api.Condition] | None
+    refused: str | None
+
+
+def for_tick(conditions: list[dict[str, Any]], outcome: TickOutcome, observed: Observed) -> list[dict[str, Any]]:
+    """The conditions after one tick: Ready from the tiers, then the decision's (transition times kept)."""
+    out = set_ready(conditions, outcome.tiers, outcome.spec, observed)
+    for cond in outcome.decided or []:
+        status = None if cond.status == "Unknown" else cond.status == "True"
+        out = set_condition(out, cond.type, status, cond.reason, cond.message, observed)
+    if outcome.decided is not None and outcome.refused:  # the chart's Prometheus URL policy said no
+        out = set_condition(out, ConditionType.METRICS_AVAILABLE, False, Reason.PROMETHEUS_URL_NOT_ALLOWED,
+                            outcome.refused, observed)
+    return out
+
+
 def readiness(status: api.TiersStatus, spec: api.ScaledAppSpec) -> tuple[bool, str]:
     """Ready when every enabled tier has all its desired replicas ready; the message names the laggards."""
     waiting = tiers.waiting(status, spec)

@@ -14,8 +14,11 @@ from typing import Any
 
 import yaml
 
-from scaledapp import api, apibase
+from scaledapp import api, apibase, tiers
 
+# The registry declares every tier's spec block and status.tiers entry in the API models (tiers.declare_api):
+# a tier the API does not declare itself reaches the CRD through it.
+REGISTERED_TIERS = tiers.ladder()
 ROOT = Path(__file__).resolve().parents[2]
 CRD_FILE = f"{api.PLURAL}.{api.GROUP}.yaml"
 COMMITTED_COPIES = [ROOT / "crds" / CRD_FILE, ROOT / "charts" / "scaledapp-operator" / "crds" / CRD_FILE]

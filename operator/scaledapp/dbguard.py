@@ -43,6 +43,18 @@ DB_TIERS = ("db-write", "db-read")
 
 Logger = logging.Logger | logging.LoggerAdapter[Any]
 PodsNow = Callable[[], Sequence[Mapping[str, Any]]]
+DrainingNodes = Callable[[], frozenset[str]]
+
+
+def no_draining_nodes() -> frozenset[str]:
+    return frozenset()
+
+
+def node_draining(node: Mapping[str, Any]) -> bool:
+    """Cordoned (kubectl cordon / drain set spec.unschedulable; some tools only taint)."""
+    spec = node.get("spec") or {}
+    return bool(spec.get("unschedulable")) or any(
+        t.get("key") == "node.kubernetes.io/unschedulable" for t in spec.get("taints") or [])
 
 
 def pod_summary(body: Mapping[str, Any]) -> dict[str, Any]:
@@ -63,13 +75,20 @@ def pod_summary(body: Mapping[str, Any]) -> dict[str, Any]:
         "ip": status.get("podIP"),
         "image": postgres.get("image", ""),
         "args": list(postgres.get("args") or []),
+        "node": (body.get("spec") or {}).get("nodeName") or "",
+        "resources": list(failover.resource_key(postgres.get("resources"))),
+        "resize_infeasible": any(c.get("type") == "PodResizePending" and c.get("reason") == "Infeasible"
+                                 for c in status.get("conditions") or []),
     }
 
 
-def db_pod(summary: Mapping[str, Any]) -> DbPod:
+def db_pod(summary: Mapping[str, Any], draining: frozenset[str] = frozenset()) -> DbPod:
+    node = str(summary.get("node") or "")
     return DbPod(name=summary["name"], role=summary.get("role"), ready=bool(summary.get("ready")),
                  running=bool(summary.get("running")), terminating=bool(summary.get("terminating")),
-                 ip=summary.get("ip"), image=str(summary.get("image") or ""), args=tuple(summary.get("args") or ()))
+                 ip=summary.get("ip"), image=str(summary.get("image") or ""), args=tuple(summary.get("args") or ()),
+                 node=node, draining=bool(node) and node in draining, resources=tuple(summary.get("resources") or ()),
+                 resize_infeasible=bool(summary.get("resize_infeasible")))
 
 
 def slot_name(pod_name: str) -> str:
@@ -93,14 +112,18 @@ class Memory:
     last_sweep: float = 0.0
     last_move: dict[str, Any] | None = None  # re-sent with every status write (apply drops what is left out)
     switch_reason: str = ""
+    drained_from: set[str] = dataclasses.field(default_factory=set)  # nodes the role already left once
+    restart_why: str = ""  # why the primary needed a restart at the last sweep
 
 
 class Guard:
     """One ScaledApp's guard; `tick` runs once a second from its kopf daemon."""
 
-    def __init__(self, kube: Kube, pods_now: PodsNow, logger: Logger) -> None:
+    def __init__(self, kube: Kube, pods_now: PodsNow, logger: Logger,
+                 draining_nodes: DrainingNodes = no_draining_nodes) -> None:
         self.kube = kube
         self.pods_now = pods_now
+        self.draining_nodes = draining_nodes
         self.logger = logger
         self.memory = Memory()
 
@@ -117,7 +140,8 @@ class Guard:
         return from_status, phase
 
     def pods(self) -> list[DbPod]:
-        return [db_pod(s) for s in self.pods_now()]
+        draining = self.draining_nodes()
+        return [db_pod(s, draining) for s in self.pods_now()]
 
     async def password(self, child: names.ChildNames, namespace: str) -> str | None:
         if self.memory.password is None:
@@ -177,7 +201,10 @@ class Guard:
                                  message=plan.message)
         elif plan.action == failover.Action.SWITCHOVER and plan.target:
             await self.switch_over(owner, topology, plan.target, plan.message)
+        elif primary is not None and primary.ready and primary.draining:
+            await self.move_off_draining_node(owner, child, topology, phase, pods)
         else:
+            self.memory.drained_from.clear()
             await self.report(owner, topology, phase, plan)
             if primary is not None and primary.ready and now - self.memory.last_sweep >= SWEEP_SECONDS:
                 self.memory.last_sweep = now
@@ -197,7 +224,8 @@ class Guard:
             return
         self.memory.reason = plan.reason
         await self.write_status(owner, topology, phase, plan.reason, plan.message)
-        if plan.reason in (failover.Reason.POSITIONS_UNKNOWN, failover.Reason.NO_REPLICA):
+        if plan.reason in (failover.Reason.POSITIONS_UNKNOWN, failover.Reason.NO_REPLICA,
+                           failover.Reason.DRAIN_BLOCKED):
             await self.kube.post_event(dict(owner), "Warning", str(plan.reason), plan.message)
             self.logger.warning("write role: %s", plan.message)
 
@@ -370,28 +398,53 @@ class Guard:
         await self.write_status(owner, topology, "Promoted", "SwitchoverAborted",
                                 f"a switchover was interrupted; {topology.primary} keeps the write role")
 
+    async def postgres_template(self, statefulset: str, namespace: str) -> Mapping[str, Any] | None:
+        """The postgres container of a StatefulSet's pod template (from the watch cache)."""
+        sts = await self.kube.get_cached("apps/v1", "StatefulSet", statefulset, namespace)
+        containers = ((((sts or {}).get("spec") or {}).get("template") or {}).get("spec") or {}).get("containers")
+        return next((c for c in containers or [] if c.get("name") == CONTAINER), None)
+
     async def restart_by_switchover(self, owner: Mapping[str, Any], child: names.ChildNames, topology: Topology,
                                     pods: Sequence[DbPod]) -> bool:
-        """When the home primary's pod runs an older template (image or settings), move the role to a
-        caught-up replica; the switchover restarts the old primary, which comes back on the new template
-        and later takes the role home again. True when it switched."""
+        """When the home primary's pod runs an older template (image, settings, or a size it could not take in
+        place), move the role to a caught-up replica that runs its own current template (one its StatefulSet
+        has still to roll would be restarted while holding the role); the switchover restarts the old primary,
+        which comes back on the new template and later takes the role home again. True when it switched."""
         namespace = owner["metadata"]["namespace"]
         primary = next((p for p in pods if p.name == topology.primary), None)
         if primary is None or topology.primary != child.home_primary:
             return False
-        sts = await self.kube.get_cached("apps/v1", "StatefulSet", child.db_primary, namespace)
-        containers = ((((sts or {}).get("spec") or {}).get("template") or {}).get("spec") or {}).get("containers")
-        template = next((c for c in containers or [] if c.get("name") == CONTAINER), None)
-        why = failover.restart_needed(primary, template.get("image", ""), template.get("args") or []) \
-            if template else None
-        if why is None:
+        template = await self.postgres_template(child.db_primary, namespace)
+        why = failover.restart_needed(primary, template.get("image", ""), template.get("args") or [],
+                                      failover.resource_key(template.get("resources"))) if template else None
+        # The scaler writes the template, then resizes the pod: a sweep between the two sees them differ.
+        # Only a difference still there at the next sweep means the resize did not reach the pod.
+        unconfirmed = why == failover.RESIZE_NOT_APPLIED and self.memory.restart_why != why
+        self.memory.restart_why = why or ""
+        if why is None or unconfirmed:
             return False
-        plan = failover.planned_switchover(pods, topology, await self.positions(child, namespace, pods), why)
+        replicas = await self.postgres_template(child.db_replicas, namespace) or {}
+        rolled = [p for p in pods if not p.name.startswith(f"{child.db_replicas}-")
+                  or failover.restart_needed(p, replicas.get("image", ""), replicas.get("args") or []) is None]
+        plan = failover.planned_switchover(rolled, topology, await self.positions(child, namespace, pods), why)
         if plan.action != failover.Action.SWITCHOVER or plan.target is None:
             await self.report(owner, topology, "Healthy", plan)
             return False
         await self.switch_over(owner, topology, plan.target, plan.message, plan.reason)
         return True
+
+    async def move_off_draining_node(self, owner: Mapping[str, Any], child: names.ChildNames, topology: Topology,
+                                     phase: str, pods: Sequence[DbPod]) -> None:
+        """The primary's node is cordoned: a drain is coming, and the primary's PodDisruptionBudget refuses
+        its eviction until the role has moved (positions are asked each second only while this lasts)."""
+        primary = next(p for p in pods if p.name == topology.primary)
+        positions = await self.positions(child, owner["metadata"]["namespace"], pods)
+        plan = failover.drain_switchover(pods, topology, positions, primary.node in self.memory.drained_from)
+        if plan.action != failover.Action.SWITCHOVER or plan.target is None:
+            await self.report(owner, topology, phase, plan)
+            return
+        self.memory.drained_from.add(primary.node)
+        await self.switch_over(owner, topology, plan.target, plan.message, plan.reason)
 
     # --------------------------------------------------------------------------------------------- sweep
 
@@ -426,9 +479,9 @@ class Guard:
 
 
 async def run_guard(kube: Kube, body: Mapping[str, Any], pods_now: PodsNow, logger: Logger,
-                    stopped: Any) -> None:
+                    stopped: Any, draining_nodes: DrainingNodes = no_draining_nodes) -> None:
     """The daemon's loop: a tick a second; a failing tick is logged and the next one tries again."""
-    guard = Guard(kube, pods_now, logger)
+    guard = Guard(kube, pods_now, logger, draining_nodes)
     while not stopped:
         owner = dict(body)  # this tick's view: the live body empties when the ScaledApp is deleted
         if not owner.get("metadata"):

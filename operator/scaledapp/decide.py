@@ -22,7 +22,7 @@ The rules, in order:
    verification.EARLY_EFFECTIVE_RISE) is judged effective at once, on evidence from after the
    rollout, and that tier, if still the bottleneck, may take its next step within the cooldown.
 4. The bottleneck is the tier with the highest pressure among the hot ones; pressures within
-   TIE_TOLERANCE of each other tie, and ties go to the cheaper rung (api.LADDER).
+   TIE_TOLERANCE of each other tie, and ties go to the cheaper rung (tiers.ladder(): the registry's order).
 5. The bottleneck is widened by one step, sized from its pressure, once it has been hot for the
    scale-up window and no cooldown runs: replicas become ceil(replicas x pressure) (the HPA's ratio
    rule), at most doubling and at most spec.scaling.steps.maxReplicas more; a vertical step multiplies
@@ -52,7 +52,7 @@ from scaledapp.conditions import conditions_for
 from scaledapp.plan import ConditionParts, Plan, Tick
 from scaledapp.reasons import Reason
 from scaledapp.sizes import Blocked, Sizes, Step, TierName
-from scaledapp.tiers import RATE_WINDOW, TierPressure, enabled_tiers, judge, tier
+from scaledapp.tiers import RATE_WINDOW, TierPressure, enabled_tiers, judge, ladder, tier
 
 __all__ = ["HISTORY_LIMIT", "TIE_TOLERANCE", "Decision", "Tick", "decide", "rank_hot", "record", "status_fields"]
 
@@ -94,7 +94,7 @@ class Decision:
 
 def decide(tick: Tick) -> Decision:
     """Decide one tick (see plan.Tick for what it decides from)."""
-    if tick.scaling.mode == api.ScalingMode.OFF:
+    if tick.spec.scaling.mode == api.ScalingMode.OFF:
         return _off(tick)
     plan = _plan(tick)
     if tick.paused:
@@ -304,7 +304,7 @@ def rank_hot(hot: dict[TierName, float]) -> list[TierName]:
     ranked: list[TierName] = []
     while remaining:
         top = max(remaining.values())
-        tied = [name for name in api.LADDER if name in remaining and remaining[name] >= top - TIE_TOLERANCE]
+        tied = [name for name in ladder() if name in remaining and remaining[name] >= top - TIE_TOLERANCE]
         ranked.append(tied[0])
         del remaining[tied[0]]
     return ranked

@@ -22,6 +22,9 @@ from __future__ import annotations
 import enum
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
+
+from scaledapp.quantity import parse_bytes, parse_cpu_millicores
 
 PRIMARY = "primary"
 REPLICA = "replica"
@@ -57,6 +60,9 @@ class Reason(enum.StrEnum):
     HOME_CAUGHT_UP = "HomeCaughtUp"
     RESTART_NEEDED = "RestartNeeded"  # the primary's pod must restart for its template: planned switchover
     NO_CAUGHT_UP_REPLICA = "NoCaughtUpReplica"
+    NODE_DRAINING = "NodeDraining"  # the primary's node is cordoned: planned switchover off it
+    DRAIN_BLOCKED = "DrainBlocked"  # ... and no replica can take the role: the primary's budget holds the drain
+    HOME_DRAINING = "HomeDraining"  # the home pod's node is cordoned: the role does not go home yet
 
 
 @dataclass(frozen=True)
@@ -69,6 +75,10 @@ class DbPod:
     ip: str | None = None
     image: str = ""  # the postgres container's, as running
     args: tuple[str, ...] = ()
+    node: str = ""
+    draining: bool = False  # its node is cordoned (kubectl drain starts so): it is about to be evicted
+    resources: tuple[int, ...] = ()  # the postgres container's, as the pod spec says (resource_key)
+    resize_infeasible: bool = False  # the kubelet refused an in-place resize (PodResizePending/Infeasible)
 
 
 @dataclass(frozen=True)
@@ -163,6 +173,10 @@ def _failback(
         return Plan(Action.NONE, Reason.PRIMARY_READY, f"primary {home} Ready", relabel=relabel)
     home_pod = next((p for p in pods if p.name == home and not p.terminating), None)
     here, there = positions.get(home), positions.get(topology.primary)
+    if home_pod is not None and home_pod.draining:
+        return Plan(Action.NONE, Reason.HOME_DRAINING,
+                    f"primary {topology.primary}; {home}'s node {home_pod.node} is being drained: the role stays",
+                    relabel=relabel)
     if home_pod is None or not home_pod.ready or here is None or there is None or not here.in_recovery:
         return Plan(Action.NONE, Reason.HOME_CATCHING_UP,
                     f"primary {topology.primary} (after a failover); {home} is not yet a Ready replica",
@@ -177,10 +191,30 @@ def _failback(
                 target=home, relabel=relabel)
 
 
-def restart_needed(pod: DbPod, image: str, args: Sequence[str]) -> str | None:
-    """Why the primary's pod must restart to run what its StatefulSet's template says (an image or a server
-    setting changed; resources are resized in place and never need it), or None. The primary's StatefulSet is
-    OnDelete: without this, such a change would wait for the pod's next accidental restart."""
+def resource_key(resources: Mapping[str, Any] | None) -> tuple[int, ...]:
+    """A container's requests and limits as numbers (millicores, bytes; -1 when unset), so that "500m" and
+    "0.5" compare equal."""
+    resources = resources or {}
+    out = []
+    for section in ("requests", "limits"):
+        values = resources.get(section) or {}
+        out.append(parse_cpu_millicores(str(values["cpu"])) if "cpu" in values else -1)
+        out.append(parse_bytes(str(values["memory"])) if "memory" in values else -1)
+    return tuple(out)
+
+
+RESIZE_NOT_APPLIED = "a resize did not reach the running pod"
+
+
+def restart_needed(pod: DbPod, image: str, args: Sequence[str], resources: tuple[int, ...] = ()) -> str | None:
+    """Why the primary's pod must restart to run what its StatefulSet's template says, or None: an image or a
+    server setting changed, or a resize the kubelet cannot do in place (refused as infeasible, or never applied
+    to the pod: no in-place resize here). The primary's StatefulSet is OnDelete: without this, such a change
+    would wait for the pod's next accidental restart."""
+    if pod.resize_infeasible:
+        return "the kubelet cannot resize it in place"
+    if pod.resources and resources and pod.resources != resources:
+        return RESIZE_NOT_APPLIED
     if pod.image and image and pod.image != image:
         return f"image {pod.image} -> {image}"
     if pod.args and args and tuple(args) != pod.args:  # either side unknown (empty): no judgement
@@ -188,18 +222,45 @@ def restart_needed(pod: DbPod, image: str, args: Sequence[str]) -> str | None:
     return None
 
 
+def _caught_up(pods: Sequence[DbPod], topology: Topology, positions: Mapping[str, Position | None]) -> list[DbPod]:
+    """Ready replicas within CAUGHT_UP_BYTES of the primary."""
+    there = positions.get(topology.primary)
+    return [p for p in pods if p.name != topology.primary and p.ready and not p.terminating
+            and (pos := positions.get(p.name)) is not None and pos.in_recovery and there is not None
+            and there.received - pos.replayed <= CAUGHT_UP_BYTES]
+
+
 def planned_switchover(pods: Sequence[DbPod], topology: Topology, positions: Mapping[str, Position | None],
                        why: str) -> Plan:
     """Move the write role off a primary that must restart, to a Ready replica that is caught up (within
-    CAUGHT_UP_BYTES), so that writes are down for a switchover instead of a restart."""
-    there = positions.get(topology.primary)
-    candidates = [p for p in pods if p.name != topology.primary and p.ready and not p.terminating
-                  and (pos := positions.get(p.name)) is not None and pos.in_recovery and there is not None
-                  and there.received - pos.replayed <= CAUGHT_UP_BYTES]
+    CAUGHT_UP_BYTES), so that writes are down for a switchover instead of a restart. A replica whose node is
+    being drained is taken only when no other one is caught up."""
+    candidates = _caught_up(pods, topology, positions)
     if not candidates:
         return Plan(Action.NONE, Reason.NO_CAUGHT_UP_REPLICA,
                     f"{topology.primary} must restart ({why}); waiting for a caught-up replica to take the role")
-    chosen = most_advanced(candidates, positions)
+    chosen = most_advanced([p for p in candidates if not p.draining] or candidates, positions)
     return Plan(Action.SWITCHOVER, Reason.RESTART_NEEDED,
                 f"{topology.primary} must restart ({why}): switching the write role to {chosen.name} first",
                 target=chosen.name)
+
+
+def drain_switchover(pods: Sequence[DbPod], topology: Topology, positions: Mapping[str, Position | None],
+                     moved_on_this_node: bool) -> Plan:
+    """The primary's node is being drained; its disruption budget refuses the eviction, so the role must move
+    first. To a caught-up replica on a node that is not draining; when every replica is on a draining node
+    (a one-node cluster), once to the best of them, so the pod being evicted is not the primary, and then
+    no more (moving the role around a node that is going away only adds write gaps)."""
+    primary = next((p for p in pods if p.name == topology.primary), None)
+    node = primary.node if primary is not None else ""
+    candidates = _caught_up(pods, topology, positions)
+    elsewhere = [p for p in candidates if not p.draining]
+    pool = elsewhere or ([] if moved_on_this_node else candidates)
+    if not pool:
+        return Plan(Action.NONE, Reason.DRAIN_BLOCKED,
+                    f"node {node} is being drained, and no caught-up replica on another node can take the write "
+                    f"role from {topology.primary}: its disruption budget holds the drain (writes go on)")
+    chosen = most_advanced(pool, positions)
+    return Plan(Action.SWITCHOVER, Reason.NODE_DRAINING,
+                f"node {node} is being drained: switching the write role from {topology.primary} to "
+                f"{chosen.name} before the eviction", target=chosen.name)

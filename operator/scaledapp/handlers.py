@@ -1,4 +1,4 @@
-"""kopf handlers: thin wiring of the loop in ARCHITECTURE.md (reconcile; observe, judge, decide, act)."""
+"""kopf handlers: thin wiring of the loop in docs/architecture.md (reconcile; observe, judge, decide, act)."""
 
 from __future__ import annotations
 
@@ -116,6 +116,8 @@ def _register_drift_handler(group: str, version: str, plural: str) -> None:
         """A child was deleted or edited: put back what the reconciler owns (a no-op when nothing drifted)."""
         owner = _owner_name(body)
         kube: Kube = memo.kube
+        if event["type"] == "MODIFIED":
+            await kube.seen.settled(dict(body))
         drift = kube.seen.drifted(event["type"], dict(body))
         key = (body.get("kind"), body.metadata.namespace, body.metadata.name)
         if event["type"] == "DELETED":
@@ -181,6 +183,17 @@ async def db_pods(body: kopf.Body, namespace: str | None, labels: kopf.Labels, *
     return {(namespace, labels.get(INSTANCE_LABEL)): dbguard.pod_summary(body)}
 
 
+async def draining_nodes(name: str, body: kopf.Body, **_: Any) -> dict[Any, Any]:
+    """Which nodes are cordoned (a drain begins so): the failover guard moves the write role off them."""
+    return {name: dbguard.node_draining(body)}
+
+
+def watch_nodes() -> None:
+    """Index the nodes (called before kopf starts, when the operator may list and watch them: the cluster-wide
+    install). Without it no node ever counts as draining, and a drain waits on the primary's budget."""
+    kopf.index("", "v1", "nodes", id="draining_nodes")(draining_nodes)
+
+
 @kopf.on.event(api.GROUP, api.VERSION, api.PLURAL, id="failover-guard")
 async def guard_write_role(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger,
                            **kwargs: Any) -> None:
@@ -193,7 +206,13 @@ async def guard_write_role(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Mem
     index: kopf.Index[Any, Any] = kwargs["db_pods"]  # kopf passes indexes by name (its types cannot say so)
     key = (body.metadata.namespace, body.metadata.name)
 
+    nodes: Any = kwargs.get("draining_nodes") or {}  # absent unless watch_nodes() registered it
+
     def pods_now() -> list[Any]:
         return list(index.get(key, []))
 
-    guards.ensure(dict(body), lambda live, stopped: dbguard.run_guard(memo.kube, live, pods_now, logger, stopped))
+    def draining() -> frozenset[str]:
+        return frozenset(node for node in nodes if any(nodes.get(node, [])))
+
+    guards.ensure(dict(body), lambda live, stopped: dbguard.run_guard(memo.kube, live, pods_now, logger, stopped,
+                                                                     draining))

@@ -50,6 +50,9 @@ def load_config() -> ApiClient:
     return ApiClient(configuration)
 
 
+SETTLE_SECONDS = 30.0  # longest a drift check waits for our own write of the object to answer
+
+
 class Seen:
     """The last version of each child the operator wrote or saw (uid -> generation, resourceVersion).
 
@@ -62,18 +65,32 @@ class Seen:
         # Writes in flight, by (kind, namespace, name): their echo can reach the watch before their answer
         # reaches us (the controllers' "expectations"); an edit in that instant waits for the next event.
         self._writing: dict[tuple[str, str, str], int] = {}
+        self._done: dict[tuple[str, str, str], asyncio.Event] = {}  # set when a key's writes have all answered
 
     @contextlib.contextmanager
     def writing(self, obj: dict[str, Any]) -> Iterator[None]:
         """Around one of our writes of `obj`: its watch events are not drift until it has answered."""
         key = object_key(obj)
         self._writing[key] = self._writing.get(key, 0) + 1
+        self._done.setdefault(key, asyncio.Event())
         try:
             yield
         finally:
             self._writing[key] -= 1
             if not self._writing[key]:
                 del self._writing[key]
+                self._done.pop(key).set()
+
+    async def settled(self, obj: dict[str, Any]) -> None:
+        """Wait (at most SETTLE_SECONDS) until no write of ours to `obj` is in flight. An event that arrived
+        during one may be someone's edit landing just after our write: judged against what our write answered,
+        it is not lost (ignoring it, and recording its version as seen, left such an edit unrepaired until the
+        periodic resync)."""
+        done = self._done.get(object_key(obj))
+        if done is not None:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(SETTLE_SECONDS):
+                    await done.wait()
 
     def record(self, obj: dict[str, Any]) -> None:
         meta = obj.get("metadata") or {}

@@ -23,8 +23,9 @@ from collections.abc import Callable, Sequence
 from typing import Any, Protocol, cast
 
 import pydantic
+from pydantic.alias_generators import to_camel
 
-from scaledapp import api
+from scaledapp import api, tiers
 
 Manifest = dict[str, Any]
 
@@ -130,7 +131,7 @@ def why_not(tier: str, pressure: float | None, bottleneck: str, status: api.Scal
     if pressure > up:
         chosen = next((e.pressure for e in status.pressures if e.tier == bottleneck), None)
         return (f"hot too, but {bottleneck} is more pressed ({_num(chosen)}; near-ties go to the cheaper rung: "
-                f"{' < '.join(api.LADDER)})")
+                f"{' < '.join(tiers.ladder())})")
     if pressure >= down:
         return f"within target: {pressure:.2f} is not above the widen threshold {up:.2f} (1 + hysteresis)"
     return f"calm: {pressure:.2f} is below {down:.2f} (1 - hysteresis)"
@@ -227,7 +228,9 @@ def render_why(obj: Manifest, now: dt.datetime | None = None) -> str:
 
 
 def _status_key(tier: str) -> str:
-    return {"db-read": "dbRead", "db-write": "dbWrite"}.get(tier, tier)
+    """A tier's key in status.tiers, as on the wire (its status_field in camelCase)."""
+    known = tiers.known(tier)
+    return to_camel(tiers.tier(known).status_field) if known is not None else tier
 
 
 def render_history(obj: Manifest) -> str:

@@ -4,8 +4,8 @@ docs/metrics.md lists every family with its labels ("The operator"); tests/unit/
 that the list and this module agree. Everything lives in one registry of its own (REGISTRY), so tests and
 several operators in one process never collide with the default one.
 
-Hooks, one line each where they are called: `tick_timer` (handlers.scale), `record_tick` (scaler._explain),
-`record_tiers` (scaler.tick), `prometheus_query` (prometheus.Prometheus._query), `kube_request` (kube.Kube._call),
+Hooks, one line each where they are called: `tick_timer` (handlers.scale), `record_tick` (explain._tell),
+`record_tiers` (explain.explain), `prometheus_query` (prometheus.Prometheus._query), `kube_request` (kube.Kube._call),
 `set_leader` (whoever decides leadership; 1 while this process acts), `forget` (a ScaledApp is gone).
 """
 
@@ -28,12 +28,11 @@ from prometheus_client import (
     disable_created_metrics,
     start_http_server,
 )
+from pydantic.alias_generators import to_camel
+
+from scaledapp import tiers as registry
 
 DEFAULT_PORT = 8081
-TIERS = ("app", "cache", "db-read", "db-write", "workers")
-# Status field names (api.TiersStatus, by alias) -> tier names.
-_STATUS_TIERS = {"app": "app", "cache": "cache", "dbRead": "db-read", "db_read": "db-read", "dbWrite": "db-write",
-                 "db_write": "db-write", "workers": "workers"}
 
 # The *_created series double the exposition and no query uses them (as in demo_app.metrics).
 disable_created_metrics()  # type: ignore[no-untyped-call]
@@ -165,11 +164,16 @@ def record_tiers(body: Mapping[str, Any], tiers: Any) -> None:
     namespace, name = _ref(body)
     counts = tiers.model_dump() if hasattr(tiers, "model_dump") else dict(tiers)
     for field, value in counts.items():
-        tier = _STATUS_TIERS.get(field)
+        tier = _tier_of(field)
         if tier is None or not isinstance(value, Mapping):
             continue
         DESIRED.labels(namespace, name, tier).set(float(value.get("desired") or 0))
         READY.labels(namespace, name, tier).set(float(value.get("ready") or 0))
+
+
+def _tier_of(status_field: str) -> str | None:
+    """The tier whose status.tiers entry is `status_field` (either spelling)."""
+    return next((t.name for t in registry.TIERS if status_field in (t.status_field, to_camel(t.status_field))), None)
 
 
 def record_tick(body: Mapping[str, Any], decision: _Decision) -> None:
@@ -183,7 +187,7 @@ def record_tick(body: Mapping[str, Any], decision: _Decision) -> None:
         PRESSURE.labels(namespace, name, evidence.tier).set(float("nan") if pressure is None else float(pressure))
     for tier in seen | {decision.bottleneck or ""} - {""}:
         BOTTLENECK.labels(namespace, name, tier).set(1.0 if tier == decision.bottleneck else 0.0)
-    for tier in TIERS:  # a tier that is no longer judged (switched off, mode Off) has no pressure
+    for tier in registry.ladder():  # a tier that is no longer judged (switched off, mode Off) has no pressure
         if tier not in seen:
             _remove(PRESSURE, (namespace, name, tier))
             _remove(BOTTLENECK, (namespace, name, tier))

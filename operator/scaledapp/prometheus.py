@@ -33,7 +33,7 @@ POOL_THREADS = 8  # per Prometheus URL: one slow Prometheus holds at most these,
 @dataclass(frozen=True)
 class Answers:
     """Prometheus' answers to one batch of queries: signal name -> value (None = unknown), plus why each
-    unknown one is unknown. (scaler.observe turns them into the decision's observation.Snapshot.)"""
+    unknown one is unknown. (observe.observe turns them into the decision's observation.Snapshot.)"""
 
     values: dict[str, float | None]
     errors: dict[str, str] = field(default_factory=dict)

@@ -14,6 +14,7 @@ from scaledapp import api
 from scaledapp.clock import format_time, seconds_since
 from scaledapp.plan import Tick
 from scaledapp.sizes import TierName
+from scaledapp.tiers import known
 from scaledapp.windows import Cooldown, rolling_out
 
 # A widening step is effective when its tier's pressure fell by at least this fraction, or the tier is
@@ -91,7 +92,7 @@ def _seen_rolled_out(tick: Tick) -> bool:
 
 
 def _tier(action: api.Action) -> TierName | None:
-    return next((name for name in api.LADDER if name == action.tier), None)
+    return known(action.tier)
 
 
 def verify_last_action(

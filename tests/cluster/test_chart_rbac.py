@@ -227,13 +227,14 @@ def test_can_i_list_shows_no_wildcards_and_no_more_secret_access_than_needed(scr
     assert granted["secrets"] == {"get", "create", "patch"}
     assert granted["pods/resize"] == {"patch"}
     assert granted["pods"] == {"get", "list", "watch", "patch", "delete"}  # the failover guard's
+    assert granted["nodes"] == {"get", "list", "watch"}  # read-only: a cordoned node moves the write role
     assert not {"pods/exec", "pods/log", "pods/attach", "pods/portforward"} & set(granted)
     assert not any({"update", "deletecollection", "escalate", "bind", "impersonate"} & v for v in granted.values())
     assert can_i(scratch, SA, SYSTEM, "patch", "pods", "--subresource=resize", "-n", namespace)
     for forbidden in (("delete", "secrets"), ("update", "secrets"), ("list", "secrets"),
                       ("watch", "secrets"), ("create", "pods"),
                       ("delete", "statefulsets"), ("delete", "persistentvolumeclaims"), ("delete", "scaledapps"),
-                      ("create", "clusterroles"), ("get", "nodes")):
+                      ("create", "clusterroles"), ("patch", "nodes"), ("delete", "nodes")):
         assert not can_i(scratch, SA, SYSTEM, *forbidden, "-n", namespace), forbidden
     for verb in ("list", "watch"):
         assert not can_i(scratch, SA, SYSTEM, verb, "secrets", "--all-namespaces"), verb

@@ -22,7 +22,7 @@ import httpx
 import psycopg
 
 from devharness.prometheus import LocalPrometheus, Target
-from scaledapp import api, scaler
+from scaledapp import api, observe
 from scaledapp.decide import Decision, Tick, decide
 from scaledapp.observation import Snapshot
 from scaledapp.sizes import TierName
@@ -85,7 +85,7 @@ class Engine:
 
     def evaluate(self, tick: int = 0) -> Decision:
         now = dt.datetime.now(dt.UTC)
-        snapshot, _why = asyncio.run(scaler.observe(self.spec, INSTANCE, self.namespace, now, window=WINDOW))
+        snapshot, _why = asyncio.run(observe.observe(self.spec, INSTANCE, self.namespace, now, window=WINDOW))
         self.snapshot = snapshot
         decision = decide(Tick(self.spec, snapshot, initial_sizes(self.spec), self.state, self.last_action, now))
         self.state, self.last_action = decision.state, decision.last_action
@@ -113,7 +113,7 @@ class Engine:
     def load_visible(self) -> bool:
         """Does Prometheus show the load yet (requests served or in flight)? Observes, decides nothing."""
         now = dt.datetime.now(dt.UTC)
-        snapshot, _why = asyncio.run(scaler.observe(self.spec, INSTANCE, self.namespace, now, window=WINDOW))
+        snapshot, _why = asyncio.run(observe.observe(self.spec, INSTANCE, self.namespace, now, window=WINDOW))
         app = snapshot.tier("app") if snapshot is not None else {}
         return (app.get("requests_per_second") or 0.0) > 0 or (app.get("in_flight_per_pod") or 0.0) > 0
 

@@ -30,7 +30,7 @@ ROLE = "scaledapp.dev/role"
 
 @pytest.fixture(scope="module")
 def stack(real_cluster: Cluster) -> Iterator[Deployed]:
-    with release(real_cluster, "ff", {"resyncSeconds": 10}) as deployed:
+    with release(real_cluster, "ff", {"resyncSeconds": 10, "drainSwitchover": "on"}) as deployed:
         try:
             yield apply_scaledapp(deployed, {"database": {"synchronous": True, "failover": {"delaySeconds": 8}},
                                              "scaling": {"mode": "Off"}})
@@ -133,9 +133,16 @@ def test_a_deleted_primary_pod_comes_back_and_no_acknowledged_write_is_lost(stac
     probe = WriteProbe(app_url(stack), prefix="kill").start()
     try:
         writing(probe, 0, 60, "writes before the drill")
+        old_uid = stack.cluster.kubectl("get", "pod", HOME, "-n", stack.apps, "-o", "jsonpath={.metadata.uid}")
         killed = time.monotonic()
         stack.cluster.kubectl("delete", "pod", "-n", stack.apps, HOME, "--wait=false")
-        writing(probe, killed, 180, "writes again after the primary's pod was deleted")
+
+        def replaced() -> bool:  # the old server is gone for sure: writes acknowledged from now on are "back"
+            out = stack.cluster.kubectl_run("get", "pod", HOME, "-n", stack.apps, "-o", "jsonpath={.metadata.uid}")
+            return out.returncode != 0 or out.stdout.strip() != old_uid
+
+        wait_for(replaced, timeout=120, what=f"{HOME} replaced", interval=0.2)
+        writing(probe, time.monotonic(), 180, "writes again after the primary's pod was deleted")
     finally:
         probe.stop()
     moved = (database(stack).get("lastMove") or {}).get("kind", "no move")
@@ -272,3 +279,54 @@ def test_a_change_that_needs_the_primary_restarted_goes_through_a_switchover(sta
         probe.stop()
     assert stack.psql(HOME, "show synchronous_standby_names").strip() == ""  # the new template runs
     assert probe.lost(ids_in_database(stack, "planned")) == set()
+
+
+def evict(stack: Deployed, pod: str) -> str:
+    """The Eviction API call kubectl drain makes for each pod: '' when granted, else the refusal."""
+    body = {"apiVersion": "policy/v1", "kind": "Eviction", "metadata": {"name": pod, "namespace": stack.apps}}
+    try:
+        stack.cluster.kubectl("create", "--raw", f"/api/v1/namespaces/{stack.apps}/pods/{pod}/eviction", "-f", "-",
+                              input=json.dumps(body))
+    except KubectlError as exc:
+        return str(exc)
+    return ""
+
+
+def test_a_drain_of_the_primarys_node_moves_the_role_by_switchover(stack: Deployed) -> None:
+    """kubectl drain cordons the node, then evicts its pods. The primary's disruption budget refuses its eviction,
+    and the cordon makes the guard switch the role to a caught-up replica first. This cluster has one node, so
+    the role leaves the pod being drained once (to the replica beside it) and the budget then holds the drain
+    (no other node could take the primary): writes go on throughout, and none is lost. Last in the file: the
+    drill before turned synchronous commits off; with them on and one replica, the replica's pod leaving with
+    the drain would stop writes until it returns, whichever pod held the role (docs/failure.md)."""
+    home_and_healthy(stack)
+    node = stack.cluster.kubectl("get", "pod", HOME, "-n", stack.apps, "-o", "jsonpath={.spec.nodeName}").strip()
+    refused = evict(stack, HOME)
+    assert "disruption budget" in refused, refused  # not even once: the role has not moved yet
+    probe = WriteProbe(app_url(stack), prefix="drain").start()
+    try:
+        writing(probe, 0, 60, "writes before the drain")
+        cordoned = time.monotonic()
+        stack.cluster.kubectl("cordon", node)
+
+        def switched() -> dict[str, Any] | None:
+            db = database(stack)
+            last = db.get("lastMove") or {}
+            return db if last.get("kind") == "switchover" and last.get("from") == HOME and "drained" in str(
+                last.get("reason")) and db.get("phase") != "SwitchingOver" else None
+
+        after = wait_for(switched, timeout=90, what="a switchover off the cordoned node", interval=1)
+        moved_to = after["primary"]
+        assert moved_to.startswith(f"{NAME}-db-read-")
+        wait_for(lambda: endpoints(stack, f"{NAME}-db-write") == {moved_to}, timeout=30,
+                 what=f"db-write serving {moved_to}")
+        writing(probe, time.monotonic(), 60, "writes after the switchover")
+        # The new primary is on the same (cordoned) node: refused too, and the status says why.
+        assert "disruption budget" in evict(stack, moved_to)
+        wait_for(lambda: database(stack).get("reason") == "DrainBlocked", timeout=30, what="status: DrainBlocked")
+    finally:
+        stack.cluster.kubectl("uncordon", node)
+        probe.stop()
+    print(f"drain: longest write gap {probe.writes_down(cordoned):.1f}s; switchover {after['lastMove']['seconds']}s")
+    home_and_healthy(stack)
+    assert probe.lost(ids_in_database(stack, "drain")) == set()

@@ -86,7 +86,8 @@ def test_the_operator_runs_two_replicas_under_leader_election_with_liveness_and_
     assert spec["strategy"] == {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}}
     container = spec["template"]["spec"]["containers"][0]
     assert container["command"] == ["python", "-m", "scaledapp"]
-    assert container["args"] == ["--all-namespaces", "--log-format=json", "--liveness=http://0.0.0.0:8080/healthz",
+    assert container["args"] == ["--all-namespaces", "--drain-switchover=auto", "--log-format=json",
+                                 "--liveness=http://0.0.0.0:8080/healthz",
                                  "--metrics-port=8081",
                                  "--prometheus-allow=*.svc", "--prometheus-allow=*.svc.cluster.local",
                                  "--leader-elect", "--lease-name=scaledapp-scaledapp-operator",
@@ -126,6 +127,20 @@ def test_namespaced_mode_uses_roles_only() -> None:
                                         "namespace": "scaledapp-system"}]
     args = operator_deployment(objects)["spec"]["template"]["spec"]["containers"][0]["args"]
     assert args[:2] == ["--namespace=shop", "--namespace=blog"] and "--all-namespaces" not in args
+
+
+@pytest.mark.parametrize(("values", "nodes_readable"), [
+    ({}, True), ({"drainSwitchover": "off"}, False),
+    ({"watchNamespaces": ["shop"]}, False), ({"watchNamespaces": ["shop"], "drainSwitchover": "on"}, True)])
+def test_nodes_are_readable_exactly_when_a_drain_switchover_can_run(values: dict[str, Any],
+                                                                     nodes_readable: bool) -> None:
+    objects = render(values)
+    node_rules = [r for kind in ("ClusterRole", "Role") for role in by_kind(objects, kind) for r in role["rules"]
+                  if "nodes" in r["resources"]]
+    assert node_rules == ([{"apiGroups": [""], "resources": ["nodes"], "verbs": ["get", "list", "watch"]}]
+                          if nodes_readable else [])
+    args = operator_deployment(objects)["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert f"--drain-switchover={values.get('drainSwitchover', 'auto')}" in args
 
 
 @pytest.mark.parametrize("variant", sorted(VARIANTS))

@@ -9,11 +9,11 @@ from typing import Any
 
 import pytest
 
-from scaledapp import api
+from scaledapp import api, tiers
 from scaledapp.clock import format_time
 from scaledapp.decide import Decision, Tick, decide, record, status_fields
 from scaledapp.observation import Snapshot
-from scaledapp.sizes import Sizes
+from scaledapp.sizes import Resources, Sizes, TierName
 from scaledapp.tiers import enforce_bounds, initial_sizes
 
 NOW = datetime(2026, 11, 28, 12, 0, 0, tzinfo=UTC)
@@ -21,7 +21,7 @@ GI = 2**30
 MI = 2**20
 
 # Every signal of every tier, all comfortably calm (pressure <= 0.55) under the default targets.
-CALM: dict[api.Tier, dict[str, float | None]] = {
+CALM: dict[TierName, dict[str, float | None]] = {
     "app": {"cpu_utilization": 0.35, "in_flight_per_pod": 4.0, "requests_per_second": 50.0,
             "request_seconds": 0.06, "dependency_seconds": 0.03},
     "cache": {"cpu_cores": 0.2, "memory_utilization": 0.5, "evictions_per_second": 0.0,
@@ -37,7 +37,7 @@ Overrides = dict[str, dict[str, float | None]]
 
 
 def snapshot(overrides: Overrides | None = None, now: datetime = NOW, drop: tuple[str, str] | None = None) -> Snapshot:
-    signals: dict[api.Tier, dict[str, float | None]] = {tier: dict(values) for tier, values in CALM.items()}
+    signals: dict[TierName, dict[str, float | None]] = {tier: dict(values) for tier, values in CALM.items()}
     for tier, values in (overrides or {}).items():
         signals[tier].update(values)  # type: ignore[index]
     if drop:
@@ -49,8 +49,9 @@ def make_spec(**scaling: Any) -> api.ScaledAppSpec:
     return api.ScaledAppSpec.model_validate({"scaling": scaling})
 
 
-def make_sizes(**changes: int) -> Sizes:
-    return Sizes(**{**initial_sizes(api.ScaledAppSpec()).__dict__, **changes})
+def make_sizes(**changes: object) -> Sizes:
+    """The initial sizes with some tiers' changed, by tier name with `_` for `-` (db_read=3)."""
+    return Sizes({**initial_sizes(api.ScaledAppSpec()), **{k.replace("_", "-"): v for k, v in changes.items()}})
 
 
 def ago(seconds: float) -> str:
@@ -98,17 +99,17 @@ CASES = [
          "widen db-write cpu=500m, memory=512Mi -> cpu=1, memory=1Gi", "Widened"),
     Case("queue-backlog", {"workers": {"queue_depth": 200.0}}, "workers", "widen workers 1 -> 2", "Widened"),
     Case("queue-old-job", {"workers": {"oldest_age_seconds": 120.0}}, "workers", "widen workers 1 -> 2", "Widened"),
-    Case("all-calm-window-not-elapsed", {}, None, None, "ScaleDownWindow", sizes={"db_read_replicas": 3},
+    Case("all-calm-window-not-elapsed", {}, None, None, "ScaleDownWindow", sizes={"db_read": 3},
          state={"calm_since": ago(200)}),
     # Sized narrowing: the peak (0.2 on 3 replicas) stays calm on 1 (0.6), so one step goes there.
     Case("all-calm-after-window-narrows-reverse-ladder", {}, None, "narrow db-read 3 -> 1", "Narrowed",
-         sizes={"db_read_replicas": 3, "app_replicas": 4}, state={"calm_since": ago(301)}),
+         sizes={"db_read": 3, "app": 4}, state={"calm_since": ago(301)}),
     Case("calm-but-narrowing-would-overload", {"app": {"cpu_utilization": 0.56}}, None, None, "AtMinimum",
-         sizes={"app_replicas": 3}, state={"calm_since": ago(301)}),
+         sizes={"app": 3}, state={"calm_since": ago(301)}),
     # Partial metrics: a blind tier holds narrowing (not all calm), but a tier whose own signals are known
     # may still widen.
     Case("signal-missing-none", {"db-read": {"lag_seconds": None}}, None, None, "WithinTarget",
-         at_ceiling="Unknown", sizes={"app_replicas": 4}, state={"calm_since": ago(301)}),
+         at_ceiling="Unknown", sizes={"app": 4}, state={"calm_since": ago(301)}),
     Case("signal-missing-nan-another-tier-hot-still-widens", {"app": {"cpu_utilization": 0.99},
          "workers": {"queue_depth": math.nan}}, "app", "widen app 2 -> 3", "Widened", at_ceiling="Unknown"),
     Case("signal-absent", {}, None, None, "WithinTarget", drop=("db-write", "lock_waits"), at_ceiling="Unknown"),
@@ -122,16 +123,16 @@ CASES = [
     Case("lagging-replica-no-replica-added", {"db-read": {"read_seconds": 0.2, "lag_seconds": 30.0}}, "db-read",
          None, "ReplicaLag"),
     Case("lag-alone-is-no-bottleneck", {"db-read": {"lag_seconds": 30.0}}, None, None, "ScaleDownWindow"),
-    Case("app-at-max", {"app": {"cpu_utilization": 1.4}}, "app", None, "MaxReplicas", sizes={"app_replicas": 10},
+    Case("app-at-max", {"app": {"cpu_utilization": 1.4}}, "app", None, "MaxReplicas", sizes={"app": 10},
          at_ceiling="True"),
     Case("ceiling-does-not-move-the-decision-to-another-tier", {"app": {"cpu_utilization": 1.4},
-         "db-read": {"read_seconds": 0.065}}, "app", None, "MaxReplicas", sizes={"app_replicas": 10},
+         "db-read": {"read_seconds": 0.065}}, "app", None, "MaxReplicas", sizes={"app": 10},
          at_ceiling="True"),
     Case("db-write-at-ceiling-recommends-sharding", {"db-write": SATURATED_WRITES}, "db-write", None,
-         "ShardingRecommended", sizes={"db_write_cpu_millicores": 4000, "db_write_memory_bytes": 8 * GI},
+         "ShardingRecommended", sizes={"db_write": Resources(4000, 8 * GI)},
          at_ceiling="True"),
     Case("cache-at-max-memory", {"cache": {"evictions_per_second": 9.0, "hit_ratio": 0.3}}, "cache", None,
-         "MaxMemory", sizes={"cache_memory_bytes": 512 * MI}, at_ceiling="True"),
+         "MaxMemory", sizes={"cache": 512 * MI}, at_ceiling="True"),
     Case("cooldown-respected", {"app": {"cpu_utilization": 0.95}}, "app", None, "Cooldown",
          state={"last_action_time": ago(30)}),
     Case("cooldown-over", {"app": {"cpu_utilization": 0.95}}, "app", "widen app 2 -> 3", "Widened",
@@ -181,7 +182,7 @@ def test_write_bound_never_adds_app_pods_even_with_app_latency_high() -> None:
     app = next(e for e in decision.pressures if e.tier == "app")
     assert app.pressure is not None and app.pressure < 1
     # Even at the primary's ceiling the answer is "hold and recommend sharding", never app pods.
-    at_max = make_sizes(db_write_cpu_millicores=4000, db_write_memory_bytes=8 * GI)
+    at_max = make_sizes(db_write=Resources(4000, 8 * GI))
     decision = decide(Tick(make_spec(), snapshot(overrides), at_max, api.ScalerState(), None, NOW))
     assert decision.action is None and decision.bottleneck == "db-write"
     assert "shard" in decision.recommendation
@@ -202,26 +203,26 @@ def test_recommend_mode_never_acts() -> None:
 
 
 def test_recommend_mode_does_not_touch_bounds() -> None:
-    sizes = make_sizes(app_replicas=1)  # below min
+    sizes = make_sizes(app=1)  # below min
     assert decide(Tick(make_spec(mode="Recommend"), snapshot(), sizes, api.ScalerState(), None, NOW)).desired == sizes
 
 
 def test_off_evaluates_nothing() -> None:
     state = api.ScalerState(calm_since=ago(10))
-    decision = decide(Tick(make_spec(mode="Off"), None, make_sizes(app_replicas=1), state, None, NOW))
+    decision = decide(Tick(make_spec(mode="Off"), None, make_sizes(app=1), state, None, NOW))
     assert decision.pressures == [] and decision.bottleneck is None and decision.action is None
-    assert decision.state == state and decision.reason == "Off" and decision.desired == make_sizes(app_replicas=1)
+    assert decision.state == state and decision.reason == "Off" and decision.desired == make_sizes(app=1)
     assert condition(decision, "MetricsAvailable").status == "Unknown"
 
 
 def test_paused_freezes_state_and_sizes() -> None:
     state = api.ScalerState(hot_since={"db-read": ago(5)}, calm_since=None)
-    sizes = make_sizes(app_replicas=1)
+    sizes = make_sizes(app=1)
     decision = decide(Tick(make_spec(), snapshot({"app": {"cpu_utilization": 0.95}}), sizes, state, None, NOW,
                            paused=True))
     assert decision.state == state and decision.desired == sizes and decision.action is None
     assert decision.bottleneck == "app"  # still explained
-    assert [e.tier for e in decision.pressures] == list(api.LADDER)
+    assert [e.tier for e in decision.pressures] == list(tiers.ladder())
 
 
 def test_prometheus_unavailable_holds() -> None:
@@ -244,10 +245,10 @@ def test_missing_data_is_reported_per_signal_and_keeps_hot_windows() -> None:
 
 
 def test_bounds_are_enforced_in_auto_without_a_step() -> None:
-    sizes = make_sizes(app_replicas=1, workers_replicas=50)
+    sizes = make_sizes(app=1, workers=50)
     decision = decide(Tick(make_spec(), snapshot(), sizes, api.ScalerState(), None, NOW))
     assert decision.step is None and decision.desired == enforce_bounds(make_spec(), sizes)
-    assert (decision.desired.app_replicas, decision.desired.workers_replicas) == (2, 10)
+    assert (decision.desired["app"], decision.desired["workers"]) == (2, 10)
 
 
 def test_disabled_tiers_are_not_needed() -> None:
@@ -271,7 +272,7 @@ def test_record_keeps_ten_and_updates_the_verdict() -> None:
     # Judged after the cooldown (60 s) and the grace of one rate window (60 s).
     previous = api.Action(time=ago(120), tier="app", kind="widen", pressure=1.5, applied=True, verdict="pending")
     history[-1] = previous
-    decision = decide(Tick(make_spec(), snapshot({"app": {"cpu_utilization": 1.05}}), make_sizes(app_replicas=3),
+    decision = decide(Tick(make_spec(), snapshot({"app": {"cpu_utilization": 1.05}}), make_sizes(app=3),
                       api.ScalerState(last_action_time=ago(120)), previous, NOW))  # fmt: skip
     assert decision.last_action is not None and decision.last_action.verdict == "ineffective"
     out = record(history, decision, previous)
@@ -282,7 +283,7 @@ def test_a_step_is_judged_only_after_it_rolled_out() -> None:
     previous = api.Action(time=ago(120), tier="db-read", kind="widen", pressure=4.0, applied=True, verdict="pending")
     state = api.ScalerState(last_action_time=ago(120))
     hot_reads = snapshot({"db-read": {"read_seconds": 0.2}})
-    sizes = make_sizes(db_read_replicas=2)
+    sizes = make_sizes(db_read=2)
     # The new replica is still bootstrapping: no verdict yet, and no second replica on stale signals.
     waiting = decide(Tick(make_spec(), hot_reads, sizes, state, previous, NOW, settling={"db-read"}))
     assert waiting.action is None and waiting.reason == "Cooldown" and "roll out" in waiting.message

@@ -59,7 +59,7 @@ def test_a_horizontal_step_follows_the_ratio_rule_within_the_step_limits(
 
 
 def test_a_sized_step_stops_at_the_tiers_max() -> None:
-    decision = run(both({"app": {"cpu_utilization": 0.99}}), make_sizes(app_replicas=9))
+    decision = run(both({"app": {"cpu_utilization": 0.99}}), make_sizes(app=9))
     assert decision.action is not None and (decision.action.from_, decision.action.to) == ("9", "10")
 
 
@@ -70,7 +70,7 @@ def test_vertical_steps_multiply_by_the_pressure_up_to_the_factor_limit() -> Non
     spec, sizes = make_spec(), make_sizes()
     evicting = cache.TIER.pressure({**CALM["cache"], "evictions_per_second": 1.0, "hit_ratio": 0.7}, spec, sizes)
     step = cache.TIER.widen(spec, sizes, evicting)  # hit ratio 0.7 vs 0.8: pressure 1.5
-    assert isinstance(step, Step) and abs(step.after.cache_memory_bytes - 96 * MI) <= MI
+    assert isinstance(step, Step) and abs(step.after["cache"] - 96 * MI) <= MI
     locks = db_write.TIER.pressure({**CALM["db-write"], "lock_waits": 20.0}, spec, sizes)  # pressure 4
     step = db_write.TIER.widen(spec, sizes, locks)
     assert isinstance(step, Step) and step.to_text == "cpu=1, memory=1Gi"
@@ -115,16 +115,16 @@ def test_a_backlog_draining_after_a_step_does_not_widen_again() -> None:
     # The 1m window still holds the backlog from before the step; the 30 s window has drained.
     drained = both({"app": {"cpu_utilization": 0.9, "in_flight_per_pod": 200.0}},
                    {"app": {"cpu_utilization": 0.6, "in_flight_per_pod": 2.0}})
-    decision = run(drained, make_sizes(app_replicas=4))
+    decision = run(drained, make_sizes(app=4))
     assert decision.action is None and decision.reason == "WithinTarget"
 
 
 def test_calm_needs_both_windows_and_its_peaks_take_the_higher() -> None:
     calm_now_busy_before = both({"app": {"cpu_utilization": 0.66}}, {"app": {"cpu_utilization": 0.3}})
-    decision = run(calm_now_busy_before, make_sizes(app_replicas=4), api.ScalerState(calm_since=ago(400)))
+    decision = run(calm_now_busy_before, make_sizes(app=4), api.ScalerState(calm_since=ago(400)))
     assert decision.reason == "WithinTarget" and decision.state.calm_since is None
     quiet = both({"app": {"cpu_utilization": 0.3}}, {"app": {"cpu_utilization": 0.5}})
-    decision = run(quiet, make_sizes(app_replicas=4), api.ScalerState(calm_since=ago(10)))
+    decision = run(quiet, make_sizes(app=4), api.ScalerState(calm_since=ago(10)))
     assert decision.state.calm_peak["app"] == pytest.approx(0.5 / 0.7, abs=1e-3)
 
 
@@ -157,7 +157,7 @@ def test_a_tier_with_known_signals_widens_while_another_is_blind() -> None:
 
 def test_nothing_narrows_while_a_tier_is_blind() -> None:
     state = api.ScalerState(calm_since=ago(900), calm_peak={"app": 0.2}, calm_peak_since=ago(100))
-    decision = run(both({"workers": {"queue_depth": None}}), make_sizes(app_replicas=6), state)
+    decision = run(both({"workers": {"queue_depth": None}}), make_sizes(app=6), state)
     assert decision.action is None and decision.reason == "WithinTarget"
     assert decision.message == "no seen tier above target; nothing narrows while workers is blind"
     assert decision.state.calm_since is None and decision.state.calm_peak == {}
@@ -165,7 +165,7 @@ def test_nothing_narrows_while_a_tier_is_blind() -> None:
 
 def test_every_tier_blind_holds() -> None:
     blind: Overrides = {tier: dict.fromkeys(values) for tier, values in CALM.items()}
-    decision = run(both(blind), make_sizes(app_replicas=6), api.ScalerState(calm_since=ago(900)))
+    decision = run(both(blind), make_sizes(app=6), api.ScalerState(calm_since=ago(900)))
     assert decision.reason == "MetricsUnavailable" and decision.action is None
 
 
@@ -175,15 +175,15 @@ def test_every_tier_blind_holds() -> None:
 def test_after_a_spike_the_tier_comes_back_in_one_step_to_what_the_peak_needs() -> None:
     # 8 app pods after a spike; the load is back to what 2.4 pods carry at target (pressure 0.3 on 8).
     def signals(sizes: Sizes, _: float) -> Overrides:
-        return {"app": {"cpu_utilization": 0.7 * 2.4 / sizes.app_replicas}}
+        return {"app": {"cpu_utilization": 0.7 * 2.4 / sizes["app"]}}
 
-    loop = Loop(make_spec(), make_sizes(app_replicas=8))
+    loop = Loop(make_spec(), make_sizes(app=8))
     loop.run(signals, 900)
     narrows = [(t, a.from_, a.to) for t, a in loop.actions()]
     # 300 s calm, then one step: the fewest pods that keep the peak below 0.9 (2.4 / 0.9 -> 3), at most
     # maxReplicas (4) at a time; then the last one after a cooldown.
     assert narrows == [(300, "8", "4"), (360, "4", "3")]
-    assert loop.sizes.app_replicas == 3
+    assert loop.sizes["app"] == 3
     assert 0.7 * 2.4 / 3 / 0.7 < 0.9  # never below what the peak needs
 
 
@@ -215,14 +215,14 @@ def test_the_early_verdict_waits_for_evidence_from_after_the_rollout() -> None:
     pinned = both({"app": {"cpu_utilization": 1.0, "requests_per_second": 400.0}})
     spec = make_spec(cooldownSeconds=300)
     state = api.ScalerState(last_action_time=ago(30))
-    decision = decide(Tick(spec, pinned, make_sizes(app_replicas=4), state, step, NOW, settling={"app"}))
+    decision = decide(Tick(spec, pinned, make_sizes(app=4), state, step, NOW, settling={"app"}))
     assert decision.action is None and decision.state.rolled_out_since is None
-    decision = decide(Tick(spec, pinned, make_sizes(app_replicas=4), state, step, NOW))
+    decision = decide(Tick(spec, pinned, make_sizes(app=4), state, step, NOW))
     assert decision.action is None and decision.state.rolled_out_since is not None  # seen rolled out now
     later = NOW + timedelta(seconds=45)
     seen = state.model_copy(update={"rolled_out_since": decision.state.rolled_out_since})
     decision = decide(Tick(spec, both({"app": {"cpu_utilization": 1.0, "requests_per_second": 400.0}}, now=later),
-                           make_sizes(app_replicas=4), seen, step, later))
+                           make_sizes(app=4), seen, step, later))
     assert decision.action is not None and decision.action.to == "6"  # ceil(4 x 1.43)
     assert decision.verified is not None and decision.verified.verdict == "effective"
 
@@ -246,19 +246,19 @@ def test_narrowing_waits_out_the_last_window_not_two() -> None:
 def test_a_tier_on_a_rising_edge_is_not_narrowed() -> None:
     state = api.ScalerState(calm_since=ago(900), calm_peak={"app": 0.28}, calm_peak_since=ago(10))
     rising = both({"app": {"cpu_utilization": 0.2}}, {"app": {"cpu_utilization": 0.25}})
-    decision = run(rising, make_sizes(app_replicas=6), state)
+    decision = run(rising, make_sizes(app=6), state)
     assert decision.action is None and decision.reason == "AtMinimum"
     flat = both({"app": {"cpu_utilization": 0.2}}, {"app": {"cpu_utilization": 0.2}})
-    decision = run(flat, make_sizes(app_replicas=6), state)
+    decision = run(flat, make_sizes(app=6), state)
     assert decision.action is not None and (decision.action.kind, decision.action.to) == ("narrow", "2")
 
 
 def test_a_tier_with_no_load_and_a_min_of_zero_narrows_to_zero() -> None:
     spec = api.ScaledAppSpec.model_validate({"database": {"readReplicas": {"min": 0, "max": 5}}})
-    step = db_read.TIER.narrow_for(spec, make_sizes(db_read_replicas=2), 0.0, 0.9)
-    assert step is not None and step.after.db_read_replicas == 0
-    step = db_read.TIER.narrow_for(spec, make_sizes(db_read_replicas=2), 0.2, 0.9)
-    assert step is not None and step.after.db_read_replicas == 1  # 0.2 x 2 / 1 = 0.4 stays calm
+    step = db_read.TIER.narrow_for(spec, make_sizes(db_read=2), 0.0, 0.9)
+    assert step is not None and step.after["db-read"] == 0
+    step = db_read.TIER.narrow_for(spec, make_sizes(db_read=2), 0.2, 0.9)
+    assert step is not None and step.after["db-read"] == 1  # 0.2 x 2 / 1 = 0.4 stays calm
 
 
 def test_an_onset_window_short_of_a_scrape_does_not_hide_a_hot_tier() -> None:
@@ -273,7 +273,7 @@ def test_an_onset_window_short_of_a_scrape_does_not_hide_a_hot_tier() -> None:
 
 def test_a_tier_seen_at_its_ceiling_is_at_ceiling_while_another_is_blind() -> None:
     decision = run(both({"app": {"cpu_utilization": 0.99}, "workers": {"queue_depth": None}}),
-                   make_sizes(app_replicas=10))
+                   make_sizes(app=10))
     assert decision.action is None and decision.reason == "MaxReplicas"
     assert condition(decision, "AtCeiling").status == "True"
     assert condition(decision, "MetricsAvailable").status == "False"

@@ -12,7 +12,7 @@ import random
 from collections.abc import Callable
 from datetime import timedelta
 
-from scaledapp import api
+from scaledapp import api, tiers
 from scaledapp.decide import Decision, Tick, decide, record
 from scaledapp.sizes import Sizes
 from scaledapp.tiers.base import Scope
@@ -56,7 +56,7 @@ def test_an_ineffective_step_is_not_repeated_and_the_next_candidate_is_tried() -
     # App CPU stays high whatever the replica count (it is burning CPU on retries against slow reads);
     # read latency falls as replicas are added: db-read is the real chokepoint.
     def signals(sizes: Sizes, _: float) -> Overrides:
-        return {"app": {"cpu_utilization": 1.05}, "db-read": {"read_seconds": 0.065 / sizes.db_read_replicas}}
+        return {"app": {"cpu_utilization": 1.05}, "db-read": {"read_seconds": 0.065 / sizes["db-read"]}}
 
     loop = Loop(make_spec(), make_sizes())
     # The verdict comes after the cooldown (60 s) and one more rate window (60 s): at t=120; the back-off
@@ -64,7 +64,7 @@ def test_an_ineffective_step_is_not_repeated_and_the_next_candidate_is_tried() -
     loop.run(signals, 660)
     actions = [(t, a.kind, a.tier, a.to) for t, a in loop.actions()]
     assert actions == [(0, "widen", "app", "3"), (120, "widen", "db-read", "2")]
-    assert loop.sizes.app_replicas == 3 and loop.sizes.db_read_replicas == 2
+    assert loop.sizes["app"] == 3 and loop.sizes["db-read"] == 2
     history = api.ScaledAppStatus.model_validate(loop.status).history
     assert [(a.tier, a.verdict) for a in history] == [("app", "ineffective"), ("db-read", "effective")]
     assert {d.reason for t, d in loop.decisions if 60 <= t < 120} == {"Cooldown"}
@@ -76,7 +76,7 @@ def test_an_ineffective_step_is_not_repeated_and_the_next_candidate_is_tried() -
 
 def test_an_effective_step_is_recorded_and_not_repeated_needlessly() -> None:
     def signals(sizes: Sizes, _: float) -> Overrides:  # 1.5 x target on 2 pods: 3 pods bring it to 1.0
-        return {"app": {"cpu_utilization": 0.7 * 1.5 * 2 / sizes.app_replicas}}
+        return {"app": {"cpu_utilization": 0.7 * 1.5 * 2 / sizes["app"]}}
 
     loop = Loop(make_spec(), make_sizes())
     loop.run(signals, 900)
@@ -85,14 +85,14 @@ def test_an_effective_step_is_recorded_and_not_repeated_needlessly() -> None:
 
 
 def test_scale_down_only_after_the_window_one_step_per_cooldown_in_reverse_ladder_order() -> None:
-    loop = Loop(make_spec(), make_sizes(app_replicas=4, db_read_replicas=3, workers_replicas=3))
+    loop = Loop(make_spec(), make_sizes(app=4, db_read=3, workers=3))
     loop.run(lambda sizes, _: {}, 600)
     narrows = [(t, a.tier, a.to) for t, a in loop.actions()]
     assert all(a.kind == "narrow" for _, a in loop.actions())
     assert narrows[0][0] >= 300  # the scale-down window
     assert all(b[0] - a[0] >= 60 for a, b in itertools.pairwise(narrows))  # the cooldown
     tiers_in_order = [tier for _, tier, _ in narrows]
-    assert tiers_in_order == sorted(tiers_in_order, key=lambda t: -api.LADDER.index(t))  # reverse ladder
+    assert tiers_in_order == sorted(tiers_in_order, key=lambda t: -tiers.ladder().index(t))  # reverse ladder
     assert tiers_in_order[0] == "workers"
 
 
@@ -100,7 +100,7 @@ def test_noise_around_the_target_causes_no_action() -> None:
     rng = random.Random(7)
 
     def signals(sizes: Sizes, _: float) -> Overrides:  # app pressure 1.0 +- 8 %: inside the hysteresis band
-        return {"app": {"cpu_utilization": 0.7 * rng.uniform(0.92, 1.08) * 2 / sizes.app_replicas}}
+        return {"app": {"cpu_utilization": 0.7 * rng.uniform(0.92, 1.08) * 2 / sizes["app"]}}
 
     loop = Loop(make_spec(), make_sizes())
     loop.run(signals, 2 * 3600)
@@ -111,7 +111,7 @@ def test_large_noise_widens_once_and_never_flaps() -> None:
     rng = random.Random(11)
 
     def signals(sizes: Sizes, _: float) -> Overrides:  # pressure 1.0 +- 20 % on 2 pods
-        return {"app": {"cpu_utilization": 0.7 * rng.uniform(0.8, 1.2) * 2 / sizes.app_replicas}}
+        return {"app": {"cpu_utilization": 0.7 * rng.uniform(0.8, 1.2) * 2 / sizes["app"]}}
 
     loop = Loop(make_spec(), make_sizes())
     loop.run(signals, 3 * 3600)
@@ -124,7 +124,7 @@ def test_a_slow_load_cycle_is_followed_without_oscillating_on_noise() -> None:
 
     def signals(sizes: Sizes, elapsed: float) -> Overrides:
         load = 1.0 + 0.8 * math.sin(2 * math.pi * elapsed / 3600) + rng.uniform(-0.1, 0.1)
-        return {"app": {"cpu_utilization": 0.7 * max(0.05, load) * 2 / sizes.app_replicas}}
+        return {"app": {"cpu_utilization": 0.7 * max(0.05, load) * 2 / sizes["app"]}}
 
     loop = Loop(make_spec(), make_sizes())
     loop.run(signals, 3 * 3600)
@@ -147,7 +147,7 @@ def test_recommend_mode_over_time_changes_nothing() -> None:
 
 
 def test_a_restarted_operator_keeps_cooldowns_and_windows() -> None:
-    hot: Signals = lambda sizes, _: {"app": {"cpu_utilization": 0.7 * 1.5 * 2 / sizes.app_replicas}}  # noqa: E731
+    hot: Signals = lambda sizes, _: {"app": {"cpu_utilization": 0.7 * 1.5 * 2 / sizes["app"]}}  # noqa: E731
     first = Loop(make_spec(), make_sizes())
     first.tick(hot)  # widens, starts the cooldown
     # A new process: nothing but the persisted status and the workloads' sizes.
@@ -165,8 +165,8 @@ def test_a_step_that_helps_only_once_the_backlog_drains_is_effective_and_the_tie
     # and falls only a little later. The step must not be judged ineffective (locking the app - still
     # the bottleneck - out for the whole back-off); the app must be widened again.
     def signals(sizes: Sizes, elapsed: float) -> Overrides:
-        cpu = 0.7 * 1.7 * 2 / sizes.app_replicas  # 4 pods bring it under target
-        backlog = 20.0 if sizes.app_replicas == 3 and elapsed < 90 else 0.0
+        cpu = 0.7 * 1.7 * 2 / sizes["app"]  # 4 pods bring it under target
+        backlog = 20.0 if sizes["app"] == 3 and elapsed < 90 else 0.0
         return {"app": {"cpu_utilization": cpu, "in_flight_per_pod": 4.0 + backlog * 16}}
 
     # Sized steps: pressure 1.7 on 2 pods asks for ceil(3.4) = 4 at once (it took two steps of one pod).
@@ -181,7 +181,7 @@ def test_a_step_that_helps_only_once_the_backlog_drains_is_effective_and_the_tie
 def saturated_until_six_pods(sizes: Sizes, _: float) -> Overrides:
     """An app that needs six pods for 900 req/s: below that, CPU and in-flight stay pinned (clients time out
     and retry) and only the requests served grow with each pod."""
-    served = min(900.0, 166.0 * sizes.app_replicas)
+    served = min(900.0, 166.0 * sizes["app"])
     pinned = served < 900.0
     return {"app": {"cpu_utilization": 1.0 if pinned else 0.6, "in_flight_per_pod": 830.0 if pinned else 8.0,
                     "requests_per_second": served}}
@@ -194,7 +194,7 @@ def test_a_saturated_tier_whose_step_let_more_work_through_is_widened_again() ->
     loop = Loop(make_spec(), make_sizes())
     loop.run(saturated_until_six_pods, 900)
     # Pinned signals ask for doubling each time (2 -> 4 -> 8): at least the six it needs.
-    assert 6 <= loop.sizes.app_replicas <= 8
+    assert 6 <= loop.sizes["app"] <= 8
     history = api.ScaledAppStatus.model_validate(loop.status).history
     assert {a.verdict for a in history if a.tier == "app"} <= {"effective", "pending"}
     assert all(a.throughput is not None for a in history)
@@ -210,14 +210,14 @@ def test_workers_whose_step_drained_more_jobs_are_widened_again() -> None:
     depth = {"value": 0.0}
 
     def signals(sizes: Sizes, _: float) -> Overrides:
-        done = min(6.0, 2.0 * sizes.workers_replicas)
+        done = min(6.0, 2.0 * sizes["workers"])
         depth["value"] = max(0.0, depth["value"] + (6.0 - done) * 15)
         return {"workers": {"queue_depth": depth["value"], "oldest_age_seconds": depth["value"] / 6.0,
                             "jobs_per_second": done}}
 
     loop = Loop(make_spec(), make_sizes())
     loop.run(signals, 900)
-    assert loop.sizes.workers_replicas >= 3
+    assert loop.sizes["workers"] >= 3
     history = api.ScaledAppStatus.model_validate(loop.status).history
     assert "ineffective" not in {a.verdict for a in history if a.tier == "workers"}
 
@@ -239,8 +239,8 @@ def test_a_step_whose_pressure_is_falling_waits_out_the_cooldown_even_as_through
     # make bench, step: after a step the backlog drains, pressure falls but is still over target for a
     # while. Another step then would overshoot: the tier may settle under target on its own.
     def signals(sizes: Sizes, _: float) -> Overrides:
-        return {"app": {"cpu_utilization": 0.7 * 1.7 * 2 / sizes.app_replicas,
-                        "requests_per_second": 166.0 * sizes.app_replicas}}
+        return {"app": {"cpu_utilization": 0.7 * 1.7 * 2 / sizes["app"],
+                        "requests_per_second": 166.0 * sizes["app"]}}
 
     loop = Loop(make_spec(), make_sizes())
     loop.run(signals, 300)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import math
 
 import psycopg
@@ -152,3 +153,19 @@ def test_the_load_client_replaces_a_connection_after_its_share_of_requests() -> 
     assert asyncio.run(scenario(0)) == (1, 1)  # 0: one keep-alive connection for everything
     with pytest.raises(ValueError, match="max_requests_per_connection"):
         RawClient("http://127.0.0.1:1", max_requests_per_connection=-1)
+
+
+def test_a_lost_database_is_retried_within_a_fraction_of_a_second_then_less_often() -> None:
+    """The app's pools retry a lost server from 0.1 s, growing 1.5x (psycopg_pool's own default starts at 1 s
+    and doubles, which left the app writing nowhere for seconds after a switchover had already finished)."""
+    from psycopg_pool.base import AttemptWithBackoff
+
+    import demo_app.db  # noqa: F401  (sets the pool's retry schedule on import)
+
+    attempt = AttemptWithBackoff(timeout=60.0)
+    delays = []
+    for now in range(8):
+        attempt.update_delay(float(now))
+        delays.append(attempt.delay)
+    assert 0.09 <= delays[0] <= 0.11
+    assert all(later == pytest.approx(earlier * 1.5) for earlier, later in itertools.pairwise(delays))

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from scaledapp.dbguard import pod_summary, slot_name
+import dataclasses
+
+from scaledapp.dbguard import db_pod, node_draining, pod_summary, slot_name
 from scaledapp.failover import (
     CAUGHT_UP_BYTES,
     Action,
@@ -10,10 +12,12 @@ from scaledapp.failover import (
     Position,
     Reason,
     Topology,
+    drain_switchover,
     judge,
     needs_positions,
     planned_switchover,
     relabels,
+    resource_key,
     restart_needed,
 )
 from scaledapp.pgclient import lsn_number
@@ -125,14 +129,18 @@ def test_lsn_numbers_and_slot_names() -> None:
 
 def test_pod_summary_reads_readiness_and_the_postgres_container() -> None:
     body = {"metadata": {"name": R0, "uid": "u", "labels": {"scaledapp.dev/role": "replica"}},
-            "spec": {"containers": [{"name": "postgres", "image": "pg:17", "args": ["-c", "a=1"]},
+            "spec": {"nodeName": "node-a",
+                     "containers": [{"name": "postgres", "image": "pg:17", "args": ["-c", "a=1"]},
                                     {"name": "postgres-exporter", "image": "exporter"}]},
             "status": {"podIP": "10.244.0.9", "conditions": [{"type": "Ready", "status": "False"}],
                        "containerStatuses": [{"name": "postgres", "state": {"running": {}}},
                                              {"name": "postgres-exporter", "state": {"waiting": {}}}]}}
     summary = pod_summary(body)
     assert summary == {"name": R0, "uid": "u", "role": "replica", "ready": False, "running": True,
-                       "terminating": False, "ip": "10.244.0.9", "image": "pg:17", "args": ["-c", "a=1"]}
+                       "terminating": False, "ip": "10.244.0.9", "image": "pg:17", "args": ["-c", "a=1"],
+                       "node": "node-a", "resources": [-1, -1, -1, -1], "resize_infeasible": False}
+    assert db_pod(summary, frozenset({"node-a"})).draining
+    assert not db_pod(summary, frozenset({"node-b"})).draining and not db_pod(summary).draining
 
 
 def test_the_readiness_query_fits_in_the_probes_single_quoted_shell_word() -> None:
@@ -176,3 +184,72 @@ def test_the_watch_cache_keeps_what_the_guard_compares() -> None:
                {"name": "postgres", "image": "pg:17", "args": ["-c", "a=1"], "env": [{"name": "X"}]}]}}}}
     [container] = slim(sts)["spec"]["template"]["spec"]["containers"]
     assert container["image"] == "pg:17" and container["args"] == ["-c", "a=1"] and "env" not in container
+
+
+def on(node: str, draining: frozenset[str], p: DbPod) -> DbPod:
+    return dataclasses.replace(p, node=node, draining=node in draining)
+
+
+def test_a_node_is_draining_when_cordoned_or_tainted_unschedulable() -> None:
+    assert node_draining({"spec": {"unschedulable": True}})
+    assert node_draining({"spec": {"taints": [{"key": "node.kubernetes.io/unschedulable", "effect": "NoSchedule"}]}})
+    assert not node_draining({"spec": {"taints": [{"key": "dedicated", "effect": "NoSchedule"}]}})
+    assert not node_draining({})
+
+
+def test_a_drained_primary_hands_the_role_to_a_caught_up_replica_on_another_node() -> None:
+    cordoned = frozenset({"a"})
+    pods = [on("a", cordoned, pod(HOME)), on("a", cordoned, pod(R0)), on("b", cordoned, pod(R1))]
+    positions = {HOME: primary_at(5 * MB), R0: standby(5 * MB), R1: standby(5 * MB - 10)}
+    plan = drain_switchover(pods, HOME_TOPOLOGY, positions, moved_on_this_node=False)
+    # R0 is further ahead, but on the node being drained: R1, on a node staying, takes the role.
+    assert plan.action == Action.SWITCHOVER and plan.target == R1 and plan.reason == Reason.NODE_DRAINING
+    assert "node a" in plan.message
+
+
+def test_on_a_one_node_cluster_the_role_leaves_the_drained_pod_once_then_the_budget_holds() -> None:
+    cordoned = frozenset({"a"})
+    pods = [on("a", cordoned, pod(HOME)), on("a", cordoned, pod(R0))]
+    positions = {HOME: primary_at(MB), R0: standby(MB)}
+    first = drain_switchover(pods, HOME_TOPOLOGY, positions, moved_on_this_node=False)
+    assert first.action == Action.SWITCHOVER and first.target == R0
+    again = drain_switchover(pods, HOME_TOPOLOGY, positions, moved_on_this_node=True)
+    assert again.action == Action.NONE and again.reason == Reason.DRAIN_BLOCKED
+
+
+def test_a_drain_never_hands_the_role_to_a_lagging_or_unready_replica() -> None:
+    cordoned = frozenset({"a"})
+    pods = [on("a", cordoned, pod(HOME)), on("b", cordoned, pod(R0)), on("b", cordoned, pod(R1, ready=False))]
+    positions = {HOME: primary_at(10 * MB), R0: standby(10 * MB, 10 * MB - CAUGHT_UP_BYTES - 1),
+                 R1: standby(10 * MB)}
+    plan = drain_switchover(pods, HOME_TOPOLOGY, positions, moved_on_this_node=False)
+    assert plan.action == Action.NONE and plan.reason == Reason.DRAIN_BLOCKED
+
+
+def test_the_role_does_not_go_home_to_a_pod_on_a_draining_node() -> None:
+    cordoned = frozenset({"a"})
+    moved = Topology(R0, 1)
+    pods = [on("a", cordoned, pod(HOME, role="replica")), on("b", cordoned, pod(R0, role="primary"))]
+    plan = judge(pods, moved, HOME, {HOME: standby(MB), R0: primary_at(MB)}, down_for=0, delay=10)
+    assert plan.action == Action.NONE and plan.reason == Reason.HOME_DRAINING
+
+
+def test_a_planned_restart_prefers_a_replica_whose_node_stays() -> None:
+    cordoned = frozenset({"a"})
+    pods = [on("b", cordoned, pod(HOME)), on("a", cordoned, pod(R0)), on("b", cordoned, pod(R1))]
+    positions = {HOME: primary_at(MB), R0: standby(MB), R1: standby(MB - 1)}
+    plan = planned_switchover(pods, HOME_TOPOLOGY, positions, "image a -> b")
+    assert plan.action == Action.SWITCHOVER and plan.target == R1
+
+
+def test_a_resize_the_kubelet_cannot_do_in_place_needs_a_restart() -> None:
+    size = resource_key({"requests": {"cpu": "500m", "memory": "512Mi"}, "limits": {"cpu": "1", "memory": "512Mi"}})
+    assert size == resource_key({"requests": {"cpu": "0.5", "memory": str(512 * MB)},
+                                 "limits": {"cpu": "1000m", "memory": "512Mi"}})
+    running = dataclasses.replace(pod(HOME), image="pg", args=("-c", "a=1"), resources=size)
+    assert restart_needed(running, "pg", ["-c", "a=1"], size) is None
+    bigger = resource_key({"requests": {"cpu": "1", "memory": "1Gi"}, "limits": {"cpu": "2", "memory": "1Gi"}})
+    assert restart_needed(running, "pg", ["-c", "a=1"], bigger) == "a resize did not reach the running pod"
+    refused = dataclasses.replace(running, resize_infeasible=True)
+    assert restart_needed(refused, "pg", ["-c", "a=1"], size) == "the kubelet cannot resize it in place"
+    assert restart_needed(dataclasses.replace(running, resources=()), "pg", ["-c", "a=1"], bigger) is None

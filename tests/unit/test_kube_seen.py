@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from typing import Any
 
@@ -27,6 +28,28 @@ def test_the_echo_of_a_write_in_flight_is_not_drift() -> None:
     with seen.writing(deployment(2)):
         assert not seen.drifted("MODIFIED", deployment(3))
     assert seen.drifted("MODIFIED", deployment(3))  # once answered, a newer generation is someone else's
+
+
+def test_an_edit_that_lands_during_our_write_is_judged_once_the_write_answers() -> None:
+    """The flake this fixes: someone's edit (generation 3) arrives while our apply (answered with generation 2)
+    is in flight. The drift handler waits for the write to settle and judges the event against its answer."""
+    seen = Seen()
+    edit = deployment(3)
+
+    async def scenario() -> bool:
+        async def our_write() -> None:
+            with seen.writing(deployment(1)):
+                await asyncio.sleep(0.2)
+                seen.record(deployment(2))  # what the API server answered our apply with
+
+        write = asyncio.create_task(our_write())
+        await asyncio.sleep(0.05)  # the edit's event arrives while the write is in flight
+        await seen.settled(edit)
+        assert write.done()
+        return seen.drifted("MODIFIED", edit)
+
+    assert asyncio.run(scenario())
+    assert not seen.drifted("MODIFIED", deployment(2))  # and our own write's echo is still not drift
 
 
 def test_deletions_are_always_drift_even_during_a_write() -> None:
@@ -81,7 +104,7 @@ def test_the_watch_cache_keeps_only_what_a_tick_reads_and_reads_the_same() -> No
     full = workloads(lambda kind, name: live[(kind, name)])
     cached = workloads(lambda kind, name: cache.get(kind, name, "ns"))
     assert sizes_of(cached, spec) == sizes_of(full, spec)
-    assert sizes_of(cached, spec).db_write_cpu == "750m"
+    assert sizes_of(cached, spec)["db-write"].cpu == "750m"
     assert tiers_status(cached, sizes_of(cached, spec)) == tiers_status(full, sizes_of(full, spec))
     primary = cache.get("StatefulSet", child.db_primary, "ns")
     assert primary is not None and "managedFields" not in primary["metadata"]

@@ -399,3 +399,19 @@ def test_app_cpu_request_is_a_fifth_of_the_limit_unless_given_and_never_above_it
     app = by_key(children(spec))[f"Deployment/{ChildNames('shop').app}"]
     res = app["spec"]["template"]["spec"]["containers"][0]["resources"]
     assert res["requests"]["cpu"] == expected and res["limits"]["cpu"] == "500m"
+
+
+def test_the_write_roles_pod_is_never_evicted_and_replicas_one_at_a_time() -> None:
+    c = ChildNames("shop")
+    kids = by_key(children(api.ScaledAppSpec()))
+    primary = kids[f"PodDisruptionBudget/{c.db_primary_budget}"]
+    replicas = kids[f"PodDisruptionBudget/{c.db_replica_budget}"]
+    # By role label, not by StatefulSet: the write role moves between them on failover and switchover.
+    assert primary["spec"]["selector"] == {"matchLabels": {INSTANCE_LABEL: "shop", "scaledapp.dev/role": "primary"}}
+    assert replicas["spec"]["selector"] == {"matchLabels": {INSTANCE_LABEL: "shop", "scaledapp.dev/role": "replica"}}
+    assert primary["spec"]["maxUnavailable"] == 0 and replicas["spec"]["maxUnavailable"] == 1
+    # A pod that serves nothing (not Ready) may always go: it must not hold a drain.
+    for budget in (primary, replicas):
+        assert budget["spec"]["unhealthyPodEvictionPolicy"] == "AlwaysAllow"
+    db_write = kids[f"Service/{c.db_write}"]["spec"]["selector"]
+    assert db_write == primary["spec"]["selector"]["matchLabels"]

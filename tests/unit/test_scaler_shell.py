@@ -17,17 +17,17 @@ def test_sizes_come_from_the_scaler_owned_fields() -> None:
     workloads = Workloads({"app": _deployment(3, 3), "workers": _deployment(2, 1), "db-read": _deployment(1, 1),
                            "db-write": primary, "cache": {"data": {"maxmemory": str(128 * 2**20)}}})
     sizes = sizes_of(workloads, spec)
-    assert (sizes.app_replicas, sizes.workers_replicas, sizes.db_read_replicas) == (3, 2, 1)
-    assert sizes.cache_memory_bytes == 128 * 2**20
-    assert (sizes.db_write_cpu_millicores, sizes.db_write_memory_bytes) == (1000, 2**30)
+    assert (sizes["app"], sizes["workers"], sizes["db-read"]) == (3, 2, 1)
+    assert sizes["cache"] == 128 * 2**20
+    assert (sizes["db-write"].cpu_millicores, sizes["db-write"].memory_bytes) == (1000, 2**30)
     assert settling_tiers(tiers_status(workloads, sizes)) == {"workers", "db-write"}
 
 
 def test_missing_fields_fall_back_to_the_spec_starting_points() -> None:
     spec = api.ScaledAppSpec()
     sizes = sizes_of(Workloads({}), spec)
-    assert sizes.app_replicas == spec.app.replicas.min
-    assert sizes.db_write_cpu == "500m"
+    assert sizes["app"] == spec.app.replicas.min
+    assert sizes["db-write"].cpu == "500m"
 
 
 def test_changed_compares_nested_values() -> None:

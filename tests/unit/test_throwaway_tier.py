@@ -1,9 +1,12 @@
 """A throwaway tier, written here and registered for one test, runs through the whole loop unchanged.
 
-It stands in for the workers (a name must be an api.Tier; docs/architecture.md walks through adding a
-new one): its own workload (a StatefulSet, not the workers' Deployment), its own signal and throughput,
-its own pressure. The shell's reading of sizes and readiness, the decision, verify-after-act's throughput
-and the bodies the scaler applies all follow it, with no change to scaler.py, decide.py or conditions.py.
+It is a new tier, `batch` (batch runners in a StatefulSet), beside the five: its own name and ladder rung,
+its own spec block (`spec.batch`) and status entry (`status.tiers.batch`), its own workload, signal,
+throughput and pressure, and its size in `Sizes` under its name. What adding it took is what
+docs/architecture.md says adding a tier takes: this tier's code, and one registry line (the fixture).
+The API models, the CRD, the shell's reading of sizes and readiness, the decision, verify-after-act's
+throughput and the bodies the scaler applies all follow it, with no change to api.py, sizes.py,
+scaler.py, observe.py, act.py, explain.py, decide.py or conditions.py.
 """
 
 from __future__ import annotations
@@ -14,40 +17,62 @@ from datetime import UTC, datetime
 from typing import Any, ClassVar
 
 import pytest
+from pydantic import Field
 
-from scaledapp import api, conditions, scaler, tiers
+from scaledapp import api, conditions, crdgen, scaler, tiers
+from scaledapp.apibase import Model
 from scaledapp.decide import Tick, decide
 from scaledapp.observation import Snapshot
 from scaledapp.resources.names import ChildNames
-from scaledapp.sizes import Sizes
+from scaledapp.sizes import Sizes, TierName
 from scaledapp.tiers.base import HorizontalTier, Scope, TierPressure, Workload, higher_is_worse, need
 
 NOW = datetime(2026, 11, 28, 12, 0, 0, tzinfo=UTC)
 BACKLOG, DONE = "backlog", "done_per_second"
 
+# ---------------------------------------------------------------------------------------------- the tier module
 
-class ThrowawayTier(HorizontalTier):
-    """Batch runners in a StatefulSet, hot when their backlog per runner passes 10."""
 
-    name = "workers"
-    status_field = "workers"
+class BatchSpec(Model):
+    """Batch runners draining a backlog; widened horizontally."""
+
+    enabled: bool = Field(True, description="Run the batch tier.")
+    replicas: api.ReplicaRange = Field(default_factory=lambda: api.ReplicaRange(min=1, max=8),
+                                       description="Batch runner replica bounds.")
+    backlog_per_runner: float = Field(10, gt=0, description="Queued batches per runner at target.")
+
+
+class BatchTier(HorizontalTier):
+    """Batch runners in a StatefulSet, hot when their backlog per runner passes its target."""
+
+    name = "batch"
+    status_field = "batch"
+    status_description = "Batch runners."
+    spec_block = "batch"
+    spec_model = BatchSpec
+    spec_description = "The batch-runner tier."
     metrics: ClassVar[frozenset[str]] = frozenset({"throwaway_backlog", "throwaway_done_total"})
     throughput_signal = DONE
     optional = True
-    replicas_field = "workers_replicas"
-    max_field = "spec.workers.replicas.max"
+    max_field = "spec.batch.replicas.max"
+
+    @staticmethod
+    def settings(spec: api.ScaledAppSpec) -> BatchSpec:
+        block = getattr(spec, "batch")  # noqa: B009 - the block the registry added to the spec
+        assert isinstance(block, BatchSpec)
+        return block
 
     def enabled(self, spec: api.ScaledAppSpec) -> bool:
-        return spec.workers.enabled
+        return self.settings(spec).enabled
 
     def replica_range(self, spec: api.ScaledAppSpec) -> api.ReplicaRange:
-        return spec.workers.replicas
+        return self.settings(spec).replicas
 
     def workload(self, child: ChildNames) -> Workload:
         return Workload("apps/v1", "StatefulSet", f"{child.owner}-batch")
 
     def queries(self, scope: Scope, window: str = "1m") -> dict[str, str]:
-        selector = scope.selector("workers")
+        selector = scope.selector("batch")
         return {BACKLOG: f"sum(throwaway_backlog{selector})",
                 DONE: f"sum(rate(throwaway_done_total{selector}[{window}]))"}
 
@@ -57,20 +82,28 @@ class ThrowawayTier(HorizontalTier):
         if missing:
             return TierPressure(self.name, missing=tuple(missing))
         per_runner = backlog / max(1, self.replicas(sizes))
-        return TierPressure(self.name, components=(higher_is_worse("backlog_per_runner", per_runner, 10.0),))
+        target = self.settings(spec).backlog_per_runner
+        return TierPressure(self.name, components=(higher_is_worse("backlog_per_runner", per_runner, target),))
+
+
+# ---------------------------------------------------------------------------------------------- the registry line
 
 
 @pytest.fixture
-def throwaway(monkeypatch: pytest.MonkeyPatch) -> Iterator[ThrowawayTier]:
-    """The registry line, for this test only."""
-    tier = ThrowawayTier()
-    by_name = {**tiers._BY_NAME, "workers": tier}
-    monkeypatch.setattr(tiers, "_BY_NAME", by_name)
-    monkeypatch.setattr(tiers, "TIERS", tuple(by_name[name] for name in api.LADDER))
+def batch(monkeypatch: pytest.MonkeyPatch) -> Iterator[BatchTier]:
+    """`TIERS = (cache.TIER, app.TIER, db_read.TIER, workers.TIER, batch.TIER, db_write.TIER)`, for this test
+    only (and its declaration in the API models, which importing the registry does, taken back after)."""
+    tier = BatchTier()
+    monkeypatch.setattr(tiers, "TIERS", (*tiers.TIERS[:-1], tier, tiers.TIERS[-1]))
+    undo = tiers.declare_api(tier)
     yield tier
+    undo()
 
 
-CALM: dict[api.Tier, dict[str, float | None]] = {
+# ---------------------------------------------------------------------------------------------- the test
+
+
+CALM: dict[TierName, dict[str, float | None]] = {
     "app": {"cpu_utilization": 0.35, "in_flight_per_pod": 4.0, "requests_per_second": 50.0,
             "request_seconds": 0.06, "dependency_seconds": 0.03},
     "cache": {"cpu_cores": 0.2, "memory_utilization": 0.5, "evictions_per_second": 0.0,
@@ -79,11 +112,12 @@ CALM: dict[api.Tier, dict[str, float | None]] = {
                 "replica_saturation": 0.1, "lag_seconds": 0.2},
     "db-write": {"writes_per_second": 5.0, "write_seconds": 0.02, "lock_waits": 0.0,
                  "connection_utilization": 0.2},
+    "workers": {"queue_depth": 1.0, "oldest_age_seconds": 1.0, "jobs_per_second": 1.0},
 }  # fmt: skip
 
 
 def _snapshot(backlog: float, done: float) -> Snapshot:
-    return Snapshot(time=NOW, signals={**CALM, "workers": {BACKLOG: backlog, DONE: done}})
+    return Snapshot(time=NOW, signals={**CALM, "batch": {BACKLOG: backlog, DONE: done}})
 
 
 class _Kube:
@@ -102,27 +136,44 @@ class _Kube:
         return True
 
 
-def test_a_throwaway_tier_runs_through_the_loop(throwaway: ThrowawayTier) -> None:
+def test_the_api_and_the_crd_declare_the_tiers_block_and_status_entry(batch: BatchTier) -> None:
+    spec = api.parse_spec({"batch": {"replicas": {"min": 2, "max": 6}}})
+    assert batch.replica_range(spec) == api.ReplicaRange(min=2, max=6)
+    with pytest.raises(ValueError, match="min must be less than or equal to max"):
+        api.parse_spec({"batch": {"replicas": {"min": 7, "max": 6}}})  # its block's rules hold
+    schema = crdgen.build_crd()["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]
+    assert schema["spec"]["properties"]["batch"]["description"] == "The batch-runner tier."
+    assert "batch" in schema["status"]["properties"]["tiers"]["properties"]
+
+
+def test_a_throwaway_tier_runs_through_the_loop(batch: BatchTier) -> None:
     spec = api.ScaledAppSpec()
-    child = ChildNames("shop")
-    assert tiers.queries(spec, Scope("ns", "shop"))["workers"][BACKLOG].startswith("sum(throwaway_backlog{")
+    assert tiers.ladder() == ("cache", "app", "db-read", "workers", "batch", "db-write")
+    assert tiers.queries(spec, Scope("ns", "shop"))["batch"][BACKLOG].startswith("sum(throwaway_backlog{")
     # Observe: the shell reads the tier's size and readiness from the tier's own workload.
-    batch = {"spec": {"replicas": 2}, "status": {"readyReplicas": 1}}
-    kube = _Kube({("StatefulSet", "shop-batch"): batch, ("Deployment", child.workers): {"spec": {"replicas": 9}}})
+    runners = {"spec": {"replicas": 2}, "status": {"readyReplicas": 1}}
+    kube = _Kube({("StatefulSet", "shop-batch"): runners})
     workloads = asyncio.run(scaler.read_workloads(kube, "shop", "ns"))  # type: ignore[arg-type]
     sizes = scaler.sizes_of(workloads, spec)
-    assert sizes.workers_replicas == 2
+    assert sizes["batch"] == batch.size(sizes) == 2
     status = scaler.tiers_status(workloads, sizes)
-    assert (status.workers.desired, status.workers.ready) == (2, 1)
-    assert scaler.settling_tiers(status) >= {"workers"}
-    assert "workers 1/2 ready" in conditions.readiness(status, spec)[1]
+    assert (status.batch.desired, status.batch.ready) == (2, 1)  # type: ignore[attr-defined]
+    assert status.model_dump(by_alias=True)["batch"] == {"desired": 2, "ready": 1, "size": None}
+    assert scaler.settling_tiers(status) >= {"batch"}
+    assert "batch 1/2 ready" in conditions.readiness(status, spec)[1]
     # Judge and plan: its pressure makes it the bottleneck; it is widened by its own step.
-    state = api.ScalerState(hot_since={"workers": "2026-11-28T11:00:00Z"})
+    state = api.ScalerState(hot_since={"batch": "2026-11-28T11:00:00Z"})
     decision = decide(Tick(spec, _snapshot(backlog=60.0, done=4.0), sizes, state, None, NOW))
-    assert decision.bottleneck == "workers" and decision.reason == "Widened"
-    assert decision.step is not None and decision.step.after.workers_replicas == 4  # pressure 3: doubled
+    assert decision.bottleneck == "batch" and decision.reason == "Widened"
+    assert decision.step is not None and batch.size(decision.step.after) == 4  # pressure 3: doubled
     assert decision.action is not None and decision.action.throughput == 4.0  # its throughput signal
-    # Act: the scaler applies the tier's own body to the tier's own workload.
+    # Act: the scaler applies the tier's own body to the tier's own workload, and nothing else.
     asyncio.run(scaler.apply_sizes(kube, "shop", "ns", sizes, decision.desired))  # type: ignore[arg-type]
     assert kube.applied == [{"apiVersion": "apps/v1", "kind": "StatefulSet",
                              "metadata": {"name": "shop-batch", "namespace": "ns"}, "spec": {"replicas": 4}}]
+
+
+def test_taking_the_tier_back_leaves_the_api_as_it_was() -> None:
+    assert "batch" not in api.ScaledAppSpec.model_fields
+    assert "batch" not in api.TiersStatus.model_fields
+    assert crdgen.render() == crdgen.COMMITTED_COPIES[0].read_text()

@@ -11,7 +11,7 @@ import pytest
 from scaledapp import api, tiers
 from scaledapp.decide import Tick, decide
 from scaledapp.observation import Snapshot
-from scaledapp.sizes import Blocked, Sizes, Step
+from scaledapp.sizes import Blocked, Resources, Sizes, Step
 from scaledapp.tiers import app, cache, db_read, db_write, initial_sizes, workers
 from scaledapp.tiers.base import Scope, TierModel, lower_is_worse, prometheus_label
 
@@ -29,13 +29,13 @@ def spec() -> api.ScaledAppSpec:
     return api.ScaledAppSpec()
 
 
-def sizes(**changes: int) -> Sizes:
-    base = initial_sizes(spec())
-    return Sizes(**{**base.__dict__, **changes})
+def sizes(**changes: object) -> Sizes:
+    """The initial sizes with some tiers' changed, by tier name with `_` for `-` (db_read=0)."""
+    return Sizes({**initial_sizes(spec()), **{k.replace("_", "-"): v for k, v in changes.items()}})
 
 
 def test_registry_is_in_ladder_order() -> None:
-    assert tuple(t.name for t in tiers.TIERS) == api.LADDER
+    assert tiers.ladder() == ("cache", "app", "db-read", "workers", "db-write")
     assert all(isinstance(t, TierModel) for t in tiers.TIERS)
     assert tiers.tier("db-read") is db_read.TIER
 
@@ -209,9 +209,9 @@ def test_replication_lag_is_a_guard_not_a_pressure() -> None:
 
 def test_db_read_without_replicas_needs_no_replica_signals() -> None:
     signals = {"reads_per_second": 10.0, "read_seconds": 0.01, "pool_wait_seconds": 0.0, "app_cpu_utilization": 0.3}
-    judged = db_read.TIER.pressure(signals, spec(), sizes(db_read_replicas=0))
+    judged = db_read.TIER.pressure(signals, spec(), sizes(db_read=0))
     assert not judged.missing
-    assert db_read.TIER.pressure(signals, spec(), sizes(db_read_replicas=1)).missing
+    assert db_read.TIER.pressure(signals, spec(), sizes(db_read=1)).missing
 
 
 def test_client_side_timings_without_the_apps_cpu_are_unknown() -> None:
@@ -250,7 +250,7 @@ def test_read_timings_of_a_cpu_bound_app_are_not_evidence_against_the_replicas()
     calm_app = db_read.TIER.pressure({**READS_TIMED_BY_A_BUSY_LOOP, "app_cpu_utilization": 0.75}, spec(), sizes())
     assert calm_app.evidence().signal == db_read.POOL_WAIT_SECONDS and (calm_app.pressure or 0) > 50
     no_replicas = db_read.TIER.pressure({**READS_TIMED_BY_A_BUSY_LOOP, "app_cpu_utilization": 0.95}, spec(),
-                                        sizes(db_read_replicas=0))
+                                        sizes(db_read=0))
     assert no_replicas.pressure == 0.0 and no_replicas.evidence().signal == db_read.APP_CPU_BOUND
 
 
@@ -281,9 +281,9 @@ def test_a_cpu_bound_app_is_named_not_the_replicas_its_busy_loop_seems_to_wait_f
 
 
 def test_workers_depth_is_per_worker() -> None:
-    judged = workers.TIER.pressure({"queue_depth": 100.0, "oldest_age_seconds": 1.0}, spec(), sizes(workers_replicas=5))
+    judged = workers.TIER.pressure({"queue_depth": 100.0, "oldest_age_seconds": 1.0}, spec(), sizes(workers=5))
     assert judged.evidence().signal == workers.DEPTH_PER_WORKER and judged.pressure == pytest.approx(1.0)
-    none = workers.TIER.pressure({"queue_depth": 100.0, "oldest_age_seconds": 1.0}, spec(), sizes(workers_replicas=0))
+    none = workers.TIER.pressure({"queue_depth": 100.0, "oldest_age_seconds": 1.0}, spec(), sizes(workers=0))
     assert none.pressure == pytest.approx(5.0)
 
 
@@ -298,14 +298,14 @@ def _step(outcome: Step | Blocked) -> Step:
 def test_horizontal_steps_and_bounds() -> None:
     s = spec()
     judged = app.TIER.pressure(APP_CALM, s, sizes())
-    step = _step(app.TIER.widen(s, sizes(app_replicas=2), judged))
-    assert (step.from_text, step.to_text, step.after.app_replicas) == ("2", "3", 3)
-    blocked = app.TIER.widen(s, sizes(app_replicas=10), judged)
+    step = _step(app.TIER.widen(s, sizes(app=2), judged))
+    assert (step.from_text, step.to_text, step.after["app"]) == ("2", "3", 3)
+    blocked = app.TIER.widen(s, sizes(app=10), judged)
     assert isinstance(blocked, Blocked) and blocked.at_ceiling and blocked.reason == "MaxReplicas"
-    assert app.TIER.narrow(s, sizes(app_replicas=2)) is None
-    assert _step(app.TIER.narrow(s, sizes(app_replicas=5)) or blocked).after.app_replicas == 4
+    assert app.TIER.narrow(s, sizes(app=2)) is None
+    assert _step(app.TIER.narrow(s, sizes(app=5)) or blocked).after["app"] == 4
     big_steps = api.ScaledAppSpec.model_validate({"scaling": {"steps": {"replicas": 4}}})
-    assert _step(app.TIER.widen(big_steps, sizes(app_replicas=8), judged)).after.app_replicas == 10
+    assert _step(app.TIER.widen(big_steps, sizes(app=8), judged)).after["app"] == 10
 
 
 def test_cache_widens_memory_by_factor_up_to_max() -> None:
@@ -313,9 +313,9 @@ def test_cache_widens_memory_by_factor_up_to_max() -> None:
     evicting = cache.TIER.pressure({**CACHE_CALM, "evictions_per_second": 1.0, "hit_ratio": 0.5}, s, sizes())
     step = _step(cache.TIER.widen(s, sizes(), evicting))
     assert (step.from_text, step.to_text) == ("64Mi", "128Mi")
-    step = _step(cache.TIER.widen(s, sizes(cache_memory_bytes=384 * 2**20), evicting))
+    step = _step(cache.TIER.widen(s, sizes(cache=384 * 2**20), evicting))
     assert step.to_text == "512Mi"
-    blocked = cache.TIER.widen(s, sizes(cache_memory_bytes=512 * 2**20), evicting)
+    blocked = cache.TIER.widen(s, sizes(cache=512 * 2**20), evicting)
     assert isinstance(blocked, Blocked) and blocked.reason == "MaxMemory"
 
 
@@ -334,12 +334,12 @@ def test_db_write_widens_vertically_then_recommends_sharding() -> None:
     )
     step = _step(db_write.TIER.widen(s, sizes(), judged))
     assert step.to_text == "cpu=1, memory=1Gi"
-    step = _step(db_write.TIER.widen(s, sizes(db_write_cpu_millicores=3000, db_write_memory_bytes=8 * 2**30), judged))
+    step = _step(db_write.TIER.widen(s, sizes(db_write=Resources(3000, 8 * 2**30)), judged))
     assert step.to_text == "cpu=4, memory=8Gi"
-    blocked = db_write.TIER.widen(s, sizes(db_write_cpu_millicores=4000, db_write_memory_bytes=8 * 2**30), judged)
+    blocked = db_write.TIER.widen(s, sizes(db_write=Resources(4000, 8 * 2**30)), judged)
     assert isinstance(blocked, Blocked) and blocked.reason == "ShardingRecommended"
     assert "shard" in blocked.recommendation and "never shards" in blocked.recommendation
-    narrowed = db_write.TIER.narrow(s, sizes(db_write_cpu_millicores=2000, db_write_memory_bytes=2 * 2**30))
+    narrowed = db_write.TIER.narrow(s, sizes(db_write=Resources(2000, 2 * 2**30)))
     assert narrowed is not None and narrowed.to_text == "cpu=1, memory=1Gi"
     # Halving the primary is predicted to quadruple its pressure (regression: make bench, DB-write-bound
     # scenario, where a linear guess halved a primary at pressure 0.4 straight back into saturation).

@@ -4,7 +4,6 @@ signals name the intended tier when fed through the real tiers' pressure functio
 from __future__ import annotations
 
 import re
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -13,7 +12,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from devharness.twin import Load, Observation, TwinModel, TwinParams
 from scaledapp import api
 from scaledapp.observation import Snapshot
-from scaledapp.sizes import TierName
+from scaledapp.sizes import Resources, TierName
 from scaledapp.tiers import enabled_tiers, metric_names
 from scaledapp.tiers.base import Scope
 
@@ -96,7 +95,7 @@ def test_exposition_uses_the_documented_names_and_labels() -> None:
 def test_more_app_replicas_lower_app_cpu_pressure() -> None:
     loads = Load(300, 20, 1)
     small, big = TwinModel(seed=2), TwinModel(seed=2)
-    big.set_sizes(big.with_sizes(app_replicas=4))
+    big.set_sizes(big.with_sizes(app=4))
     settle(small, loads)
     settle(big, loads, 120)
     p_small, p_big = pressures(small)["app"], pressures(big)["app"]
@@ -108,8 +107,8 @@ def test_bigger_cache_raises_hit_ratio() -> None:
     heavy_reads = Load(900, 10, 1)
     small, big = TwinModel(seed=3), TwinModel(seed=3)
     for model in (small, big):
-        model.set_sizes(model.with_sizes(app_replicas=8))
-    big.set_sizes(big.with_sizes(cache_memory_bytes=4 * small.sizes.cache_memory_bytes))
+        model.set_sizes(model.with_sizes(app=8))
+    big.set_sizes(big.with_sizes(cache=4 * small.sizes["cache"]))
     low, high = settle(small, heavy_reads, 300), settle(big, heavy_reads, 300)
     assert low.hit_ratio is not None and high.hit_ratio is not None
     assert high.hit_ratio > low.hit_ratio + 0.05
@@ -120,8 +119,8 @@ def test_more_read_replicas_lower_read_latency() -> None:
     reads = Load(450, 5, 0.5)
     one, three = TwinModel(spec, seed=4), TwinModel(spec, seed=4)
     for model in (one, three):
-        model.set_sizes(model.with_sizes(app_replicas=6))
-    three.set_sizes(three.with_sizes(db_read_replicas=3))
+        model.set_sizes(model.with_sizes(app=6))
+    three.set_sizes(three.with_sizes(db_read=3))
     settle(one, reads, 200)
     settle(three, reads, 200)
     slow = one.snapshot().tier("db-read")["read_seconds"]
@@ -133,8 +132,8 @@ def test_more_read_replicas_lower_read_latency() -> None:
 def test_write_bound_load_is_not_fixed_by_app_replicas() -> None:
     writes = Load(100, 240, 0.5)
     few, many = TwinModel(seed=5), TwinModel(seed=5)
-    few.set_sizes(few.with_sizes(app_replicas=4))
-    many.set_sizes(many.with_sizes(app_replicas=10))
+    few.set_sizes(few.with_sizes(app=4))
+    many.set_sizes(many.with_sizes(app=10))
     a, b = settle(few, writes, 200), settle(many, writes, 200)
     write_few = few.snapshot().tier("db-write")["write_seconds"]
     write_many = many.snapshot().tier("db-write")["write_seconds"]
@@ -144,7 +143,8 @@ def test_write_bound_load_is_not_fixed_by_app_replicas() -> None:
     assert a.bottleneck == b.bottleneck == "db-write"
     # A bigger primary does fix it.
     bigger = TwinModel(seed=5)
-    bigger.set_sizes(replace(bigger.with_sizes(app_replicas=4), db_write_cpu_millicores=2000))
+    memory = bigger.sizes["db-write"].memory_bytes
+    bigger.set_sizes(bigger.with_sizes(app=4, db_write=Resources(2000, memory)))
     c = settle(bigger, writes, 200)
     assert c.p95_seconds < a.p95_seconds
 
@@ -152,7 +152,7 @@ def test_write_bound_load_is_not_fixed_by_app_replicas() -> None:
 def test_queue_drains_with_more_workers() -> None:
     orders = Load(100, 10, 6)
     one, four = TwinModel(seed=6), TwinModel(seed=6)
-    four.set_sizes(four.with_sizes(workers_replicas=4))
+    four.set_sizes(four.with_sizes(workers=4))
     a, b = settle(one, orders, 180), settle(four, orders, 180)
     assert b.queue_depth < a.queue_depth
     assert b.queue_depth < 10
@@ -160,7 +160,7 @@ def test_queue_drains_with_more_workers() -> None:
 
 def test_new_pods_become_ready_after_their_tier_delay() -> None:
     model = TwinModel(seed=1, params=TwinParams(app_ready_seconds=10, replica_bootstrap_seconds=60))
-    model.set_sizes(model.with_sizes(app_replicas=3, db_read_replicas=2))
+    model.set_sizes(model.with_sizes(app=3, db_read=2))
     model.step(BASE)
     assert model.settling() == {"app", "db-read"}
     settle(model, BASE, 10)
@@ -177,10 +177,10 @@ NO_CACHE = {"cache": {"enabled": False}}
     ("load", "params", "spec", "sizes", "intended"),
     [
         (Load(330, 20, 1), TwinParams(), {}, {}, "app"),
-        (Load(1100, 10, 1), TwinParams(), {}, {"app_replicas": 10}, "cache"),
-        (Load(530, 5, 0.5), TwinParams(), NO_CACHE, {"app_replicas": 5}, "db-read"),
+        (Load(1100, 10, 1), TwinParams(), {}, {"app": 10}, "cache"),
+        (Load(530, 5, 0.5), TwinParams(), NO_CACHE, {"app": 5}, "db-read"),
         (Load(150, 15, 6), TwinParams(), {}, {}, "workers"),
-        (Load(100, 240, 1), TwinParams(), {}, {"app_replicas": 5}, "db-write"),
+        (Load(100, 240, 1), TwinParams(), {}, {"app": 5}, "db-write"),
     ],
 )
 def test_canonical_loads_name_the_intended_tier(
@@ -198,9 +198,9 @@ def test_a_counter_that_stopped_moving_has_a_rate_of_exactly_zero() -> None:
     # Evictions during a small-cache period leave the rate window later: then the rate is 0, not 1e-15
     # (the cache tier counts misses as capacity pressure only while evictions are > 0).
     model = TwinModel(seed=1)
-    model.set_sizes(model.with_sizes(app_replicas=10))
+    model.set_sizes(model.with_sizes(app=10))
     settle(model, Load(1100, 10, 1), 120)
     assert (model.snapshot().tier("cache")["evictions_per_second"] or 0) > 0
-    model.set_sizes(model.with_sizes(cache_memory_bytes=512 * 2**20))
+    model.set_sizes(model.with_sizes(cache=512 * 2**20))
     settle(model, Load(1100, 10, 1), 120)
     assert model.snapshot().tier("cache")["evictions_per_second"] == 0.0

@@ -17,7 +17,7 @@ from devharness.twin.scenarios import PROFILES, scenario
 from devharness.twin.server import LiveTwin, TwinConfig
 from scaledapp import api
 from scaledapp.resources.names import INSTANCE_LABEL, TIER_LABEL
-from scaledapp.sizes import Sizes
+from scaledapp.sizes import Resources, Sizes
 from scaledapp.tiers import initial_sizes
 
 NS, NAME = "shop-ns", "shop"
@@ -56,9 +56,8 @@ def test_view_counts_ready_pods_and_reads_vertical_sizes() -> None:
              pod("shop-queue-1-abc", "queue")]
     view = build_view(items, {"data": {"maxmemory": "134217728"}}, primary("1500m", "2Gi"),
                       initial_sizes(api.ScaledAppSpec()))
-    assert view.sizes == Sizes(app_replicas=2, db_read_replicas=1, workers_replicas=1,
-                               cache_memory_bytes=128 * 2**20, db_write_cpu_millicores=1500,
-                               db_write_memory_bytes=2 * 2**30)
+    assert view.sizes == Sizes({"app": 2, "db-read": 1, "workers": 1, "cache": 128 * 2**20,
+                                "db-write": Resources(1500, 2 * 2**30)})
     assert [p.name for p in view.pods_of("app")] == REAL_PODS["app"]  # not the unready one
     assert not view.pods_of("queue")  # the queue's Redis carries no signal the operator reads
     assert view.missing == ()
@@ -67,8 +66,8 @@ def test_view_counts_ready_pods_and_reads_vertical_sizes() -> None:
 def test_unset_vertical_sizes_keep_the_previous_value_and_say_so() -> None:
     previous = initial_sizes(api.ScaledAppSpec())
     view = build_view(api_pods(REAL_PODS), None, {"spec": {}}, previous)
-    assert view.sizes.cache_memory_bytes == previous.cache_memory_bytes
-    assert view.sizes.db_write_cpu_millicores == previous.db_write_cpu_millicores
+    assert view.sizes["cache"] == previous["cache"]
+    assert view.sizes["db-write"].cpu_millicores == previous["db-write"].cpu_millicores
     assert set(view.missing) == {"cache maxmemory", "primary resources"}
 
 

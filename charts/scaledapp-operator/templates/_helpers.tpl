@@ -86,3 +86,13 @@ seccompProfile:
 {{- define "scaledapp.leaseName" -}}
 {{- default (include "scaledapp.fullname" .) .Values.leaderElection.leaseName -}}
 {{- end -}}
+
+{{/*
+Read-only nodes: a cordoned node (kubectl drain starts so) makes the failover guard move the Postgres write role
+off it before the drain evicts the primary, whose PodDisruptionBudget refuses the eviction until then.
+*/}}
+{{- define "scaledapp.nodeRules" -}}
+- apiGroups: [""]
+  resources: ["nodes"]
+  verbs: ["get", "list", "watch"]
+{{- end }}

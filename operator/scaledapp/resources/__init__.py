@@ -80,6 +80,7 @@ def build_children(
         out.append(cache.cache_pdb(child, namespace))
     out.append(app.app_deployment(child, namespace, spec))
     out.append(app.app_pdb(child, namespace))
+    out += database.database_budgets(child, namespace)
     if spec.workers.enabled:
         out.append(workers.workers_deployment(child, namespace, spec))
         out.append(workers.workers_pdb(child, namespace))
@@ -104,5 +105,7 @@ def all_child_kinds(name: str) -> list[tuple[str, str, str]]:
         ("apps/v1", "StatefulSet", child.queue),
         # child.queue was a Deployment before the queue became durable: listed so an upgrade prunes it.
         *[("apps/v1", "Deployment", n) for n in (child.queue, child.cache, child.app, child.workers)],
-        *[("policy/v1", "PodDisruptionBudget", n) for n in (child.app, child.cache, child.queue, child.workers)],
+        *[("policy/v1", "PodDisruptionBudget", n)
+          for n in (child.app, child.cache, child.queue, child.workers, child.db_primary_budget,
+                    child.db_replica_budget)],
     ]

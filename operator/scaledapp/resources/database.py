@@ -18,6 +18,9 @@ default is localhost), keeps its socket in an emptyDir, and turns SIGTERM into P
   `replica-bootstrap.sh` in the same postgres image: pg_basebackup from the primary with its own
   replication slot; then `postgres-start.sh` (POSTGRES_ROLE=replica) starts the hot standby. The
   `db-read` Service selects replica pods only, and only ready ones (in recovery, accepting).
+* Disruption budgets by role label, whichever StatefulSet the pod is in: the pod holding the write role may
+  not be evicted at all (maxUnavailable 0: a drain waits until the failover guard has switched the role to a
+  replica, dbguard.py), replicas one at a time. Both let an unhealthy pod go (it serves nothing).
 * Probes connect through the pod's own IP with a password, as clients in other pods do.
 * postgres_exporter sidecar on every Postgres pod (port 9187), with the project's extra queries
   mounted from the db-scripts ConfigMap.
@@ -413,4 +416,25 @@ def database_services(child: names.ChildNames, namespace: str) -> list[Manifest]
         _role_service(child, namespace, child.db_write, WRITE_TIER, "primary"),
         service(child.owner, namespace, child.db_replicas, READ_TIER, port, headless=True),
         _role_service(child, namespace, child.db_read, READ_TIER, "replica"),
+    ]
+
+
+def _role_budget(child: names.ChildNames, namespace: str, name: str, tier: str, role: str,
+                 max_unavailable: int) -> Manifest:
+    return {
+        "apiVersion": "policy/v1",
+        "kind": "PodDisruptionBudget",
+        "metadata": object_meta(child.owner, namespace, name, tier),
+        "spec": {
+            "maxUnavailable": max_unavailable,
+            "selector": {"matchLabels": {names.INSTANCE_LABEL: child.owner, names.ROLE_LABEL: role}},
+            "unhealthyPodEvictionPolicy": "AlwaysAllow",
+        },
+    }
+
+
+def database_budgets(child: names.ChildNames, namespace: str) -> list[Manifest]:
+    return [
+        _role_budget(child, namespace, child.db_primary_budget, WRITE_TIER, "primary", 0),
+        _role_budget(child, namespace, child.db_replica_budget, READ_TIER, "replica", 1),
     ]

@@ -54,6 +54,14 @@ class ChildNames:
         return f"{self.owner}-db-read-svc"
 
     @property
+    def db_primary_budget(self) -> str:  # PodDisruptionBudget: the write role's pod is never evicted
+        return f"{self.owner}-db-primary"
+
+    @property
+    def db_replica_budget(self) -> str:  # PodDisruptionBudget: one replica evicted at a time
+        return f"{self.owner}-db-replicas"
+
+    @property
     def db_scripts(self) -> str:  # ConfigMap: primary-init, replica-bootstrap, exporter queries
         return f"{self.owner}-db-scripts"
 

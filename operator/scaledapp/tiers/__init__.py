@@ -1,16 +1,19 @@
-"""The tiers, one module each behind `base.TierModel`; TIERS lists them in ladder order.
+"""The tiers, one module each behind `base.TierModel`; TIERS, the registry, lists them in ladder order.
 
-Adding a tier means a tier module here, a builder module in scaledapp.resources, and one line in
-`_BY_NAME` (plus its name in api.LADDER, its fields in api and sizes.Sizes, and the twin's model of it):
-docs/architecture.md walks through it. Everything below asks the tiers; nothing switches on a tier's name.
+Adding a tier means a tier module here, a builder module in scaledapp.resources, and one entry in TIERS
+(plus the twin's model of it): docs/architecture.md walks through it. The tier brings its own name, its
+size (its entry in `Sizes`), its spec block and its status.tiers entry (`declare_api` adds those to the
+API models when the API does not declare them yet). Everything below asks the tiers; nothing switches on
+a tier's name.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
+from typing import Any
 
-from scaledapp import api
+from scaledapp import api, apibase
 from scaledapp.observation import Snapshot
 from scaledapp.resources.common import Manifest
 from scaledapp.resources.names import ChildNames
@@ -18,24 +21,54 @@ from scaledapp.sizes import Sizes, TierName
 from scaledapp.tiers import app, cache, db_read, db_write, workers
 from scaledapp.tiers.base import ONSET_WINDOW, RATE_WINDOW, Scope, TierModel, TierPressure, Workload, onset_name
 
-_BY_NAME: dict[TierName, TierModel] = {
-    tier.name: tier for tier in (app.TIER, cache.TIER, db_read.TIER, db_write.TIER, workers.TIER)
-}
-# Ladder order: cheaper rungs first (ties in pressure go to the earlier tier; scale-down runs reversed).
-TIERS: tuple[TierModel, ...] = tuple(_BY_NAME[name] for name in api.LADDER)
+# The registry, in ladder order: cheaper rungs first (ties in pressure go to the earlier tier; scale-down
+# runs reversed). A new tier is one entry here, where it sits on the ladder.
+TIERS: tuple[TierModel[Any], ...] = (cache.TIER, app.TIER, db_read.TIER, workers.TIER, db_write.TIER)
 
 
-def tier(name: TierName) -> TierModel:
-    return _BY_NAME[name]
+def ladder() -> tuple[TierName, ...]:
+    """The tiers' names, cheaper rungs first."""
+    return tuple(t.name for t in TIERS)
 
 
-def enabled_tiers(spec: api.ScaledAppSpec) -> tuple[TierModel, ...]:
+def tier(name: TierName) -> TierModel[Any]:
+    return next(t for t in TIERS if t.name == name)
+
+
+def known(name: str) -> TierName | None:
+    """`name` if a tier has it (a name read back from status may be anything)."""
+    return name if any(t.name == name for t in TIERS) else None
+
+
+def enabled_tiers(spec: api.ScaledAppSpec) -> tuple[TierModel[Any], ...]:
     return tuple(t for t in TIERS if t.enabled(spec))
 
 
-def by_status_field(field_name: str) -> TierModel:
+def by_status_field(field_name: str) -> TierModel[Any]:
     """The tier whose entry in api.TiersStatus is `field_name`."""
     return next(t for t in TIERS if t.status_field == field_name)
+
+
+def declare_api(tier_model: TierModel[Any]) -> Callable[[], None]:
+    """Add a tier's spec block and its status.tiers entry to the API models (the spec, the status, the
+    whole object) where the API does not declare them yet: `make crds` then puts them in the CRD. Returns
+    how to take them back. The API declares every tier in TIERS already, so for those it changes nothing."""
+    undo_status = apibase.add_field(api.TiersStatus, tier_model.status_field, api.TierStatus,
+                                    tier_model.status_description, (api.ScaledAppStatus, api.ScaledApp))
+    undo_spec: Callable[[], None] = lambda: None  # noqa: E731
+    if tier_model.spec_model is not None:
+        undo_spec = apibase.add_field(api.ScaledAppSpec, tier_model.spec_block, tier_model.spec_model,
+                                      tier_model.spec_description, (api.ScaledApp,))
+
+    def undo() -> None:
+        undo_spec()
+        undo_status()
+
+    return undo
+
+
+for _tier in TIERS:
+    declare_api(_tier)
 
 
 def waiting(status: api.TiersStatus, spec: api.ScaledAppSpec) -> list[str]:
@@ -91,18 +124,12 @@ def throughputs(signals: Mapping[TierName, Mapping[str, float | None]]) -> dict[
 
 def initial_sizes(spec: api.ScaledAppSpec) -> Sizes:
     """Sizes at creation: every horizontal tier at its min, the cache and primary at their initial size."""
-    fields: dict[str, int] = {}
-    for t in TIERS:
-        fields.update(t.initial(spec))
-    return Sizes(**fields)
+    return Sizes({t.name: t.initial(spec) for t in TIERS})
 
 
 def enforce_bounds(spec: api.ScaledAppSpec, sizes: Sizes) -> Sizes:
     """Sizes pulled inside the spec's bounds (min/max edits take effect at the next tick this way)."""
-    fields: dict[str, int] = {}
-    for t in TIERS:
-        fields.update(t.bounded(spec, sizes))
-    return replace(sizes, **fields)
+    return Sizes({t.name: t.bounded(spec, t.size(sizes)) for t in TIERS})
 
 
 def changed_tiers(before: Sizes, after: Sizes) -> list[TierName]:
@@ -130,10 +157,7 @@ def size_changes(child: ChildNames, namespace: str, before: Sizes, after: Sizes)
 
 def sizes_of(live: Mapping[TierName, Manifest | None], spec: api.ScaledAppSpec) -> Sizes:
     """What the scaler-owned fields of the live workloads say (the spec's starting points where not set)."""
-    fields: dict[str, int] = {}
-    for t in TIERS:
-        fields.update(t.read_size(live.get(t.name), spec))
-    return Sizes(**fields)
+    return Sizes({t.name: t.read_size(live.get(t.name), spec) for t in TIERS})
 
 
 def status_of(live: Mapping[TierName, Manifest | None], sizes: Sizes) -> api.TiersStatus:
@@ -182,7 +206,7 @@ class Judgement:
     @property
     def blind(self) -> list[TierName]:
         """Tiers with a needed signal unknown (an exporter down, a query failing), in ladder order."""
-        return [name for name in api.LADDER if name in self.judged and self.judged[name].missing]
+        return [name for name in ladder() if name in self.judged and self.judged[name].missing]
 
 
 def judge(snapshot: Snapshot, spec: api.ScaledAppSpec, sizes: Sizes) -> Judgement:
@@ -234,11 +258,14 @@ __all__ = [
     "Workload",
     "by_status_field",
     "changed_tiers",
+    "declare_api",
     "enabled_tiers",
     "enforce_bounds",
     "initial_scaler_bodies",
     "initial_sizes",
     "judge",
+    "known",
+    "ladder",
     "metric_names",
     "onset_queries",
     "queries",

@@ -69,8 +69,8 @@ class AppTier(HorizontalTier):
         {PROCESS_CPU, CPU_LIMIT, IN_FLIGHT, REQUEST_DURATION, DEPENDENCY_DURATION}
     )
     status_field = "app"
+    spec_block = "app"
     throughput_signal = REQUESTS_PER_SECOND
-    replicas_field = "app_replicas"
     max_field = "spec.app.replicas.max"
 
     def replica_range(self, spec: api.ScaledAppSpec) -> api.ReplicaRange:

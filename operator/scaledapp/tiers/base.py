@@ -18,10 +18,11 @@ import math
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
-from typing import ClassVar, Literal
+from dataclasses import dataclass
+from typing import ClassVar, Generic, Literal, TypeVar, cast
 
 from scaledapp import api
+from scaledapp.apibase import Model
 from scaledapp.reasons import Reason
 from scaledapp.resources.common import Manifest
 from scaledapp.resources.names import INSTANCE_LABEL, TIER_LABEL, ChildNames
@@ -244,16 +245,25 @@ def spec_replicas(live: Manifest | None, default: int) -> int:
 # ---------------------------------------------------------------------------------------------- tier
 
 
-class TierModel(ABC):
-    """One tier. Subclasses are stateless singletons; all inputs come as arguments."""
+Size = TypeVar("Size")
+
+
+class TierModel(ABC, Generic[Size]):
+    """One tier. Subclasses are stateless singletons; all inputs come as arguments. `Size` is what its
+    entry in `Sizes` holds (a replica count, bytes, `Resources`): `size(sizes)` reads it typed."""
 
     name: ClassVar[TierName]
     # Every metric name the queries use, in one place (a contract test checks them against docs/metrics.md).
     metrics: ClassVar[frozenset[str]]
-    # Its field in api.TiersStatus (status.tiers).
+    # Its entry in status.tiers (api.TiersStatus), and what it is (for a tier the API does not declare yet:
+    # the registry adds the entry, tiers.declare_api).
     status_field: ClassVar[str]
-    # The fields of `Sizes` that are this tier's size.
-    size_fields: ClassVar[tuple[str, ...]]
+    status_description: ClassVar[str] = ""
+    # Its settings: the spec block its bounds come from (`spec.<spec_block>`); for a tier the API does not
+    # declare yet, that block's model and description (the registry adds it to the spec: tiers.declare_api).
+    spec_block: ClassVar[str]
+    spec_model: ClassVar[type[Model] | None] = None
+    spec_description: ClassVar[str] = ""
     # The signal that counts the work the tier gets through (verify-after-act: more served is evidence
     # that a step helped); None when more size does not serve more (the cache).
     throughput_signal: ClassVar[str | None] = None
@@ -282,9 +292,20 @@ class TierModel(ABC):
 
     # -- size, bounds and steps
 
+    def size(self, sizes: Sizes) -> Size:
+        """Its size in `sizes`, typed."""
+        return cast(Size, sizes[self.name])
+
+    def with_size(self, sizes: Sizes, size: Size) -> Sizes:
+        return sizes.with_size(self.name, size)
+
     @abstractmethod
-    def bounds(self, spec: api.ScaledAppSpec) -> dict[str, tuple[int, int]]:
-        """(min, max) of each of its `size_fields`, from the spec; the min is also the starting size."""
+    def initial(self, spec: api.ScaledAppSpec) -> Size:
+        """Its starting size, from the spec (also the smallest it is narrowed to)."""
+
+    @abstractmethod
+    def bounded(self, spec: api.ScaledAppSpec, size: Size) -> Size:
+        """`size` pulled inside the spec's bounds."""
 
     @abstractmethod
     def size_text(self, sizes: Sizes) -> str:
@@ -314,15 +335,8 @@ class TierModel(ABC):
     def predicted_pressure(self, pressure: float, step: Step) -> float:
         return pressure * self.capacity(step.before) / max(self.capacity(step.after), 1e-9)
 
-    def initial(self, spec: api.ScaledAppSpec) -> dict[str, int]:
-        return {name: low for name, (low, _) in self.bounds(spec).items()}
-
-    def bounded(self, spec: api.ScaledAppSpec, sizes: Sizes) -> dict[str, int]:
-        """Its size pulled inside the spec's bounds."""
-        return {name: clamp(getattr(sizes, name), bounds) for name, bounds in self.bounds(spec).items()}
-
     def resized(self, before: Sizes, after: Sizes) -> bool:
-        return any(getattr(before, name) != getattr(after, name) for name in self.size_fields)
+        return before.get(self.name) != after.get(self.name)
 
     # -- its workload
 
@@ -331,8 +345,8 @@ class TierModel(ABC):
         """The object whose scaler-owned fields hold the tier's size."""
 
     @abstractmethod
-    def read_size(self, live: Manifest | None, spec: api.ScaledAppSpec) -> dict[str, int]:
-        """Its `size_fields` as the live workload says (the spec's starting point where not set yet)."""
+    def read_size(self, live: Manifest | None, spec: api.ScaledAppSpec) -> Size:
+        """Its size as the live workload says (the spec's starting point where not set yet)."""
 
     @abstractmethod
     def size_body(self, child: ChildNames, namespace: str, sizes: Sizes) -> Manifest:
@@ -347,21 +361,13 @@ class TierModel(ABC):
         return workload_counts(live)
 
 
-class HorizontalTier(TierModel):
-    """A tier widened by adding replicas: app, db-read, workers."""
+class HorizontalTier(TierModel[int]):
+    """A tier widened by adding replicas: app, db-read, workers. Its size is its replica count."""
 
-    replicas_field: ClassVar[str]
     max_field: ClassVar[str]  # where the user raises the ceiling, for the recommendation
 
-    def __init_subclass__(cls) -> None:
-        super().__init_subclass__()
-        if hasattr(cls, "replicas_field"):
-            cls.size_fields = (cls.replicas_field,)
-
     def replicas(self, sizes: Sizes) -> int:
-        value = getattr(sizes, self.replicas_field)
-        assert isinstance(value, int)
-        return value
+        return self.size(sizes)
 
     @abstractmethod
     def replica_range(self, spec: api.ScaledAppSpec) -> api.ReplicaRange: ...
@@ -370,11 +376,14 @@ class HorizontalTier(TierModel):
         replicas = self.replica_range(spec)
         return replicas.min, replicas.max
 
-    def bounds(self, spec: api.ScaledAppSpec) -> dict[str, tuple[int, int]]:
-        return {self.replicas_field: self.replica_bounds(spec)}
+    def initial(self, spec: api.ScaledAppSpec) -> int:
+        return self.replica_range(spec).min
 
-    def read_size(self, live: Manifest | None, spec: api.ScaledAppSpec) -> dict[str, int]:
-        return {self.replicas_field: spec_replicas(live, self.replica_range(spec).min)}
+    def bounded(self, spec: api.ScaledAppSpec, size: int) -> int:
+        return clamp(size, self.replica_bounds(spec))
+
+    def read_size(self, live: Manifest | None, spec: api.ScaledAppSpec) -> int:
+        return spec_replicas(live, self.replica_range(spec).min)
 
     def size_body(self, child: ChildNames, namespace: str, sizes: Sizes) -> Manifest:
         workload = self.workload(child)
@@ -388,7 +397,7 @@ class HorizontalTier(TierModel):
         return float(self.replicas(sizes))
 
     def _step(self, sizes: Sizes, kind: str, replicas: int) -> Step:
-        after = replace(sizes, **{self.replicas_field: replicas})
+        after = self.with_size(sizes, replicas)
         return Step(self.name, kind, sizes, after, self.size_text(sizes), self.size_text(after))
 
     def widen(self, spec: api.ScaledAppSpec, sizes: Sizes, pressure: TierPressure) -> Step | Blocked:

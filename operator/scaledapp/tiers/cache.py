@@ -22,7 +22,7 @@ from scaledapp.resources.cache import MAXMEMORY_KEY
 from scaledapp.resources.common import Manifest
 from scaledapp.resources.names import ChildNames
 from scaledapp.resources.scaler import cache_memory_body
-from scaledapp.sizes import Blocked, Sizes, Step
+from scaledapp.sizes import Blocked, Sizes, Step, clamp
 from scaledapp.tiers.base import (
     RATE_WINDOW,
     Scope,
@@ -53,35 +53,43 @@ LOOKUPS_PER_SECOND = "lookups_per_second"
 HIT_RATIO = "hit_ratio"
 
 
-class CacheTier(TierModel):
+class CacheTier(TierModel[int]):
+    """Its size is Redis' maxmemory in bytes."""
+
     name = "cache"
     metrics: ClassVar[frozenset[str]] = frozenset(
         {REDIS_CPU_USER, REDIS_CPU_SYS, REDIS_MEMORY_USED, REDIS_MEMORY_MAX, REDIS_EVICTED, CACHE_REQUESTS}
     )
 
     status_field = "cache"
-    size_fields = ("cache_memory_bytes",)
+    spec_block = "cache"
     settles = False  # maxmemory is taken up live, with no rollout to wait for
     optional = True
 
     def enabled(self, spec: api.ScaledAppSpec) -> bool:
         return spec.cache.enabled
 
-    def bounds(self, spec: api.ScaledAppSpec) -> dict[str, tuple[int, int]]:
-        return {"cache_memory_bytes": (parse_bytes(spec.cache.memory.initial), parse_bytes(spec.cache.memory.max))}
+    def bounds(self, spec: api.ScaledAppSpec) -> tuple[int, int]:
+        return parse_bytes(spec.cache.memory.initial), parse_bytes(spec.cache.memory.max)
+
+    def initial(self, spec: api.ScaledAppSpec) -> int:
+        return self.bounds(spec)[0]
+
+    def bounded(self, spec: api.ScaledAppSpec, size: int) -> int:
+        return clamp(size, self.bounds(spec))
 
     def workload(self, child: ChildNames) -> Workload:
         return Workload("v1", "ConfigMap", child.cache_config)
 
-    def read_size(self, live: Manifest | None, spec: api.ScaledAppSpec) -> dict[str, int]:
+    def read_size(self, live: Manifest | None, spec: api.ScaledAppSpec) -> int:
         maxmemory = ((live or {}).get("data") or {}).get(MAXMEMORY_KEY) or spec.cache.memory.initial
-        return {"cache_memory_bytes": parse_bytes(str(maxmemory))}
+        return parse_bytes(str(maxmemory))
 
     def size_body(self, child: ChildNames, namespace: str, sizes: Sizes) -> Manifest:
-        return cache_memory_body(child, namespace, sizes.cache_memory_bytes)
+        return cache_memory_body(child, namespace, self.size(sizes))
 
     def status(self, live: Manifest | None, sizes: Sizes) -> api.TierStatus:
-        return api.TierStatus(desired=1, ready=1 if live else 0, size=sizes.cache_memory)
+        return api.TierStatus(desired=1, ready=1 if live else 0, size=format_bytes(self.size(sizes)))
 
     def queries(self, scope: Scope, window: str = RATE_WINDOW) -> dict[str, str]:
         cache = scope.selector("cache")
@@ -121,10 +129,10 @@ class CacheTier(TierModel):
         return TierPressure(self.name, components=tuple(components))
 
     def size_text(self, sizes: Sizes) -> str:
-        return format_bytes(sizes.cache_memory_bytes)
+        return format_bytes(self.size(sizes))
 
     def capacity(self, sizes: Sizes) -> float:
-        return float(sizes.cache_memory_bytes)
+        return float(self.size(sizes))
 
     def widen(self, spec: api.ScaledAppSpec, sizes: Sizes, pressure: TierPressure) -> Step | Blocked:
         dominant = pressure.dominant
@@ -138,8 +146,8 @@ class CacheTier(TierModel):
                 recommendation="The cache is CPU-bound on its single command thread: cut commands per request "
                 "(batch, pipeline, larger values) or split the cache; the scaler will not add app pods for it.",
             )
-        low, high = self.bounds(spec)["cache_memory_bytes"]
-        current = sizes.cache_memory_bytes
+        low, high = self.bounds(spec)
+        current = self.size(sizes)
         if current >= high:
             return Blocked(
                 self.name,
@@ -154,15 +162,15 @@ class CacheTier(TierModel):
         return self._step(sizes, "widen", new)
 
     def narrow(self, spec: api.ScaledAppSpec, sizes: Sizes) -> Step | None:
-        low, high = self.bounds(spec)["cache_memory_bytes"]
-        current = sizes.cache_memory_bytes
+        low, high = self.bounds(spec)
+        current = self.size(sizes)
         if current <= low:
             return None
         new = max(low, min(high, scale_bytes(current, 1 / spec.scaling.steps.memory_factor)))
         return self._step(sizes, "narrow", new)
 
     def _step(self, sizes: Sizes, kind: str, memory_bytes: int) -> Step:
-        after = replace(sizes, cache_memory_bytes=memory_bytes)
+        after = self.with_size(sizes, memory_bytes)
         return Step(self.name, kind, sizes, after, self.size_text(sizes), self.size_text(after))
 
 

@@ -62,9 +62,9 @@ class DbReadTier(HorizontalTier):
         {DEPENDENCY_DURATION, POOL_WAIT, PG_ACTIVITY, PG_MAX_CONNECTIONS, PG_LAG, PROCESS_CPU, CPU_LIMIT}
     )
     status_field = "db_read"
+    spec_block = "database"
     throughput_signal = READS_PER_SECOND
     ready_when_empty = True
-    replicas_field = "db_read_replicas"
     max_field = "spec.database.readReplicas.max"
 
     def replica_range(self, spec: api.ScaledAppSpec) -> api.ReplicaRange:
@@ -108,7 +108,7 @@ class DbReadTier(HorizontalTier):
             latency, wait = need(signals, [READ_SECONDS, POOL_WAIT_SECONDS], missing)
             components.append(higher_is_worse(READ_SECONDS, latency, targets.read_latency_seconds))
             components.append(higher_is_worse(POOL_WAIT_SECONDS, wait, targets.read_pool_wait_seconds))
-        if sizes.db_read_replicas > 0:
+        if self.replicas(sizes) > 0:
             saturation, lag = need(signals, [REPLICA_SATURATION, LAG_SECONDS], missing)
             components.append(higher_is_worse(REPLICA_SATURATION, saturation, targets.db_connection_utilization))
             guards.append(higher_is_worse(LAG_SECONDS, lag, targets.replication_lag_seconds))

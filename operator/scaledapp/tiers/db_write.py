@@ -10,15 +10,12 @@ and recommends sharding; the scaler never shards.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import replace
 from typing import ClassVar
 
 from scaledapp import api
 from scaledapp.quantity import (
     format_bytes,
     format_cpu,
-    parse_bytes,
-    parse_cpu_millicores,
     scale_bytes,
     scale_millicores,
 )
@@ -27,7 +24,7 @@ from scaledapp.resources.common import Manifest
 from scaledapp.resources.database import CONTAINER as PRIMARY_CONTAINER
 from scaledapp.resources.names import ChildNames
 from scaledapp.resources.scaler import primary_pod_resize_patch, primary_resources_body
-from scaledapp.sizes import Blocked, Sizes, Step, clamp
+from scaledapp.sizes import Blocked, Resources, Sizes, Step, clamp
 from scaledapp.tiers.app import CPU_LIMIT, PROCESS_CPU, cpu_bound, cpu_utilization_query
 from scaledapp.tiers.base import (
     NOT_LOAD,
@@ -64,26 +61,33 @@ CONNECTION_UTILIZATION = "connection_utilization"
 APP_CPU_UTILIZATION = "app_cpu_utilization"  # the app tier's CPU signal: are the app's timings trustworthy?
 
 
-class DbWriteTier(TierModel):
+class DbWriteTier(TierModel[Resources]):
+    """Its size is the primary container's CPU and memory limits."""
+
     name = "db-write"
     metrics: ClassVar[frozenset[str]] = frozenset(
         {DEPENDENCY_DURATION, PG_ACTIVITY, PG_MAX_CONNECTIONS, PG_LOCK_WAITS, PROCESS_CPU, CPU_LIMIT}
     )
     status_field = "db_write"
-    size_fields = ("db_write_cpu_millicores", "db_write_memory_bytes")
+    spec_block = "database"
     throughput_signal = WRITES_PER_SECOND
 
-    def bounds(self, spec: api.ScaledAppSpec) -> dict[str, tuple[int, int]]:
+    def bounds(self, spec: api.ScaledAppSpec) -> tuple[Resources, Resources]:
         initial, most = spec.database.resources.initial, spec.database.resources.max
-        return {
-            "db_write_cpu_millicores": (parse_cpu_millicores(initial.cpu), parse_cpu_millicores(most.cpu)),
-            "db_write_memory_bytes": (parse_bytes(initial.memory), parse_bytes(most.memory)),
-        }
+        return Resources.of(initial.cpu, initial.memory), Resources.of(most.cpu, most.memory)
+
+    def initial(self, spec: api.ScaledAppSpec) -> Resources:
+        return self.bounds(spec)[0]
+
+    def bounded(self, spec: api.ScaledAppSpec, size: Resources) -> Resources:
+        low, high = self.bounds(spec)
+        return Resources(clamp(size.cpu_millicores, (low.cpu_millicores, high.cpu_millicores)),
+                         clamp(size.memory_bytes, (low.memory_bytes, high.memory_bytes)))
 
     def workload(self, child: ChildNames) -> Workload:
         return Workload("apps/v1", "StatefulSet", child.db_primary)
 
-    def read_size(self, live: Manifest | None, spec: api.ScaledAppSpec) -> dict[str, int]:
+    def read_size(self, live: Manifest | None, spec: api.ScaledAppSpec) -> Resources:
         """The postgres container's limits in the StatefulSet template."""
         initial = spec.database.resources.initial
         cpu, memory = initial.cpu, initial.memory
@@ -93,18 +97,20 @@ class DbWriteTier(TierModel):
                 limits = (container.get("resources") or {}).get("limits") or {}
                 cpu, memory = str(limits.get("cpu", cpu)), str(limits.get("memory", memory))
                 break
-        return {"db_write_cpu_millicores": parse_cpu_millicores(cpu), "db_write_memory_bytes": parse_bytes(memory)}
+        return Resources.of(cpu, memory)
 
     def size_body(self, child: ChildNames, namespace: str, sizes: Sizes) -> Manifest:
-        return primary_resources_body(child, namespace, sizes.db_write_cpu, sizes.db_write_memory)
+        size = self.size(sizes)
+        return primary_resources_body(child, namespace, size.cpu, size.memory)
 
     def live_resize(self, child: ChildNames, sizes: Sizes) -> tuple[str, Manifest] | None:
         # The template keeps the size for a restart (OnDelete); the live pod is resized in place.
-        return f"{child.db_primary}-0", primary_pod_resize_patch(sizes.db_write_cpu, sizes.db_write_memory)
+        size = self.size(sizes)
+        return f"{child.db_primary}-0", primary_pod_resize_patch(size.cpu, size.memory)
 
     def status(self, live: Manifest | None, sizes: Sizes) -> api.TierStatus:
-        size = f"{sizes.db_write_cpu} CPU, {sizes.db_write_memory}"
-        return workload_counts(live).model_copy(update={"size": size})
+        size = self.size(sizes)
+        return workload_counts(live).model_copy(update={"size": f"{size.cpu} CPU, {size.memory}"})
 
     def queries(self, scope: Scope, window: str = RATE_WINDOW) -> dict[str, str]:
         writes = scope.selector(dependency=DEPENDENCY, exclude=NOT_LOAD)
@@ -139,10 +145,11 @@ class DbWriteTier(TierModel):
         return TierPressure(self.name, components=tuple(components))
 
     def size_text(self, sizes: Sizes) -> str:
-        return f"cpu={format_cpu(sizes.db_write_cpu_millicores)}, memory={format_bytes(sizes.db_write_memory_bytes)}"
+        size = self.size(sizes)
+        return f"cpu={format_cpu(size.cpu_millicores)}, memory={format_bytes(size.memory_bytes)}"
 
     def capacity(self, sizes: Sizes) -> float:
-        return float(sizes.db_write_cpu_millicores)
+        return float(self.size(sizes).cpu_millicores)
 
     def predicted_pressure(self, pressure: float, step: Step) -> float:
         # Pessimistic: the pressure grows by the SQUARE of the larger shrink ratio. The primary's evidence
@@ -151,16 +158,16 @@ class DbWriteTier(TierModel):
         # predict from, and a linear guess let a primary at half its CPU be halved straight back into
         # saturation (make bench, DB-write-bound scenario: narrowed at pressure 0.4, hot again a minute
         # later). So the primary is narrowed only when it is far from busy.
-        before, after = step.before, step.after
-        cpu_ratio = before.db_write_cpu_millicores / max(after.db_write_cpu_millicores, 1)
-        memory_ratio = before.db_write_memory_bytes / max(after.db_write_memory_bytes, 1)
+        before, after = self.size(step.before), self.size(step.after)
+        cpu_ratio = before.cpu_millicores / max(after.cpu_millicores, 1)
+        memory_ratio = before.memory_bytes / max(after.memory_bytes, 1)
         return pressure * max(cpu_ratio, memory_ratio) ** 2
 
     def widen(self, spec: api.ScaledAppSpec, sizes: Sizes, pressure: TierPressure) -> Step | Blocked:
-        bounds = self.bounds(spec)
-        cpu_bounds, memory_bounds = bounds["db_write_cpu_millicores"], bounds["db_write_memory_bytes"]
-        cpu_max, memory_max = cpu_bounds[1], memory_bounds[1]
-        if sizes.db_write_cpu_millicores >= cpu_max and sizes.db_write_memory_bytes >= memory_max:
+        low, high = self.bounds(spec)
+        cpu_bounds, memory_bounds = (low.cpu_millicores, high.cpu_millicores), (low.memory_bytes, high.memory_bytes)
+        size = self.size(sizes)
+        if size.cpu_millicores >= high.cpu_millicores and size.memory_bytes >= high.memory_bytes:
             dominant = pressure.dominant
             why = f" ({dominant.signal} {dominant.value:g} vs target {dominant.target:g})" if dominant else ""
             return Blocked(
@@ -173,23 +180,23 @@ class DbWriteTier(TierModel):
                 "shards, and will not add app pods or workers, which would only add write load.",
             )
         factor = sized_factor(pressure.pressure, spec.scaling.steps.resource_factor)
-        cpu = clamp(scale_millicores(sizes.db_write_cpu_millicores, factor), cpu_bounds)
-        memory = clamp(scale_bytes(sizes.db_write_memory_bytes, factor), memory_bounds)
+        cpu = clamp(scale_millicores(size.cpu_millicores, factor), cpu_bounds)
+        memory = clamp(scale_bytes(size.memory_bytes, factor), memory_bounds)
         return self._step(sizes, "widen", cpu, memory)
 
     def narrow(self, spec: api.ScaledAppSpec, sizes: Sizes) -> Step | None:
-        bounds = self.bounds(spec)
-        cpu_bounds, memory_bounds = bounds["db_write_cpu_millicores"], bounds["db_write_memory_bytes"]
-        cpu_min, memory_min = cpu_bounds[0], memory_bounds[0]
-        if sizes.db_write_cpu_millicores <= cpu_min and sizes.db_write_memory_bytes <= memory_min:
+        low, high = self.bounds(spec)
+        cpu_bounds, memory_bounds = (low.cpu_millicores, high.cpu_millicores), (low.memory_bytes, high.memory_bytes)
+        size = self.size(sizes)
+        if size.cpu_millicores <= low.cpu_millicores and size.memory_bytes <= low.memory_bytes:
             return None
         factor = 1 / spec.scaling.steps.resource_factor
-        cpu = clamp(scale_millicores(sizes.db_write_cpu_millicores, factor), cpu_bounds)
-        memory = clamp(scale_bytes(sizes.db_write_memory_bytes, factor), memory_bounds)
+        cpu = clamp(scale_millicores(size.cpu_millicores, factor), cpu_bounds)
+        memory = clamp(scale_bytes(size.memory_bytes, factor), memory_bounds)
         return self._step(sizes, "narrow", cpu, memory)
 
     def _step(self, sizes: Sizes, kind: str, cpu: int, memory: int) -> Step:
-        after = replace(sizes, db_write_cpu_millicores=cpu, db_write_memory_bytes=memory)
+        after = self.with_size(sizes, Resources(cpu, memory))
         return Step(self.name, kind, sizes, after, self.size_text(sizes), self.size_text(after))
 
 

@@ -42,9 +42,9 @@ class WorkersTier(HorizontalTier):
     name = "workers"
     metrics: ClassVar[frozenset[str]] = frozenset({QUEUE_DEPTH, QUEUE_OLDEST_AGE, JOBS})
     status_field = "workers"
+    spec_block = "workers"
     throughput_signal = JOBS_PER_SECOND
     optional = True
-    replicas_field = "workers_replicas"
     max_field = "spec.workers.replicas.max"
 
     def enabled(self, spec: api.ScaledAppSpec) -> bool:
@@ -71,7 +71,7 @@ class WorkersTier(HorizontalTier):
         if missing:
             return TierPressure(self.name, missing=tuple(missing))
         # Zero workers drain nothing: count the whole queue against one worker's share.
-        per_worker = depth / max(1, sizes.workers_replicas)
+        per_worker = depth / max(1, self.replicas(sizes))
         return TierPressure(
             self.name,
             components=(

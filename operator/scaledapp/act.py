@@ -1,0 +1,56 @@
+"""The tick's act phase: apply the decided sizes, as field manager `scaledapp-scaler`, to each resized
+tier's workload (the body and any in-place resize are the tier's: `TierModel.size_body`, `live_resize`);
+and, once after the first reconcile, each tier's starting size."""
+
+from __future__ import annotations
+
+from scaledapp import tiers
+from scaledapp.api import ScaledAppSpec
+from scaledapp.decide import Decision
+from scaledapp.kube import Kube, KubeError
+from scaledapp.observe import Shell
+from scaledapp.reasons import Reason
+from scaledapp.resources import names
+from scaledapp.resources.common import Manifest
+from scaledapp.sizes import Sizes
+
+
+async def act(shell: Shell, sizes: Sizes, decision: Decision) -> None:
+    """Apply the decided sizes (nothing when they did not change); a resize that must wait for a restart
+    is reported."""
+    try:
+        done = await apply_sizes(shell.kube, shell.name, shell.namespace, sizes, decision.desired)
+    except KubeError as exc:
+        shell.logger.error("could not apply %s: %s", decision.step, exc)
+        raise
+    for note in (d for d in done if "unavailable" in d):
+        shell.logger.warning(note)
+        await shell.kube.post_event({"metadata": shell.meta}, "Warning", Reason.RESIZE_AT_RESTART, note)
+
+
+async def apply_sizes(kube: Kube, name: str, namespace: str, before: Sizes, after: Sizes) -> list[str]:
+    """Patch only the workloads whose size changed; returns what was done, for the log."""
+    done = []
+    for change in tiers.size_changes(names.ChildNames(name), namespace, before, after):
+        await kube.apply(change.body, names.SCALER_MANAGER)
+        if change.resize is not None:
+            pod, patch = change.resize
+            if not await kube.resize_pod(pod, namespace, patch):
+                done.append(f"{change.tier}: in-place resize unavailable; the new size applies at the next restart")
+        done.append(change.tier)
+    return done
+
+
+def owned_by_scaler(live: Manifest) -> bool:
+    return any(f.get("manager") == names.SCALER_MANAGER for f in live["metadata"].get("managedFields") or [])
+
+
+async def set_initial_sizes(kube: Kube, owner: Manifest, spec: ScaledAppSpec, applied: list[Manifest]) -> None:
+    """Give each scaler-owned field of the children just `applied` (the server's answers, with their
+    managedFields) its starting size, once: later the scaler's own decisions stand."""
+    meta = owner["metadata"]
+    answers = {(m["kind"], m["metadata"]["name"]): m for m in applied}
+    for body in tiers.initial_scaler_bodies(meta["name"], meta["namespace"], spec):
+        live = answers.get((body["kind"], body["metadata"]["name"]))
+        if live is not None and not owned_by_scaler(live):
+            await kube.apply(body, names.SCALER_MANAGER)

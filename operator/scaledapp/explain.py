@@ -1,0 +1,88 @@
+"""The tick's explain phase: say what the tick saw and decided. One structured log line and the operator's
+metrics, Events for what was decided or flipped, and the scaler's status fields with its four conditions
+(Ready from the workloads; MetricsAvailable, Scaling and AtCeiling from the decision), written only when
+they changed."""
+
+from __future__ import annotations
+
+from scaledapp import api, conditions, metrics, trace
+from scaledapp.decide import Decision, status_fields
+from scaledapp.kube import without_nulls
+from scaledapp.observe import Observed, Shell
+from scaledapp.reasons import ConditionType, Reason
+from scaledapp.resources import names
+from scaledapp.resources.common import Manifest
+
+
+async def explain(shell: Shell, observed: Observed, decision: Decision | None) -> None:
+    """Report the tick: log, metrics and Events (a decision only), then status."""
+    if decision is not None:
+        await _tell(shell, observed, decision)
+    else:
+        metrics.record_tiers(shell.body, observed.reading.status)
+    await _write_status(shell, observed, decision)
+
+
+async def _tell(shell: Shell, observed: Observed, decision: Decision) -> None:
+    """One structured log line per decision; an Event when something was decided or a state flipped."""
+    kube, body, action = shell.kube, shell.body, decision.action
+    trace.log_decision(shell.logger, decision)  # the decision as structured fields (scaledapp.trace)
+    metrics.record_tiers(body, observed.reading.status)
+    metrics.record_tick(body, decision)
+    if action is not None:
+        reason = Reason.RECOMMENDED if not action.applied else {
+            "widen": Reason.WIDENED, "narrow": Reason.NARROWED}.get(action.kind, Reason.DECIDED)
+        await kube.post_event(body, "Normal", reason, decision.message)
+    previous = {c.type: c for c in shell.status.conditions}
+    for cond in decision.conditions:
+        old = previous.get(cond.type)
+        flipped = old is None or old.status != cond.status or old.reason != cond.reason
+        if flipped and cond.type == ConditionType.METRICS_AVAILABLE and cond.status == "False":
+            await kube.post_event(body, "Warning", Reason.METRICS_UNAVAILABLE, f"holding: {cond.message}")
+        if flipped and cond.type == ConditionType.AT_CEILING and cond.status == "True":
+            await kube.post_event(body, "Warning", cond.reason, cond.message)
+    if decision.verified is not None and decision.verified.verdict == "ineffective":
+        await kube.post_event(body, "Warning", Reason.INEFFECTIVE_STEP,
+                              f"widening {decision.verified.tier} did not lower its pressure; backing off")
+
+
+def _patch(shell: Shell, observed: Observed, decision: Decision | None) -> Manifest:
+    """The scaler's status fields: the tiers' counts, the decision's fields and the scaler's conditions."""
+    counts = observed.reading.status
+    patch: Manifest = {"app": f"{counts.app.ready}/{counts.app.desired}",
+                       "tiers": counts.model_dump(by_alias=True, exclude_none=True)}
+    if decision is not None:
+        patch.update(status_fields(decision, shell.status.history, shell.status.last_action))
+    refused = observed.refused if shell.spec.scaling.mode != api.ScalingMode.OFF else None
+    conds = conditions.for_tick(
+        [c.model_dump(by_alias=True, exclude_none=True) for c in shell.status.conditions],
+        conditions.TickOutcome(counts, shell.spec, None if decision is None else decision.conditions, refused),
+        conditions.Observed(shell.generation, shell.now),
+    )
+    patch["conditions"] = [c for c in conds if c["type"] in conditions.SCALER_CONDITIONS]
+    return patch
+
+
+async def _write_status(shell: Shell, observed: Observed, decision: Decision | None) -> None:
+    """Server-side apply the scaler's status fields, only when they change (no watch event otherwise)."""
+    patch = _patch(shell, observed, decision)
+    current = dict(shell.body.get("status") or {})
+    current["conditions"] = [c for c in current.get("conditions") or []
+                             if c.get("type") in conditions.SCALER_CONDITIONS]
+    # Compare what would go on the wire: empty maps and nulls are dropped from an apply body, so an all-empty
+    # status.scaler is absent from the live status and compared raw it looked changed: one PATCH every tick.
+    wire = without_nulls(patch)
+    gone = any(key not in wire and current.get(key) for key in patch)  # a field emptied: the apply removes it
+    if gone or changed(current, wire):
+        await shell.kube.apply_status(shell.name, shell.namespace, patch, names.SCALER_MANAGER)
+
+
+def changed(current: Manifest, patch: Manifest) -> bool:
+    """Would merging `patch` into the status `current` change anything?"""
+    for key, value in patch.items():
+        if isinstance(value, dict) and isinstance(current.get(key), dict):
+            if changed(current[key], value):
+                return True
+        elif current.get(key) != value:
+            return True
+    return False
