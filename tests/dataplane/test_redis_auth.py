@@ -219,8 +219,18 @@ def test_the_app_uses_the_queue_and_cache_only_with_the_password(
     app.start()
     try:
         with httpx.Client(base_url=app.url, timeout=5) as client:
-            assert client.get("/items/7").status_code == 200  # cache refused: reads go to the database
-            assert client.post("/orders", json={"item_id": 7, "quantity": 1}).status_code == 503
+            # The cache refuses it: reads go to the database (a read may time out on a loaded machine: poll).
+            wait_for(lambda: client.get("/items/7").status_code == 200, 20, "a read served without the cache",
+                     interval=0.2)
+            bypassed = [line for line in client.get("/metrics").text.splitlines()
+                        if line.startswith('scaledapp_cache_requests_total{result="bypass"}')]
+            assert bypassed and float(bypassed[0].split()[-1]) >= 1, bypassed
+            hits = [line for line in client.get("/metrics").text.splitlines()
+                    if line.startswith('scaledapp_cache_requests_total{result="hit"}')]
+            assert not hits or float(hits[0].split()[-1]) == 0, hits
+            # The queue refuses it: no order is ever accepted.
+            answers = {client.post("/orders", json={"item_id": 7, "quantity": 1}).status_code for _ in range(3)}
+            assert answers == {503}, answers
     finally:
         app.stop()
     in_log = redis_server.password in app.log_path.read_text(errors="replace")
