@@ -24,7 +24,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import httpx
-import redis
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "demo-app")]
@@ -104,7 +103,7 @@ def measure(name: str, app: AppProcess, seconds: float, concurrency: int) -> Row
 def queries_per_request(app: AppProcess, cache: RedisServer, n: int, rate: float) -> float:
     """Database queries per read over n reads at `rate` (below capacity: overload would add fallback
     queries and timeouts that are not what is being measured)."""
-    redis.Redis(host=cache.host, port=cache.port, db=0).flushdb()  # a cold cache
+    cache.client(0).flushdb()  # a cold cache
     q0, r0 = db_queries(app), requests_served(app)
     config = LoadConfig(url=app.url, profile=parse_profile(f"constant:rate={rate:.0f}", n / rate), keys=KEYS,
                         zipf_s=ZIPF_S,

@@ -1,6 +1,6 @@
 """The pinned redis_exporter and postgres_exporter as local processes, configured as the pods' sidecars are.
 
-    cache_exporter = RedisExporter("127.0.0.1:6379", log_dir)
+    cache_exporter = RedisExporter("127.0.0.1:6379", log_dir, password=pw)
     cache_exporter.start()                       # waits until /metrics answers with redis_up 1
     Target(cache_exporter.address, namespace="demo", pod="demo-cache-0", instance="demo", tier="cache")
 
@@ -58,20 +58,23 @@ class Exporter:
 
 
 class RedisExporter(Exporter):
-    """redis_exporter against `redis_address` ("host:port"), like the cache pod's sidecar."""
+    """redis_exporter against `redis_address` ("host:port"), like the cache pod's sidecar: the password (if
+    the Redis has one) in REDIS_PASSWORD, as the pod's Secret reference gives it, never on the command line."""
 
     def __init__(
-        self, redis_address: str, log_dir: Path, port: int | None = None, name: str = "redis-exporter"
+        self, redis_address: str, log_dir: Path, port: int | None = None, name: str = "redis-exporter",
+        password: str | None = None,
     ) -> None:
         super().__init__(name, log_dir, port)
         self.redis_address = redis_address
+        self.password = password
 
     def start(self, timeout: float = 30.0) -> None:
         self._child.spawn([
             str(pinned_binary("redis-exporter")),
             f"-redis.addr=redis://{self.redis_address}",
             f"-web.listen-address={self.address}",
-        ])
+        ], env={"REDIS_PASSWORD": self.password} if self.password else None)
         poll(lambda: self._serving("redis_up"), timeout, f"{self.name} on {self.address} reporting redis_up 1")
 
 

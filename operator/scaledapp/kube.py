@@ -306,6 +306,21 @@ class Kube:
             raise KubeError(f"create {body['kind']}/{name}", exc.status, _reason(exc)) from exc
         return True
 
+    async def add_secret_keys(self, name: str, namespace: str, data: dict[str, str], resource_version: str) -> bool:
+        """Add `data` (base64 values) to a Secret whose keys do not include them yet: a JSON merge patch, which
+        leaves every key it does not name alone, made only while the Secret is still at `resource_version`
+        (optimistic concurrency: a 409 if anyone changed it since the caller read it). False when it changed
+        or is gone; the caller reads it again next time. Never echoes the values."""
+        body = {"metadata": {"resourceVersion": resource_version}, "data": data}
+        try:
+            await self._call("PATCH", resource_path("v1", "Secret", namespace, name), body=body,
+                             content_type="application/merge-patch+json")
+        except ApiException as exc:
+            if exc.status in (404, 409):
+                return False
+            raise KubeError(f"add keys to Secret/{name}", exc.status, _reason(exc)) from exc
+        return True
+
     async def apply_status(self, name: str, namespace: str, status: dict[str, Any], manager: str) -> None:
         """Server-side apply the ScaledApp's status fields that `manager` owns.
 

@@ -110,7 +110,8 @@ DOCS: dict[Reason, tuple[str, str]] = {
     Reason.INEFFECTIVE_STEP: ("Warning Event", "a widening step did not lower its tier's pressure; backing off"),
     Reason.RESIZE_AT_RESTART: ("Warning Event", "in-place resize of the primary is unavailable; applies at restart"),
     Reason.CREATED: ("Event", "every tier was created"),
-    Reason.CREDENTIALS_GENERATED: ("Event", "database credentials were generated in their Secret"),
+    Reason.CREDENTIALS_GENERATED: ("Event", "credentials (database and Redis passwords) were generated in their"
+                                            " Secret: all of them, or the keys an older Secret lacked"),
     Reason.CREDENTIALS_RESTORED: ("Warning Event", "the deleted credentials Secret was put back with the same values"),
     Reason.PRUNED: ("Event", "a child no longer in the spec was deleted"),
     Reason.REPAIRED: ("Event", "a deleted or edited child was put back"),

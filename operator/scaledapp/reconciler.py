@@ -111,7 +111,11 @@ _KNOWN_CREDENTIALS: dict[str, dict[str, str]] = {}
 
 async def _ensure_credentials(kube: Kube, owner: Manifest, child: names.ChildNames, namespace: str) -> None:
     """Generated once, never overwritten, never logged: the Secret is created only when absent (a create that
-    finds it there changes nothing), with the values it had if this process has seen it, else new ones."""
+    finds it there changes nothing), with the values it had if this process has seen it, else new ones.
+
+    A Secret made before a key existed (the Redis passwords came after the database's) gets the missing keys,
+    freshly generated, and nothing else: the keys it has are never rewritten, and the patch applies only to
+    the version just read (kube.add_secret_keys)."""
     uid = str(owner["metadata"].get("uid") or "")
     known = _KNOWN_CREDENTIALS.get(uid)
     passwords = secrets.DbPasswords.from_secret_data(known) if known else secrets.generate_passwords()
@@ -123,13 +127,23 @@ async def _ensure_credentials(kube: Kube, owner: Manifest, child: names.ChildNam
                                   f"Secret {child.db_credentials} was deleted: restored with the same values")
         else:
             await kube.post_event(owner, "Normal", Reason.CREDENTIALS_GENERATED,
-                                  f"generated database credentials in Secret {child.db_credentials}")
+                                  f"generated the database and Redis credentials in Secret {child.db_credentials}")
         return
     if known is None:  # there already, not seen by this process yet: read it back by name, once
         live = await kube.get("v1", "Secret", child.db_credentials, namespace)
-        data = (live or {}).get("data") or {}
-        if all(key in data for key in secrets.KEYS):
-            _KNOWN_CREDENTIALS[uid] = {key: data[key] for key in secrets.KEYS}
+        if live is None:  # deleted since the create found it: the next resync creates it
+            return
+        data = dict(live.get("data") or {})
+        missing = {key: secret["data"][key] for key in secrets.KEYS if key not in data}
+        if missing:
+            version = str(live["metadata"].get("resourceVersion") or "")
+            if not await kube.add_secret_keys(child.db_credentials, namespace, missing, version):
+                return  # changed or gone meanwhile: the next reconcile or resync reads it again
+            data.update(missing)
+            await kube.post_event(owner, "Normal", Reason.CREDENTIALS_GENERATED,
+                                  f"added {', '.join(missing)} to Secret {child.db_credentials} (its other keys"
+                                  " unchanged)")
+        _KNOWN_CREDENTIALS[uid] = {key: data[key] for key in secrets.KEYS}
 
 
 async def apply_children(

@@ -7,6 +7,7 @@ The chart is installed into the empty cluster, so helm also installs the CRD fro
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 from collections.abc import Iterator
@@ -114,6 +115,26 @@ def reconcile_fully(cluster: Cluster, namespace: str, name: str) -> None:
     eventually(lambda: _same(children(cluster, namespace), want), 60, "cache and workers pruned (delete)")
 
 
+def completes_an_older_secret(cluster: Cluster, namespace: str, name: str) -> None:
+    """A ScaledApp whose credentials Secret predates the Redis passwords (made here with only the database
+    keys): the operator adds the two keys with the ServiceAccount's patch right and leaves the others be."""
+    old = {k: base64.b64encode(f"kept-{k}".encode()).decode()
+           for k in ("superuser-password", "app-password", "replication-password", "exporter-password")}
+    secret = {"apiVersion": "v1", "kind": "Secret", "type": "Opaque", "data": old,
+              "metadata": {"name": ChildNames(name).db_credentials, "namespace": namespace}}
+    cluster.kubectl("create", "-f", "-", input=json.dumps(secret))
+    apply_example(cluster, namespace, name)
+
+    def data() -> dict[str, str] | None:
+        got: dict[str, str] = cluster.get_json(f"secret/{ChildNames(name).db_credentials}", "-n", namespace)["data"]
+        return got if {"cache-password", "queue-password"} <= set(got) else None
+
+    got = wait_for(data, 90, "the Redis passwords added to the older Secret")
+    kept = {k: got[k] for k in old} == old
+    assert kept, "a key the Secret had was rewritten"
+    assert set(got) == set(old) | {"cache-password", "queue-password"}
+
+
 def _same(got: set[str], want: set[str]) -> None:
     assert got == want, {"unexpected": sorted(got - want), "missing": sorted(want - got)}
 
@@ -139,6 +160,7 @@ def test_the_chart_identity_reconciles_a_scaledapp_completely(scratch: Cluster, 
     op.start()
     try:
         reconcile_fully(scratch, namespace, "shop")
+        completes_an_older_secret(scratch, namespace, "legacy")
     finally:
         op.stop()
     assert_no_permission_errors(op)
@@ -201,14 +223,15 @@ def test_can_i_list_shows_no_wildcards_and_no_more_secret_access_than_needed(scr
     granted = verbs_by_resource(rules_review(scratch, SA, SYSTEM, namespace))
     for key, verbs in granted.items():
         assert "*" not in key and "*" not in verbs, (key, verbs)
-    assert granted["secrets"] == {"get", "create"}  # its own, by name (the failover guard): no list or watch
+    # Its own, by name (the failover guard); patch adds the keys an older Secret lacks: no list, watch or update.
+    assert granted["secrets"] == {"get", "create", "patch"}
     assert granted["pods/resize"] == {"patch"}
     assert granted["pods"] == {"get", "list", "watch", "patch", "delete"}  # the failover guard's
     assert granted["nodes"] == {"get", "list", "watch"}  # read-only: a cordoned node moves the write role
     assert not {"pods/exec", "pods/log", "pods/attach", "pods/portforward"} & set(granted)
     assert not any({"update", "deletecollection", "escalate", "bind", "impersonate"} & v for v in granted.values())
     assert can_i(scratch, SA, SYSTEM, "patch", "pods", "--subresource=resize", "-n", namespace)
-    for forbidden in (("delete", "secrets"), ("patch", "secrets"), ("update", "secrets"), ("list", "secrets"),
+    for forbidden in (("delete", "secrets"), ("update", "secrets"), ("list", "secrets"),
                       ("watch", "secrets"), ("create", "pods"),
                       ("delete", "statefulsets"), ("delete", "persistentvolumeclaims"), ("delete", "scaledapps"),
                       ("create", "clusterroles"), ("patch", "nodes"), ("delete", "nodes")):

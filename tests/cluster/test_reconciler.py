@@ -60,6 +60,9 @@ def expected_children(name: str) -> set[str]:
     return {
         f"Deployment/{c.app}", f"Service/{c.app}", f"PodDisruptionBudget/{c.app}",
         f"Deployment/{c.cache}", f"Service/{c.cache}",
+        *(f"PodDisruptionBudget/{n}" for n in (c.cache, c.queue, c.workers)),
+        *(f"NetworkPolicy/{policy(t)}" for t in ("app", "workers", "cache", "queue", "db-write", "db-read")
+          for policy in (c.ingress_policy, c.egress_policy)),
         f"StatefulSet/{c.db_primary}", f"StatefulSet/{c.db_replicas}", f"StatefulSet/{c.queue}",
         f"Service/{c.db_write}",
         f"Service/{c.db_read}", f"Secret/{c.db_credentials}", f"Deployment/{c.workers}",

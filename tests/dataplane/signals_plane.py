@@ -20,7 +20,6 @@ from pathlib import Path
 
 import httpx
 import psycopg
-import redis
 
 from devharness.prometheus import LocalPrometheus, Target
 from scaledapp import api, observe
@@ -172,7 +171,8 @@ class SignalPlane:
         self.cache.start()
         self.queue.start()
         h = self.harness
-        self.cache_exporter = h.redis_exporter(f"{self.cache.host}:{self.cache.port}", name="signals-redis-exporter")
+        self.cache_exporter = h.redis_exporter(self.cache.address, name="signals-redis-exporter",
+                                              password=self.cache.password)
         p, r = self.pg.primary, self.pg.replica
         self.primary_exporter = h.postgres_exporter(f"{p.host}:{p.port}", MONITOR_USER, MONITOR_PASSWORD,
                                                     name="signals-pg-primary-exporter")
@@ -229,7 +229,7 @@ class SignalPlane:
             worker.stop()
             self.prom.set_targets([])
             for server in (self.cache, self.queue):
-                client = redis.Redis(host=server.host, port=server.port)
+                client = server.client()
                 client.flushall()
                 client.config_set("maxmemory", "256mb")
 
@@ -289,7 +289,7 @@ def crowded_cache(server: RedisServer, maxmemory: str, keys_per_second: int = 50
     The steady writer matters: every new client connection (the exporter connects per scrape) takes
     buffer memory, Redis evicts keys to make room, and frees the buffers a moment later; a cache of a few
     MiB is then hundreds of KiB under maxmemory and stops evicting until something fills it again."""
-    client = redis.Redis(host=server.host, port=server.port)
+    client = server.client()
     client.config_set("maxmemory", maxmemory)
     payload = b"x" * value_bytes
     written = 0

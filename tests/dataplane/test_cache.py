@@ -6,7 +6,6 @@ import asyncio
 
 import httpx
 import pytest
-import redis
 
 from demo_app.breaker import CircuitBreaker
 from demo_app.cache import Cache, item_key
@@ -21,7 +20,7 @@ pytestmark = pytest.mark.dataplane
 
 def test_second_read_is_a_cache_hit_and_spares_the_database(demo_app: AppProcess, redis_server: RedisServer) -> None:
     item_id = 101
-    redis.Redis(host=redis_server.host, port=redis_server.port).delete(item_key(item_id))  # start cold
+    redis_server.client().delete(item_key(item_id))  # start cold
     before = scrape(demo_app.url + "/metrics")
     first = httpx.get(f"{demo_app.url}/items/{item_id}", timeout=5)
     middle = scrape(demo_app.url + "/metrics")
@@ -40,7 +39,7 @@ def test_second_read_is_a_cache_hit_and_spares_the_database(demo_app: AppProcess
 
 def test_a_write_invalidates_so_no_stale_value_is_served(demo_app: AppProcess, redis_server: RedisServer) -> None:
     item_id = 102
-    cache = redis.Redis(host=redis_server.host, port=redis_server.port)
+    cache = redis_server.client()
     with httpx.Client(base_url=demo_app.url, timeout=5) as client:
         assert client.get(f"/items/{item_id}").status_code == 200  # now cached
         for i in range(20):

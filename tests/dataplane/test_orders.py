@@ -8,7 +8,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-import redis
 
 from demo_app.queue import DEAD, PROCESSING, WAITING, job_key
 from tests.support.dataplane import AppProcess, PostgresCluster, RedisServer, WorkerProcess, app_settings
@@ -44,7 +43,7 @@ def test_a_burst_far_above_the_workers_rate_is_accepted_and_drains(
 ) -> None:
     # The worker does 2 jobs at a time, 50 ms each: ~40 jobs/s. 300 orders arrive within about a second.
     n = 300
-    queue = redis.Redis(host=redis_server.host, port=redis_server.port, db=1)
+    queue = redis_server.client(1)
     responses = asyncio.run(_burst(demo_app.url, n, concurrency=32))
     assert [r.status_code for r in responses] == [202] * n
     backlog = queue.llen(WAITING)
@@ -98,7 +97,7 @@ def test_a_poison_order_stops_after_its_attempts_and_is_kept_while_others_are_do
                             job_fail_item_ids="[13]", job_max_attempts="3")
     picky = WorkerProcess("picky-worker", dataplane_dir / "logs", settings)
     picky.start()
-    queue = redis.Redis(host=redis_server.host, port=redis_server.port, db=1)
+    queue = redis_server.client(1)
     try:
         poison = httpx.post(f"{demo_app.url}/orders", json={"item_id": 13}, timeout=5).json()
         good = httpx.post(f"{demo_app.url}/orders", json={"item_id": 14}, timeout=5).json()

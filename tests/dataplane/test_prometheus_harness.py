@@ -18,7 +18,7 @@ def test_targets_carry_pod_labels_and_exporters_serve_the_documented_series(
     harness: Harness, prometheus: LocalPrometheus, redis_server: RedisServer, healthy_dataplane: PostgresCluster
 ) -> None:
     primary = healthy_dataplane.primary
-    redis_exp = harness.redis_exporter(f"{redis_server.host}:{redis_server.port}", name="h-redis-exporter")
+    redis_exp = harness.redis_exporter(redis_server.address, name="h-redis-exporter", password=redis_server.password)
     pg_exp = harness.postgres_exporter(f"{primary.host}:{primary.port}", MONITOR_USER, MONITOR_PASSWORD,
                                        name="h-postgres-exporter")
     prometheus.set_targets([
@@ -45,7 +45,7 @@ def test_targets_carry_pod_labels_and_exporters_serve_the_documented_series(
 def test_replaced_targets_go_stale_and_a_stopped_prometheus_refuses(
     harness: Harness, redis_server: RedisServer
 ) -> None:
-    exporter = harness.redis_exporter(f"{redis_server.host}:{redis_server.port}", name="h2-redis-exporter")
+    exporter = harness.redis_exporter(redis_server.address, name="h2-redis-exporter", password=redis_server.password)
     old = Target(exporter.address, namespace="h2", pod="old-0", instance="demo", tier="cache")
     prom = harness.prometheus([old], name="h2-prometheus")
     prom.wait_for_targets(timeout=30)

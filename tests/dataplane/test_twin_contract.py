@@ -132,7 +132,8 @@ def exporters(harness: Harness, redis_server: RedisServer, pg_cluster: PostgresC
     for server in (pg_cluster.primary, pg_cluster.replica):
         if not server.running:  # an outage drill elsewhere may have left one stopped
             server.start()
-    redis = harness.redis_exporter(f"{redis_server.host}:{redis_server.port}", name="contract-redis-exporter")
+    redis = harness.redis_exporter(redis_server.address, name="contract-redis-exporter",
+                                   password=redis_server.password)
     primary = harness.postgres_exporter(f"{pg_cluster.primary.host}:{pg_cluster.primary.port}", MONITOR_USER,
                                         MONITOR_PASSWORD, name="contract-pg-primary-exporter")
     replica = harness.postgres_exporter(f"{pg_cluster.replica.host}:{pg_cluster.replica.port}", MONITOR_USER,

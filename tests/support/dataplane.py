@@ -31,6 +31,7 @@ SCRIPTS = REPO / "operator" / "scaledapp" / "resources" / "files"
 PG_SUPERUSER, PG_PASSWORD, PG_DB = "postgres", "postgres-test-pw", "app"
 REPL_USER, REPL_PASSWORD = "replicator", "replicator-test-pw"
 MONITOR_USER, MONITOR_PASSWORD = "monitor", "monitor-test-pw"
+REDIS_PASSWORD = "redis-test-pw"
 _TEST_USER = "scaledapp-test"
 
 
@@ -128,20 +129,37 @@ class Process:
 
 
 class RedisServer(Process):
-    def __init__(self, log_dir: Path, port: int | None = None, name: str = "redis") -> None:
+    """A Redis that, like the pods' (resources/cache.py), requires a password: requirepass from a 0600 file the
+    server includes, not on its command line. `url()` and `client()` carry the password."""
+
+    def __init__(self, log_dir: Path, port: int | None = None, name: str = "redis",
+                 password: str = REDIS_PASSWORD) -> None:
         super().__init__(name, log_dir)
         self.host, self.port = "127.0.0.1", port or free_port()
+        self.password = password
+        self.auth_file = log_dir.parent / f"{name}-auth.conf"
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
 
     def url(self, db: int = 0) -> str:
-        return f"redis://{self.host}:{self.port}/{db}"
+        return f"redis://:{self.password}@{self.host}:{self.port}/{db}"
+
+    def client(self, db: int = 0, socket_timeout: float | None = 5) -> redis.Redis:
+        return redis.Redis(host=self.host, port=self.port, db=db, password=self.password,
+                           socket_timeout=socket_timeout)
 
     def ping(self) -> bool:
-        return bool(redis.Redis(host=self.host, port=self.port, socket_timeout=1).ping())
+        return bool(self.client(socket_timeout=1).ping())
 
     def start(self, timeout: float = 20.0) -> None:
+        self.auth_file.touch(mode=0o600)
+        self.auth_file.write_text(f"requirepass {self.password}\n")
         # A cache: no persistence, so a restart comes back empty, as a Redis pod would.
         self.spawn(["redis-server", "--port", str(self.port), "--bind", self.host, "--save", "",
-                    "--appendonly", "no", "--maxmemory", "256mb", "--maxmemory-policy", "allkeys-lru"])
+                    "--appendonly", "no", "--maxmemory", "256mb", "--maxmemory-policy", "allkeys-lru",
+                    "--include", str(self.auth_file)])
         wait_for(self.ping, timeout, f"{self.name} on :{self.port}", interval=0.05, ignore=(redis.RedisError,))
 
     def stop(self) -> None:

@@ -1,7 +1,7 @@
 """Fixtures for a real Prometheus and the pinned exporters (devharness), all on loopback.
 
     def test_x(harness: Harness, redis_server: RedisServer) -> None:
-        exporter = harness.redis_exporter(f"{redis_server.host}:{redis_server.port}")
+        exporter = harness.redis_exporter(redis_server.address, password=redis_server.password)
         prom = harness.prometheus([Target(exporter.address, namespace="ns", pod="c-0", instance="demo",
                                           tier="cache")])
         prom.wait_for_targets()
@@ -45,8 +45,9 @@ class Harness:
         prom.start(targets)
         return prom
 
-    def redis_exporter(self, redis_address: str, name: str = "redis-exporter") -> RedisExporter:
-        exporter = RedisExporter(redis_address, self._dir(name), name=name)
+    def redis_exporter(self, redis_address: str, name: str = "redis-exporter",
+                       password: str | None = None) -> RedisExporter:
+        exporter = RedisExporter(redis_address, self._dir(name), name=name, password=password)
         self._exporters.append(exporter)
         exporter.start()
         return exporter

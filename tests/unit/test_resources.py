@@ -13,14 +13,15 @@ import yaml
 
 from scaledapp import api
 from scaledapp.quantity import parse_bytes, parse_cpu_millicores
-from scaledapp.resources import DbPasswords, build_children, database
+from scaledapp.resources import DbPasswords, all_child_kinds, build_children, database
 from scaledapp.resources.names import INSTANCE_LABEL, TIER_LABEL, ChildNames
 from scaledapp.tiers import initial_scaler_bodies
 
 ROOT = Path(__file__).resolve().parents[2]
 K8S_VERSION = "1.34.0"
 NS = "shop-ns"
-PASSWORDS = DbPasswords(superuser="su-7f3a9c", app="app-91bd02", replication="rep-3c8e11", exporter="exp-55d0aa")
+PASSWORDS = DbPasswords(superuser="su-7f3a9c", app="app-91bd02", replication="rep-3c8e11", exporter="exp-55d0aa",
+                        cache="cache-4e1d77", queue="queue-b2a9f0")
 
 
 def full_spec() -> api.ScaledAppSpec:
@@ -213,8 +214,11 @@ def test_app_and_worker_environment(kind_name: str, container: str) -> None:
     assert env["DB_WRITE_HOST"]["value"] == c.db_write
     assert env["DB_READ_HOST"]["value"] == c.db_read
     assert env["DB_PASSWORD"]["valueFrom"] == {"secretKeyRef": {"name": c.db_credentials, "key": "app-password"}}
-    assert env["REDIS_URL"]["value"] == f"redis://{c.cache}:6379/0"
-    assert env["QUEUE_URL"]["value"] == f"redis://{c.queue}:6379/0"
+    # Each Redis' password from the Secret, spliced into its URL by the kubelet ($(VAR)), never a literal.
+    assert env["REDIS_PASSWORD"]["valueFrom"] == {"secretKeyRef": {"name": c.db_credentials, "key": "cache-password"}}
+    assert env["QUEUE_PASSWORD"]["valueFrom"] == {"secretKeyRef": {"name": c.db_credentials, "key": "queue-password"}}
+    assert env["REDIS_URL"]["value"] == f"redis://:$(REDIS_PASSWORD)@{c.cache}:6379/0"
+    assert env["QUEUE_URL"]["value"] == f"redis://:$(QUEUE_PASSWORD)@{c.queue}:6379/0"
     assert env["CACHE_TTL_SECONDS"]["value"] == "300"
     assert env["CPU_LIMIT_MILLICORES"]["valueFrom"]["resourceFieldRef"] == {
         "containerName": container, "resource": "limits.cpu", "divisor": "1m"}
@@ -243,7 +247,7 @@ def test_user_env_replaces_ours_in_place() -> None:
 
 
 def test_no_password_appears_anywhere_but_the_secret(spec: api.ScaledAppSpec) -> None:
-    secrets = (PASSWORDS.superuser, PASSWORDS.app, PASSWORDS.replication, PASSWORDS.exporter)
+    secrets = tuple(getattr(PASSWORDS, f) for f in ("superuser", "app", "replication", "exporter", "cache", "queue"))
     for m in children(spec):
         if m["kind"] != "Secret":
             text = yaml.safe_dump(m)
@@ -255,7 +259,55 @@ def test_read_host_falls_back_to_the_primary_without_replicas() -> None:
     app = by_key(children(SPECS["no-cache-no-workers"]))[f"Deployment/{c.app}"]
     env = env_of(app, "app")
     assert env["DB_READ_HOST"]["value"] == c.db_write
-    assert env["CACHE_ENABLED"]["value"] == "false" and "REDIS_URL" not in env
+    assert env["CACHE_ENABLED"]["value"] == "false" and "REDIS_URL" not in env and "REDIS_PASSWORD" not in env
+
+
+def test_the_secret_holds_every_password_and_every_referenced_key(spec: api.ScaledAppSpec) -> None:
+    manifests = children(spec)
+    (secret,) = [m for m in manifests if m["kind"] == "Secret"]
+    assert set(secret["data"]) == {"superuser-password", "app-password", "replication-password", "exporter-password",
+                                   "cache-password", "queue-password"}
+    assert DbPasswords.from_secret_data(secret["data"]) == PASSWORDS
+    for _key, pod in pod_specs(manifests):
+        for ctr in containers(pod):
+            for e in ctr.get("env", []):
+                ref = e.get("valueFrom", {}).get("secretKeyRef")
+                if ref:
+                    assert ref["name"] == secret["metadata"]["name"] and ref["key"] in secret["data"], e
+
+
+def test_root_filesystems_are_read_only_except_postgres(spec: api.ScaledAppSpec) -> None:
+    """Every container but the Postgres ones (the server and its bootstrap; no image checked to write nothing
+    outside its volumes) runs on a read-only root, with what it writes on volumes."""
+    for key, pod in pod_specs(children(spec)):
+        for ctr in containers(pod):
+            postgres = ctr["name"] in ("postgres", "bootstrap")
+            assert ctr["securityContext"]["readOnlyRootFilesystem"] is (not postgres), f"{key}:{ctr['name']}"
+
+
+def test_every_child_of_every_spec_is_known_to_the_pruner(spec: api.ScaledAppSpec) -> None:
+    known = {(k, n) for _v, k, n in all_child_kinds("shop")}
+    assert {(m["kind"], m["metadata"]["name"]) for m in children(spec)} <= known
+
+
+def test_app_cache_queue_and_workers_have_disruption_budgets_one_pod_at_a_time(spec: api.ScaledAppSpec) -> None:
+    c = ChildNames("shop")
+    manifests = children(spec)
+    pods = dict(pod_specs(manifests))
+    budgets = [m for m in manifests if m["kind"] == "PodDisruptionBudget"
+               and m["metadata"]["name"] in (c.app, c.cache, c.queue, c.workers)]
+    covered = set()
+    for pdb in budgets:
+        # maxUnavailable 1 even for a tier of one pod: a budget one pod can never meet blocks every drain.
+        assert pdb["spec"]["maxUnavailable"] == 1 and "minAvailable" not in pdb["spec"], pdb["metadata"]["name"]
+        assert pdb["spec"]["unhealthyPodEvictionPolicy"] == "AlwaysAllow"
+        selected = [k for k, p in pods.items()
+                    if pdb["spec"]["selector"]["matchLabels"].items() <= p["metadata"]["labels"].items()]
+        assert len(selected) == 1, (pdb["metadata"]["name"], selected)
+        covered.add(pods[selected[0]]["metadata"]["labels"][TIER_LABEL])
+    expected = {"app", "queue"} | ({"cache"} if spec.cache.enabled else set()) | (
+        {"workers"} if spec.workers.enabled else set())
+    assert covered == expected
 
 
 def test_scripts_configmap_holds_the_package_files() -> None:

@@ -63,7 +63,10 @@ def test_redis_probes_connect_through_the_pod_ip() -> None:
 
 def test_queue_redis_names_its_command_and_network_settings() -> None:
     redis = container(built()[f"StatefulSet/{C.queue}"], "redis")
-    assert redis["command"] == ["redis-server"]  # no image entrypoint turns bare options into a command
+    # No image entrypoint turns bare options into a command: our script execs redis-server with the args.
+    sh, dash_c, script, argv0 = redis["command"]
+    assert (sh, dash_c, argv0) == ("sh", "-c", "redis-server")
+    assert 'exec redis-server "$@" --include /run/redis-auth/auth.conf' in script
     args = redis["args"]
     settings = dict(zip(args[::2], args[1::2], strict=True))
     assert settings["--bind"] == "0.0.0.0" and settings["--protected-mode"] == "no" and settings["--port"] == "6379"
@@ -92,6 +95,35 @@ def test_cache_reloader_and_exporter_sidecars() -> None:
     exporter = container(deploy, "redis-exporter")
     assert exporter["image"] == api.REDIS_EXPORTER_IMAGE
     assert exporter["ports"][0]["containerPort"] == 9121
+
+
+def redis_containers(m: dict[str, dict[str, Any]]) -> list[tuple[dict[str, Any], dict[str, Any], str]]:
+    """(workload, redis container, Secret key of its password) for the cache and the queue."""
+    return [(m[f"Deployment/{C.cache}"], container(m[f"Deployment/{C.cache}"], "redis"), "cache-password"),
+            (m[f"StatefulSet/{C.queue}"], container(m[f"StatefulSet/{C.queue}"], "redis"), "queue-password")]
+
+
+def test_each_redis_requires_its_own_password_from_the_secret() -> None:
+    for workload, redis, key in redis_containers(built()):
+        env = env_of(workload, "redis")
+        # The name redis-cli reads: the probes authenticate without -a (which would put it in their argv).
+        assert env["REDISCLI_AUTH"]["valueFrom"] == {"secretKeyRef": {"name": C.db_credentials, "key": key}}
+        script = redis["command"][2]
+        # requirepass goes into a file the server includes, never onto its command line.
+        assert "requirepass" in script and '"$REDISCLI_AUTH"' in script and "--requirepass" not in script
+        assert "--include /run/redis-auth/auth.conf" in script and "umask 077" in script
+        assert "exit 1" in script.split("\n")[0]  # no password: no Redis
+        assert "--requirepass" not in redis.get("args", [])
+        auth = next(v for v in redis["volumeMounts"] if v["mountPath"] == "/run/redis-auth")
+        volume = next(v for v in workload["spec"]["template"]["spec"]["volumes"] if v["name"] == auth["name"])
+        assert volume["emptyDir"]["medium"] == "Memory"  # the rendered password never reaches the node's disk
+
+
+def test_everything_beside_the_cache_logs_in_with_its_password() -> None:
+    deploy = built()[f"Deployment/{C.cache}"]
+    ref = {"secretKeyRef": {"name": C.db_credentials, "key": "cache-password"}}
+    assert env_of(deploy, "maxmemory-reloader")["REDISCLI_AUTH"]["valueFrom"] == ref
+    assert env_of(deploy, "redis-exporter")["REDIS_PASSWORD"]["valueFrom"] == ref  # redis_exporter's variable
 
 
 # ------------------------------------------------------------------------------------------ database
@@ -220,14 +252,22 @@ def test_read_and_write_services_select_by_role_which_the_pods_start_with() -> N
 # ------------------------------------------------------------------------------------------ network
 
 
-def allowed(policy: dict[str, Any], port: int) -> list[Any]:
-    port_spec = {"protocol": "TCP", "port": port}
-    return [rule.get("from") for rule in policy["spec"]["ingress"] if port_spec in rule["ports"]]
+def allowed(policy: dict[str, Any], port: int, protocol: str = "TCP") -> list[Any]:
+    """The peers of every rule that lets `port` through (None: any peer)."""
+    key = "ingress" if policy["spec"]["policyTypes"] == ["Ingress"] else "egress"
+    peer = "from" if key == "ingress" else "to"
+    port_spec = {"protocol": protocol, "port": port}
+    return [rule.get(peer) for rule in policy["spec"][key] if port_spec in rule["ports"]]
 
 
 def peer_tiers(peers: list[Any] | None) -> set[str]:
     assert peers is not None
     return {t for p in peers for e in p["podSelector"]["matchExpressions"] for t in e["values"]}
+
+
+def open_ports(policy: dict[str, Any]) -> set[int]:
+    key = "ingress" if policy["spec"]["policyTypes"] == ["Ingress"] else "egress"
+    return {p["port"] for rule in policy["spec"][key] for p in rule["ports"]}
 
 
 def test_data_stores_accept_only_their_clients() -> None:
@@ -245,6 +285,53 @@ def test_data_stores_accept_only_their_clients() -> None:
     assert peer_tiers(peers) == {"app", "workers"}
     assert allowed(cache, 9121) == [None]
     assert cache["spec"]["podSelector"]["matchLabels"][TIER_LABEL] == "cache"
+    queue = m[f"NetworkPolicy/{C.ingress_policy('queue')}"]
+    (peers,) = allowed(queue, 6379)
+    assert peer_tiers(peers) == {"app", "workers"} and open_ports(queue) == {6379}
+
+
+def test_the_app_is_open_on_its_port_and_workers_only_for_metrics() -> None:
+    m = built()
+    app = m[f"NetworkPolicy/{C.ingress_policy('app')}"]
+    assert allowed(app, SPECS["full"].app.port) == [None] and open_ports(app) == {SPECS["full"].app.port}
+    workers = m[f"NetworkPolicy/{C.ingress_policy('workers')}"]
+    assert allowed(workers, 9100) == [None] and open_ports(workers) == {9100}
+
+
+def test_egress_reaches_only_dns_and_the_scaledapps_own_stores() -> None:
+    m = built()
+    for tier in ("app", "workers"):
+        egress = m[f"NetworkPolicy/{C.egress_policy(tier)}"]
+        assert allowed(egress, 53, "UDP") == [None] and allowed(egress, 53, "TCP") == [None]
+        (to_postgres,) = allowed(egress, 5432)
+        (to_redis,) = allowed(egress, 6379)
+        assert peer_tiers(to_postgres) == {"db-write", "db-read"} and peer_tiers(to_redis) == {"cache", "queue"}
+        assert open_ports(egress) == {53, 5432, 6379}
+    for tier in ("db-write", "db-read"):
+        egress = m[f"NetworkPolicy/{C.egress_policy(tier)}"]
+        (to_postgres,) = allowed(egress, 5432)  # replication between Postgres pods, whichever holds the role
+        assert peer_tiers(to_postgres) == {"db-write", "db-read"} and open_ports(egress) == {53, 5432}
+    for tier in ("cache", "queue"):
+        assert m[f"NetworkPolicy/{C.egress_policy(tier)}"]["spec"]["egress"] == []  # a Redis connects nowhere
+    for policy in (p for p in m.values() if p["kind"] == "NetworkPolicy"):
+        for rule in policy["spec"].get("ingress", []) + policy["spec"].get("egress", []):
+            for peer in rule.get("from", rule.get("to", [])):
+                if "namespaceSelector" not in peer:  # in this namespace: only this ScaledApp's pods
+                    assert peer["podSelector"]["matchLabels"][INSTANCE_LABEL] == C.owner
+
+
+@pytest.mark.parametrize("spec_name", sorted(SPECS))
+def test_every_pod_is_selected_by_an_ingress_and_an_egress_policy(spec_name: str) -> None:
+    m = built(spec_name)
+    policies = [p for p in m.values() if p["kind"] == "NetworkPolicy"]
+    for workload in (w for w in m.values() if w["kind"] in ("Deployment", "StatefulSet")):
+        labels = workload["spec"]["template"]["metadata"]["labels"]
+        types = {t for p in policies if p["spec"]["podSelector"]["matchLabels"].items() <= labels.items()
+                 for t in p["spec"]["policyTypes"]}
+        assert types == {"Ingress", "Egress"}, workload["metadata"]["name"]
+    # A tier switched off takes its policies with it.
+    assert len(policies) == 2 * len({w["spec"]["template"]["metadata"]["labels"][TIER_LABEL]
+                                     for w in m.values() if w["kind"] in ("Deployment", "StatefulSet")})
 
 
 # ------------------------------------------------------------------------------------------ scaler

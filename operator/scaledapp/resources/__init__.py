@@ -64,7 +64,7 @@ def build_children(
     out.append(database.topology_configmap(child, namespace))
     if spec.cache.enabled:
         out.append(cache.cache_config(child, namespace))
-    out += network.network_policies(child, namespace, spec.cache.enabled)
+    out += network.network_policies(child, namespace, spec)
     out += database.database_services(child, namespace)
     out.append(cache.queue_service(child, namespace))
     if spec.cache.enabled:
@@ -74,13 +74,16 @@ def build_children(
                                             write_role_at=write_role_at))
     out.append(database.replica_statefulset(child, namespace, spec))
     out.append(cache.queue_statefulset(child, namespace, spec))
+    out.append(cache.queue_pdb(child, namespace))
     if spec.cache.enabled:
         out.append(cache.cache_deployment(child, namespace, spec))
+        out.append(cache.cache_pdb(child, namespace))
     out.append(app.app_deployment(child, namespace, spec))
     out.append(app.app_pdb(child, namespace))
     out += database.database_budgets(child, namespace)
     if spec.workers.enabled:
         out.append(workers.workers_deployment(child, namespace, spec))
+        out.append(workers.workers_pdb(child, namespace))
     return out
 
 
@@ -92,8 +95,9 @@ def all_child_kinds(name: str) -> list[tuple[str, str, str]]:
         ("v1", "ConfigMap", child.db_scripts),
         ("v1", "ConfigMap", child.db_topology),
         ("v1", "ConfigMap", child.cache_config),
-        *[("networking.k8s.io/v1", "NetworkPolicy", child.ingress_policy(t))
-          for t in ("db-write", "db-read", "queue", "cache")],
+        *[("networking.k8s.io/v1", "NetworkPolicy", policy(t))
+          for t in ("app", "workers", "db-write", "db-read", "queue", "cache")
+          for policy in (child.ingress_policy, child.egress_policy)],
         *[("v1", "Service", n) for n in (child.db_primary, child.db_write, child.db_replicas, child.db_read,
                                           child.queue, child.cache, child.app)],
         ("apps/v1", "StatefulSet", child.db_primary),
@@ -102,5 +106,6 @@ def all_child_kinds(name: str) -> list[tuple[str, str, str]]:
         # child.queue was a Deployment before the queue became durable: listed so an upgrade prunes it.
         *[("apps/v1", "Deployment", n) for n in (child.queue, child.cache, child.app, child.workers)],
         *[("policy/v1", "PodDisruptionBudget", n)
-          for n in (child.app, child.db_primary_budget, child.db_replica_budget)],
+          for n in (child.app, child.cache, child.queue, child.workers, child.db_primary_budget,
+                    child.db_replica_budget)],
     ]

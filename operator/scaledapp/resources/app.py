@@ -13,9 +13,16 @@ Environment of app and worker containers (generic names; the demo app reads thes
     DB_WRITE_DSN, DB_READ_DSN libpq key=value DSNs built from the above with $(VAR) expansion, so
                               the password still comes only from the Secret
     CACHE_ENABLED             "true" / "false" (spec.cache.enabled)
-    REDIS_URL                 redis://<cache Service>:6379/0 (only when the cache is enabled)
+    REDIS_PASSWORD            secretKeyRef: the cache's password (only when the cache is enabled)
+    REDIS_URL                 redis://:$(REDIS_PASSWORD)@<cache Service>:6379/0 (only when the cache is enabled)
     CACHE_TTL_SECONDS         spec.cache.ttlSeconds
-    QUEUE_URL                 redis://<queue Service>:6379/0: the queue's own Redis, never evicted
+    QUEUE_PASSWORD            secretKeyRef: the queue's password
+    QUEUE_URL                 redis://:$(QUEUE_PASSWORD)@<queue Service>:6379/0: the queue's own Redis, never
+                              evicted
+
+Both Redis require their password (cache.py). It is in the URLs, as the database's is in the DSNs, so an
+app that reads REDIS_URL / QUEUE_URL authenticates without knowing about it; the spec holds only the
+`$(VAR)` reference, the kubelet expands it in the container's environment.
 
 User variables from spec.app.env replace ours of the same name and follow the rest.
 `spec.replicas` is never set here: the scaler owns it (see scaler.py).
@@ -33,6 +40,7 @@ from scaledapp.resources.common import (
     Manifest,
     container_security_context,
     cpu_request,
+    disruption_budget,
     env_field,
     env_resource,
     env_secret,
@@ -47,7 +55,7 @@ from scaledapp.resources.common import (
     selector,
     service,
 )
-from scaledapp.resources.secrets import APP_KEY, APP_USER, DATABASE
+from scaledapp.resources.secrets import APP_KEY, APP_USER, CACHE_KEY, DATABASE, QUEUE_KEY
 
 TIER = "app"
 CONTAINER = "app"
@@ -86,10 +94,14 @@ def dependency_env(child: names.ChildNames, spec: api.ScaledAppSpec, container: 
         env_value("CACHE_ENABLED", "true" if spec.cache.enabled else "false"),
     ]
     if spec.cache.enabled:
-        env.append(env_value("REDIS_URL", f"redis://{child.cache}:{REDIS_PORT}/0"))
+        env += [
+            env_secret("REDIS_PASSWORD", child.db_credentials, CACHE_KEY),
+            env_value("REDIS_URL", f"redis://:$(REDIS_PASSWORD)@{child.cache}:{REDIS_PORT}/0"),
+        ]
     env += [
         env_value("CACHE_TTL_SECONDS", str(spec.cache.ttl_seconds)),
-        env_value("QUEUE_URL", f"redis://{child.queue}:{REDIS_PORT}/0"),
+        env_secret("QUEUE_PASSWORD", child.db_credentials, QUEUE_KEY),
+        env_value("QUEUE_URL", f"redis://:$(QUEUE_PASSWORD)@{child.queue}:{REDIS_PORT}/0"),
     ]
     return env
 
@@ -152,13 +164,4 @@ def app_service(child: names.ChildNames, namespace: str, spec: api.ScaledAppSpec
 
 def app_pdb(child: names.ChildNames, namespace: str) -> Manifest:
     # maxUnavailable, not minAvailable: with a single replica minAvailable 1 would block node drains.
-    return {
-        "apiVersion": "policy/v1",
-        "kind": "PodDisruptionBudget",
-        "metadata": object_meta(child.owner, namespace, child.app, TIER),
-        "spec": {
-            "maxUnavailable": 1,
-            "selector": selector(child.owner, TIER),
-            "unhealthyPodEvictionPolicy": "AlwaysAllow",
-        },
-    }
+    return disruption_budget(child.owner, namespace, child.app, TIER)

@@ -28,6 +28,21 @@ Both name their command and network settings (`redis-server`, bind 0.0.0.0, prot
 entrypoint turns bare options into a command, and a Redis built with protected mode on (Debian's) refuses
 every client outside the pod. Their readiness probes PING through the pod's own IP, the way clients
 connect, so a Redis that only loopback can reach is never Ready.
+
+Passwords
+---------
+Each Redis requires its own password from the credentials Secret (`cache-password`, `queue-password`;
+secrets.py says why two): a client without it gets NOAUTH to everything but AUTH. NetworkPolicies keep
+strangers out only where the network plugin enforces them; the password holds everywhere. The value never
+appears in a manifest, an argv or a log:
+
+* the container gets it as `REDISCLI_AUTH` through `secretKeyRef`, the name redis-cli reads it from, so
+  the probes and the reloader authenticate with no `-a` (which would put it in their argv);
+* the start script writes `requirepass` into a file on a memory emptyDir (mode 0600, the redis user's) and
+  starts `redis-server ... --include <that file>`: `ps` shows the file's name, not the password;
+* a start without the variable fails (a Redis without a password would answer anybody);
+* the exporter reads it as `REDIS_PASSWORD`; the app and workers as `REDIS_PASSWORD` / `QUEUE_PASSWORD`,
+  spliced into REDIS_URL / QUEUE_URL by `$(VAR)` expansion (app.py).
 """
 
 from __future__ import annotations
@@ -41,6 +56,8 @@ from scaledapp.resources.common import (
     REDIS_UID,
     Manifest,
     container_security_context,
+    disruption_budget,
+    env_secret,
     env_value,
     exec_probe,
     format_memory,
@@ -55,6 +72,7 @@ from scaledapp.resources.common import (
     service,
     tcp_probe,
 )
+from scaledapp.resources.secrets import CACHE_KEY, QUEUE_KEY
 
 TIER = "cache"
 QUEUE_TIER = names.QUEUE_TIER
@@ -71,19 +89,42 @@ port 6379
 dir /data
 """
 
-_START_CACHE = f"""\
-m="$(cat {CONFIG_DIR}/{MAXMEMORY_KEY} 2>/dev/null)"
+# The password's variable: the name redis-cli reads it from (probes, reloader), set from the Secret.
+PASSWORD_ENV = "REDISCLI_AUTH"
+# A memory emptyDir for the config file that holds `requirepass`, written at start (see the docstring).
+AUTH_DIR = "/run/redis-auth"
+AUTH_FILE = "auth.conf"
+
+
+def render_auth(auth_dir: str = AUTH_DIR) -> str:
+    """Shell lines writing the password from the environment into `auth_dir`/auth.conf (mode 0600), which
+    redis-server includes; they stop the container when there is no password."""
+    return (f'[ -n "${PASSWORD_ENV}" ] || {{ echo "no Redis password in {PASSWORD_ENV}: not starting" >&2; exit 1; }}\n'
+            f"(umask 077; printf 'requirepass %s\\n' \"${PASSWORD_ENV}\" > {auth_dir}/{AUTH_FILE})\n")
+
+
+def cache_start_script(config_dir: str = CONFIG_DIR, auth_dir: str = AUTH_DIR) -> str:
+    """The cache container's command (sh -c); the directories are arguments so tests can run it locally."""
+    return render_auth(auth_dir) + f"""\
+m="$(cat {config_dir}/{MAXMEMORY_KEY} 2>/dev/null)"
 [ -n "$m" ] || m="$INITIAL_MAXMEMORY"
-exec redis-server {CONFIG_DIR}/redis.conf --maxmemory "$m" --maxmemory-policy allkeys-lru \
---save "" --appendonly no
+exec redis-server {config_dir}/redis.conf --maxmemory "$m" --maxmemory-policy allkeys-lru \\
+--save "" --appendonly no --include {auth_dir}/{AUTH_FILE}
 """
 
-# Applies a changed maxmemory without a restart. It retries until redis accepts (redis may still be
-# starting), and only remembers a value once CONFIG SET answered OK.
-_RELOADER = f"""\
+
+def queue_start_script(auth_dir: str = AUTH_DIR) -> str:
+    """The queue container's command (sh -c, $0 redis-server): redis-server with the container's args."""
+    return render_auth(auth_dir) + f'exec redis-server "$@" --include {auth_dir}/{AUTH_FILE}\n'
+
+
+def reloader_script(config_dir: str = CONFIG_DIR) -> str:
+    """Applies a changed maxmemory without a restart. It retries until redis accepts (redis may still be
+    starting), and only remembers a value once CONFIG SET answered OK. redis-cli logs in with REDISCLI_AUTH."""
+    return f"""\
 last=""
 while true; do
-  m="$(cat {CONFIG_DIR}/{MAXMEMORY_KEY} 2>/dev/null)"
+  m="$(cat {config_dir}/{MAXMEMORY_KEY} 2>/dev/null)"
   if [ -n "$m" ] && [ "$m" != "$last" ]; then
     if [ "$(redis-cli -h 127.0.0.1 CONFIG SET maxmemory "$m")" = OK ]; then
       echo "maxmemory set to $m"; last="$m"
@@ -94,7 +135,8 @@ done
 """
 
 # Through the pod IP (downward API), not 127.0.0.1: protected mode and a loopback-only bind answer
-# loopback and refuse every other pod, and readiness must test what clients depend on.
+# loopback and refuse every other pod, and readiness must test what clients depend on. It authenticates
+# (REDISCLI_AUTH): a PING without the password answers NOAUTH, never PONG.
 _PING = 'test "$(redis-cli -h "$POD_IP" ping)" = PONG'
 
 
@@ -120,26 +162,22 @@ def _redis_pod_base() -> Manifest:
     return {"securityContext": pod_security_context(REDIS_UID, REDIS_GID), "terminationGracePeriodSeconds": 30}
 
 
-def cache_deployment(child: names.ChildNames, namespace: str, spec: api.ScaledAppSpec) -> Manifest:
-    cache = spec.cache
-    config_mount = {"name": "config", "mountPath": CONFIG_DIR, "readOnly": True}
-    redis: Manifest = {
-        "name": "redis",
-        "image": cache.image,
-        "command": ["sh", "-c", _START_CACHE],
-        "env": [env_value("INITIAL_MAXMEMORY", str(memory_bytes(cache.memory.initial))), pod_ip_env()],
-        "ports": [{"name": "redis", "containerPort": REDIS_PORT, "protocol": "TCP"}],
-        "resources": cache_limits(cache),
-        "readinessProbe": exec_probe(_PING, period=5, failures=2),
-        # Liveness by TCP: a Redis that is LOADING or busy answers errors to PING but is alive.
-        "livenessProbe": tcp_probe("redis", period=10, failures=3),
-        "securityContext": container_security_context(),
-        "volumeMounts": [config_mount, {"name": "data", "mountPath": "/data"}],
-    }
+def _auth_volume() -> Manifest:
+    # In memory: the rendered password never reaches the node's disk.
+    return {"name": "auth", "emptyDir": {"medium": "Memory", "sizeLimit": "1Mi"}}
+
+
+def _auth_mount() -> Manifest:
+    return {"name": "auth", "mountPath": AUTH_DIR}
+
+
+def _cache_sidecars(child: names.ChildNames, image: str, config_mount: Manifest) -> list[Manifest]:
+    """The maxmemory reloader and the exporter, each logging in with the cache's password."""
     reloader: Manifest = {
         "name": "maxmemory-reloader",
-        "image": cache.image,
-        "command": ["sh", "-c", _RELOADER],
+        "image": image,
+        "command": ["sh", "-c", reloader_script()],
+        "env": [env_secret(PASSWORD_ENV, child.db_credentials, CACHE_KEY)],
         "resources": resources("5m", "16Mi", limit_cpu="50m", limit_memory="32Mi"),
         "securityContext": container_security_context(),
         # Not subPath: only a whole-directory ConfigMap mount sees updates.
@@ -148,20 +186,42 @@ def cache_deployment(child: names.ChildNames, namespace: str, spec: api.ScaledAp
     exporter: Manifest = {
         "name": "redis-exporter",
         "image": api.REDIS_EXPORTER_IMAGE,
-        "env": [env_value("REDIS_ADDR", f"redis://127.0.0.1:{REDIS_PORT}")],
+        "env": [env_value("REDIS_ADDR", f"redis://127.0.0.1:{REDIS_PORT}"),
+                env_secret("REDIS_PASSWORD", child.db_credentials, CACHE_KEY)],
         "ports": [{"name": "metrics", "containerPort": REDIS_EXPORTER_PORT, "protocol": "TCP"}],
         "resources": resources("10m", "32Mi", limit_cpu="100m", limit_memory="64Mi"),
         "securityContext": container_security_context(),
+    }
+    return [reloader, exporter]
+
+
+def cache_deployment(child: names.ChildNames, namespace: str, spec: api.ScaledAppSpec) -> Manifest:
+    cache = spec.cache
+    config_mount = {"name": "config", "mountPath": CONFIG_DIR, "readOnly": True}
+    redis: Manifest = {
+        "name": "redis",
+        "image": cache.image,
+        "command": ["sh", "-c", cache_start_script()],
+        "env": [env_value("INITIAL_MAXMEMORY", str(memory_bytes(cache.memory.initial))), pod_ip_env(),
+                env_secret(PASSWORD_ENV, child.db_credentials, CACHE_KEY)],
+        "ports": [{"name": "redis", "containerPort": REDIS_PORT, "protocol": "TCP"}],
+        "resources": cache_limits(cache),
+        "readinessProbe": exec_probe(_PING, period=5, failures=2),
+        # Liveness by TCP: a Redis that is LOADING or busy answers errors to PING but is alive.
+        "livenessProbe": tcp_probe("redis", period=10, failures=3),
+        "securityContext": container_security_context(),
+        "volumeMounts": [config_mount, {"name": "data", "mountPath": "/data"}, _auth_mount()],
     }
     pod = pod_template(
         child.owner,
         TIER,
         {
             **_redis_pod_base(),
-            "containers": [redis, reloader, exporter],
+            "containers": [redis, *_cache_sidecars(child, cache.image, config_mount)],
             "volumes": [
                 {"name": "config", "configMap": {"name": child.cache_config}},
                 {"name": "data", "emptyDir": {"sizeLimit": "64Mi"}},
+                _auth_volume(),
             ],
         },
         annotations=scrape_annotations(REDIS_EXPORTER_PORT),
@@ -186,6 +246,11 @@ def cache_service(child: names.ChildNames, namespace: str) -> Manifest:
     return service(child.owner, namespace, child.cache, TIER, [("redis", REDIS_PORT, "redis")])
 
 
+def cache_pdb(child: names.ChildNames, namespace: str) -> Manifest:
+    """One pod: a drain may evict it (common.disruption_budget says why); the app reads through meanwhile."""
+    return disruption_budget(child.owner, namespace, child.cache, TIER)
+
+
 QUEUE_MAXMEMORY = 96 * 1024 * 1024
 
 
@@ -196,24 +261,26 @@ def queue_statefulset(child: names.ChildNames, namespace: str, spec: api.ScaledA
     redis: Manifest = {
         "name": "redis",
         "image": spec.cache.image,
-        # The command itself, not options for an image entrypoint to complete; and the network settings
-        # the cache has in redis.conf, explicit rather than the build's defaults (protected mode).
-        "command": ["redis-server"],
+        # Our own command, not options for an image entrypoint to complete: the script writes the password
+        # file and execs redis-server with these args ($0 is its name). The network settings the cache has in
+        # redis.conf are explicit here rather than the build's defaults (protected mode).
+        "command": ["sh", "-c", queue_start_script(), "redis-server"],
         "args": ["--bind", "0.0.0.0", "--protected-mode", "no", "--port", str(REDIS_PORT),
                  # noeviction: a full queue refuses new jobs (the app sees errors) instead of dropping old ones.
                  "--maxmemory", str(QUEUE_MAXMEMORY), "--maxmemory-policy", "noeviction",
                  # Durable: every write is on the volume before Redis answers it (an accepted order is never
                  # lost with the pod); no RDB snapshots beside the AOF.
                  "--appendonly", "yes", "--appendfsync", "always", "--save", "", "--dir", "/data"],
-        "env": [pod_ip_env()],
+        "env": [pod_ip_env(), env_secret(PASSWORD_ENV, child.db_credentials, QUEUE_KEY)],
         "ports": [{"name": "redis", "containerPort": REDIS_PORT, "protocol": "TCP"}],
         "resources": resources("25m", "128Mi", limit_cpu="500m"),
         "readinessProbe": exec_probe(_PING, period=5, failures=2),
         "livenessProbe": tcp_probe("redis", period=10, failures=3),
         "securityContext": container_security_context(),
-        "volumeMounts": [{"name": "data", "mountPath": "/data"}],
+        "volumeMounts": [{"name": "data", "mountPath": "/data"}, _auth_mount()],
     }
-    pod = pod_template(child.owner, QUEUE_TIER, {**_redis_pod_base(), "containers": [redis]})
+    pod = pod_template(child.owner, QUEUE_TIER,
+                       {**_redis_pod_base(), "containers": [redis], "volumes": [_auth_volume()]})
     claim: Manifest = {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": QUEUE_STORAGE}}}
     if spec.database.storage_class_name:  # the cluster's choice of durable storage, as for Postgres
         claim["storageClassName"] = spec.database.storage_class_name
@@ -237,3 +304,8 @@ def queue_statefulset(child: names.ChildNames, namespace: str, spec: api.ScaledA
 
 def queue_service(child: names.ChildNames, namespace: str) -> Manifest:
     return service(child.owner, namespace, child.queue, QUEUE_TIER, [("redis", REDIS_PORT, "redis")])
+
+
+def queue_pdb(child: names.ChildNames, namespace: str) -> Manifest:
+    """One pod: a drain may evict it (common.disruption_budget says why); accepted orders wait on its volume."""
+    return disruption_budget(child.owner, namespace, child.queue, QUEUE_TIER)

@@ -194,6 +194,30 @@ def selector(owner: str, tier: str) -> Manifest:
     return {"matchLabels": names.selector_labels(owner, tier)}
 
 
+def disruption_budget(owner: str, namespace: str, name: str, tier: str) -> Manifest:
+    """A PodDisruptionBudget over one tier's pods: voluntary evictions (drains) take one pod at a time.
+
+    maxUnavailable 1, never minAvailable, and the same for a tier of one pod (cache, queue): a budget
+    that a single pod can never satisfy (minAvailable 1, maxUnavailable 0) refuses every eviction, so
+    every `kubectl drain` and node upgrade would hang on it for good (or until a managed cluster's
+    drain timeout forces the eviction anyway). A single-instance tier survives a drain by how it
+    restarts instead: the cache comes back empty while the app reads through; the queue's orders are
+    on its volume, and orders are refused (503) for the restart. For those two the budget only writes
+    the choice down (one pod, one allowed disruption); for the app and workers it holds drains to one
+    pod at a time. Unhealthy pods may always be evicted: a pod that is not Ready serves nothing, and
+    keeping it would block the drain for no one."""
+    return {
+        "apiVersion": "policy/v1",
+        "kind": "PodDisruptionBudget",
+        "metadata": object_meta(owner, namespace, name, tier),
+        "spec": {
+            "maxUnavailable": 1,
+            "selector": selector(owner, tier),
+            "unhealthyPodEvictionPolicy": "AlwaysAllow",
+        },
+    }
+
+
 def service(
     owner: str,
     namespace: str,

@@ -30,7 +30,7 @@ class ChildNames:
         return f"{self.owner}-app"
 
     @property
-    def cache(self) -> str:  # Deployment, Service
+    def cache(self) -> str:  # Deployment, Service, PodDisruptionBudget
         return f"{self.owner}-cache"
 
     @property
@@ -78,15 +78,18 @@ class ChildNames:
         return f"{self.owner}-db-credentials"
 
     @property
-    def workers(self) -> str:  # Deployment
+    def workers(self) -> str:  # Deployment, PodDisruptionBudget
         return f"{self.owner}-workers"
 
     @property
-    def queue(self) -> str:  # StatefulSet (1 pod, PVC), Service: the job queue's own durable Redis (never evicts)
+    def queue(self) -> str:  # StatefulSet (1 pod, PVC), Service, PodDisruptionBudget: the job queue's own durable Redis
         return f"{self.owner}-queue"
 
-    def ingress_policy(self, tier: str) -> str:  # NetworkPolicy guarding one tier's pods
+    def ingress_policy(self, tier: str) -> str:  # NetworkPolicy: who may connect to one tier's pods
         return f"{self.owner}-{tier}-ingress"
+
+    def egress_policy(self, tier: str) -> str:  # NetworkPolicy: where one tier's pods may connect
+        return f"{self.owner}-{tier}-egress"
 
 
 def selector_labels(owner: str, tier: str) -> dict[str, str]:

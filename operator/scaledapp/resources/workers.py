@@ -1,4 +1,5 @@
-"""The workers tier: a Deployment of queue workers (the app image unless spec.workers.image is set).
+"""The workers tier: a Deployment of queue workers (the app image unless spec.workers.image is set), and
+its PodDisruptionBudget.
 
 Workers get the app's environment (see app.py) plus METRICS_PORT, and the app's container resources:
 the spec sizes one kind of Python pod. `spec.replicas` is the scaler's.
@@ -14,6 +15,7 @@ from scaledapp.resources.common import (
     WORKER_METRICS_PORT,
     Manifest,
     container_security_context,
+    disruption_budget,
     env_value,
     merge_env,
     object_meta,
@@ -72,3 +74,8 @@ def workers_deployment(child: names.ChildNames, namespace: str, spec: api.Scaled
             "template": pod,
         },
     }
+
+
+def workers_pdb(child: names.ChildNames, namespace: str) -> Manifest:
+    """Drains stop one worker at a time (each finishes the job in hand); jobs wait in the queue meanwhile."""
+    return disruption_budget(child.owner, namespace, child.workers, TIER)
