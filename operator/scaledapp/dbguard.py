@@ -27,7 +27,7 @@ from typing import Any
 
 import pydantic
 
-from scaledapp import api, failover, pgclient
+from scaledapp import api, dbtls, failover, pgclient
 from scaledapp.failover import DbPod, Plan, Topology
 from scaledapp.kube import Kube, KubeError
 from scaledapp.resources import names
@@ -119,7 +119,12 @@ class Guard:
     def pods(self) -> list[DbPod]:
         return [db_pod(s) for s in self.pods_now()]
 
-    async def password(self, child: names.ChildNames, namespace: str) -> str | None:
+    async def password(self, child: names.ChildNames, namespace: str) -> str | pgclient.CertLogin | None:
+        """How the guard logs in: the operator's client certificate (dbtls.py) once the CA is known, which
+        works whatever the passwords are; before that, the superuser's password from the Secret."""
+        login = dbtls.operator_login(child, namespace)
+        if login is not None:
+            return login
         if self.memory.password is None:
             secret = await self.kube.get("v1", "Secret", child.db_credentials, namespace)
             encoded = ((secret or {}).get("data") or {}).get(SUPERUSER_KEY)
@@ -164,6 +169,8 @@ class Guard:
         if phase == "SwitchingOver":
             await self.resume_switchover(owner, topology, home)
             return
+        if dbtls.reload_pending(child, namespace):
+            await self.reload_tls(owner, child, namespace, pods)
         positions: dict[str, failover.Position | None] = {}
         if failover.needs_positions(pods, topology, home, down_for, delay):
             positions = await self.positions(child, namespace, pods)
@@ -423,6 +430,17 @@ class Guard:
             message = f"dropped the replication slots of removed replicas: {', '.join(dropped)}"
             self.logger.info(message)
             await self.kube.post_event(dict(owner), "Normal", "SlotsDropped", message)
+
+
+    async def reload_tls(self, owner: Mapping[str, Any], child: names.ChildNames, namespace: str,
+                         pods: Sequence[DbPod]) -> None:
+        """Renewed certificates: each running Postgres server reloads once its mounted files have them."""
+        login = await self.password(child, namespace)
+        if login is None:
+            return
+        servers = [pgclient.Server(str(p.ip), login, SUPERUSER) for p in pods if p.ip and p.running]
+        if await dbtls.reload_when_propagated(owner, self.kube, servers):
+            self.logger.info("Postgres servers reloaded the renewed certificates")
 
 
 async def run_guard(kube: Kube, body: Mapping[str, Any], pods_now: PodsNow, logger: Logger,

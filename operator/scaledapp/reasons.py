@@ -63,6 +63,9 @@ class Reason(enum.StrEnum):
     CREATED = "Created"
     CREDENTIALS_GENERATED = "CredentialsGenerated"
     CREDENTIALS_RESTORED = "CredentialsRestored"
+    CERTIFICATES_ISSUED = "CertificatesIssued"
+    CA_INVALID = "CAInvalid"
+    TLS_RELOADED = "TLSReloaded"
     PRUNED = "Pruned"
     REPAIRED = "Repaired"
 
@@ -112,6 +115,12 @@ DOCS: dict[Reason, tuple[str, str]] = {
     Reason.CREATED: ("Event", "every tier was created"),
     Reason.CREDENTIALS_GENERATED: ("Event", "database credentials were generated in their Secret"),
     Reason.CREDENTIALS_RESTORED: ("Warning Event", "the deleted credentials Secret was put back with the same values"),
+    Reason.CERTIFICATES_ISSUED: ("Event", "the Postgres server and replication certificates were issued (first, "
+                                 "renewed before expiry, or re-issued for a new CA); the message says why"),
+    Reason.CA_INVALID: ("Warning Event", "spec.database.tls.caSecretName names a Secret without a usable CA "
+                        "(tls.crt, tls.key); no certificate is issued until it has one"),
+    Reason.TLS_RELOADED: ("Event", "the Postgres servers reloaded their configuration after renewed certificates "
+                          "reached their pods"),
     Reason.PRUNED: ("Event", "a child no longer in the spec was deleted"),
     Reason.REPAIRED: ("Event", "a deleted or edited child was put back"),
 }

@@ -13,7 +13,7 @@ from typing import Any
 
 import pydantic
 
-from scaledapp import api, conditions, resources, scaler
+from scaledapp import api, conditions, dbtls, resources, scaler
 from scaledapp.kube import Kube, KubeError
 from scaledapp.reasons import ConditionType, Reason
 from scaledapp.resources import names, secrets
@@ -79,6 +79,7 @@ async def reconcile(kube: Kube, owner: Manifest, logger: logging.Logger | loggin
     child = names.ChildNames(name)
     try:
         await _ensure_credentials(kube, owner, child, namespace)
+        await _ensure_tls(kube, owner, spec)
         await apply_children(kube, owner, spec)
     except KubeError as exc:
         logger.error("reconcile failed: %s", exc)
@@ -130,6 +131,12 @@ async def _ensure_credentials(kube: Kube, owner: Manifest, child: names.ChildNam
         data = (live or {}).get("data") or {}
         if all(key in data for key in secrets.KEYS):
             _KNOWN_CREDENTIALS[uid] = {key: data[key] for key in secrets.KEYS}
+
+
+async def _ensure_tls(kube: Kube, owner: Manifest, spec: api.ScaledAppSpec) -> None:
+    """The Postgres CA and the TLS Secret every Postgres pod mounts: issued before the pods that need them,
+    renewed before they expire (dbtls.py; the certificates themselves: resources/tls.py)."""
+    await dbtls.ensure(kube, owner, spec, lambda m: adopt(m, owner), names.RECONCILER_MANAGER)
 
 
 async def apply_children(
@@ -243,6 +250,7 @@ async def resync(
     except pydantic.ValidationError:
         return []
     await _ensure_credentials(kube, owner, names.ChildNames(name), namespace)
+    await _ensure_tls(kube, owner, spec)
     missing = [(m["kind"], m["metadata"]["name"]) for m in resources.build_children(name, namespace, spec)
                if not present(m["kind"], namespace, m["metadata"]["name"])]
     for kind, child_name in missing:

@@ -147,7 +147,8 @@ def test_rbac_is_least_privilege(variant: str) -> None:
     # guard fences a lost primary); never data (no PVCs, StatefulSets, Secrets).
     assert {k for k, v in verbs_of.items() if "delete" in v} == {
         "deployments.apps", "services", "configmaps", "networkpolicies.networking.k8s.io", "pods"}
-    assert verbs_of["secrets"] == {"get", "create"}  # its own, by name; never list or watch a Secret
+    # its own, by name; never list or watch a Secret; patch renews the Postgres TLS Secret
+    assert verbs_of["secrets"] == {"get", "create", "patch"}
     assert verbs_of["pods/resize"] == {"patch"}
     assert verbs_of["pods"] == {"get", "list", "watch", "patch", "delete"}  # labels and fencing, no exec/create
     assert not {"pods/exec", "pods/log", "pods/attach", "pods/portforward"} & set(verbs_of)
