@@ -27,7 +27,7 @@ from typing import Any
 
 import pydantic
 
-from scaledapp import api, dbtls, failover, pgclient
+from scaledapp import api, dbcreds, dbtls, failover, pgclient
 from scaledapp.failover import DbPod, Plan, Topology
 from scaledapp.kube import Kube, KubeError
 from scaledapp.resources import names
@@ -171,6 +171,8 @@ class Guard:
             return
         if dbtls.reload_pending(child, namespace):
             await self.reload_tls(owner, child, namespace, pods)
+        if primary is not None and primary.ready and dbcreds.due(owner):
+            await self.sync_credentials(owner, child, namespace, primary)
         positions: dict[str, failover.Position | None] = {}
         if failover.needs_positions(pods, topology, home, down_for, delay):
             positions = await self.positions(child, namespace, pods)
@@ -441,6 +443,22 @@ class Guard:
         servers = [pgclient.Server(str(p.ip), login, SUPERUSER) for p in pods if p.ip and p.running]
         if await dbtls.reload_when_propagated(owner, self.kube, servers):
             self.logger.info("Postgres servers reloaded the renewed certificates")
+
+
+    async def sync_credentials(self, owner: Mapping[str, Any], child: names.ChildNames, namespace: str,
+                               primary: DbPod) -> None:
+        """The credentials Secret is the source of truth: the roles' passwords follow it (dbcreds.py), set
+        over the operator's certificate login, which no password change can lock out."""
+        login = dbtls.operator_login(child, namespace)
+        if login is None or not primary.ip:
+            return
+        try:
+            changed = await dbcreds.sync(self.kube, owner, pgclient.Server(str(primary.ip), login, SUPERUSER))
+        except pgclient.PostgresError as exc:
+            self.logger.warning("credentials sync: %s", exc)
+            return
+        if changed:
+            self.logger.info("database passwords set from the credentials Secret for %s", ", ".join(changed))
 
 
 async def run_guard(kube: Kube, body: Mapping[str, Any], pods_now: PodsNow, logger: Logger,

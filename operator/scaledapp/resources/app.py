@@ -10,6 +10,8 @@ Environment of app and worker containers (generic names; the demo app reads thes
     DB_READ_HOST              the db-read Service (ready replicas; the primary when replicas.max is 0)
     DB_PORT, DB_NAME, DB_USER
     DB_PASSWORD               secretKeyRef into the credentials Secret
+    DB_PASSWORD_FILE          the app role's password, the credentials Secret's key mounted as a file: read
+                              at every new connection, so an edited password reaches running pods
     DB_SSLROOTCERT            the Postgres CA's certificate (the db-tls Secret's ca.crt, mounted)
     DB_WRITE_DSN, DB_READ_DSN libpq key=value DSNs built from the above with $(VAR) expansion, so
                               the password still comes only from the Secret; TLS with the server's
@@ -83,6 +85,7 @@ def dependency_env(child: names.ChildNames, spec: api.ScaledAppSpec, container: 
         env_value("DB_NAME", DATABASE),
         env_value("DB_USER", APP_USER),
         env_secret("DB_PASSWORD", child.db_credentials, APP_KEY),
+        env_value("DB_PASSWORD_FILE", f"{CREDENTIALS_DIR}/{APP_KEY}"),
         env_value("DB_SSLROOTCERT", tls.CLIENT_CA_FILE),
         # Dependent variables must come after what they reference.
         env_value("DB_WRITE_DSN", dsn.format(host="DB_WRITE_HOST")),
@@ -104,7 +107,18 @@ def db_ca_volume(child: names.ChildNames) -> Manifest:
                                         "items": [{"key": tls.CA_CERT_KEY, "path": tls.CA_CERT_KEY}]}}
 
 
-DB_CA_MOUNT: Manifest = {"name": "db-ca", "mountPath": tls.CLIENT_CA_DIR, "readOnly": True}
+CREDENTIALS_DIR = "/etc/scaledapp-db-credentials"
+
+
+def db_volumes(child: names.ChildNames) -> list[Manifest]:
+    """What app and worker pods mount of the database's Secrets: the CA's certificate, the app's password."""
+    return [db_ca_volume(child),
+            {"name": "db-credentials", "secret": {"secretName": child.db_credentials, "defaultMode": 0o440,
+                                                  "items": [{"key": APP_KEY, "path": APP_KEY}]}}]
+
+
+DB_MOUNTS: list[Manifest] = [{"name": "db-ca", "mountPath": tls.CLIENT_CA_DIR, "readOnly": True},
+                             {"name": "db-credentials", "mountPath": CREDENTIALS_DIR, "readOnly": True}]
 
 
 def app_deployment(child: names.ChildNames, namespace: str, spec: api.ScaledAppSpec) -> Manifest:
@@ -125,7 +139,7 @@ def app_deployment(child: names.ChildNames, namespace: str, spec: api.ScaledAppS
         "livenessProbe": http_probe(app.probes.liveness_path, "http", period=10, failures=3),
         "lifecycle": {"preStop": {"sleep": {"seconds": PRE_STOP_SECONDS}}},
         "securityContext": container_security_context(),
-        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}, dict(DB_CA_MOUNT)],
+        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}, *[dict(m) for m in DB_MOUNTS]],
     }
     pod = pod_template(
         child.owner,
@@ -134,7 +148,7 @@ def app_deployment(child: names.ChildNames, namespace: str, spec: api.ScaledAppS
             "securityContext": pod_security_context(APP_UID),
             "terminationGracePeriodSeconds": TERMINATION_GRACE_SECONDS,
             "containers": [container],
-            "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}}, db_ca_volume(child)],
+            "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}}, *db_volumes(child)],
             # Spread replicas over nodes when possible, so one node loss does not take the tier.
             "topologySpreadConstraints": [{
                 "maxSkew": 1,
