@@ -105,14 +105,16 @@ def _summary(spec: api.ScaledAppSpec) -> list[str]:
 
 
 # The credentials as last seen, per ScaledApp uid, in memory only (never logged, never in status): a deleted
-# Secret is put back with the same values, so the database roles and every running pod (whose environment
-# holds them) stay in step with it. Generating new ones would lock them all out.
+# Secret is put back with the same values, so the database roles and every running pod stay in step with it.
+# Read back at every reconcile and resync, so an edited Secret (a password changed by hand, which the failover
+# guard then sets in the database: dbcreds.py) is what a later deletion restores. With no memory (an operator
+# restarted after the deletion) new values are generated, and the guard makes the database agree.
 _KNOWN_CREDENTIALS: dict[str, dict[str, str]] = {}
 
 
 async def _ensure_credentials(kube: Kube, owner: Manifest, child: names.ChildNames, namespace: str) -> None:
     """Generated once, never overwritten, never logged: the Secret is created only when absent (a create that
-    finds it there changes nothing), with the values it had if this process has seen it, else new ones."""
+    finds it there changes nothing), with the values it last had if this process has seen it, else new ones."""
     uid = str(owner["metadata"].get("uid") or "")
     known = _KNOWN_CREDENTIALS.get(uid)
     passwords = secrets.DbPasswords.from_secret_data(known) if known else secrets.generate_passwords()
@@ -126,11 +128,11 @@ async def _ensure_credentials(kube: Kube, owner: Manifest, child: names.ChildNam
             await kube.post_event(owner, "Normal", Reason.CREDENTIALS_GENERATED,
                                   f"generated database credentials in Secret {child.db_credentials}")
         return
-    if known is None:  # there already, not seen by this process yet: read it back by name, once
-        live = await kube.get("v1", "Secret", child.db_credentials, namespace)
-        data = (live or {}).get("data") or {}
-        if all(key in data for key in secrets.KEYS):
-            _KNOWN_CREDENTIALS[uid] = {key: data[key] for key in secrets.KEYS}
+    # There already: read it back by name (it may have been edited).
+    live = await kube.get("v1", "Secret", child.db_credentials, namespace)
+    data = (live or {}).get("data") or {}
+    if all(key in data for key in secrets.KEYS):
+        _KNOWN_CREDENTIALS[uid] = {key: data[key] for key in secrets.KEYS}
 
 
 async def _ensure_tls(kube: Kube, owner: Manifest, spec: api.ScaledAppSpec) -> None:
