@@ -10,6 +10,7 @@ certificate picked up on a reload without a restart.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import os
 import pwd
@@ -18,14 +19,17 @@ import ssl
 import struct
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any, cast
 
+import httpx
 import psycopg
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from scaledapp import dbtls, pgclient
-from scaledapp.resources import database, names, tls
+from scaledapp import dbcreds, dbtls, pgclient
+from scaledapp.kube import Kube
+from scaledapp.resources import database, names, secrets, tls
 from tests.dataplane.test_postgres_start import (
     APP_PASSWORD,
     APP_USER,
@@ -36,7 +40,7 @@ from tests.dataplane.test_postgres_start import (
     run_as,
     tool_path,
 )
-from tests.support.dataplane import SCRIPTS, as_user, unprivileged_user
+from tests.support.dataplane import SCRIPTS, AppProcess, RedisServer, as_user, unprivileged_user
 from tests.support.wait import wait_for
 
 pytestmark = pytest.mark.dataplane
@@ -252,6 +256,56 @@ def test_a_changed_password_lets_new_connections_in_while_old_sessions_keep_work
         server.set_passwords({APP_USER: APP_PASSWORD})
 
 
+class SecretApi:
+    """The two calls dbcreds.sync makes: the credentials Secret by name, and Events (kept to be read)."""
+
+    def __init__(self, passwords: secrets.DbPasswords) -> None:
+        self.data = passwords.as_secret_data()
+        self.events: list[str] = []
+
+    async def get(self, api_version: str, kind: str, name: str, namespace: str) -> dict[str, Any] | None:
+        return {"data": dict(self.data)} if name == CHILD.db_credentials else None
+
+    async def post_event(self, owner: dict[str, Any], type_: str, reason: str, message: str) -> None:
+        self.events.append(f"{reason}: {message}")
+
+
+def test_an_edited_secret_is_what_the_database_agrees_with_and_old_sessions_go_on(
+    primary: TlsServer, operator_login: pgclient.CertLogin
+) -> None:
+    """The Secret is the source of truth: after an edit the operator's sync (over its certificate, which no
+    password edit can lock out) sets exactly the roles whose password changed; a session opened before goes on,
+    and a new connection gets in with the new password only."""
+    monitor = "exporter"
+    primary.execute(f"CREATE ROLE {monitor} LOGIN PASSWORD 'exp-pw'", dbname="postgres")
+    current = secrets.DbPasswords(superuser=SU_PASSWORD, app=APP_PASSWORD, replication="start-rep-pw",
+                                  exporter="exp-pw")
+    fake = SecretApi(current)
+    owner = {"metadata": {"name": CHILD.owner, "namespace": "dp-creds"}}
+    server = pgclient.Server(primary.host, operator_login, port=primary.port)
+    assert asyncio.run(dbcreds.sync(cast(Kube, fake), owner, server)) == []  # the database agrees already
+    old_session = primary.verified()
+    try:
+        fake.data = secrets.DbPasswords(superuser=SU_PASSWORD, app="rotated-app-pw", replication="start-rep-pw",
+                                        exporter="exp-pw").as_secret_data()
+        assert asyncio.run(dbcreds.sync(cast(Kube, fake), owner, server)) == [APP_USER]
+        assert fake.events == [f"CredentialsSynced: the database now agrees with Secret {CHILD.db_credentials}: "
+                               f"new password for {APP_USER}"]
+        assert "rotated-app-pw" not in fake.events[0]
+        with primary.verified(password="rotated-app-pw") as conn:
+            assert conn.execute("SELECT current_user").fetchone() == (APP_USER,)
+        assert "password authentication failed" in refused(
+            host=primary.host, port=primary.port, user=APP_USER, password=APP_PASSWORD, dbname="app",
+            sslmode="verify-full", sslrootcert=primary.files.ca_file)
+        assert old_session.execute("SELECT 1").fetchone() == (1,)
+        # Nothing changed since: the next sync asks nothing of the database.
+        assert asyncio.run(dbcreds.sync(cast(Kube, fake), owner, server)) == []
+    finally:
+        old_session.close()
+        server.set_passwords({APP_USER: APP_PASSWORD})
+        dbcreds.forget(owner)
+
+
 def served_certificate(host: str, port: int, ca_file: str) -> x509.Certificate:
     """The certificate the server presents to a new connection (Postgres' SSLRequest, then a TLS handshake)."""
     context = ssl.create_default_context(cafile=ca_file)
@@ -283,3 +337,39 @@ def test_a_renewed_certificate_is_served_after_a_reload_without_a_restart(
     with primary.verified() as conn:
         assert conn.execute("SELECT 1").fetchone() == (1,)
     files.material = renewed
+
+
+def test_the_app_reads_its_password_from_the_mounted_file_at_each_new_connection(
+    primary: TlsServer, operator_login: pgclient.CertLogin, redis_server: RedisServer, tmp_path: Path
+) -> None:
+    """The app as the pods run it: verify-full against the CA, the password from DB_PASSWORD_FILE (the Secret's
+    key, mounted). After the password changes in the file and in the database, its new connections get in
+    without a restart."""
+    password_file = tmp_path / "app-password"
+    password_file.write_text(APP_PASSWORD + "\n")
+    dsn = (f"host={primary.host} port={primary.port} dbname=app user={APP_USER} sslmode=verify-full "
+           f"sslrootcert={primary.files.ca_file}")
+    settings = {"APP_DB_WRITE_DSN": dsn, "APP_DB_READ_DSN": "", "APP_DB_PASSWORD_FILE": str(password_file),
+                "APP_CACHE_URL": redis_server.url(2), "APP_QUEUE_URL": redis_server.url(3), "APP_SEED_ITEMS": "20",
+                "APP_DB_CONNECT_TIMEOUT": "2", "APP_BREAKER_RESET_SECONDS": "1", "APP_LOG_LEVEL": "warning"}
+    app = AppProcess("app-tls", primary.files.dir.parent / "logs", settings)
+    server = pgclient.Server(primary.host, operator_login, port=primary.port)
+    app.start()
+    try:
+        assert httpx.get(f"{app.url}/items/1", timeout=5).status_code == 200
+        # The Secret is edited; the kubelet updates the file; the operator sets the role's password.
+        password_file.write_text("file-rotated-pw\n")
+        assert server.set_passwords({APP_USER: "file-rotated-pw"}) == [APP_USER]
+        # Every connection the app had is gone (as after a failover): the pool makes new ones, reading the file.
+        primary.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = 'app' "
+                        "AND pid <> pg_backend_pid()", dbname="postgres")
+        wait_for(lambda: httpx.get(f"{app.url}/items/2", timeout=5).status_code == 200, 30,
+                 "the app serving from the database again with the new password", interval=0.2,
+                 ignore=(httpx.TransportError,))
+        sessions = primary.query("SELECT count(*) FROM pg_stat_activity a JOIN pg_stat_ssl s USING (pid) "
+                                 "WHERE a.usename = 'app' AND s.ssl", dbname="postgres")
+        assert sessions[0][0] > 0  # over TLS
+    finally:
+        app.stop()
+        server.set_passwords({APP_USER: APP_PASSWORD})
+
