@@ -38,6 +38,7 @@ ROLE_OF_KEY = {
 
 _AGREED: dict[str, str] = {}  # namespace/name -> fingerprint of the values the database agrees with
 _CHECKED: dict[str, float] = {}  # namespace/name -> monotonic time of the last check
+_ROLE_SEEN: set[str] = set()  # namespace/name@host:port of primaries the operator's certificate role logs in to
 
 
 def fingerprint(passwords: Mapping[str, str]) -> str:
@@ -70,6 +71,7 @@ async def sync(kube: Kube, owner: Mapping[str, Any], primary: pgclient.Server) -
     wanted = wanted_passwords((secret or {}).get("data"))
     if wanted is None:
         return []  # the reconciler restores or generates it; the next check makes the database agree
+    await _ensure_operator_role(kube, owner, primary, wanted.get(secrets.SUPERUSER, ""))
     agreed = fingerprint(wanted)
     if _AGREED.get(key) == agreed:
         return []
@@ -86,7 +88,28 @@ async def sync(kube: Kube, owner: Mapping[str, Any], primary: pgclient.Server) -
     return changed
 
 
+async def _ensure_operator_role(kube: Kube, owner: Mapping[str, Any], primary: pgclient.Server,
+                                superuser_password: str) -> None:
+    """A primary initialised before the operator's certificate role existed (primary-init.sh creates it now)
+    gets it once, created as the superuser with the Secret's password."""
+    login = primary.password
+    seen = f"{owner['metadata']['namespace']}/{owner['metadata']['name']}@{primary.host}:{primary.port}"
+    if not isinstance(login, pgclient.CertLogin) or seen in _ROLE_SEEN:
+        return
+    try:
+        await pgclient.run(primary.ping, seconds=10)
+    except pgclient.PostgresError as exc:
+        if "does not exist" not in str(exc):
+            raise
+        superuser = pgclient.Server(primary.host, superuser_password, secrets.SUPERUSER, port=primary.port)
+        if await pgclient.run(superuser.create_superuser_role, login.user, seconds=10):
+            await kube.post_event(dict(owner), "Normal", Reason.CREDENTIALS_SYNCED,
+                                  f"created the role {login.user} the operator's certificate logs in as")
+    _ROLE_SEEN.add(seen)
+
+
 def forget(owner: Mapping[str, Any]) -> None:
     key = f"{owner['metadata']['namespace']}/{owner['metadata']['name']}"
     _AGREED.pop(key, None)
     _CHECKED.pop(key, None)
+    _ROLE_SEEN.difference_update({s for s in _ROLE_SEEN if s.startswith(f"{key}@")})

@@ -157,6 +157,20 @@ class Server:
             conn.execute("SELECT pg_reload_conf()")
         return True
 
+    def ping(self) -> None:
+        """Log in and run nothing of consequence: raises when this login does not work."""
+        with self._connect() as conn:
+            conn.execute("SELECT 1")
+
+    def create_superuser_role(self, role: str) -> bool:
+        """CREATE ROLE ... LOGIN SUPERUSER (no password) unless it exists; True when created now. For the
+        operator's certificate role on a primary initialised before it existed."""
+        with self._connect() as conn:
+            if conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone() is not None:
+                return False
+            conn.execute(sql.SQL("CREATE ROLE {} WITH LOGIN SUPERUSER").format(sql.Identifier(role)))
+        return True
+
     def set_passwords(self, passwords: Mapping[str, str]) -> list[str]:
         """ALTER ROLE ... PASSWORD for each role that exists (role -> password); returns the roles changed.
         The values travel as literals in one statement each and are never logged."""

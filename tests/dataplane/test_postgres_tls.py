@@ -306,6 +306,30 @@ def test_an_edited_secret_is_what_the_database_agrees_with_and_old_sessions_go_o
         dbcreds.forget(owner)
 
 
+def test_a_primary_without_the_operators_role_gets_it_from_the_sync(
+    primary: TlsServer, operator_login: pgclient.CertLogin
+) -> None:
+    """A primary initialised before the certificate role existed: the sync creates it with the superuser's
+    password from the Secret, and from then on the certificate logs in."""
+    superuser = pgclient.Server(primary.host, SU_PASSWORD, SUPERUSER, port=primary.port)
+    with psycopg.connect(host=primary.host, port=primary.port, user=SUPERUSER, password=SU_PASSWORD,
+                         dbname="postgres", sslmode="require", autocommit=True) as conn:
+        conn.execute(f"DROP ROLE {tls.OPERATOR_USER}")
+    server = pgclient.Server(primary.host, operator_login, port=primary.port)
+    with pytest.raises(psycopg.OperationalError, match="does not exist"):
+        server.ping()
+    fake = SecretApi(secrets.DbPasswords(superuser=SU_PASSWORD, app=APP_PASSWORD, replication="start-rep-pw",
+                                         exporter="exp-pw"))
+    owner = {"metadata": {"name": CHILD.owner, "namespace": "dp-role"}}
+    try:
+        asyncio.run(dbcreds.sync(cast(Kube, fake), owner, server))
+        server.ping()
+        assert fake.events[0].endswith(f"created the role {tls.OPERATOR_USER} the operator's certificate logs in as")
+    finally:
+        dbcreds.forget(owner)
+        superuser.create_superuser_role(tls.OPERATOR_USER)
+
+
 def served_certificate(host: str, port: int, ca_file: str) -> x509.Certificate:
     """The certificate the server presents to a new connection (Postgres' SSLRequest, then a TLS handshake)."""
     context = ssl.create_default_context(cafile=ca_file)
