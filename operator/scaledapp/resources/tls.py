@@ -244,23 +244,19 @@ def ca_from_secret_data(data: Mapping[str, str] | None) -> KeyPair | None:
     return pair if constraints.ca else None
 
 
+def _secret(child: names.ChildNames, namespace: str, name: str, secret_type: str, data: dict[str, str]) -> Manifest:
+    component = name.removeprefix(f"{child.owner}-")
+    return {"apiVersion": "v1", "kind": "Secret",
+            "metadata": object_meta(child.owner, namespace, name, "db-write", component),
+            "type": secret_type, "data": data}
+
+
 def ca_secret(child: names.ChildNames, namespace: str, ca: KeyPair) -> Manifest:
     """The generated CA (kubernetes.io/tls: tls.crt, tls.key), created once; mounted by no pod."""
-    return {
-        "apiVersion": "v1",
-        "kind": "Secret",
-        "metadata": object_meta(child.owner, namespace, child.db_ca, "db-write", "db-ca"),
-        "type": "kubernetes.io/tls",
-        "data": encode({TLS_CERT_KEY: ca.cert_pem, TLS_KEY_KEY: ca.key_pem}),
-    }
+    return _secret(child, namespace, child.db_ca, "kubernetes.io/tls",
+                   encode({TLS_CERT_KEY: ca.cert_pem, TLS_KEY_KEY: ca.key_pem}))
 
 
 def tls_secret(child: names.ChildNames, namespace: str, material: ServerTls) -> Manifest:
     """What the Postgres pods mount (and the app and workers, `ca.crt` only)."""
-    return {
-        "apiVersion": "v1",
-        "kind": "Secret",
-        "metadata": object_meta(child.owner, namespace, child.db_tls, "db-write", "db-tls"),
-        "type": "Opaque",
-        "data": material.as_data(),
-    }
+    return _secret(child, namespace, child.db_tls, "Opaque", material.as_data())
