@@ -101,6 +101,10 @@ async def ensure(kube: Kube, owner: Mapping[str, Any], spec: api.ScaledAppSpec,
         live = await kube.get("v1", "Secret", child.db_tls, namespace)
         data = (live or {}).get("data")
         state.server = tls.decode(data) if data else None
+        if state.server and state.server.get(tls.TLS_CERT_KEY):
+            # A new operator process cannot know whether a renewal before it was reloaded everywhere: one
+            # reload per server once its files hold this certificate (harmless when it was).
+            state.reload_pending = state.server[tls.TLS_CERT_KEY]
     why = tls.renew_reason(state.server, ca.cert_pem, tls.server_names(child, namespace), now)
     if why is None and state.server is not None:
         kept = tls.tls_secret(child, namespace, tls.ServerTls(

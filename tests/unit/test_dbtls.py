@@ -91,6 +91,16 @@ def test_certificates_are_renewed_at_two_thirds_and_then_a_reload_is_pending() -
     assert any(r == "CertificatesIssued" and "due for renewal" in m for r, m in fake.events)
 
 
+def test_a_new_operator_process_reloads_the_servers_once() -> None:
+    """It cannot know whether a renewal before it reached every server: one reload once the files match."""
+    fake = Api()
+    ensure(fake)
+    assert not dbtls.reload_pending(CHILD, "prod")
+    dbtls.forget(CHILD, "prod")  # the operator restarts
+    assert ensure(fake) is False
+    assert dbtls.reload_pending(CHILD, "prod")
+
+
 def test_a_user_ca_signs_the_certificates_and_a_bad_one_is_reported() -> None:
     fake = Api()
     mine = tls.new_ca("corp", NOW)
