@@ -45,7 +45,7 @@ AttemptWithBackoff.DELAY_BACKOFF = RECONNECT_GROWTH
 def _pool(
     dsn: str, size: int, name: str, settings: Settings, max_lifetime: float = 3600.0
 ) -> AsyncConnectionPool[Conn]:
-    kwargs: dict[str, Any] = {
+    static: dict[str, Any] = {
         "autocommit": True,  # one statement, one transaction: reads hold no snapshot open
         "row_factory": dict_row,
         "application_name": f"scaledapp-{name}",  # who is who in pg_stat_activity
@@ -53,6 +53,14 @@ def _pool(
         # The server cancels a slow statement itself, so the connection stays usable afterwards.
         "options": f"-c statement_timeout={int(settings.db_statement_timeout * 1000)}",
     }
+
+    def kwargs() -> dict[str, Any]:
+        """Per new connection: the password file is read each time (a changed password needs no restart)."""
+        if not settings.db_password_file:
+            return static
+        with open(settings.db_password_file, encoding="utf-8") as f:
+            return {**static, "password": f.read().strip()}
+
     return AsyncConnectionPool(
         dsn,
         min_size=size,

@@ -2,7 +2,8 @@
 
 Each setting is read from APP_<NAME> (e.g. APP_CPU_WORK_MS). The ones the operator wires into its pods
 also answer to the generic names it uses (PORT, METRICS_PORT, CPU_LIMIT_MILLICORES, DB_WRITE_DSN,
-DB_READ_DSN, CACHE_ENABLED, REDIS_URL, CACHE_TTL_SECONDS, QUEUE_URL); APP_<NAME> wins if both are set.
+DB_READ_DSN, DB_PASSWORD_FILE, CACHE_ENABLED, REDIS_URL, CACHE_TTL_SECONDS, QUEUE_URL); APP_<NAME> wins if both
+are set.
 """
 
 from __future__ import annotations
@@ -37,6 +38,10 @@ class Settings(BaseSettings):
     )
     # Empty: reads use the primary (a single-node database).
     db_read_dsn: str = Field("", validation_alias=_alias("db_read_dsn"))
+    # A file holding the database password (the credentials Secret, mounted): read again at every new
+    # connection, so a password changed in the Secret (and in the database) reaches a running pod once the
+    # kubelet has updated the file, without a restart. It wins over a password in the DSNs. Empty: the DSNs'.
+    db_password_file: str = Field("", validation_alias=_alias("db_password_file"))
     cache_url: str = Field("redis://localhost:6379/0", validation_alias=_alias("cache_url", "REDIS_URL"))
     # The queue may live in the cache Redis, but then cache eviction could drop jobs: give it its own.
     queue_url: str = Field("redis://localhost:6379/1", validation_alias=_alias("queue_url"))

@@ -247,6 +247,20 @@ class FailoverSpec(Model):
     )
 
 
+class DatabaseTlsSpec(Model):
+    """Where the certificates of Postgres' TLS come from (docs/failure.md, "TLS")."""
+
+    ca_secret_name: str | None = Field(
+        None,
+        max_length=253,
+        pattern=DNS_SUBDOMAIN_PATTERN,
+        description="A Secret in the ScaledApp's namespace holding your own CA as `tls.crt` and `tls.key` (PEM; an "
+        "EC or RSA key; a cert-manager CA Secret fits). The operator signs the Postgres server and client certificates "
+        "with it. Unset: the operator generates a CA of its own into `<name>-db-ca`. Either way every client "
+        "connection to Postgres is TLS, verified against this CA.",
+    )
+
+
 class DatabaseSpec(Model):
     """Postgres: a primary (widened vertically) and streaming read replicas (widened horizontally)."""
 
@@ -283,6 +297,10 @@ class DatabaseSpec(Model):
     failover: FailoverSpec = Field(
         default_factory=lambda: FailoverSpec(),
         description="Automatic failover: promote the most advanced replica when the primary is lost.",
+    )
+    tls: DatabaseTlsSpec = Field(
+        default_factory=lambda: DatabaseTlsSpec(),
+        description="TLS for every Postgres connection (clients, replication, the operator): its CA.",
     )
     synchronous: bool = Field(
         False,

@@ -27,7 +27,7 @@ from typing import Any
 
 import pydantic
 
-from scaledapp import api, failover, pgclient
+from scaledapp import api, dbcreds, dbtls, failover, pgclient
 from scaledapp.failover import DbPod, Plan, Topology
 from scaledapp.kube import Kube, KubeError
 from scaledapp.resources import names
@@ -143,7 +143,12 @@ class Guard:
         draining = self.draining_nodes()
         return [db_pod(s, draining) for s in self.pods_now()]
 
-    async def password(self, child: names.ChildNames, namespace: str) -> str | None:
+    async def password(self, child: names.ChildNames, namespace: str) -> str | pgclient.CertLogin | None:
+        """How the guard logs in: the operator's client certificate (dbtls.py) once the CA is known, which
+        works whatever the passwords are; before that, the superuser's password from the Secret."""
+        login = dbtls.operator_login(child, namespace)
+        if login is not None:
+            return login
         if self.memory.password is None:
             secret = await self.kube.get("v1", "Secret", child.db_credentials, namespace)
             encoded = ((secret or {}).get("data") or {}).get(SUPERUSER_KEY)
@@ -188,6 +193,10 @@ class Guard:
         if phase == "SwitchingOver":
             await self.resume_switchover(owner, topology, home)
             return
+        if dbtls.reload_pending(child, namespace):
+            await self.reload_tls(owner, child, namespace, pods)
+        if primary is not None and primary.ready and dbcreds.due(owner):
+            await self.sync_credentials(owner, child, namespace, primary)
         positions: dict[str, failover.Position | None] = {}
         if failover.needs_positions(pods, topology, home, down_for, delay):
             positions = await self.positions(child, namespace, pods)
@@ -476,6 +485,33 @@ class Guard:
             message = f"dropped the replication slots of removed replicas: {', '.join(dropped)}"
             self.logger.info(message)
             await self.kube.post_event(dict(owner), "Normal", "SlotsDropped", message)
+
+
+    async def reload_tls(self, owner: Mapping[str, Any], child: names.ChildNames, namespace: str,
+                         pods: Sequence[DbPod]) -> None:
+        """Renewed certificates: each running Postgres server reloads once its mounted files have them."""
+        login = await self.password(child, namespace)
+        if login is None:
+            return
+        servers = [pgclient.Server(str(p.ip), login, SUPERUSER) for p in pods if p.ip and p.running]
+        if await dbtls.reload_when_propagated(owner, self.kube, servers):
+            self.logger.info("Postgres servers reloaded the renewed certificates")
+
+
+    async def sync_credentials(self, owner: Mapping[str, Any], child: names.ChildNames, namespace: str,
+                               primary: DbPod) -> None:
+        """The credentials Secret is the source of truth: the roles' passwords follow it (dbcreds.py), set
+        over the operator's certificate login, which no password change can lock out."""
+        login = dbtls.operator_login(child, namespace)
+        if login is None or not primary.ip:
+            return
+        try:
+            changed = await dbcreds.sync(self.kube, owner, pgclient.Server(str(primary.ip), login, SUPERUSER))
+        except pgclient.PostgresError as exc:
+            self.logger.warning("credentials sync: %s", exc)
+            return
+        if changed:
+            self.logger.info("database passwords set from the credentials Secret for %s", ", ".join(changed))
 
 
 async def run_guard(kube: Kube, body: Mapping[str, Any], pods_now: PodsNow, logger: Logger,

@@ -2,8 +2,10 @@
 
 Like kube.py and prometheus.py it is a door to the outside: every call is blocking psycopg run off the
 event loop in a thread, each with a connect timeout and a statement timeout, and a server that does not
-answer is None (unknown), never a guess. The operator logs in as the superuser with the password from the
-ScaledApp's own credentials Secret (read by name), over the pod IP, as the probes do.
+answer is None (unknown), never a guess. Every connection is TLS (pg_hba has no plain-text line). The
+operator logs in over the pod IP with its own client certificate (`CertLogin`, CN `scaledapp_operator`, a
+superuser role accepted by `cert` only: dbtls.py mints it), checking the server against the ScaledApp's CA;
+a password (str) is the fallback, over TLS without verification.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import asyncio
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import psycopg
 from psycopg import sql
@@ -40,16 +42,37 @@ def lsn_number(text: str | None) -> int:
 
 
 @dataclass(frozen=True)
+class CertLogin:
+    """A client-certificate login: the role (the certificate's CN) and libpq's files."""
+
+    user: str
+    sslcert: str
+    sslkey: str
+    sslrootcert: str
+
+
+@dataclass(frozen=True)
 class Server:
+    """One Postgres server and how to log in: a `CertLogin` (then `user` is the certificate's), or a password."""
+
     host: str
-    password: str
+    password: str | CertLogin
     user: str = "postgres"
+    port: int = POSTGRES_PORT
 
     def _connect(self) -> psycopg.Connection[tuple[object, ...]]:
+        login: dict[str, Any]
+        if isinstance(self.password, CertLogin):
+            cert = self.password
+            # verify-ca: the operator reaches pods by IP, which no certificate names; the CA is this ScaledApp's.
+            login = {"user": cert.user, "sslmode": "verify-ca", "sslrootcert": cert.sslrootcert,
+                     "sslcert": cert.sslcert, "sslkey": cert.sslkey}
+        else:
+            login = {"user": self.user, "password": self.password, "sslmode": "require"}
         return psycopg.connect(
-            host=self.host, port=POSTGRES_PORT, user=self.user, password=self.password, dbname="postgres",
-            connect_timeout=CONNECT_TIMEOUT_SECONDS, autocommit=True,
-            options=f"-c statement_timeout={STATEMENT_TIMEOUT_MS}", application_name="scaledapp-operator",
+            host=self.host, port=self.port, dbname="postgres", connect_timeout=CONNECT_TIMEOUT_SECONDS,
+            autocommit=True, options=f"-c statement_timeout={STATEMENT_TIMEOUT_MS}",
+            application_name="scaledapp-operator", **login,
         )
 
     def position(self) -> Position:
@@ -122,6 +145,56 @@ class Server:
         with self._connect() as conn:
             conn.execute(sql.SQL("ALTER SYSTEM SET synchronous_standby_names = {}").format(sql.Literal(standby_names)))
             conn.execute("SELECT pg_reload_conf()")
+
+
+    def reload_if_cert(self, expected_pem: str) -> bool:
+        """Reload the configuration (pg_reload_conf) once the server's certificate file holds `expected_pem`
+        (a renewed Secret reaches the pod's files within about a minute). False while it does not yet."""
+        with self._connect() as conn:
+            row = conn.execute("SELECT pg_read_file(current_setting('ssl_cert_file'))").fetchone()
+            if row is None or str(row[0]).strip() != expected_pem.strip():
+                return False
+            conn.execute("SELECT pg_reload_conf()")
+        return True
+
+    def ping(self) -> None:
+        """Log in and run nothing of consequence: raises when this login does not work."""
+        with self._connect() as conn:
+            conn.execute("SELECT 1")
+
+    def create_superuser_role(self, role: str) -> bool:
+        """CREATE ROLE ... LOGIN SUPERUSER (no password) unless it exists; True when created now. For the
+        operator's certificate role on a primary initialised before it existed."""
+        with self._connect() as conn:
+            if conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone() is not None:
+                return False
+            conn.execute(sql.SQL("CREATE ROLE {} WITH LOGIN SUPERUSER").format(sql.Identifier(role)))
+        return True
+
+    def set_passwords(self, passwords: Mapping[str, str]) -> list[str]:
+        """ALTER ROLE ... PASSWORD for each role that exists (role -> password); returns the roles changed.
+        The values travel as literals in one statement each and are never logged."""
+        changed = []
+        with self._connect() as conn:
+            for role, password in passwords.items():
+                if conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone() is None:
+                    continue
+                conn.execute(sql.SQL("ALTER ROLE {} WITH PASSWORD {}").format(sql.Identifier(role),
+                                                                             sql.Literal(password)))
+                changed.append(role)
+        return changed
+
+    def password_works(self, role: str, password: str) -> bool:
+        """Does `password` log `role` in (over TLS, to this server)? A wrong one is False, not an error."""
+        try:
+            with psycopg.connect(host=self.host, port=self.port, dbname="postgres", user=role, password=password,
+                                 sslmode="require", connect_timeout=CONNECT_TIMEOUT_SECONDS) as conn:
+                conn.execute("SELECT 1")
+        except psycopg.OperationalError as exc:
+            if "password authentication failed" in str(exc):
+                return False
+            raise
+        return True
 
 
 async def run(call: Callable[..., T], *args: object, seconds: float = 30.0) -> T:

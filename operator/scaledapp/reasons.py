@@ -63,6 +63,10 @@ class Reason(enum.StrEnum):
     CREATED = "Created"
     CREDENTIALS_GENERATED = "CredentialsGenerated"
     CREDENTIALS_RESTORED = "CredentialsRestored"
+    CERTIFICATES_ISSUED = "CertificatesIssued"
+    CA_INVALID = "CAInvalid"
+    TLS_RELOADED = "TLSReloaded"
+    CREDENTIALS_SYNCED = "CredentialsSynced"
     PRUNED = "Pruned"
     REPAIRED = "Repaired"
 
@@ -113,6 +117,14 @@ DOCS: dict[Reason, tuple[str, str]] = {
     Reason.CREDENTIALS_GENERATED: ("Event", "credentials (database and Redis passwords) were generated in their"
                                             " Secret: all of them, or the keys an older Secret lacked"),
     Reason.CREDENTIALS_RESTORED: ("Warning Event", "the deleted credentials Secret was put back with the same values"),
+    Reason.CERTIFICATES_ISSUED: ("Event", "the Postgres server and replication certificates were issued (first, "
+                                 "renewed before expiry, or re-issued for a new CA); the message says why"),
+    Reason.CA_INVALID: ("Warning Event", "spec.database.tls.caSecretName names a Secret without a usable CA "
+                        "(tls.crt, tls.key); no certificate is issued until it has one"),
+    Reason.CREDENTIALS_SYNCED: ("Event", "the database roles' passwords were set to the credentials Secret's "
+                                "(it was edited, or generated anew); the message names the roles, never values"),
+    Reason.TLS_RELOADED: ("Event", "the Postgres servers reloaded their configuration after renewed certificates "
+                          "reached their pods"),
     Reason.PRUNED: ("Event", "a child no longer in the spec was deleted"),
     Reason.REPAIRED: ("Event", "a deleted or edited child was put back"),
 }

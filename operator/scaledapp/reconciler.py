@@ -13,7 +13,7 @@ from typing import Any
 
 import pydantic
 
-from scaledapp import api, conditions, resources, scaler
+from scaledapp import api, conditions, dbtls, resources, scaler
 from scaledapp.kube import Kube, KubeError
 from scaledapp.reasons import ConditionType, Reason
 from scaledapp.resources import names, secrets
@@ -79,6 +79,7 @@ async def reconcile(kube: Kube, owner: Manifest, logger: logging.Logger | loggin
     child = names.ChildNames(name)
     try:
         await _ensure_credentials(kube, owner, child, namespace)
+        await _ensure_tls(kube, owner, spec)
         await apply_children(kube, owner, spec)
     except KubeError as exc:
         logger.error("reconcile failed: %s", exc)
@@ -104,14 +105,16 @@ def _summary(spec: api.ScaledAppSpec) -> list[str]:
 
 
 # The credentials as last seen, per ScaledApp uid, in memory only (never logged, never in status): a deleted
-# Secret is put back with the same values, so the database roles and every running pod (whose environment
-# holds them) stay in step with it. Generating new ones would lock them all out.
+# Secret is put back with the same values, so the database roles and every running pod stay in step with it.
+# Read back at every reconcile and resync, so an edited Secret (a password changed by hand, which the failover
+# guard then sets in the database: dbcreds.py) is what a later deletion restores. With no memory (an operator
+# restarted after the deletion) new values are generated, and the guard makes the database agree.
 _KNOWN_CREDENTIALS: dict[str, dict[str, str]] = {}
 
 
 async def _ensure_credentials(kube: Kube, owner: Manifest, child: names.ChildNames, namespace: str) -> None:
     """Generated once, never overwritten, never logged: the Secret is created only when absent (a create that
-    finds it there changes nothing), with the values it had if this process has seen it, else new ones.
+    finds it there changes nothing), with the values it last had if this process has seen it, else new ones.
 
     A Secret made before a key existed (the Redis passwords came after the database's) gets the missing keys,
     freshly generated, and nothing else: the keys it has are never rewritten, and the patch applies only to
@@ -129,21 +132,27 @@ async def _ensure_credentials(kube: Kube, owner: Manifest, child: names.ChildNam
             await kube.post_event(owner, "Normal", Reason.CREDENTIALS_GENERATED,
                                   f"generated the database and Redis credentials in Secret {child.db_credentials}")
         return
-    if known is None:  # there already, not seen by this process yet: read it back by name, once
-        live = await kube.get("v1", "Secret", child.db_credentials, namespace)
-        if live is None:  # deleted since the create found it: the next resync creates it
-            return
-        data = dict(live.get("data") or {})
-        missing = {key: secret["data"][key] for key in secrets.KEYS if key not in data}
-        if missing:
-            version = str(live["metadata"].get("resourceVersion") or "")
-            if not await kube.add_secret_keys(child.db_credentials, namespace, missing, version):
-                return  # changed or gone meanwhile: the next reconcile or resync reads it again
-            data.update(missing)
-            await kube.post_event(owner, "Normal", Reason.CREDENTIALS_GENERATED,
-                                  f"added {', '.join(missing)} to Secret {child.db_credentials} (its other keys"
-                                  " unchanged)")
-        _KNOWN_CREDENTIALS[uid] = {key: data[key] for key in secrets.KEYS}
+    # There already: read it back by name (it may have been edited: the database is made to agree, dbcreds.py).
+    live = await kube.get("v1", "Secret", child.db_credentials, namespace)
+    if live is None:  # deleted since the create found it: the next resync creates it
+        return
+    data = dict(live.get("data") or {})
+    missing = {key: secret["data"][key] for key in secrets.KEYS if key not in data}
+    if missing:
+        version = str(live["metadata"].get("resourceVersion") or "")
+        if not await kube.add_secret_keys(child.db_credentials, namespace, missing, version):
+            return  # changed or gone meanwhile: the next reconcile or resync reads it again
+        data.update(missing)
+        await kube.post_event(owner, "Normal", Reason.CREDENTIALS_GENERATED,
+                              f"added {', '.join(missing)} to Secret {child.db_credentials} (its other keys"
+                              " unchanged)")
+    _KNOWN_CREDENTIALS[uid] = {key: data[key] for key in secrets.KEYS}
+
+
+async def _ensure_tls(kube: Kube, owner: Manifest, spec: api.ScaledAppSpec) -> None:
+    """The Postgres CA and the TLS Secret every Postgres pod mounts: issued before the pods that need them,
+    renewed before they expire (dbtls.py; the certificates themselves: resources/tls.py)."""
+    await dbtls.ensure(kube, owner, spec, lambda m: adopt(m, owner), names.RECONCILER_MANAGER)
 
 
 async def apply_children(
@@ -257,6 +266,7 @@ async def resync(
     except pydantic.ValidationError:
         return []
     await _ensure_credentials(kube, owner, names.ChildNames(name), namespace)
+    await _ensure_tls(kube, owner, spec)
     missing = [(m["kind"], m["metadata"]["name"]) for m in resources.build_children(name, namespace, spec)
                if not present(m["kind"], namespace, m["metadata"]["name"])]
     for kind, child_name in missing:

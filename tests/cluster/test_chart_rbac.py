@@ -223,7 +223,7 @@ def test_can_i_list_shows_no_wildcards_and_no_more_secret_access_than_needed(scr
     granted = verbs_by_resource(rules_review(scratch, SA, SYSTEM, namespace))
     for key, verbs in granted.items():
         assert "*" not in key and "*" not in verbs, (key, verbs)
-    # Its own, by name (the failover guard); patch adds the keys an older Secret lacks: no list, watch or update.
+    # Its own, by name (the failover guard); patch adds the keys an older Secret lacks and renews the TLS Secret.
     assert granted["secrets"] == {"get", "create", "patch"}
     assert granted["pods/resize"] == {"patch"}
     assert granted["pods"] == {"get", "list", "watch", "patch", "delete"}  # the failover guard's

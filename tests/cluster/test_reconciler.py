@@ -66,6 +66,8 @@ def expected_children(name: str) -> set[str]:
         f"StatefulSet/{c.db_primary}", f"StatefulSet/{c.db_replicas}", f"StatefulSet/{c.queue}",
         f"Service/{c.db_write}",
         f"Service/{c.db_read}", f"Secret/{c.db_credentials}", f"Deployment/{c.workers}",
+        # Postgres TLS: the generated CA and the certificates every Postgres pod mounts.
+        f"Secret/{c.db_ca}", f"Secret/{c.db_tls}",
     }
 
 
@@ -83,6 +85,8 @@ def test_example_yields_every_child_owned_and_labelled(cluster: Any, operator: O
         assert refs[0]["controller"] is True, key
     secret = children[f"Secret/{ChildNames('shop').db_credentials}"]
     assert secret["data"], "generated credentials are stored"
+    issued = children[f"Secret/{ChildNames('shop').db_tls}"]["data"]
+    assert set(issued) == {"ca.crt", "tls.crt", "tls.key", "replication.crt", "replication.key"}
     status = wait_for(lambda: get(cluster, namespace, "scaledapp/shop").get("status", {}).get("observedGeneration"),
                       60, "observedGeneration in status")
     assert status == 1

@@ -163,7 +163,8 @@ def test_rbac_is_least_privilege(variant: str) -> None:
     assert {k for k, v in verbs_of.items() if "delete" in v} == {
         "deployments.apps", "services", "configmaps", "networkpolicies.networking.k8s.io",
         "poddisruptionbudgets.policy", "pods"}
-    # Its own, by name; patch only adds the keys an older Secret lacks; never list, watch, update or delete one.
+    # Its own, by name; patch adds the keys an older Secret lacks and renews the Postgres TLS Secret; never
+    # list, watch, update or delete one.
     assert verbs_of["secrets"] == {"get", "create", "patch"}
     assert verbs_of["pods/resize"] == {"patch"}
     assert verbs_of["pods"] == {"get", "list", "watch", "patch", "delete"}  # labels and fencing, no exec/create

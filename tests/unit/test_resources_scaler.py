@@ -169,10 +169,10 @@ START = {"PGDATA", "POSTGRES_ROLE", "POSTGRES_USER", "POSTGRES_PASSWORD", "SOCKE
     ("postgres-start.sh", "db_replicas", "postgres", False, START),
     ("primary-init.sh", "db_primary", "postgres", False,
      {"PGDATA", "POSTGRES_USER", "POSTGRES_DB", "REPLICATION_USER", "REPLICATION_PASSWORD", "MAX_SLOT_WAL_KEEP_SIZE",
-      "MONITOR_USER", "MONITOR_PASSWORD"}),
+      "MONITOR_USER", "MONITOR_PASSWORD", "OPERATOR_USER"}),
     ("app-role.sh", "db_primary", "postgres", False, {"POSTGRES_USER", "POSTGRES_DB", "APP_USER", "APP_PASSWORD"}),
     ("replica-bootstrap.sh", "db_replicas", "bootstrap", True,
-     {"PGDATA", "PRIMARY_HOST", "PRIMARY_PORT", "REPLICATION_USER", "REPLICATION_PASSWORD", "REPLICA_NAME"}),
+     {"PGDATA", "PRIMARY_HOST", "PRIMARY_PORT", "REPLICATION_USER", "PRIMARY_CONNINFO", "REPLICA_NAME"}),
 ])
 def test_scripts_get_the_variables_they_document(
     script: str, workload: str, ctr: str, init: bool, passed: set[str]
@@ -202,13 +202,15 @@ def test_postgres_runs_our_start_script_not_an_image_entrypoint(workload: str) -
 
 @pytest.mark.parametrize("workload", ["db_primary", "db_replicas"])
 def test_postgres_readiness_connects_through_the_pod_ip(workload: str) -> None:
-    """A server listening on loopback only (Debian's default listen_addresses) must not look ready."""
+    """A server listening on loopback only (Debian's default listen_addresses) must not look ready. The
+    query runs on the socket as the container's user (pg_hba peer): a changed password fails no probe."""
     sts = built()[f"StatefulSet/{getattr(C, workload)}"]
     pg = container(sts, "postgres")
     for probe in ("startupProbe", "readinessProbe"):
         script = pg[probe]["exec"]["command"][-1]
         assert 'pg_isready -h "$POD_IP"' in script and "127.0.0.1" not in script, probe
-    assert 'psql -h "$POD_IP"' in pg["readinessProbe"]["exec"]["command"][-1]
+    readiness = pg["readinessProbe"]["exec"]["command"][-1]
+    assert "psql -h /var/run/postgresql" in readiness and "PASSWORD" not in readiness
     assert env_of(sts, "postgres")["POD_IP"]["valueFrom"] == {"fieldRef": {"fieldPath": "status.podIP"}}
 
 
@@ -219,7 +221,10 @@ def test_replicas_bootstrap_from_the_primary_with_the_same_image() -> None:
     assert boot["command"][-1].endswith("/replica-bootstrap.sh")
     env = {e["name"]: e for e in boot["env"]}
     assert env["PRIMARY_HOST"]["value"] == C.db_write
-    assert env["REPLICATION_PASSWORD"]["valueFrom"]["secretKeyRef"]["key"] == "replication-password"
+    # Replicas log in with the replication certificate over verified TLS, never a password.
+    assert "REPLICATION_PASSWORD" not in env
+    assert "sslmode=verify-full" in env["PRIMARY_CONNINFO"]["value"]
+    assert "sslcert=/etc/postgres-tls/replication.crt" in env["PRIMARY_CONNINFO"]["value"]
     assert env["REPLICA_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
     assert sts["spec"]["persistentVolumeClaimRetentionPolicy"]["whenScaled"] == "Delete"
     assert "pg_is_in_recovery()" in container(sts, "postgres")["readinessProbe"]["exec"]["command"][-1]

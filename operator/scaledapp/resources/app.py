@@ -10,8 +10,12 @@ Environment of app and worker containers (generic names; the demo app reads thes
     DB_READ_HOST              the db-read Service (ready replicas; the primary when replicas.max is 0)
     DB_PORT, DB_NAME, DB_USER
     DB_PASSWORD               secretKeyRef into the credentials Secret
+    DB_PASSWORD_FILE          the app role's password, the credentials Secret's key mounted as a file: read
+                              at every new connection, so an edited password reaches running pods
+    DB_SSLROOTCERT            the Postgres CA's certificate (the db-tls Secret's ca.crt, mounted)
     DB_WRITE_DSN, DB_READ_DSN libpq key=value DSNs built from the above with $(VAR) expansion, so
-                              the password still comes only from the Secret
+                              the password still comes only from the Secret; TLS with the server's
+                              name checked against the CA (sslmode=verify-full)
     CACHE_ENABLED             "true" / "false" (spec.cache.enabled)
     REDIS_PASSWORD            secretKeyRef: the cache's password (only when the cache is enabled)
     REDIS_URL                 redis://:$(REDIS_PASSWORD)@<cache Service>:6379/0 (only when the cache is enabled)
@@ -32,7 +36,7 @@ from __future__ import annotations
 
 from scaledapp import api
 from scaledapp.quantity import parse_cpu_millicores
-from scaledapp.resources import names
+from scaledapp.resources import names, tls
 from scaledapp.resources.common import (
     APP_UID,
     POSTGRES_PORT,
@@ -77,7 +81,8 @@ def container_resources(amounts: api.AppResources) -> Manifest:
 def dependency_env(child: names.ChildNames, spec: api.ScaledAppSpec, container: str) -> list[Manifest]:
     """Where the dependencies are and how to log in: shared by app and worker containers."""
     read_host = child.db_read if spec.database.read_replicas.max > 0 else child.db_write
-    dsn = "host=$({host}) port=$(DB_PORT) dbname=$(DB_NAME) user=$(DB_USER) password=$(DB_PASSWORD)"
+    dsn = ("host=$({host}) port=$(DB_PORT) dbname=$(DB_NAME) user=$(DB_USER) password=$(DB_PASSWORD)"
+           " sslmode=verify-full sslrootcert=$(DB_SSLROOTCERT)")
     env = [
         env_field("POD_NAME", "metadata.name"),
         env_field("POD_NAMESPACE", "metadata.namespace"),
@@ -88,6 +93,8 @@ def dependency_env(child: names.ChildNames, spec: api.ScaledAppSpec, container: 
         env_value("DB_NAME", DATABASE),
         env_value("DB_USER", APP_USER),
         env_secret("DB_PASSWORD", child.db_credentials, APP_KEY),
+        env_value("DB_PASSWORD_FILE", f"{CREDENTIALS_DIR}/{APP_KEY}"),
+        env_value("DB_SSLROOTCERT", tls.CLIENT_CA_FILE),
         # Dependent variables must come after what they reference.
         env_value("DB_WRITE_DSN", dsn.format(host="DB_WRITE_HOST")),
         env_value("DB_READ_DSN", dsn.format(host="DB_READ_HOST")),
@@ -104,6 +111,26 @@ def dependency_env(child: names.ChildNames, spec: api.ScaledAppSpec, container: 
         env_value("QUEUE_URL", f"redis://:$(QUEUE_PASSWORD)@{child.queue}:{REDIS_PORT}/0"),
     ]
     return env
+
+
+def db_ca_volume(child: names.ChildNames) -> Manifest:
+    """The Postgres CA's certificate only (not the server's key): what app and worker pods verify against."""
+    return {"name": "db-ca", "secret": {"secretName": child.db_tls, "defaultMode": 0o444,
+                                        "items": [{"key": tls.CA_CERT_KEY, "path": tls.CA_CERT_KEY}]}}
+
+
+CREDENTIALS_DIR = "/etc/scaledapp-db-credentials"
+
+
+def db_volumes(child: names.ChildNames) -> list[Manifest]:
+    """What app and worker pods mount of the database's Secrets: the CA's certificate, the app's password."""
+    return [db_ca_volume(child),
+            {"name": "db-credentials", "secret": {"secretName": child.db_credentials, "defaultMode": 0o440,
+                                                  "items": [{"key": APP_KEY, "path": APP_KEY}]}}]
+
+
+DB_MOUNTS: list[Manifest] = [{"name": "db-ca", "mountPath": tls.CLIENT_CA_DIR, "readOnly": True},
+                             {"name": "db-credentials", "mountPath": CREDENTIALS_DIR, "readOnly": True}]
 
 
 def app_deployment(child: names.ChildNames, namespace: str, spec: api.ScaledAppSpec) -> Manifest:
@@ -124,7 +151,7 @@ def app_deployment(child: names.ChildNames, namespace: str, spec: api.ScaledAppS
         "livenessProbe": http_probe(app.probes.liveness_path, "http", period=10, failures=3),
         "lifecycle": {"preStop": {"sleep": {"seconds": PRE_STOP_SECONDS}}},
         "securityContext": container_security_context(),
-        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
+        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}, *[dict(m) for m in DB_MOUNTS]],
     }
     pod = pod_template(
         child.owner,
@@ -133,7 +160,7 @@ def app_deployment(child: names.ChildNames, namespace: str, spec: api.ScaledAppS
             "securityContext": pod_security_context(APP_UID),
             "terminationGracePeriodSeconds": TERMINATION_GRACE_SECONDS,
             "containers": [container],
-            "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}}],
+            "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}}, *db_volumes(child)],
             # Spread replicas over nodes when possible, so one node loss does not take the tier.
             "topologySpreadConstraints": [{
                 "maxSkew": 1,

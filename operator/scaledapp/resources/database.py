@@ -24,6 +24,12 @@ default is localhost), keeps its socket in an emptyDir, and turns SIGTERM into P
 * Probes connect through the pod's own IP with a password, as clients in other pods do.
 * postgres_exporter sidecar on every Postgres pod (port 9187), with the project's extra queries
   mounted from the db-scripts ConfigMap.
+* TLS (resources/tls.py): every pod mounts the `db-tls` Secret (CA certificate, server certificate,
+  replication client certificate) and runs with `ssl=on` and the pg_hba of `pg_hba()`, mounted from the
+  db-scripts ConfigMap (`hba_file`), the same on every pod: no plain-text TCP connection is accepted,
+  replicas stream with their client certificate (`cert`), the operator logs in with its own (`cert`), every
+  other client with a password over TLS. The readiness query runs on the Unix socket with `peer`
+  authentication (the container's own user, `postgres`), so no probe depends on a password.
 
 The scripts are the package files in resources/files/, read once (package data, not outside I/O).
 """
@@ -34,7 +40,7 @@ import functools
 from importlib import resources as importlib_resources
 
 from scaledapp import api
-from scaledapp.resources import names
+from scaledapp.resources import names, tls
 from scaledapp.resources.common import (
     MI,
     POSTGRES_EXPORTER_PORT,
@@ -80,6 +86,8 @@ SCRIPTS_DIR = "/scripts"
 TOPOLOGY_DIR = "/etc/scaledapp-topology"
 TOPOLOGY_KEY = "primary"  # in the db-topology ConfigMap: the pod holding the write role (the failover's key)
 QUERIES_DIR = "/etc/postgres-exporter"
+TLS_DIR = "/etc/postgres-tls"  # the db-tls Secret, in every Postgres pod
+HBA_KEY = "pg_hba.conf"  # in the db-scripts ConfigMap
 # Our own emptyDir, not the image's directory (which may not exist, or not be writable by uid 999).
 SOCKET_DIR = "/var/run/postgresql"
 
@@ -107,6 +115,7 @@ def scripts_configmap(child: names.ChildNames, namespace: str) -> Manifest:
         "data": {
             **{script: package_file(script) for script in (POSTGRES_START, *INIT_SCRIPTS, REPLICA_BOOTSTRAP)},
             QUERIES_KEY: package_file(EXPORTER_QUERIES),
+            HBA_KEY: pg_hba(),
         },
     }
 
@@ -130,6 +139,46 @@ def _topology_env(child: names.ChildNames) -> list[Manifest]:
     ]
 
 
+def pg_hba(superuser: str = SUPERUSER, replication_user: str = REPLICATION_USER,
+           operator_user: str = tls.OPERATOR_USER) -> str:
+    """Who may connect, and how; the same file on every Postgres pod (`hba_file`), read again on reload.
+    The first line that matches a connection decides it: nothing over TCP without TLS (no `host` line), the
+    replication role and the operator by certificate only, every other role by password over TLS."""
+    rows = [
+        ("local", "all", superuser, "", "peer"),  # the container's own user: the probes, an operator's kubectl exec
+        ("local", "all", "all", "", "scram-sha-256"),
+        ("hostssl", "all", operator_user, "all", "cert"),
+        ("hostssl", "replication", replication_user, "all", "cert"),
+        ("hostssl", "all", "all", "all", "scram-sha-256"),
+        # Implied by the absence of any `host` line; said for whoever reads the file.
+        ("hostnossl", "all", "all", "all", "reject"),
+        ("hostnossl", "replication", "all", "all", "reject"),
+    ]
+    header = ("# Written by the scaledapp operator (resources/database.py pg_hba); mounted from the db-scripts "
+              "ConfigMap.\n")
+    return header + "".join(f"{t:<10}{d:<12}{u:<20}{a:<6}{m}".rstrip() + "\n" for t, d, u, a, m in rows)
+
+
+def tls_settings(tls_dir: str = TLS_DIR, hba_file: str = f"{SCRIPTS_DIR}/{HBA_KEY}") -> dict[str, str]:
+    """The server's TLS and pg_hba settings. The files are read again on every reload (pg_reload_conf), which
+    is how renewed certificates reach a running server without a restart."""
+    return {
+        "ssl": "on",
+        "ssl_cert_file": f"{tls_dir}/{tls.TLS_CERT_KEY}",
+        "ssl_key_file": f"{tls_dir}/{tls.TLS_KEY_KEY}",
+        "ssl_ca_file": f"{tls_dir}/{tls.CA_CERT_KEY}",
+        "ssl_min_protocol_version": "TLSv1.2",
+        "hba_file": hba_file,
+    }
+
+
+def replication_conninfo(tls_dir: str = TLS_DIR, sslmode: str = "verify-full") -> str:
+    """How a replica reaches its primary (libpq key=value; pg_basebackup -R writes it into primary_conninfo):
+    TLS with the server's name checked against the CA, logging in with the replication certificate."""
+    return (f"sslmode={sslmode} sslrootcert={tls_dir}/{tls.CA_CERT_KEY} "
+            f"sslcert={tls_dir}/{tls.REPLICATION_CERT_KEY} sslkey={tls_dir}/{tls.REPLICATION_KEY_KEY}")
+
+
 def postgres_settings(spec: api.DatabaseSpec) -> list[str]:
     """`postgres -c` arguments, identical on primary and replicas. WAL senders and slots are sized for the API's
     replica ceiling, not the spec's max: a hot standby refuses to start with fewer than its primary, and the
@@ -143,6 +192,7 @@ def postgres_settings(spec: api.DatabaseSpec) -> list[str]:
         "max_wal_senders": str(senders),
         "max_replication_slots": str(senders),
         "hot_standby": "on",
+        **tls_settings(),
     }
     if spec.synchronous:
         # Quorum of one: a commit returns once any replica has flushed its WAL. Set on every pod (a standby
@@ -169,10 +219,11 @@ def readiness_query(lag_seconds: float) -> str:
 
 def _probes(query: str) -> Manifest:
     # TCP through the pod's own IP, as clients in other pods connect: a server listening on loopback only
-    # is never started/ready, nor is the init-time temporary server (socket only). The query logs in with
-    # a password over the same `host all all all` pg_hba line clients use.
+    # is never started/ready, nor is the init-time temporary server (socket only). The query runs on the
+    # Unix socket as the container's own user (pg_hba `peer`): it needs no password, so a password changed
+    # in the credentials Secret never fails a probe.
     isready = f'pg_isready -h "$POD_IP" -p {POSTGRES_PORT} -q'
-    sql = f"PGPASSWORD=\"$POSTGRES_PASSWORD\" psql -h \"$POD_IP\" -U {SUPERUSER} -d postgres -tAc '{query}'"
+    sql = f"psql -h {SOCKET_DIR} -p {POSTGRES_PORT} -U {SUPERUSER} -d postgres -tAc '{query}'"
     # Liveness asks only whether the server process answers (restarting cannot fix the pod network).
     alive = f"pg_isready -h 127.0.0.1 -p {POSTGRES_PORT} -q"
     return {
@@ -193,14 +244,18 @@ def _exporter(child: names.ChildNames) -> Manifest:
         "image": api.POSTGRES_EXPORTER_IMAGE,
         "args": [f"--extend.query-path={QUERIES_DIR}/{QUERIES_KEY}"],
         "env": [
-            env_value("DATA_SOURCE_URI", f"127.0.0.1:{POSTGRES_PORT}/postgres?sslmode=disable"),
+            # TLS like every other client (pg_hba has no plain-text line), checked against the CA (the name
+            # is 127.0.0.1, which the server certificate does not carry: verify-ca).
+            env_value("DATA_SOURCE_URI", f"127.0.0.1:{POSTGRES_PORT}/postgres?sslmode=verify-ca"
+                                         f"&sslrootcert={TLS_DIR}/{tls.CA_CERT_KEY}"),
             env_value("DATA_SOURCE_USER", EXPORTER_USER),
             env_secret("DATA_SOURCE_PASS", child.db_credentials, EXPORTER_KEY),
         ],
         "ports": [{"name": "metrics", "containerPort": POSTGRES_EXPORTER_PORT, "protocol": "TCP"}],
         "resources": resources("10m", "32Mi", limit_cpu="200m", limit_memory="128Mi"),
         "securityContext": container_security_context(),
-        "volumeMounts": [{"name": "scripts", "mountPath": QUERIES_DIR, "readOnly": True}],
+        "volumeMounts": [{"name": "scripts", "mountPath": QUERIES_DIR, "readOnly": True},
+                         {"name": "tls", "mountPath": TLS_DIR, "readOnly": True}],
     }
 
 
@@ -233,6 +288,7 @@ def _postgres_container(child: names.ChildNames, spec: api.ScaledAppSpec, role: 
             {"name": "run", "mountPath": SOCKET_DIR},
             {"name": "scripts", "mountPath": SCRIPTS_DIR, "readOnly": True},
             {"name": "topology", "mountPath": TOPOLOGY_DIR, "readOnly": True},
+            {"name": "tls", "mountPath": TLS_DIR, "readOnly": True},
         ],
     }
 
@@ -246,6 +302,9 @@ def _volumes(child: names.ChildNames) -> list[Manifest]:
         {"name": "run", "emptyDir": {"medium": "Memory", "sizeLimit": "1Mi"}},
         # Read at start by the scripts; optional, so a pod starts (as the home topology) before it exists.
         {"name": "topology", "configMap": {"name": child.db_topology, "optional": True}},
+        # Certificates and keys: root-owned, group fsGroup (postgres), 0640, which Postgres and libpq accept
+        # for a key. The kubelet replaces them in place when the operator renews them.
+        {"name": "tls", "secret": {"secretName": child.db_tls, "defaultMode": 0o640}},
     ]
 
 
@@ -278,7 +337,8 @@ def _bootstrap(child: names.ChildNames, db: api.DatabaseSpec) -> Manifest:
             env_value("PRIMARY_HOST", child.db_write),
             env_value("PRIMARY_PORT", str(POSTGRES_PORT)),
             env_value("REPLICATION_USER", REPLICATION_USER),
-            env_secret("REPLICATION_PASSWORD", child.db_credentials, REPLICATION_KEY),
+            # No password: the replication role logs in with its certificate, over TLS (pg_hba `cert`).
+            env_value("PRIMARY_CONNINFO", replication_conninfo()),
             # Becomes application_name on the primary and, sanitised, the replication slot name.
             env_field("REPLICA_NAME", "metadata.name"),
             *_topology_env(child),
@@ -289,6 +349,7 @@ def _bootstrap(child: names.ChildNames, db: api.DatabaseSpec) -> Manifest:
             {"name": "data", "mountPath": DATA_DIR},
             {"name": "scripts", "mountPath": SCRIPTS_DIR, "readOnly": True},
             {"name": "topology", "mountPath": TOPOLOGY_DIR, "readOnly": True},
+            {"name": "tls", "mountPath": TLS_DIR, "readOnly": True},
         ],
     }
 
@@ -319,6 +380,8 @@ def primary_statefulset(
         env_secret("MONITOR_PASSWORD", child.db_credentials, EXPORTER_KEY),
         env_value("APP_USER", APP_USER),
         env_secret("APP_PASSWORD", child.db_credentials, APP_KEY),
+        # For primary-init.sh: the superuser role the operator's certificate logs in as (no password).
+        env_value("OPERATOR_USER", tls.OPERATOR_USER),
     ]
     # Resize in place, never restart: shared_buffers keeps its start-up size, the rest uses the room.
     postgres["resizePolicy"] = [

@@ -78,6 +78,14 @@ class ChildNames:
         return f"{self.owner}-db-credentials"
 
     @property
+    def db_ca(self) -> str:  # Secret: the generated Postgres CA (tls.crt, tls.key), created once; no pod mounts it
+        return f"{self.owner}-db-ca"
+
+    @property
+    def db_tls(self) -> str:  # Secret: ca.crt, the server and replication certificates (resources/tls.py)
+        return f"{self.owner}-db-tls"
+
+    @property
     def workers(self) -> str:  # Deployment, PodDisruptionBudget
         return f"{self.owner}-workers"
 

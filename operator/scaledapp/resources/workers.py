@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from scaledapp import api
 from scaledapp.resources import names
-from scaledapp.resources.app import container_resources, dependency_env
+from scaledapp.resources.app import DB_MOUNTS, container_resources, db_volumes, dependency_env
 from scaledapp.resources.common import (
     APP_UID,
     WORKER_METRICS_PORT,
@@ -50,7 +50,7 @@ def workers_deployment(child: names.ChildNames, namespace: str, spec: api.Scaled
             "initialDelaySeconds": 10, "periodSeconds": 20, "failureThreshold": 3, "timeoutSeconds": 5,
         },
         "securityContext": container_security_context(),
-        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
+        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}, *[dict(m) for m in DB_MOUNTS]],
     }
     pod = pod_template(
         child.owner,
@@ -59,7 +59,7 @@ def workers_deployment(child: names.ChildNames, namespace: str, spec: api.Scaled
             "securityContext": pod_security_context(APP_UID),
             "terminationGracePeriodSeconds": TERMINATION_GRACE_SECONDS,
             "containers": [container],
-            "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}}],
+            "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}}, *db_volumes(child)],
         },
         annotations=scrape_annotations(WORKER_METRICS_PORT),
     )

@@ -15,6 +15,8 @@
 #   HBA_AUTH_METHOD         auth method for the replication line (default: scram-sha-256)
 #   MAX_SLOT_WAL_KEEP_SIZE  WAL a slot may retain before it is invalidated (default: 1GB)
 #   MONITOR_USER, MONITOR_PASSWORD  optional: a pg_monitor role for postgres_exporter
+#   OPERATOR_USER           optional: a superuser role with no password, for the operator's client certificate
+#                           (pg_hba `hostssl all <it> all cert`: it can log in whatever the passwords are)
 #   PGHOST, PGPORT          optional, standard libpq: where the server listens (postgres-start.sh sets them
 #                           to its temporary server's socket, with PGPASSWORD; tests to their own server)
 # Idempotent: re-running it changes nothing.
@@ -48,6 +50,13 @@ if [ -n "${MONITOR_USER:-}" ]; then
   ensure_role "$MONITOR_USER" "${MONITOR_PASSWORD:?MONITOR_PASSWORD must be set with MONITOR_USER}" ""
   sql -v name="$MONITOR_USER" <<'SQL'
 SELECT format('GRANT pg_monitor TO %I', :'name')
+\gexec
+SQL
+fi
+
+if [ -n "${OPERATOR_USER:-}" ]; then
+  sql -v name="$OPERATOR_USER" <<'SQL'
+SELECT format('CREATE ROLE %I WITH LOGIN SUPERUSER', :'name') WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = :'name')
 \gexec
 SQL
 fi

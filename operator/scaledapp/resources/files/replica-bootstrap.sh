@@ -24,7 +24,10 @@
 #   PRIMARY_HOST           primary's host name or address (required)
 #   PRIMARY_PORT           its port (default: 5432)
 #   REPLICATION_USER       replication role (default: replicator)
-#   REPLICATION_PASSWORD   its password (required)
+#   REPLICATION_PASSWORD   its password (optional: none when PRIMARY_CONNINFO logs in with a certificate)
+#   PRIMARY_CONNINFO       extra libpq key=value options for every connection to the primary, e.g. TLS:
+#                          "sslmode=verify-full sslrootcert=... sslcert=... sslkey=..." (the pods' own); they
+#                          end up in primary_conninfo, so the standby streams the same way
 #   REPLICA_NAME           this replica's name, e.g. the pod name (default: $HOSTNAME); it becomes the
 #                          application_name on the primary and, sanitised, the slot name
 #   REPLICATION_SLOT       slot name override (default: derived from REPLICA_NAME)
@@ -39,7 +42,6 @@ set -euo pipefail
 
 : "${PGDATA:?PGDATA must be set}"
 : "${PRIMARY_HOST:?PRIMARY_HOST must be set}"
-: "${REPLICATION_PASSWORD:?REPLICATION_PASSWORD must be set}"
 PRIMARY_PORT="${PRIMARY_PORT:-5432}"
 REPLICATION_USER="${REPLICATION_USER:-replicator}"
 REPLICA_NAME="${REPLICA_NAME:-${HOSTNAME:-replica}}"
@@ -82,8 +84,9 @@ if [ -n "$(ls -A "$PGDATA")" ]; then
   find "$PGDATA" -mindepth 1 -delete
 fi
 
-export PGPASSWORD="$REPLICATION_PASSWORD"
+if [ -n "${REPLICATION_PASSWORD:-}" ]; then export PGPASSWORD="$REPLICATION_PASSWORD"; fi
 export PGCONNECT_TIMEOUT=5
+PRIMARY_CONNINFO="${PRIMARY_CONNINFO:-}"
 conn=(--host "$PRIMARY_HOST" --port "$PRIMARY_PORT" --username "$REPLICATION_USER" --no-password)
 deadline=$(( $(date +%s) + WAIT_TIMEOUT_SECONDS ))
 remaining() { echo $(( deadline - $(date +%s) )); }
@@ -95,13 +98,13 @@ until pg_isready --quiet --host "$PRIMARY_HOST" --port "$PRIMARY_PORT"; do
 done
 
 # Create the slot unless it exists already (a replica re-seeded under the same name keeps its slot).
-until pg_receivewal "${conn[@]}" --slot "$REPLICATION_SLOT" --create-slot --if-not-exists; do
+until pg_receivewal "${conn[@]}" --dbname "$PRIMARY_CONNINFO" --slot "$REPLICATION_SLOT" --create-slot --if-not-exists; do
   [ "$(remaining)" -gt 0 ] || { log "could not create slot ${REPLICATION_SLOT}"; exit 1; }
   sleep 1
 done
 
 until pg_basebackup "${conn[@]}" --pgdata "$PGDATA" --wal-method stream --write-recovery-conf \
-        --slot "$REPLICATION_SLOT" --checkpoint fast --dbname "application_name=${REPLICA_NAME}"; do
+        --slot "$REPLICATION_SLOT" --checkpoint fast --dbname "$PRIMARY_CONNINFO application_name=${REPLICA_NAME}"; do
   [ "$(remaining)" -gt 0 ] || { log "pg_basebackup did not complete within ${WAIT_TIMEOUT_SECONDS}s"; exit 1; }
   log "pg_basebackup failed; retrying"
   find "$PGDATA" -mindepth 1 -delete

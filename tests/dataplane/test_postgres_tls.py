@@ -1,0 +1,399 @@
+"""Postgres TLS on real servers: the pods' configuration (postgres-start.sh with the TLS settings and the pg_hba
+the operator renders, the init scripts, replica-bootstrap.sh with the replication certificate) on loopback,
+with certificates made by the operator's own code (resources/tls.py, dbtls.mint_login).
+
+What a stranger meets: no plain-text connection, for clients or replication. What the project's clients
+meet: verified TLS (the app's verify-full, the replica's verify-full with its certificate), the operator's
+certificate login that needs no password, passwords changed under running sessions, and a renewed server
+certificate picked up on a reload without a restart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import os
+import pwd
+import socket
+import ssl
+import struct
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, cast
+
+import httpx
+import psycopg
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+from scaledapp import dbcreds, dbtls, pgclient
+from scaledapp.kube import Kube
+from scaledapp.resources import database, names, secrets, tls
+from tests.dataplane.test_postgres_start import (
+    APP_PASSWORD,
+    APP_USER,
+    REPL_USER,
+    SU_PASSWORD,
+    SUPERUSER,
+    StartScript,
+    run_as,
+    tool_path,
+)
+from tests.support.dataplane import SCRIPTS, AppProcess, RedisServer, as_user, unprivileged_user
+from tests.support.wait import wait_for
+
+pytestmark = pytest.mark.dataplane
+
+CHILD = names.ChildNames("tlsdemo")
+REPLICA_NAME = "tlsdemo-db-read-0"
+
+
+class TlsFiles:
+    """What a Postgres pod mounts from the db-tls Secret (owned by the server's user, keys 0600), and the
+    pg_hba from the db-scripts ConfigMap."""
+
+    def __init__(self, base: Path, user: pwd.struct_passwd | None) -> None:
+        self.dir, self.user = base / "tls", user
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.ca = tls.new_ca("tlsdemo test CA", dt.datetime.now(dt.UTC))
+        self.hba = base / "pg_hba.conf"
+        self.hba.write_text(database.pg_hba())
+        self.material = self.issue()
+        self.write(self.material)
+        self._own(self.dir)
+        self._own(self.hba)
+
+    def issue(self) -> tls.ServerTls:
+        # 127.0.0.1: the loopback servers' address, so clients can check verify-full as the pods' clients do.
+        return tls.issue_server_tls(self.ca, CHILD, "ns", REPL_USER, dt.datetime.now(dt.UTC),
+                                    extra_names=["127.0.0.1"])
+
+    def _own(self, path: Path) -> None:
+        if self.user is not None:
+            os.chown(path, self.user.pw_uid, self.user.pw_gid)
+
+    def write(self, material: tls.ServerTls) -> None:
+        """Replace the files the way the kubelet does: each written aside, then renamed into place."""
+        for key, text in tls.decode(material.as_data()).items():
+            aside = self.dir / f".{key}.new"
+            fd = os.open(aside, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as out:
+                out.write(text)
+            self._own(aside)
+            aside.replace(self.dir / key)
+
+    @property
+    def ca_file(self) -> str:
+        return str(self.dir / tls.CA_CERT_KEY)
+
+
+class TlsServer(StartScript):
+    """postgres-start.sh with the pods' TLS settings (paths of this test's files)."""
+
+    def __init__(self, name: str, base: Path, files: TlsFiles, role: str = "primary") -> None:
+        super().__init__(name, base, base / "logs", files.user, role=role)
+        self.files = files
+
+    def env(self) -> dict[str, str]:
+        return {**super().env(), "OPERATOR_USER": tls.OPERATOR_USER}
+
+    def start(self, wait: bool = True, timeout: float = 90.0) -> None:
+        settings = {**database.tls_settings(str(self.files.dir), str(self.files.hba)), "fsync": "off"}
+        args = [arg for key, value in settings.items() for arg in ("-c", f"{key}={value}")]
+        self.spawn(as_user(["bash", str(SCRIPTS / "postgres-start.sh"), *args], self.user), env=self.env())
+        if wait:
+            wait_for(self.accepting, timeout, f"{self.name} accepting on :{self.port}", interval=0.1,
+                     ignore=(psycopg.OperationalError,))
+
+    def verified(self, user: str = APP_USER, password: str = APP_PASSWORD, **extra: str) -> psycopg.Connection:
+        """A client as the app connects: verify-full against the CA."""
+        return psycopg.connect(host=self.host, port=self.port, user=user, password=password, dbname="app",
+                               sslmode="verify-full", sslrootcert=self.files.ca_file, connect_timeout=3,
+                               autocommit=True, **extra)
+
+
+@pytest.fixture(scope="module")
+def files(dataplane_dir: Path) -> TlsFiles:
+    base = dataplane_dir / "pgtls"
+    base.mkdir(exist_ok=True)
+    user = unprivileged_user()
+    if user is not None:
+        os.chown(base, user.pw_uid, user.pw_gid)
+    return TlsFiles(base, user)
+
+
+@pytest.fixture(scope="module")
+def primary(files: TlsFiles) -> Iterator[TlsServer]:
+    server = TlsServer("tls-primary", files.dir.parent, files)
+    (files.dir.parent / "logs").mkdir(exist_ok=True)
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def replica(primary: TlsServer, files: TlsFiles) -> Iterator[TlsServer]:
+    server = TlsServer("tls-replica", files.dir.parent, files, role="replica")
+    # The bootstrap as the pod's initContainer runs it: no password, the replication certificate.
+    run_as(files.user, ["bash", str(SCRIPTS / "replica-bootstrap.sh")], {
+        "PATH": tool_path(), "LANG": "C.UTF-8", "PGDATA": str(server.pgdata),
+        "PRIMARY_HOST": primary.host, "PRIMARY_PORT": str(primary.port), "REPLICATION_USER": REPL_USER,
+        "PRIMARY_CONNINFO": database.replication_conninfo(str(files.dir)), "REPLICA_NAME": REPLICA_NAME,
+        "WAIT_TIMEOUT_SECONDS": "60"})
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def operator_login(files: TlsFiles, tmp_path_factory: pytest.TempPathFactory) -> pgclient.CertLogin:
+    login, _ = dbtls.mint_login(files.ca, tmp_path_factory.mktemp("operator-tls"), "tlsdemo", dt.datetime.now(dt.UTC))
+    return login
+
+
+def refused(**kwargs: object) -> str:
+    with pytest.raises(psycopg.OperationalError) as caught:
+        psycopg.connect(connect_timeout=3, **kwargs).close()  # type: ignore[arg-type]
+    return str(caught.value)
+
+
+def test_a_plain_text_connection_is_refused_even_with_the_right_password(primary: TlsServer) -> None:
+    message = refused(host=primary.host, port=primary.port, user=APP_USER, password=APP_PASSWORD, dbname="app",
+                      sslmode="disable")
+    assert "no encryption" in message or "no pg_hba.conf entry" in message, message
+    # The superuser too, and a replication connection without TLS.
+    refused(host=primary.host, port=primary.port, user=SUPERUSER, password=SU_PASSWORD, dbname="postgres",
+            sslmode="disable")
+    message = refused(host=primary.host, port=primary.port, user=REPL_USER, password="start-rep-pw",
+                      dbname="replication", replication="true", sslmode="disable")
+    assert "no encryption" in message or "no pg_hba.conf entry" in message, message
+
+
+def test_a_verified_tls_connection_works_and_a_wrong_ca_or_name_does_not(
+    primary: TlsServer, files: TlsFiles, tmp_path: Path
+) -> None:
+    with primary.verified() as conn:
+        assert conn.execute("SELECT ssl, version FROM pg_stat_ssl WHERE pid = pg_backend_pid()").fetchone() \
+            in {(True, "TLSv1.3"), (True, "TLSv1.2")}
+        assert conn.execute("SELECT current_user").fetchone() == (APP_USER,)
+    # Another CA: the client does not trust the server.
+    stranger = tmp_path / "other-ca.crt"
+    stranger.write_text(tls.new_ca("someone else", dt.datetime.now(dt.UTC)).cert_pem)
+    message = refused(host=primary.host, port=primary.port, user=APP_USER, password=APP_PASSWORD, dbname="app",
+                      sslmode="verify-ca", sslrootcert=str(stranger))
+    assert "certificate verify failed" in message, message
+    # A name the certificate does not carry (verify-full checks it).
+    message = refused(host="localhost", port=primary.port, user=APP_USER, password=APP_PASSWORD, dbname="app",
+                      sslmode="verify-full", sslrootcert=files.ca_file)
+    assert "does not match host name" in message, message
+
+
+def test_replication_streams_over_tls_with_the_replication_certificate(
+    primary: TlsServer, replica: TlsServer
+) -> None:
+    def streaming_over_tls() -> list[tuple[object, ...]]:
+        return primary.query(
+            "SELECT r.state, s.ssl, r.usename FROM pg_stat_replication r JOIN pg_stat_ssl s USING (pid) "
+            f"WHERE r.application_name = '{REPLICA_NAME}'", dbname="postgres")
+
+    rows = wait_for(streaming_over_tls, 30, "the replica streaming over TLS", interval=0.1)
+    assert rows == [("streaming", True, REPL_USER)]
+    # The replica verified the primary's name and logs in by certificate: its primary_conninfo says so and holds
+    # no password.
+    conninfo = str(replica.query("SHOW primary_conninfo", dbname="postgres")[0][0]).replace("'", "")
+    assert "sslmode=verify-full" in conninfo and "sslcert=" in conninfo and "password" not in conninfo
+    primary.execute("CREATE TABLE IF NOT EXISTS over_tls (v int)")
+    primary.execute("INSERT INTO over_tls VALUES (5)")
+    wait_for(lambda: replica.query("SELECT to_regclass('over_tls') IS NOT NULL AND "
+                                   "EXISTS (SELECT FROM over_tls WHERE v = 5)") == [(True,)],
+             15, "the row replayed on the replica", interval=0.05,
+             ignore=(psycopg.errors.UndefinedTable,))
+    # The replication role by password (even over TLS) is not let in: certificate only.
+    message = refused(host=primary.host, port=primary.port, user=REPL_USER, password="start-rep-pw",
+                      dbname="replication", replication="true", sslmode="require")
+    assert "certificate" in message, message
+
+
+def test_the_operator_logs_in_by_certificate_whatever_the_passwords(
+    primary: TlsServer, operator_login: pgclient.CertLogin
+) -> None:
+    # The superuser's password as the credentials Secret might hold it after an edit: wrong.
+    wrong = pgclient.Server(primary.host, "not-the-password", port=primary.port)
+    with pytest.raises(psycopg.OperationalError, match="password authentication failed"):
+        wrong.position()
+    server = pgclient.Server(primary.host, operator_login, port=primary.port)
+    position = server.position()
+    assert not position.in_recovery and position.received > 0
+    with psycopg.connect(host=primary.host, port=primary.port, dbname="postgres", user=operator_login.user,
+                         sslmode="verify-ca", sslrootcert=operator_login.sslrootcert, sslcert=operator_login.sslcert,
+                         sslkey=operator_login.sslkey, connect_timeout=3) as conn:
+        assert conn.execute("SELECT rolsuper FROM pg_roles WHERE rolname = current_user").fetchone() == (True,)
+    # The role has no password: without the certificate it cannot log in at all.
+    refused(host=primary.host, port=primary.port, user=tls.OPERATOR_USER, password="", dbname="postgres",
+            sslmode="require")
+
+
+def test_a_changed_password_lets_new_connections_in_while_old_sessions_keep_working(
+    primary: TlsServer, operator_login: pgclient.CertLogin
+) -> None:
+    server = pgclient.Server(primary.host, operator_login, port=primary.port)
+    old_session = primary.verified()
+    new_password = "edited-app-pw"
+    try:
+        assert server.password_works(APP_USER, APP_PASSWORD)
+        assert server.set_passwords({APP_USER: new_password, "no_such_role": "x"}) == [APP_USER]
+        with primary.verified(password=new_password) as conn:
+            assert conn.execute("SELECT current_user").fetchone() == (APP_USER,)
+        assert "password authentication failed" in refused(
+            host=primary.host, port=primary.port, user=APP_USER, password=APP_PASSWORD, dbname="app",
+            sslmode="verify-full", sslrootcert=primary.files.ca_file)
+        assert not server.password_works(APP_USER, APP_PASSWORD) and server.password_works(APP_USER, new_password)
+        # A session that logged in with the old password goes on.
+        assert old_session.execute("SELECT 1").fetchone() == (1,)
+    finally:
+        old_session.close()
+        server.set_passwords({APP_USER: APP_PASSWORD})
+
+
+class SecretApi:
+    """The two calls dbcreds.sync makes: the credentials Secret by name, and Events (kept to be read)."""
+
+    def __init__(self, passwords: secrets.DbPasswords) -> None:
+        self.data = passwords.as_secret_data()
+        self.events: list[str] = []
+
+    async def get(self, api_version: str, kind: str, name: str, namespace: str) -> dict[str, Any] | None:
+        return {"data": dict(self.data)} if name == CHILD.db_credentials else None
+
+    async def post_event(self, owner: dict[str, Any], type_: str, reason: str, message: str) -> None:
+        self.events.append(f"{reason}: {message}")
+
+
+def test_an_edited_secret_is_what_the_database_agrees_with_and_old_sessions_go_on(
+    primary: TlsServer, operator_login: pgclient.CertLogin
+) -> None:
+    """The Secret is the source of truth: after an edit the operator's sync (over its certificate, which no
+    password edit can lock out) sets exactly the roles whose password changed; a session opened before goes on,
+    and a new connection gets in with the new password only."""
+    monitor = "exporter"
+    primary.execute(f"CREATE ROLE {monitor} LOGIN PASSWORD 'exp-pw'", dbname="postgres")
+    current = secrets.DbPasswords(superuser=SU_PASSWORD, app=APP_PASSWORD, replication="start-rep-pw",
+                                  exporter="exp-pw")
+    fake = SecretApi(current)
+    owner = {"metadata": {"name": CHILD.owner, "namespace": "dp-creds"}}
+    server = pgclient.Server(primary.host, operator_login, port=primary.port)
+    assert asyncio.run(dbcreds.sync(cast(Kube, fake), owner, server)) == []  # the database agrees already
+    old_session = primary.verified()
+    try:
+        fake.data = secrets.DbPasswords(superuser=SU_PASSWORD, app="rotated-app-pw", replication="start-rep-pw",
+                                        exporter="exp-pw").as_secret_data()
+        assert asyncio.run(dbcreds.sync(cast(Kube, fake), owner, server)) == [APP_USER]
+        assert fake.events == [f"CredentialsSynced: the database now agrees with Secret {CHILD.db_credentials}: "
+                               f"new password for {APP_USER}"]
+        assert "rotated-app-pw" not in fake.events[0]
+        with primary.verified(password="rotated-app-pw") as conn:
+            assert conn.execute("SELECT current_user").fetchone() == (APP_USER,)
+        assert "password authentication failed" in refused(
+            host=primary.host, port=primary.port, user=APP_USER, password=APP_PASSWORD, dbname="app",
+            sslmode="verify-full", sslrootcert=primary.files.ca_file)
+        assert old_session.execute("SELECT 1").fetchone() == (1,)
+        # Nothing changed since: the next sync asks nothing of the database.
+        assert asyncio.run(dbcreds.sync(cast(Kube, fake), owner, server)) == []
+    finally:
+        old_session.close()
+        server.set_passwords({APP_USER: APP_PASSWORD})
+        dbcreds.forget(owner)
+
+
+def test_a_primary_without_the_operators_role_gets_it_from_the_sync(
+    primary: TlsServer, operator_login: pgclient.CertLogin
+) -> None:
+    """A primary initialised before the certificate role existed: the sync creates it with the superuser's
+    password from the Secret, and from then on the certificate logs in."""
+    superuser = pgclient.Server(primary.host, SU_PASSWORD, SUPERUSER, port=primary.port)
+    with psycopg.connect(host=primary.host, port=primary.port, user=SUPERUSER, password=SU_PASSWORD,
+                         dbname="postgres", sslmode="require", autocommit=True) as conn:
+        conn.execute(f"DROP ROLE {tls.OPERATOR_USER}")
+    server = pgclient.Server(primary.host, operator_login, port=primary.port)
+    with pytest.raises(psycopg.OperationalError, match="does not exist"):
+        server.ping()
+    fake = SecretApi(secrets.DbPasswords(superuser=SU_PASSWORD, app=APP_PASSWORD, replication="start-rep-pw",
+                                         exporter="exp-pw"))
+    owner = {"metadata": {"name": CHILD.owner, "namespace": "dp-role"}}
+    try:
+        asyncio.run(dbcreds.sync(cast(Kube, fake), owner, server))
+        server.ping()
+        assert fake.events[0].endswith(f"created the role {tls.OPERATOR_USER} the operator's certificate logs in as")
+    finally:
+        dbcreds.forget(owner)
+        superuser.create_superuser_role(tls.OPERATOR_USER)
+
+
+def served_certificate(host: str, port: int, ca_file: str) -> x509.Certificate:
+    """The certificate the server presents to a new connection (Postgres' SSLRequest, then a TLS handshake)."""
+    context = ssl.create_default_context(cafile=ca_file)
+    context.check_hostname = False
+    with socket.create_connection((host, port), timeout=3) as raw:
+        raw.sendall(struct.pack("!ii", 8, 80877103))
+        assert raw.recv(1) == b"S"
+        with context.wrap_socket(raw) as wrapped:
+            der = wrapped.getpeercert(binary_form=True)
+    assert der is not None
+    return x509.load_der_x509_certificate(der)
+
+
+def test_a_renewed_certificate_is_served_after_a_reload_without_a_restart(
+    primary: TlsServer, replica: TlsServer, files: TlsFiles, operator_login: pgclient.CertLogin
+) -> None:
+    before = served_certificate(primary.host, primary.port, files.ca_file)
+    assert before.public_bytes(serialization.Encoding.PEM).decode() == files.material.server.cert_pem
+    pid = primary.proc.pid if primary.proc else None
+    renewed = files.issue()
+    server = pgclient.Server(primary.host, operator_login, port=primary.port)
+    # Not reloaded while the files still hold the old certificate (the kubelet has not caught up).
+    assert server.reload_if_cert(renewed.server.cert_pem) is False
+    files.write(renewed)
+    assert server.reload_if_cert(renewed.server.cert_pem) is True
+    wait_for(lambda: served_certificate(primary.host, primary.port, files.ca_file).serial_number
+             == renewed.server.cert.serial_number, 10, "the renewed certificate served", interval=0.1)
+    assert primary.proc is not None and primary.proc.pid == pid and primary.running  # no restart
+    with primary.verified() as conn:
+        assert conn.execute("SELECT 1").fetchone() == (1,)
+    files.material = renewed
+
+
+def test_the_app_reads_its_password_from_the_mounted_file_at_each_new_connection(
+    primary: TlsServer, operator_login: pgclient.CertLogin, redis_server: RedisServer, tmp_path: Path
+) -> None:
+    """The app as the pods run it: verify-full against the CA, the password from DB_PASSWORD_FILE (the Secret's
+    key, mounted). After the password changes in the file and in the database, its new connections get in
+    without a restart."""
+    password_file = tmp_path / "app-password"
+    password_file.write_text(APP_PASSWORD + "\n")
+    dsn = (f"host={primary.host} port={primary.port} dbname=app user={APP_USER} sslmode=verify-full "
+           f"sslrootcert={primary.files.ca_file}")
+    settings = {"APP_DB_WRITE_DSN": dsn, "APP_DB_READ_DSN": "", "APP_DB_PASSWORD_FILE": str(password_file),
+                "APP_CACHE_URL": redis_server.url(2), "APP_QUEUE_URL": redis_server.url(3), "APP_SEED_ITEMS": "20",
+                "APP_DB_CONNECT_TIMEOUT": "2", "APP_BREAKER_RESET_SECONDS": "1", "APP_LOG_LEVEL": "warning"}
+    app = AppProcess("app-tls", primary.files.dir.parent / "logs", settings)
+    server = pgclient.Server(primary.host, operator_login, port=primary.port)
+    app.start()
+    try:
+        assert httpx.get(f"{app.url}/items/1", timeout=5).status_code == 200
+        # The Secret is edited; the kubelet updates the file; the operator sets the role's password.
+        password_file.write_text("file-rotated-pw\n")
+        assert server.set_passwords({APP_USER: "file-rotated-pw"}) == [APP_USER]
+        # Every connection the app had is gone (as after a failover): the pool makes new ones, reading the file.
+        primary.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = 'app' "
+                        "AND pid <> pg_backend_pid()", dbname="postgres")
+        wait_for(lambda: httpx.get(f"{app.url}/items/2", timeout=5).status_code == 200, 30,
+                 "the app serving from the database again with the new password", interval=0.2,
+                 ignore=(httpx.TransportError,))
+        sessions = primary.query("SELECT count(*) FROM pg_stat_activity a JOIN pg_stat_ssl s USING (pid) "
+                                 "WHERE a.usename = 'app' AND s.ssl", dbname="postgres")
+        assert sessions[0][0] > 0  # over TLS
+    finally:
+        app.stop()
+        server.set_passwords({APP_USER: APP_PASSWORD})
+

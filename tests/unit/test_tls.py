@@ -1,0 +1,160 @@
+"""Postgres TLS, the pure parts: certificates (resources/tls.py), the pg_hba and settings (resources/database.py),
+and what the pods and the app get (mounts, DSNs)."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from scaledapp import api
+from scaledapp.resources import build_children, database, names, tls
+
+NOW = dt.datetime(2026, 11, 30, 12, 0, tzinfo=dt.UTC)
+CHILD = names.ChildNames("shop")
+CA = tls.new_ca("shop CA", NOW)
+
+
+def test_the_ca_signs_leaves_only_and_its_key_never_shows_in_a_repr() -> None:
+    cert = CA.cert
+    constraints = cert.extensions.get_extension_for_class(x509.BasicConstraints).value
+    assert constraints.ca and constraints.path_length == 0
+    assert cert.not_valid_after_utc - NOW >= dt.timedelta(days=3600)
+    assert "PRIVATE KEY" in CA.key_pem and "PRIVATE" not in repr(CA)
+
+
+def test_the_server_certificate_covers_the_services_and_the_pods_headless_names() -> None:
+    material = tls.issue_server_tls(CA, CHILD, "prod", "replicator", NOW)
+    names_ = tls.dns_names_of(material.server.cert_pem)
+    for name in ("shop-db-write", "shop-db-write.prod.svc", "shop-db-read-svc.prod.svc.cluster.local",
+                 "*.shop-db.prod.svc", "*.shop-db-read.prod.svc.cluster.local"):
+        assert name in names_
+    usage = material.server.cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    assert list(usage) == [ExtendedKeyUsageOID.SERVER_AUTH]
+    assert tls.signed_by(material.server.cert_pem, CA.cert_pem)
+    # The replication certificate is a client's, its CN the role pg_hba `cert` logs in.
+    replication = material.replication.cert
+    assert replication.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value == "replicator"
+    assert list(replication.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value) == \
+        [ExtendedKeyUsageOID.CLIENT_AUTH]
+
+
+def test_ip_addresses_go_into_the_subject_alt_name_as_addresses() -> None:
+    pair = tls.issue(CA, "x", NOW, alt_names=["127.0.0.1", "db.example"], server=True)
+    alt = pair.cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert [str(a) for a in alt.get_values_for_type(x509.IPAddress)] == ["127.0.0.1"]
+    assert alt.get_values_for_type(x509.DNSName) == ["db.example"]
+
+
+def test_renewal_is_due_at_two_thirds_of_the_lifetime() -> None:
+    pair = tls.issue(CA, "x", NOW)
+    assert not tls.renewal_due(pair.cert_pem, NOW + dt.timedelta(days=59))
+    assert tls.renewal_due(pair.cert_pem, NOW + dt.timedelta(days=61))
+    assert tls.renewal_due(pair.cert_pem, NOW + dt.timedelta(days=200))  # expired
+
+
+def test_a_leaf_never_outlives_its_ca() -> None:
+    short_ca = tls.new_ca("short", NOW, lifetime=dt.timedelta(days=10))
+    assert tls.issue(short_ca, "x", NOW).cert.not_valid_after_utc == short_ca.cert.not_valid_after_utc
+
+
+def test_why_the_tls_secret_is_issued_again() -> None:
+    wanted = tls.server_names(CHILD, "prod")
+    good = tls.decode(tls.issue_server_tls(CA, CHILD, "prod", "replicator", NOW).as_data())
+    assert tls.renew_reason(good, CA.cert_pem, wanted, NOW) is None
+    assert tls.renew_reason(None, CA.cert_pem, wanted, NOW) == "missing"
+    assert tls.renew_reason({**good, tls.TLS_KEY_KEY: ""}, CA.cert_pem, wanted, NOW) == "missing"
+    assert tls.renew_reason(good, CA.cert_pem, wanted, NOW + dt.timedelta(days=61)) == "tls.crt is due for renewal"
+    other = tls.new_ca("other", NOW)
+    assert tls.renew_reason(good, other.cert_pem, wanted, NOW) == "the CA changed"
+    moved = tls.server_names(names.ChildNames("shop"), "staging")  # same ScaledApp, another namespace
+    assert tls.renew_reason(good, CA.cert_pem, moved, NOW) == "the server certificate does not cover every Service name"
+
+
+def test_a_user_ca_is_read_from_its_secret_ec_or_rsa() -> None:
+    assert tls.ca_from_secret_data(tls.ca_secret(CHILD, "prod", CA)["data"]) == CA
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "corp CA")])
+    cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject).public_key(key.public_key())
+            .serial_number(1).not_valid_before(NOW).not_valid_after(NOW + dt.timedelta(days=365))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(key, hashes.SHA256()))
+    rsa_ca = tls.KeyPair(cert.public_bytes(serialization.Encoding.PEM).decode(),
+                         key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()).decode())
+    loaded = tls.ca_from_secret_data(tls.encode({"tls.crt": rsa_ca.cert_pem, "tls.key": rsa_ca.key_pem}))
+    assert loaded == rsa_ca
+    assert tls.signed_by(tls.issue(rsa_ca, "x", NOW).cert_pem, rsa_ca.cert_pem)
+    # A leaf is not a CA; an incomplete Secret is none.
+    leaf = tls.issue(CA, "x", NOW)
+    assert tls.ca_from_secret_data(tls.encode({"tls.crt": leaf.cert_pem, "tls.key": leaf.key_pem})) is None
+    assert tls.ca_from_secret_data({"tls.crt": "eA=="}) is None
+
+
+def hba_rules() -> list[list[str]]:
+    return [line.split() for line in database.pg_hba().splitlines() if line and not line.startswith("#")]
+
+
+def test_pg_hba_lets_nothing_in_over_tcp_without_tls_and_the_first_match_decides() -> None:
+    rules = hba_rules()
+    assert not [r for r in rules if r[0] == "host"]
+    assert ["hostnossl", "all", "all", "all", "reject"] in rules
+    tcp = [r for r in rules if r[0] == "hostssl"]
+    # Certificates for the replication role and the operator, and before the password line that would take them.
+    assert tcp[0] == ["hostssl", "all", tls.OPERATOR_USER, "all", "cert"]
+    assert tcp[1] == ["hostssl", "replication", "replicator", "all", "cert"]
+    assert tcp[2] == ["hostssl", "all", "all", "all", "scram-sha-256"]
+    assert "trust" not in database.pg_hba()
+    assert rules[0] == ["local", "all", "postgres", "peer"]
+
+
+def test_every_postgres_pod_serves_tls_from_the_mounted_secret() -> None:
+    spec = api.ScaledAppSpec()
+    built = {(m["kind"], m["metadata"]["name"]): m for m in build_children("shop", "prod", spec)}
+    hba = built[("ConfigMap", CHILD.db_scripts)]["data"]["pg_hba.conf"]
+    assert hba == database.pg_hba()
+    for sts_name in (CHILD.db_primary, CHILD.db_replicas):
+        pod = built[("StatefulSet", sts_name)]["spec"]["template"]["spec"]
+        volume = next(v for v in pod["volumes"] if v["name"] == "tls")
+        assert volume["secret"] == {"secretName": CHILD.db_tls, "defaultMode": 0o640}
+        for container in (*pod["containers"], *pod["initContainers"]):
+            assert {"name": "tls", "mountPath": database.TLS_DIR, "readOnly": True} in container["volumeMounts"]
+        args = next(c for c in pod["containers"] if c["name"] == "postgres")["args"]
+        for setting in ("ssl=on", "ssl_cert_file=/etc/postgres-tls/tls.crt", "ssl_key_file=/etc/postgres-tls/tls.key",
+                        "ssl_ca_file=/etc/postgres-tls/ca.crt", "hba_file=/scripts/pg_hba.conf"):
+            assert setting in args
+        exporter = next(c for c in pod["containers"] if c["name"] == "postgres-exporter")
+        uri = next(e["value"] for e in exporter["env"] if e["name"] == "DATA_SOURCE_URI")
+        assert "sslmode=verify-ca" in uri and "sslrootcert=/etc/postgres-tls/ca.crt" in uri
+    # No Secret with keys is in the children: the shell issues the certificates, never the builders.
+    assert not any(kind == "Secret" and name == CHILD.db_tls for kind, name in built)
+
+
+@pytest.mark.parametrize("workload", ["app", "workers"])
+def test_the_app_and_workers_verify_the_server_with_the_ca_only(workload: str) -> None:
+    spec = api.ScaledAppSpec()
+    built = {(m["kind"], m["metadata"]["name"]): m for m in build_children("shop", "prod", spec)}
+    pod = built[("Deployment", getattr(CHILD, workload))]["spec"]["template"]["spec"]
+    volume = next(v for v in pod["volumes"] if v["name"] == "db-ca")
+    assert volume["secret"]["items"] == [{"key": "ca.crt", "path": "ca.crt"}]  # never the server's key
+    env = {e["name"]: e.get("value") for e in pod["containers"][0]["env"]}
+    assert env["DB_SSLROOTCERT"] == tls.CLIENT_CA_FILE
+    for dsn in (env["DB_WRITE_DSN"], env["DB_READ_DSN"]):
+        assert "sslmode=verify-full sslrootcert=$(DB_SSLROOTCERT)" in dsn
+
+
+def test_app_and_workers_read_the_password_from_the_mounted_secret_at_each_connection() -> None:
+    spec = api.ScaledAppSpec()
+    built = {(m["kind"], m["metadata"]["name"]): m for m in build_children("shop", "prod", spec)}
+    for workload in (CHILD.app, CHILD.workers):
+        pod = built[("Deployment", workload)]["spec"]["template"]["spec"]
+        volume = next(v for v in pod["volumes"] if v["name"] == "db-credentials")
+        assert volume["secret"]["secretName"] == CHILD.db_credentials
+        assert volume["secret"]["items"] == [{"key": "app-password", "path": "app-password"}]  # its own only
+        env = {e["name"]: e.get("value") for e in pod["containers"][0]["env"]}
+        mount = next(m for m in pod["containers"][0]["volumeMounts"] if m["name"] == "db-credentials")
+        assert env["DB_PASSWORD_FILE"] == f"{mount['mountPath']}/app-password"
