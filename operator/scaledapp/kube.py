@@ -13,7 +13,8 @@ import datetime as dt
 import functools
 import json
 import logging
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -51,6 +52,37 @@ def load_config() -> ApiClient:
 
 
 SETTLE_SECONDS = 30.0  # longest a drift check waits for our own write of the object to answer
+# Events per object and reason: a burst, then one per refill period (client-go's spam filter does the same per
+# object, 25 then one per 5 min; per reason here, so a flood of one kind never hides another kind).
+EVENT_BURST = 10
+EVENT_REFILL_SECONDS = 30.0
+
+
+class EventLimiter:
+    """A token bucket per (object uid, reason): a flapping condition cannot flood the API server or bury the
+    object's other Events. Clock injected, for the tests."""
+
+    def __init__(self, burst: int = EVENT_BURST, refill_seconds: float = EVENT_REFILL_SECONDS,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.burst = burst
+        self.refill_seconds = refill_seconds
+        self.clock = clock
+        self._buckets: dict[tuple[str, str], tuple[float, float]] = {}  # key -> (tokens, at)
+        self.suppressed = 0
+
+    def allow(self, uid: str, reason: str) -> bool:
+        now = self.clock()
+        tokens, at = self._buckets.get((uid, reason), (float(self.burst), now))
+        tokens = min(float(self.burst), tokens + (now - at) / self.refill_seconds)
+        if tokens < 1.0:
+            self._buckets[(uid, reason)] = (tokens, now)
+            self.suppressed += 1
+            return False
+        self._buckets[(uid, reason)] = (tokens - 1.0, now)
+        if len(self._buckets) > 10_000:  # objects long gone: drop the full (idle) buckets
+            self._buckets = {k: v for k, v in self._buckets.items()
+                             if v[0] + (now - v[1]) / self.refill_seconds < self.burst}
+        return True
 
 
 class Seen:
@@ -218,6 +250,7 @@ class Kube:
         self.requests = 0  # API calls made through this facade (reported on the liveness probe)
         self.seen = Seen()  # what we wrote: our own writes echoed by the watch are not drift
         self.cache = WatchCache()
+        self.events = EventLimiter()
 
     async def _call(self, method: str, path: str, *, query: list[tuple[str, str]] | None = None,
                     body: Any = None, content_type: str = "application/json") -> Any:
@@ -380,8 +413,12 @@ class Kube:
     async def post_event(
         self, owner: dict[str, Any], type_: str, reason: str, message: str, component: str = "scaledapp-operator"
     ) -> None:
-        """A core/v1 Event about the ScaledApp; best effort (an Event must never fail a handler)."""
+        """A core/v1 Event about the ScaledApp; best effort (an Event must never fail a handler), rate-limited
+        per object and reason (EventLimiter: the log still has every one)."""
         meta = owner["metadata"]
+        if not self.events.allow(str(meta.get("uid") or f"{meta['namespace']}/{meta['name']}"), reason):
+            log.debug("Event %s on %s/%s suppressed (rate limit)", reason, meta["namespace"], meta["name"])
+            return
         now = dt.datetime.now(dt.UTC)
         event = {
             "apiVersion": "v1",

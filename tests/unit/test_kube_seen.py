@@ -110,3 +110,17 @@ def test_the_watch_cache_keeps_only_what_a_tick_reads_and_reads_the_same() -> No
     assert primary is not None and "managedFields" not in primary["metadata"]
     assert "volumeClaimTemplates" not in primary["spec"] and "conditions" not in primary["status"]
     assert len(json.dumps(primary)) < len(json.dumps(live[("StatefulSet", child.db_primary)])) / 4
+
+
+def test_events_are_rate_limited_per_object_and_reason() -> None:
+    from scaledapp.kube import EventLimiter
+
+    now = [0.0]
+    limiter = EventLimiter(burst=3, refill_seconds=30.0, clock=lambda: now[0])
+    assert [limiter.allow("u1", "Widened") for _ in range(5)] == [True, True, True, False, False]
+    assert limiter.allow("u1", "Narrowed") and limiter.allow("u2", "Widened")  # other reasons, other objects
+    now[0] = 29.0
+    assert not limiter.allow("u1", "Widened")  # not a whole token back yet
+    now[0] = 61.0  # two tokens back over 61 s: one per 30 s
+    assert [limiter.allow("u1", "Widened") for _ in range(3)] == [True, True, False]
+    assert limiter.suppressed == 4
