@@ -27,6 +27,17 @@ def test_the_ca_signs_leaves_only_and_its_key_never_shows_in_a_repr() -> None:
     assert "PRIVATE KEY" in CA.key_pem and "PRIVATE" not in repr(CA)
 
 
+def test_a_long_owner_and_namespace_still_make_a_ca_and_a_server_certificate() -> None:
+    """The CA is named after the ScaledApp and its namespace; X.509 allows 64 characters in a commonName (a
+    40-character name in a 63-character namespace failed the reconcile until the label was cut)."""
+    owner, namespace = "a" * 40, "n" * 63
+    ca = tls.new_ca(f"{owner} Postgres CA ({namespace})", NOW)
+    cn = ca.cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value
+    assert len(cn) == 64 and cn.startswith(owner)
+    material = tls.issue_server_tls(ca, names.ChildNames(owner), namespace, "replicator", NOW)
+    assert f"{owner}-db-write.{namespace}.svc" in tls.dns_names_of(material.server.cert_pem)
+
+
 def test_the_server_certificate_covers_the_services_and_the_pods_headless_names() -> None:
     material = tls.issue_server_tls(CA, CHILD, "prod", "replicator", NOW)
     names_ = tls.dns_names_of(material.server.cert_pem)

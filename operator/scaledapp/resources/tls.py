@@ -70,6 +70,11 @@ class KeyPair:
         return x509.load_pem_x509_certificate(self.cert_pem.encode())
 
 
+# X.509 caps a commonName at 64 characters (RFC 5280 ub-common-name); a CA's name is only a label, so it is cut.
+# Leaf names are role or Service names (<= 63) that cert authentication and clients match: never cut.
+MAX_COMMON_NAME = 64
+
+
 def _name(common_name: str) -> x509.Name:
     return x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "scaledapp"),
                       x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
@@ -91,7 +96,7 @@ def _private_key(pair: KeyPair) -> ec.EllipticCurvePrivateKey | rsa.RSAPrivateKe
 def new_ca(common_name: str, now: dt.datetime, lifetime: dt.timedelta = CA_LIFETIME) -> KeyPair:
     """A self-signed CA that may sign leaf certificates only (path length 0)."""
     key = ec.generate_private_key(ec.SECP256R1())
-    subject = _name(common_name)
+    subject = _name(common_name[:MAX_COMMON_NAME])
     public = key.public_key()
     cert = (x509.CertificateBuilder()
             .subject_name(subject).issuer_name(subject).public_key(public)
