@@ -79,10 +79,11 @@ def children(cluster: Cluster, namespace: str) -> set[str]:
 
 
 def every_child(name: str, cache: bool = True, workers: bool = True) -> set[str]:
-    """What the pure builders produce for this spec, plus the generated credentials Secret."""
+    """What the pure builders produce for this spec, plus the generated Secrets (credentials, Postgres CA, TLS)."""
     spec = api.parse_spec({"cache": {"enabled": cache}, "workers": {"enabled": workers}})
     built = {f"{m['kind']}/{m['metadata']['name']}" for m in build_children(name, "any", spec)}
-    return built | {f"Secret/{ChildNames(name).db_credentials}"}
+    child = ChildNames(name)
+    return built | {f"Secret/{s}" for s in (child.db_credentials, child.db_ca, child.db_tls)}
 
 
 def condition_types(cluster: Cluster, namespace: str, name: str) -> set[str]:
