@@ -279,7 +279,7 @@ def test_an_edited_secret_is_what_the_database_agrees_with_and_old_sessions_go_o
     monitor = "exporter"
     primary.execute(f"CREATE ROLE {monitor} LOGIN PASSWORD 'exp-pw'", dbname="postgres")
     current = secrets.DbPasswords(superuser=SU_PASSWORD, app=APP_PASSWORD, replication="start-rep-pw",
-                                  exporter="exp-pw")
+                                  exporter="exp-pw", cache="cache-pw", queue="queue-pw")
     fake = SecretApi(current)
     owner = {"metadata": {"name": CHILD.owner, "namespace": "dp-creds"}}
     server = pgclient.Server(primary.host, operator_login, port=primary.port)
@@ -287,7 +287,7 @@ def test_an_edited_secret_is_what_the_database_agrees_with_and_old_sessions_go_o
     old_session = primary.verified()
     try:
         fake.data = secrets.DbPasswords(superuser=SU_PASSWORD, app="rotated-app-pw", replication="start-rep-pw",
-                                        exporter="exp-pw").as_secret_data()
+                                        exporter="exp-pw", cache="cache-pw", queue="queue-pw").as_secret_data()
         assert asyncio.run(dbcreds.sync(cast(Kube, fake), owner, server)) == [APP_USER]
         assert fake.events == [f"CredentialsSynced: the database now agrees with Secret {CHILD.db_credentials}: "
                                f"new password for {APP_USER}"]
@@ -319,7 +319,7 @@ def test_a_primary_without_the_operators_role_gets_it_from_the_sync(
     with pytest.raises(psycopg.OperationalError, match="does not exist"):
         server.ping()
     fake = SecretApi(secrets.DbPasswords(superuser=SU_PASSWORD, app=APP_PASSWORD, replication="start-rep-pw",
-                                         exporter="exp-pw"))
+                                         exporter="exp-pw", cache="cache-pw", queue="queue-pw"))
     owner = {"metadata": {"name": CHILD.owner, "namespace": "dp-role"}}
     try:
         asyncio.run(dbcreds.sync(cast(Kube, fake), owner, server))
