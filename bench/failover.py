@@ -72,15 +72,7 @@ def kill_drill(stack: Deployed, n: int) -> dict[str, float]:
     probe = WriteProbe(stack.service_url(f"{NAME}-app", 8080), prefix=f"kill{n}").start()
     try:
         acked_since(probe, 0)
-        old_uid = stack.cluster.kubectl("get", "pod", HOME, "-n", stack.apps, "-o", "jsonpath={.metadata.uid}")
-        killed = time.monotonic()
-        stack.cluster.kubectl("delete", "pod", "-n", stack.apps, HOME, "--wait=false")
-
-        def replaced() -> bool:  # the old server is gone for sure (writes acked before then are not "back")
-            out = stack.cluster.kubectl_run("get", "pod", HOME, "-n", stack.apps, "-o", "jsonpath={.metadata.uid}")
-            return out.returncode != 0 or out.stdout.strip() != old_uid
-
-        wait_for(replaced, timeout=120, what=f"{HOME} replaced", interval=0.2)
+        killed = stack.delete_pod_until_replaced(HOME)
         acked_since(probe, time.monotonic())
         time.sleep(2)  # a little after, so the gap is closed on both sides
     finally:

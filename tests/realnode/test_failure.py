@@ -133,15 +133,7 @@ def test_a_deleted_primary_pod_comes_back_and_no_acknowledged_write_is_lost(stac
     probe = WriteProbe(app_url(stack), prefix="kill").start()
     try:
         writing(probe, 0, 60, "writes before the drill")
-        old_uid = stack.cluster.kubectl("get", "pod", HOME, "-n", stack.apps, "-o", "jsonpath={.metadata.uid}")
-        killed = time.monotonic()
-        stack.cluster.kubectl("delete", "pod", "-n", stack.apps, HOME, "--wait=false")
-
-        def replaced() -> bool:  # the old server is gone for sure: writes acknowledged from now on are "back"
-            out = stack.cluster.kubectl_run("get", "pod", HOME, "-n", stack.apps, "-o", "jsonpath={.metadata.uid}")
-            return out.returncode != 0 or out.stdout.strip() != old_uid
-
-        wait_for(replaced, timeout=120, what=f"{HOME} replaced", interval=0.2)
+        killed = stack.delete_pod_until_replaced(HOME)
         writing(probe, time.monotonic(), 180, "writes again after the primary's pod was deleted")
     finally:
         probe.stop()

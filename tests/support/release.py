@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import secrets
+import time
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -45,6 +46,19 @@ class Deployed:
         # The superuser's password is in the pod's own environment (from the generated Secret): not in the test.
         script = f'PGPASSWORD="$POSTGRES_PASSWORD" psql -h 127.0.0.1 -U postgres -d app -tAc "{query}"'
         return self.cluster.kubectl("exec", "-n", self.apps, pod, "-c", "postgres", "--", "sh", "-c", script)
+
+    def delete_pod_until_replaced(self, pod: str) -> float:
+        """Delete `pod` and wait until the pod of that name is another one (or gone): only then is the old server
+        surely stopped, so writes acknowledged afterwards are "back". Returns when it was deleted (monotonic)."""
+        def uid() -> str | None:
+            out = self.cluster.kubectl_run("get", "pod", pod, "-n", self.apps, "-o", "jsonpath={.metadata.uid}")
+            return out.stdout.strip() if out.returncode == 0 else None
+
+        old = uid()
+        deleted = time.monotonic()
+        self.cluster.kubectl("delete", "pod", "-n", self.apps, pod, "--wait=false")
+        wait_for(lambda: uid() != old, timeout=120, what=f"{pod} replaced", interval=0.2)
+        return deleted
 
     def scaledapp(self) -> dict[str, Any]:
         return self.cluster.get_json("scaledapp", NAME, "-n", self.apps)
