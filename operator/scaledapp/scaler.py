@@ -8,6 +8,7 @@ a restarted operator resumes cooldowns and windows where they were.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import logging
 from collections.abc import Mapping
@@ -45,13 +46,18 @@ class Workloads:
         return all(self.of(t.name) is not None for t in tiers.TIERS if not t.optional)
 
 
-async def read_workloads(kube: Kube, name: str, namespace: str) -> Workloads:
-    """Every tier's scaler-owned workload, from the watch cache (a GET only for one not seen yet)."""
+async def read_workloads(kube: Kube, name: str, namespace: str, *, fetch_missing: bool = True) -> Workloads:
+    """Every tier's scaler-owned workload, from the watch cache (a GET only for one not seen yet, unless not
+    `fetch_missing`: a ScaledApp never reconciled has no workloads to fetch, and its first reconcile puts
+    every one it applies into the cache)."""
     child = names.ChildNames(name)
     live: dict[TierName, Manifest | None] = {}
     for t in tiers.TIERS:
         workload = t.workload(child)
-        live[t.name] = await kube.get_cached(workload.api_version, workload.kind, workload.name, namespace)
+        if fetch_missing:
+            live[t.name] = await kube.get_cached(workload.api_version, workload.kind, workload.name, namespace)
+        else:
+            live[t.name] = kube.cache.get(workload.kind, workload.name, namespace)
     return Workloads(live)
 
 
@@ -79,10 +85,10 @@ async def set_initial_sizes(kube: Kube, owner: Manifest, spec: api.ScaledAppSpec
     managedFields) its starting size, once: later the scaler's own decisions stand."""
     meta = owner["metadata"]
     answers = {(m["kind"], m["metadata"]["name"]): m for m in applied}
-    for body in tiers.initial_scaler_bodies(meta["name"], meta["namespace"], spec):
-        live = answers.get((body["kind"], body["metadata"]["name"]))
-        if live is not None and not owned_by_scaler(live):
-            await kube.apply(body, names.SCALER_MANAGER)
+    new = [body for body in tiers.initial_scaler_bodies(meta["name"], meta["namespace"], spec)
+           if (live := answers.get((body["kind"], body["metadata"]["name"]))) is not None
+           and not owned_by_scaler(live)]
+    await asyncio.gather(*(kube.apply(body, names.SCALER_MANAGER) for body in new))  # one round trip, not five
 
 
 async def apply_sizes(kube: Kube, name: str, namespace: str, before: Sizes, after: Sizes) -> list[str]:
@@ -182,7 +188,10 @@ async def tick(kube: Kube, body: Manifest, logger: Logger) -> float:
         return RETRY_SECONDS  # the reconciler reports invalid specs
     shell = Shell(kube, body, spec, _status_model(body.get("status")), dt.datetime.now(dt.UTC), logger)
     # Observe the workloads: each tier's size, readiness and rollout.
-    workloads = await read_workloads(kube, shell.name, shell.namespace)
+    # Until its first reconcile, a new ScaledApp's workloads are not there: a GET each per tick found nothing (at
+    # 500 new ScaledApps, ticking while their reconciles queued, most of the operator's API calls).
+    reconciled = (body.get("status") or {}).get("observedGeneration") is not None
+    workloads = await read_workloads(kube, shell.name, shell.namespace, fetch_missing=reconciled)
     reading = tiers.read(workloads.by_tier, spec)
     metrics.record_tiers(body, reading.status)
     conds = _ready_condition(shell, reading.status)
