@@ -261,6 +261,8 @@ def operator_arm(bench: Bench, n: int, steady: float, expected: dict[tuple[str, 
     liveness, metrics_port = free_port(), free_port()
     log = (bench.state / f"operator-{label}-{n}.log").open("w")
     env = dict(bench.env)
+    if source is not None and (source.parent / "SOURCE").exists():  # which commit a copied folder came from
+        print(f"  operator {label}: {(source.parent / 'SOURCE').read_text().strip()}", file=sys.stderr)
     if source is not None:
         env["PYTHONPATH"] = os.pathsep.join([str(source), *filter(None, [env.get("PYTHONPATH")])])
     operator = subprocess.Popen(
