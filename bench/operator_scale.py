@@ -29,6 +29,7 @@ import copy
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -301,6 +302,9 @@ def operator_arm(bench: Bench, n: int, steady: float, expected: dict[tuple[str, 
         watch.stop()
         operator.terminate()
         operator.wait(timeout=60)
+        log.close()
+        if profile is not None:  # the operator's log beside its profile (the state folder goes at the end)
+            shutil.copy(log.name, profile / Path(log.name).name)
         print(file=sys.stderr)
     ticks = steady / INTERVAL_SECONDS
     return {"label": label, "seconds": seconds, "ready": ready, "status_seconds": status_seconds,
@@ -349,7 +353,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch", type=int, default=25, help="ScaledApps' children per raw apply file")
     parser.add_argument("--raw-jobs", type=int, default=4, help="raw apply files applied at once")
     parser.add_argument("--steady", type=float, default=30.0, help="seconds of steady state to count calls over")
-    parser.add_argument("--profile", type=Path, help="py-spy the operator until Ready; collapsed stacks here")
+    parser.add_argument("--profile", type=Path,
+                        help="py-spy the operator until Ready; collapsed stacks and the operator's log here")
     parser.add_argument("--operator", action="append", default=[], metavar="LABEL=DIR",
                         help="an operator arm running the scaledapp package found in DIR (e.g. an older commit's "
                              "operator/ folder, for a before/after in the same run); repeatable, in this order; "
