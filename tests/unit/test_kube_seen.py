@@ -110,3 +110,14 @@ def test_the_watch_cache_keeps_only_what_a_tick_reads_and_reads_the_same() -> No
     assert primary is not None and "managedFields" not in primary["metadata"]
     assert "volumeClaimTemplates" not in primary["spec"] and "conditions" not in primary["status"]
     assert len(json.dumps(primary)) < len(json.dumps(live[("StatefulSet", child.db_primary)])) / 4
+
+
+def test_a_late_event_of_an_older_version_does_not_replace_our_newer_write() -> None:
+    """Under load the watch lags: the ADDED event (generation 1) of a Deployment arrives after the answer to the
+    scaler's sizing apply (generation 2). Recorded over it, the echo of that apply looked like someone's edit."""
+    seen = Seen()
+    seen.record(deployment(2, "20"))  # the answer to our second write
+    assert not seen.drifted("ADDED", deployment(1, "10"))
+    seen.record(deployment(1, "10"))  # the late ADDED event, recorded by the drift handler
+    assert not seen.drifted("MODIFIED", deployment(2, "20"))  # the echo of our write
+    assert seen.drifted("MODIFIED", deployment(3, "30"))  # someone's edit still is drift
