@@ -181,6 +181,7 @@ async def scale(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, logger: 
     loops: runner.Runner = memo.runner
     if event["type"] == "DELETED":
         loops.gone(body.metadata.uid)
+        scaler.forget(body.metadata.uid)
         metrics.forget(body)  # its series go with it
     else:
         loops.seen(dict(body), logger)

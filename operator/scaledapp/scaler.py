@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, cast
@@ -229,8 +230,23 @@ def _decision_conditions(shell: Shell, conds: list[Manifest], decision: Decision
     return conds
 
 
+PROGRESS_SECONDS = 30.0  # while a ScaledApp is not Ready, how often its tiers' ready counts alone are written
+# uid -> (time.monotonic(), body) of the scaler's last status write, in memory: see _write_status.
+_WRITTEN: dict[str, tuple[float, Manifest]] = {}
+
+
+def forget(uid: str) -> None:
+    """The ScaledApp is gone: drop what the scaler remembers of its status writes."""
+    _WRITTEN.pop(uid, None)
+
+
 async def _write_status(shell: Shell, patch: Manifest, conds: list[Manifest]) -> None:
-    """Server-side apply the scaler's status fields, only when they change (no watch event otherwise)."""
+    """Server-side apply the scaler's status fields, only when they change (no watch event otherwise).
+
+    Not again what this process wrote last (under load the watch brings our own write back after the next tick,
+    which compared with the older body and wrote the same status again), and while the ScaledApp is not Ready
+    and stays so, a change of its ready counts alone at most every PROGRESS_SECONDS (pods arriving changed the
+    status at nearly every tick: a write, and a watch event for every watcher, each time)."""
     patch["conditions"] = [c for c in conds if c["type"] in conditions.SCALER_CONDITIONS]
     current = dict(shell.body.get("status") or {})
     current["conditions"] = [c for c in current.get("conditions") or []
@@ -239,8 +255,33 @@ async def _write_status(shell: Shell, patch: Manifest, conds: list[Manifest]) ->
     # status.scaler is absent from the live status and compared raw it looked changed: one PATCH every tick.
     wire = without_nulls(patch)
     gone = any(key not in wire and current.get(key) for key in patch)  # a field emptied: the apply removes it
-    if gone or changed(current, wire):
-        await shell.kube.apply_status(shell.name, shell.namespace, patch, names.SCALER_MANAGER)
+    if not (gone or changed(current, wire)):
+        return
+    uid, now = str(shell.meta.get("uid") or ""), time.monotonic()
+    last = _WRITTEN.get(uid)
+    if last is not None and not gone:
+        when, written = last
+        if written == wire or (progress_only(written, wire) and now - when < PROGRESS_SECONDS):
+            return
+    await shell.kube.apply_status(shell.name, shell.namespace, patch, names.SCALER_MANAGER)
+    _WRITTEN[uid] = (now, wire)
+
+
+def progress_only(before: Manifest, after: Manifest) -> bool:
+    """Do the scaler's status fields differ only in ready counts, with Ready False before and after?"""
+    def ready(status: Manifest) -> Manifest:
+        return next((c for c in status.get("conditions") or [] if c.get("type") == ConditionType.READY), {})
+
+    if not ready(before).get("status") == ready(after).get("status") == "False":
+        return False
+
+    def rest(status: Manifest) -> Manifest:
+        out = {k: v for k, v in status.items() if k not in ("app", "tiers", "conditions")}
+        out["conditions"] = [{k: v for k, v in c.items() if k != "message"} if c.get("type") == ConditionType.READY
+                             else c for c in status.get("conditions") or []]
+        return out
+
+    return rest(before) == rest(after)
 
 
 def changed(current: Manifest, patch: Manifest) -> bool:

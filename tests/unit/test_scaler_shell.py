@@ -106,3 +106,52 @@ def test_a_scaledapp_never_reconciled_ticks_without_api_reads() -> None:
     reconciled = Recording()
     asyncio.run(scaler.tick(reconciled, {**body, "status": {"observedGeneration": 1}}, logging.getLogger("test")))
     assert len({path for method, path in reconciled.calls if method == "GET"}) == len(tiers.TIERS)
+
+
+def test_status_writes_while_pods_arrive() -> None:
+    """Our own write not yet back through the watch is not written again; while not Ready, ready counts alone
+    are written at most every PROGRESS_SECONDS; Ready turning True is written at once."""
+    from scaledapp.scaler import progress_only
+
+    def status(ready: str, app: str, message: str) -> dict[str, object]:
+        return {"app": app, "tiers": {"app": {"ready": int(app[0])}}, "conditions": [
+            {"type": "MetricsAvailable", "status": "False", "reason": "MetricsUnavailable", "message": "m"},
+            {"type": "Ready", "status": ready, "reason": "TiersNotReady" if ready == "False" else "AllTiersReady",
+             "message": message, "lastTransitionTime": "t0"}]}
+
+    waiting = status("False", "0/2", "waiting: app 0/2 ready")
+    assert progress_only(waiting, status("False", "1/2", "waiting: app 1/2 ready"))
+    assert not progress_only(waiting, status("True", "2/2", "every tier has its desired replicas ready"))
+    other = status("False", "1/2", "waiting: app 1/2 ready")
+    other["conditions"][0]["reason"] = "PrometheusUrlNotAllowed"  # type: ignore[index]
+    assert not progress_only(waiting, other)
+    assert not progress_only(status("True", "2/2", "ok"), status("True", "2/2", "ok2"))
+
+
+def test_a_status_not_yet_back_through_the_watch_is_not_written_again() -> None:
+    import asyncio
+    import logging
+    from typing import Any
+
+    from scaledapp import scaler
+    from scaledapp.kube import Kube
+
+    class Recording(Kube):
+        def __init__(self) -> None:
+            super().__init__(client=object())  # type: ignore[arg-type]
+            self.calls: list[tuple[str, str]] = []
+
+        async def _call(self, method: str, path: str, **_: Any) -> Any:
+            self.calls.append((method, path))
+            return {}
+
+    body: dict[str, Any] = {"apiVersion": api.API_VERSION, "kind": api.KIND,
+                            "metadata": {"name": "shop", "namespace": "ns", "uid": "u-echo", "generation": 1},
+                            "spec": {"scaling": {"prometheusUrl": "http://127.0.0.1:9"}}}
+    kube = Recording()
+    asyncio.run(scaler.tick(kube, body, logging.getLogger("test")))
+    asyncio.run(scaler.tick(kube, body, logging.getLogger("test")))  # the watch has not brought it back yet
+    assert [m for m, _ in kube.calls] == ["PATCH"]
+    scaler.forget("u-echo")
+    asyncio.run(scaler.tick(kube, body, logging.getLogger("test")))  # a new process (or a new object) writes
+    assert [m for m, _ in kube.calls] == ["PATCH", "PATCH"]
