@@ -25,11 +25,6 @@ CHILD_KINDS = [
     ("networking.k8s.io", "v1", "networkpolicies"),
 ]
 RESYNC_SECONDS = float(os.environ.get("SCALEDAPP_RESYNC_SECONDS", "300"))
-# Reconciles applying at once. 500 new ScaledApps all reconciling together progressed in lockstep, so every
-# one's workloads came last and their pods and volume claims all at the end; a few at a time, ScaledApps finish
-# one after another and the controllers start on the first ones' pods while the next are applied (as a kubectl
-# apply of file after file does). Enough to keep the Kubernetes client's threads busy.
-RECONCILE_SLOTS = 16
 REPAIR_ATTEMPTS = 8  # with backoff 1, 2, 4, ... 30 s: about two minutes, then the ScaledApp is marked for resync
 OWNED = {"app.kubernetes.io/managed-by": MANAGED_BY}
 
@@ -89,7 +84,6 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
 
     memo.runner = runner.Runner(tick, resync, resync_seconds=RESYNC_SECONDS)
     memo.guards = runner.Daemons()  # one failover guard per ScaledApp (dbguard.py), also without a finalizer
-    memo.reconcile_slots = asyncio.Semaphore(RECONCILE_SLOTS)
 
 
 @kopf.on.probe(id="apiRequests")
@@ -120,8 +114,7 @@ async def reconcile(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, retry
     A failure worth retrying (no answer, 408, 409, 429, 5xx) is retried by kopf with exponential backoff;
     any other (403 until RBAC is fixed, 422) slowly, and the periodic resync tries again too."""
     try:
-        async with memo.reconcile_slots:
-            await reconciler.reconcile(memo.kube, dict(body), logger)
+        await reconciler.reconcile(memo.kube, dict(body), logger)
     except KubeError as exc:
         delay = runner.backoff(retry, cap=60.0) if runner.retryable(exc.status) else 300.0
         raise kopf.TemporaryError(f"reconcile failed: {exc.message}; retrying", delay=delay) from exc

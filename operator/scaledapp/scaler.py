@@ -244,7 +244,9 @@ async def _write_status(shell: Shell, patch: Manifest, conds: list[Manifest]) ->
     """Server-side apply the scaler's status fields, only when they change (no watch event otherwise).
 
     Not again what this process wrote last (under load the watch brings our own write back after the next tick,
-    which compared with the older body and wrote the same status again), and while the ScaledApp is not Ready
+    which compared with the older body and wrote the same status again, with new transition times: kopf hands
+    a ScaledApp's events on only after its reconcile, so at 500 new ScaledApps the bodies stayed minutes old
+    and every tick rewrote the status), and while the ScaledApp is not Ready
     and stays so, a change of its ready counts alone at most every PROGRESS_SECONDS (pods arriving changed the
     status at nearly every tick: a write, and a watch event for every watcher, each time)."""
     patch["conditions"] = [c for c in conds if c["type"] in conditions.SCALER_CONDITIONS]
@@ -261,10 +263,17 @@ async def _write_status(shell: Shell, patch: Manifest, conds: list[Manifest]) ->
     last = _WRITTEN.get(uid)
     if last is not None and not gone:
         when, written = last
-        if written == wire or (progress_only(written, wire) and now - when < PROGRESS_SECONDS):
+        # A body older than our last write gives unchanged conditions a new transition time: not a change.
+        if timeless(written) == timeless(wire) or (progress_only(written, wire) and now - when < PROGRESS_SECONDS):
             return
     await shell.kube.apply_status(shell.name, shell.namespace, patch, names.SCALER_MANAGER)
     _WRITTEN[uid] = (now, wire)
+
+
+def timeless(status: Manifest) -> Manifest:
+    """The status with its conditions' transition times left out."""
+    return {**status, "conditions": [{k: v for k, v in c.items() if k != "lastTransitionTime"}
+                                     for c in status.get("conditions") or []]}
 
 
 def progress_only(before: Manifest, after: Manifest) -> bool:
@@ -281,7 +290,7 @@ def progress_only(before: Manifest, after: Manifest) -> bool:
                              else c for c in status.get("conditions") or []]
         return out
 
-    return rest(before) == rest(after)
+    return timeless(rest(before)) == timeless(rest(after))
 
 
 def changed(current: Manifest, patch: Manifest) -> bool:

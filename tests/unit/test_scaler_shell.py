@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from scaledapp import api
 from scaledapp.scaler import Workloads, changed, settling_tiers, sizes_of, tiers_status
 
@@ -128,8 +130,9 @@ def test_status_writes_while_pods_arrive() -> None:
     assert not progress_only(status("True", "2/2", "ok"), status("True", "2/2", "ok2"))
 
 
-def test_a_status_not_yet_back_through_the_watch_is_not_written_again() -> None:
+def test_a_status_not_yet_back_through_the_watch_is_not_written_again(monkeypatch: pytest.MonkeyPatch) -> None:
     import asyncio
+    import datetime as _dt
     import logging
     from typing import Any
 
@@ -150,6 +153,17 @@ def test_a_status_not_yet_back_through_the_watch_is_not_written_again() -> None:
                             "spec": {"scaling": {"prometheusUrl": "http://127.0.0.1:9"}}}
     kube = Recording()
     asyncio.run(scaler.tick(kube, body, logging.getLogger("test")))
+    later = _dt.datetime.now(_dt.UTC) + _dt.timedelta(seconds=30)  # a new transition time from the old body
+
+    class Clock:
+        UTC = _dt.UTC
+
+        class datetime:  # noqa: N801 (stands in for the module's datetime class)
+            @staticmethod
+            def now(tz: _dt.tzinfo | None = None) -> _dt.datetime:
+                return later
+
+    monkeypatch.setattr(scaler, "dt", Clock)
     asyncio.run(scaler.tick(kube, body, logging.getLogger("test")))  # the watch has not brought it back yet
     assert [m for m, _ in kube.calls] == ["PATCH"]
     scaler.forget("u-echo")
