@@ -347,7 +347,15 @@ def table(rows: Iterable[dict[str, Any]]) -> list[str]:
     return lines
 
 
+def _interrupted(signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")  # unwinds through the arms' and the cluster's teardown
+
+
 def main(argv: list[str] | None = None) -> int:
+    # TERM, and INT even when started in the background (where a shell leaves INT ignored), stop the operator,
+    # the watches and the control plane on the way out.
+    signal.signal(signal.SIGTERM, _interrupted)
+    signal.signal(signal.SIGINT, _interrupted)
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("sizes", nargs="*", type=int, default=[1, 50])
     parser.add_argument("--batch", type=int, default=25, help="ScaledApps' children per raw apply file")
