@@ -58,16 +58,21 @@ watch_claims() {
   tpl+='{.spec.accessModes}|{.spec.volumeMode}|{.spec.storageClassName}|{.metadata.deletionTimestamp}{"\n"}'
   while true; do
     kc get pvc --all-namespaces --watch -o jsonpath="$tpl" 2>&1 | {
-      batch=()
+      batch=() partial=''
       while true; do
-        if IFS='|' read -r -t 0.2 ns name uid phase vol prov size modes mode class deleting; then
+        # kubectl's jsonpath printer writes a line in pieces: a read that times out mid-line keeps what it got
+        # (it was dropped, and the claim with it: never provisioned, its StatefulSet never ready).
+        if IFS= read -r -t 0.2 chunk; then
+          line=$partial$chunk partial=''
+          IFS='|' read -r ns name uid phase vol prov size modes mode class deleting <<<"$line"
           [ -n "$uid" ] || { log "claim watch: $ns"; continue; }
           if [ "$phase" = Pending ] && [ -z "$vol" ] && [ "$prov" = "$PROVISIONER" ] && [ -z "$deleting" ]; then
             batch+=("$(pv_json "$ns" "$name" "$uid" "$size" "$modes" "$mode" "$class")")
           fi
           [ ${#batch[@]} -lt 100 ] || { provision_batch "${batch[@]}"; batch=(); }
         else
-          rc=$?  # above 128: no line for 0.2 s, so flush the batch; otherwise the watch ended
+          rc=$?  # above 128: no whole line for 0.2 s, so flush the batch; otherwise the watch ended
+          partial+=$chunk
           [ ${#batch[@]} -eq 0 ] || { provision_batch "${batch[@]}"; batch=(); }
           [ "$rc" -gt 128 ] || break
         fi

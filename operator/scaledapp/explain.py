@@ -5,6 +5,8 @@ they changed."""
 
 from __future__ import annotations
 
+import time
+
 from scaledapp import api, conditions, metrics, trace
 from scaledapp.decide import Decision, status_fields
 from scaledapp.kube import without_nulls
@@ -63,8 +65,25 @@ def _patch(shell: Shell, observed: Observed, decision: Decision | None) -> Manif
     return patch
 
 
+PROGRESS_SECONDS = 30.0  # while a ScaledApp is not Ready, how often its tiers' ready counts alone are written
+# uid -> (time.monotonic(), body) of the scaler's last status write, in memory: see _write_status.
+_WRITTEN: dict[str, tuple[float, Manifest]] = {}
+
+
+def forget(uid: str) -> None:
+    """The ScaledApp is gone: drop what the scaler remembers of its status writes."""
+    _WRITTEN.pop(uid, None)
+
+
 async def _write_status(shell: Shell, observed: Observed, decision: Decision | None) -> None:
-    """Server-side apply the scaler's status fields, only when they change (no watch event otherwise)."""
+    """Server-side apply the scaler's status fields, only when they change (no watch event otherwise).
+
+    Not again what this process wrote last (under load the watch brings our own write back after the next tick,
+    which compared with the older body and wrote the same status again, with new transition times: kopf hands
+    a ScaledApp's events on only after its reconcile, so at 500 new ScaledApps the bodies stayed minutes old
+    and every tick rewrote the status), and while the ScaledApp is not Ready and stays so, a change of its
+    ready counts alone at most every PROGRESS_SECONDS (pods arriving changed the status at nearly every tick:
+    a write, and a watch event for every watcher, each time)."""
     patch = _patch(shell, observed, decision)
     current = dict(shell.body.get("status") or {})
     current["conditions"] = [c for c in current.get("conditions") or []
@@ -73,8 +92,40 @@ async def _write_status(shell: Shell, observed: Observed, decision: Decision | N
     # status.scaler is absent from the live status and compared raw it looked changed: one PATCH every tick.
     wire = without_nulls(patch)
     gone = any(key not in wire and current.get(key) for key in patch)  # a field emptied: the apply removes it
-    if gone or changed(current, wire):
-        await shell.kube.apply_status(shell.name, shell.namespace, patch, names.SCALER_MANAGER)
+    if not (gone or changed(current, wire)):
+        return
+    uid, now = str(shell.meta.get("uid") or ""), time.monotonic()
+    last = _WRITTEN.get(uid)
+    if last is not None and not gone:
+        when, written = last
+        # A body older than our last write gives unchanged conditions a new transition time: not a change.
+        if timeless(written) == timeless(wire) or (progress_only(written, wire) and now - when < PROGRESS_SECONDS):
+            return
+    await shell.kube.apply_status(shell.name, shell.namespace, patch, names.SCALER_MANAGER)
+    _WRITTEN[uid] = (now, wire)
+
+
+def timeless(status: Manifest) -> Manifest:
+    """The status with its conditions' transition times left out."""
+    return {**status, "conditions": [{k: v for k, v in c.items() if k != "lastTransitionTime"}
+                                     for c in status.get("conditions") or []]}
+
+
+def progress_only(before: Manifest, after: Manifest) -> bool:
+    """Do the scaler's status fields differ only in ready counts, with Ready False before and after?"""
+    def ready(status: Manifest) -> Manifest:
+        return next((c for c in status.get("conditions") or [] if c.get("type") == ConditionType.READY), {})
+
+    if not ready(before).get("status") == ready(after).get("status") == "False":
+        return False
+
+    def rest(status: Manifest) -> Manifest:
+        out = {k: v for k, v in status.items() if k not in ("app", "tiers", "conditions")}
+        out["conditions"] = [{k: v for k, v in c.items() if k != "message"} if c.get("type") == ConditionType.READY
+                             else c for c in status.get("conditions") or []]
+        return out
+
+    return timeless(rest(before)) == timeless(rest(after))
 
 
 def changed(current: Manifest, patch: Manifest) -> bool:

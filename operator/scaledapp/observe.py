@@ -92,7 +92,10 @@ async def observe_tick(kube: Kube, body: Manifest, spec: api.ScaledAppSpec, logg
 
 
 async def _observed(context: Shell) -> Observed:
-    workloads = await read_workloads(context.kube, context.name, context.namespace)
+    # Until its first reconcile, a new ScaledApp's workloads are not there: a GET each per tick found nothing (at
+    # 500 new ScaledApps, ticking while their reconciles queued, most of the operator's API calls).
+    reconciled = (context.body.get("status") or {}).get("observedGeneration") is not None
+    workloads = await read_workloads(context.kube, context.name, context.namespace, fetch_missing=reconciled)
     reading = tiers.read(workloads.by_tier, context.spec)
     # While the write role moves (failover, switchover home) the database tiers are not what the workloads
     # say: no decision until it is home again (dbguard.py).
@@ -113,13 +116,18 @@ async def _tick(context: Shell, reading: tiers.Reading) -> Tick:
                 paused=context.paused, settling=reading.settling)
 
 
-async def read_workloads(kube: Kube, name: str, namespace: str) -> Workloads:
-    """Every tier's scaler-owned workload, from the watch cache (a GET only for one not seen yet)."""
+async def read_workloads(kube: Kube, name: str, namespace: str, *, fetch_missing: bool = True) -> Workloads:
+    """Every tier's scaler-owned workload, from the watch cache (a GET only for one not seen yet, unless not
+    `fetch_missing`: a ScaledApp never reconciled has no workloads to fetch, and its first reconcile puts
+    every one it applies into the cache)."""
     child = names.ChildNames(name)
     live: dict[TierName, Manifest | None] = {}
     for t in tiers.TIERS:
         workload = t.workload(child)
-        live[t.name] = await kube.get_cached(workload.api_version, workload.kind, workload.name, namespace)
+        if fetch_missing:
+            live[t.name] = await kube.get_cached(workload.api_version, workload.kind, workload.name, namespace)
+        else:
+            live[t.name] = kube.cache.get(workload.kind, workload.name, namespace)
     return Workloads(live)
 
 

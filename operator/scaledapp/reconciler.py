@@ -174,15 +174,26 @@ async def apply_children(
     # Two waves, each applied concurrently: what pods need (config, policies, services), then workloads.
     applied: list[Manifest] = []
     for wave in ([m for m in wanted if m["kind"] not in WORKLOADS], [m for m in wanted if m["kind"] in WORKLOADS]):
-        applied += await asyncio.gather(*(kube.apply(adopt(m, owner), names.RECONCILER_MANAGER) for m in wave))
+        applied += [brief(a) for a in await asyncio.gather(
+            *(kube.apply(adopt(m, owner), names.RECONCILER_MANAGER) for m in wave))]
     await scaler.set_initial_sizes(kube, owner, spec, applied)
     if hold and any(m["metadata"]["name"] == child.db_primary and m["kind"] == "StatefulSet" for m in applied):
         sized = [m for m in resources.build_children(name, namespace, spec, write_role_at=write_role_at)
                  if m["kind"] == "StatefulSet" and m["metadata"]["name"] == child.db_primary]
-        applied.append(await kube.apply(adopt(sized[0], owner), names.RECONCILER_MANAGER))
+        applied.append(brief(await kube.apply(adopt(sized[0], owner), names.RECONCILER_MANAGER)))
     if only is None:
         await _prune(kube, owner, {(m["kind"], m["metadata"]["name"]) for m in applied})
     return applied
+
+
+def brief(answer: Manifest) -> Manifest:
+    """What a reconcile reads of an apply's answer: identity, versions, and which managers own fields. Whole
+    answers (managedFields, templates, status) were held by every reconcile in flight until it ended: at 500 new
+    ScaledApps reconciling at once, a large part of the operator's peak memory."""
+    meta = answer.get("metadata") or {}
+    return {"apiVersion": answer.get("apiVersion"), "kind": answer.get("kind"), "metadata": {
+        **{k: meta[k] for k in ("name", "namespace", "uid", "generation", "resourceVersion") if k in meta},
+        "managedFields": [{"manager": f.get("manager")} for f in meta.get("managedFields") or []]}}
 
 
 async def _prune(kube: Kube, owner: Manifest, kept: set[tuple[str, str]]) -> None:

@@ -14,13 +14,13 @@ import pydantic
 from scaledapp import act, api, explain, observe, tiers
 from scaledapp.act import apply_sizes, owned_by_scaler, set_initial_sizes
 from scaledapp.decide import decide
-from scaledapp.explain import changed
+from scaledapp.explain import changed, forget
 from scaledapp.kube import Kube
 from scaledapp.observe import Logger, Workloads, read_workloads
 from scaledapp.resources.common import Manifest
 from scaledapp.sizes import Sizes, TierName
 
-__all__ = ["Workloads", "apply_sizes", "changed", "owned_by_scaler", "read_workloads", "set_initial_sizes",
+__all__ = ["Workloads", "apply_sizes", "changed", "forget", "owned_by_scaler", "read_workloads", "set_initial_sizes",
            "settling_tiers", "sizes_of", "tick", "tiers_status"]
 
 RETRY_SECONDS = 30  # when the spec cannot be read at all

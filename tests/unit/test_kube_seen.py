@@ -124,3 +124,14 @@ def test_events_are_rate_limited_per_object_and_reason() -> None:
     now[0] = 61.0  # two tokens back over 61 s: one per 30 s
     assert [limiter.allow("u1", "Widened") for _ in range(3)] == [True, True, False]
     assert limiter.suppressed == 4
+
+
+def test_a_late_event_of_an_older_version_does_not_replace_our_newer_write() -> None:
+    """Under load the watch lags: the ADDED event (generation 1) of a Deployment arrives after the answer to the
+    scaler's sizing apply (generation 2). Recorded over it, the echo of that apply looked like someone's edit."""
+    seen = Seen()
+    seen.record(deployment(2, "20"))  # the answer to our second write
+    assert not seen.drifted("ADDED", deployment(1, "10"))
+    seen.record(deployment(1, "10"))  # the late ADDED event, recorded by the drift handler
+    assert not seen.drifted("MODIFIED", deployment(2, "20"))  # the echo of our write
+    assert seen.drifted("MODIFIED", deployment(3, "30"))  # someone's edit still is drift

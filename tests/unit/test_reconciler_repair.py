@@ -34,3 +34,19 @@ def test_objects_without_a_generation_compare_resource_versions() -> None:
 
 def test_a_child_that_was_gone_is_put_back() -> None:
     assert put_back(None, obj("1", generation=1))
+
+
+def test_a_reconcile_keeps_only_what_it_reads_of_an_apply_answer() -> None:
+    from scaledapp import scaler
+    from scaledapp.reconciler import brief
+
+    answer = {"apiVersion": "apps/v1", "kind": "StatefulSet",
+              "metadata": {"name": "shop-db", "namespace": "ns", "uid": "u", "generation": 2, "resourceVersion": "9",
+                           "labels": {"a": "b"}, "managedFields": [
+                               {"manager": "scaledapp-scaler", "operation": "Apply", "fieldsV1": {"f:spec": {}}}]},
+              "spec": {"replicas": 1, "template": {}}, "status": {"replicas": 1}}
+    kept = brief(answer)
+    assert kept == {"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": {
+        "name": "shop-db", "namespace": "ns", "uid": "u", "generation": 2, "resourceVersion": "9",
+        "managedFields": [{"manager": "scaledapp-scaler"}]}}
+    assert scaler.owned_by_scaler(kept) and put_back(obj("8", generation=1), kept)

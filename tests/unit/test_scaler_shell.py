@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from scaledapp import api
 from scaledapp.scaler import Workloads, changed, settling_tiers, sizes_of, tiers_status
 
@@ -75,3 +77,95 @@ def test_watch_cache_holds_only_what_a_tick_reads() -> None:
                                                       "managedFields": [{"manager": "x"}]}})
     kept = cache.get("ConfigMap", "c", "n")
     assert kept is not None and "managedFields" not in kept["metadata"]
+
+
+def test_a_scaledapp_never_reconciled_ticks_without_api_reads() -> None:
+    """Its workloads cannot be there yet: the tick reads the watch cache only (at 500 new ScaledApps a GET per
+    tier per tick, while their reconciles queued, was most of the operator's API calls). Once reconciled, a
+    workload the cache has not seen is read from the API server (after a restart the watches refill it)."""
+    import asyncio
+    import logging
+    from typing import Any
+
+    from scaledapp import scaler, tiers
+    from scaledapp.kube import Kube
+
+    class Recording(Kube):
+        def __init__(self) -> None:
+            super().__init__(client=object())  # type: ignore[arg-type]
+            self.calls: list[tuple[str, str]] = []
+
+        async def _call(self, method: str, path: str, **_: Any) -> Any:
+            self.calls.append((method, path))
+            return {}
+
+    body: dict[str, Any] = {"apiVersion": api.API_VERSION, "kind": api.KIND,
+                            "metadata": {"name": "shop", "namespace": "ns", "uid": "u1", "generation": 1},
+                            "spec": {"scaling": {"prometheusUrl": "http://127.0.0.1:9"}}}
+    new = Recording()
+    asyncio.run(scaler.tick(new, body, logging.getLogger("test")))
+    assert [m for m, _ in new.calls] == ["PATCH"]  # its status (Ready=False, waiting), nothing read
+    reconciled = Recording()
+    asyncio.run(scaler.tick(reconciled, {**body, "status": {"observedGeneration": 1}}, logging.getLogger("test")))
+    assert len({path for method, path in reconciled.calls if method == "GET"}) == len(tiers.TIERS)
+
+
+def test_status_writes_while_pods_arrive() -> None:
+    """Our own write not yet back through the watch is not written again; while not Ready, ready counts alone
+    are written at most every PROGRESS_SECONDS; Ready turning True is written at once."""
+    from scaledapp.explain import progress_only
+
+    def status(ready: str, app: str, message: str) -> dict[str, object]:
+        return {"app": app, "tiers": {"app": {"ready": int(app[0])}}, "conditions": [
+            {"type": "MetricsAvailable", "status": "False", "reason": "MetricsUnavailable", "message": "m"},
+            {"type": "Ready", "status": ready, "reason": "TiersNotReady" if ready == "False" else "AllTiersReady",
+             "message": message, "lastTransitionTime": "t0"}]}
+
+    waiting = status("False", "0/2", "waiting: app 0/2 ready")
+    assert progress_only(waiting, status("False", "1/2", "waiting: app 1/2 ready"))
+    assert not progress_only(waiting, status("True", "2/2", "every tier has its desired replicas ready"))
+    other = status("False", "1/2", "waiting: app 1/2 ready")
+    other["conditions"][0]["reason"] = "PrometheusUrlNotAllowed"  # type: ignore[index]
+    assert not progress_only(waiting, other)
+    assert not progress_only(status("True", "2/2", "ok"), status("True", "2/2", "ok2"))
+
+
+def test_a_status_not_yet_back_through_the_watch_is_not_written_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    import asyncio
+    import datetime as _dt
+    import logging
+    from typing import Any
+
+    from scaledapp import scaler
+    from scaledapp.kube import Kube
+
+    class Recording(Kube):
+        def __init__(self) -> None:
+            super().__init__(client=object())  # type: ignore[arg-type]
+            self.calls: list[tuple[str, str]] = []
+
+        async def _call(self, method: str, path: str, **_: Any) -> Any:
+            self.calls.append((method, path))
+            return {}
+
+    body: dict[str, Any] = {"apiVersion": api.API_VERSION, "kind": api.KIND,
+                            "metadata": {"name": "shop", "namespace": "ns", "uid": "u-echo", "generation": 1},
+                            "spec": {"scaling": {"prometheusUrl": "http://127.0.0.1:9"}}}
+    kube = Recording()
+    asyncio.run(scaler.tick(kube, body, logging.getLogger("test")))
+    later = _dt.datetime.now(_dt.UTC) + _dt.timedelta(seconds=30)  # a new transition time from the old body
+
+    class Clock:
+        UTC = _dt.UTC
+
+        class datetime:  # noqa: N801 (stands in for the module's datetime class)
+            @staticmethod
+            def now(tz: _dt.tzinfo | None = None) -> _dt.datetime:
+                return later
+
+    monkeypatch.setattr(scaler, "dt", Clock)
+    asyncio.run(scaler.tick(kube, body, logging.getLogger("test")))  # the watch has not brought it back yet
+    assert [m for m, _ in kube.calls] == ["PATCH"]
+    scaler.forget("u-echo")
+    asyncio.run(scaler.tick(kube, body, logging.getLogger("test")))  # a new process (or a new object) writes
+    assert [m for m, _ in kube.calls] == ["PATCH", "PATCH"]
