@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import ctypes
 import os
 import pwd
 import sys
@@ -63,25 +62,8 @@ def ensure_user_name() -> None:
         os.environ.setdefault("USER", f"uid-{os.getuid()}")
 
 
-M_ARENA_MAX = -8  # glibc's mallopt parameter (malloc.h)
-
-
-def limit_malloc_arenas(arenas: int = 2) -> bool:
-    """glibc gives each thread that allocates its own malloc arena, up to 8 per core, and keeps what each one
-    ever held: the Kubernetes, Prometheus and Postgres client threads parse responses all the time, so the
-    operator's resident memory grew with its thread count more than with its ScaledApps. Two arenas, as the
-    MALLOC_ARENA_MAX environment variable would (which, when set, wins). Before any thread starts."""
-    if "MALLOC_ARENA_MAX" in os.environ:
-        return False
-    try:
-        return bool(ctypes.CDLL("libc.so.6").mallopt(M_ARENA_MAX, arenas))
-    except (OSError, AttributeError):  # not glibc
-        return False
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    limit_malloc_arenas()
     ensure_user_name()
     kopf.configure(verbose=args.verbose, log_format=kopf.LogFormat[args.log_format.upper()])
     import scaledapp.handlers  # (importing registers the handlers)

@@ -7,8 +7,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 ROOT = Path(__file__).resolve().parents[2]
 UID_WITHOUT_PASSWD_ENTRY = 54321
 
@@ -23,14 +21,3 @@ def test_a_uid_without_passwd_entry_still_gets_a_user_name() -> None:
                           capture_output=True, text=True, env=env, timeout=60, check=False)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == f"uid-{UID_WITHOUT_PASSWD_ENTRY}"
-
-
-def test_malloc_arenas_are_limited_unless_the_environment_says_otherwise(monkeypatch: pytest.MonkeyPatch) -> None:
-    import platform
-
-    from scaledapp.__main__ import limit_malloc_arenas
-
-    monkeypatch.setenv("MALLOC_ARENA_MAX", "4")
-    assert not limit_malloc_arenas()
-    monkeypatch.delenv("MALLOC_ARENA_MAX")
-    assert limit_malloc_arenas() == (platform.libc_ver()[0] == "glibc")
