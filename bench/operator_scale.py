@@ -4,8 +4,9 @@ children, in the same throw-away control plane (kwok nodes, ports moved, state i
 For each N, two arms, each in a fresh namespace:
 
 - raw: the children the operator would create for each of the N ScaledApps, rendered offline with the
-  operator's own builders (`resources.build_children` with generated-once passwords, and the scaler's starting
-  sizes merged in, as the operator's first reconcile leaves them), written to files of --batch ScaledApps each
+  operator's own builders (`resources.build_children` with generated-once passwords, the Postgres CA and TLS
+  Secrets issued by its own `resources.tls`, and the scaler's starting sizes merged in, as the operator's first
+  reconcile leaves them), written to files of --batch ScaledApps each
   and applied by `kubectl apply --server-side` (--raw-jobs files at a time).
 - operator: the operator as a real process watching its namespace; the N ScaledApps are created in one
   `kubectl create`.
@@ -26,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import datetime as dt
 import json
 import os
 import re
@@ -45,6 +47,8 @@ from typing import Any
 from tests.support.operator import crd_is_established, free_port
 
 from scaledapp import api, resources, tiers
+from scaledapp.resources import names, tls
+from scaledapp.resources.secrets import REPLICATION_USER
 
 ROOT = Path(__file__).resolve().parents[1]
 CLUSTER_SH = ROOT / "hack" / "localcluster" / "cluster.sh"
@@ -116,6 +120,11 @@ def children(name: str, namespace: str) -> list[dict[str, Any]]:
     is no ScaledApp in the raw arm."""
     spec = api.parse_spec(SPEC)
     built = resources.build_children(name, namespace, spec, passwords=resources.generate_passwords())
+    # The Postgres CA and TLS Secrets the operator issues before its first apply, issued the same way.
+    child, now = names.ChildNames(name), dt.datetime.now(dt.UTC)
+    ca = tls.new_ca(f"{name} Postgres CA ({namespace})", now)
+    built += [tls.ca_secret(child, namespace, ca),
+              tls.tls_secret(child, namespace, tls.issue_server_tls(ca, child, namespace, REPLICATION_USER, now))]
     sizes = {(b["kind"], b["metadata"]["name"]): b for b in tiers.initial_scaler_bodies(name, namespace, spec)}
     return [_merge(m, sizes.get((m["kind"], m["metadata"]["name"]), {})) for m in built]
 
@@ -267,7 +276,7 @@ def operator_arm(bench: Bench, n: int, steady: float, expected: dict[tuple[str, 
     if source is not None:
         env["PYTHONPATH"] = os.pathsep.join([str(source), *filter(None, [env.get("PYTHONPATH")])])
     operator = subprocess.Popen(
-        [sys.executable, "-m", "scaledapp", "-n", namespace, "--log-format", "json",
+        [sys.executable, "-m", "scaledapp", "-n", namespace, "--log-format", "json", "--verbose",
          "--liveness", f"http://127.0.0.1:{liveness}/healthz", f"--metrics-port={metrics_port}"],
         env=env, stdout=log, stderr=subprocess.STDOUT)
     watch = Workloads(bench, namespace, expected)

@@ -11,6 +11,9 @@ rules (immutability) have no Python side: only the API server sees the old objec
 from __future__ import annotations
 
 import enum
+import json
+from collections import OrderedDict
+from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator
@@ -653,6 +656,31 @@ class ScaledApp(Model):
     status: ScaledAppStatus | None = None
 
 
+def never_reconciled(owner: Mapping[str, Any]) -> bool:
+    """A ScaledApp whose first reconcile has not finished: none of its children can be known yet (its first
+    reconcile creates them), so there is nothing of its own to read back or prune."""
+    return (owner.get("status") or {}).get("observedGeneration") is None
+
+
+PARSED_SPECS_KEPT = 4096
+# The canonical JSON of a spec -> its parsed model. The scaler and the failover guard parse the spec of every
+# ScaledApp on every tick (the guard each second): at 500 ScaledApps pydantic's validation was about a fifth of
+# the operator's busy CPU (py-spy, bench/results/scale.md); the JSON key costs a small part of a validation.
+_PARSED: OrderedDict[str, ScaledAppSpec] = OrderedDict()
+
+
 def parse_spec(raw: dict[str, Any] | None) -> ScaledAppSpec:
-    """Parse a spec as the API server stored it (defaults applied); raises pydantic.ValidationError."""
-    return ScaledAppSpec.model_validate(raw or {})
+    """Parse a spec as the API server stored it (defaults applied); raises pydantic.ValidationError.
+
+    The same spec gives the same model object (kept for the most recent PARSED_SPECS_KEPT specs): read it,
+    never change it in place (model_copy(update=...) makes a changed one)."""
+    key = json.dumps(raw or {}, sort_keys=True, separators=(",", ":"), default=str)
+    parsed = _PARSED.get(key)
+    if parsed is None:
+        parsed = ScaledAppSpec.model_validate(raw or {})  # an invalid spec raises, and is not kept
+        _PARSED[key] = parsed
+        if len(_PARSED) > PARSED_SPECS_KEPT:
+            _PARSED.popitem(last=False)
+    else:
+        _PARSED.move_to_end(key)
+    return parsed

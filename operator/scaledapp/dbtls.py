@@ -68,7 +68,8 @@ async def _load_ca(kube: Kube, owner: Mapping[str, Any], spec: api.ScaledAppSpec
             await kube.post_event(dict(owner), "Warning", Reason.CERTIFICATES_ISSUED,
                                   f"Secret {child.db_ca} was deleted: restored with the same CA")
         return state.ca
-    live = await kube.get("v1", "Secret", source, namespace)
+    # A new ScaledApp's own CA cannot be there yet: no read (a create that finds one reads it below).
+    live = None if api.never_reconciled(owner) and not user_ca else await kube.get("v1", "Secret", source, namespace)
     ca = tls.ca_from_secret_data((live or {}).get("data"))
     if ca is None and user_ca:
         await kube.post_event(dict(owner), "Warning", Reason.CA_INVALID,
@@ -97,7 +98,7 @@ async def ensure(kube: Kube, owner: Mapping[str, Any], spec: api.ScaledAppSpec,
         return False
     child, namespace = _where(owner)
     state = _state(child, namespace)
-    if state.server is None:
+    if state.server is None and not api.never_reconciled(owner):
         live = await kube.get("v1", "Secret", child.db_tls, namespace)
         data = (live or {}).get("data")
         state.server = tls.decode(data) if data else None

@@ -11,7 +11,7 @@ from typing import Any
 import kopf
 
 from scaledapp import api, dbguard, metrics, reconciler, runner, scaler
-from scaledapp.kube import Kube, KubeError
+from scaledapp.kube import Kube, KubeError, reconciling
 from scaledapp.resources.names import INSTANCE_LABEL, MANAGED_BY, TIER_LABEL
 
 # The children the drift handlers watch. Not Secrets: the operator never lists or watches Secrets (RBAC gives it
@@ -79,8 +79,9 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
             return await scaler.tick(kube, body, logger)
 
     async def resync(body: dict[str, Any], logger: runner.Logger, full: bool) -> None:
-        await reconciler.resync(kube, body, lambda kind, ns, name: (kind, ns, name) in memo.present, logger,
-                                full=full)
+        with reconciling(body):
+            await reconciler.resync(kube, body, lambda kind, ns, name: (kind, ns, name) in memo.present, logger,
+                                    full=full)
 
     memo.runner = runner.Runner(tick, resync, resync_seconds=RESYNC_SECONDS)
     memo.guards = runner.Daemons()  # one failover guard per ScaledApp (dbguard.py), also without a finalizer
@@ -114,7 +115,8 @@ async def reconcile(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, retry
     A failure worth retrying (no answer, 408, 409, 429, 5xx) is retried by kopf with exponential backoff;
     any other (403 until RBAC is fixed, 422) slowly, and the periodic resync tries again too."""
     try:
-        await reconciler.reconcile(memo.kube, dict(body), logger)
+        with reconciling(body):  # the oldest ScaledApp's requests first (kube.Slots)
+            await reconciler.reconcile(memo.kube, dict(body), logger)
     except KubeError as exc:
         delay = runner.backoff(retry, cap=60.0) if runner.retryable(exc.status) else 300.0
         raise kopf.TemporaryError(f"reconcile failed: {exc.message}; retrying", delay=delay) from exc

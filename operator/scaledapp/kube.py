@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import datetime as dt
 import functools
+import heapq
+import itertools
 import json
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -28,6 +31,74 @@ log = logging.getLogger(__name__)
 REQUEST_TIMEOUT = 10.0  # seconds, on every request: a hung API server must not hang a handler
 POOL_THREADS = 16
 _POOL = ThreadPoolExecutor(max_workers=POOL_THREADS, thread_name_prefix="kube")
+
+# Whose work a request is, for the order in which waiting requests get a thread (lower first, then in arrival
+# order). The failover guard, the scaler and drift repairs run at URGENT; a ScaledApp's reconcile at
+# (RECONCILE, its creation time and name): oldest ScaledApp first; Events last.
+Priority = tuple[int, str, str]
+URGENT, RECONCILE, EVENTS = 0, 1, 2
+_PRIORITY: contextvars.ContextVar[Priority] = contextvars.ContextVar("scaledapp_kube_priority",
+                                                                     default=(URGENT, "", ""))
+
+
+def current_priority() -> Priority:
+    return _PRIORITY.get()
+
+
+@contextlib.contextmanager
+def reconciling(owner: Mapping[str, Any]) -> Iterator[None]:
+    """The requests made inside (and in tasks started inside) belong to `owner`'s reconcile: while many
+    ScaledApps reconcile at once, an older one's requests go first. First come, first served, 500 new
+    ScaledApps progressed in lockstep - every Secret, then every ConfigMap, ..., every workload last - so the
+    controllers' work on pods and volume claims only began at the end (bench/results/scale.md); this way the
+    first ScaledApps are whole while later ones are still being applied, as with `kubectl apply` file by file."""
+    meta = owner.get("metadata") or {}
+    order = f"{meta.get('creationTimestamp') or ''}/{meta.get('namespace') or ''}"
+    token = _PRIORITY.set((RECONCILE, order, str(meta.get("name") or "")))
+    try:
+        yield
+    finally:
+        _PRIORITY.reset(token)
+
+
+class Slots:
+    """At most `size` requests in flight (the thread pool's size); the others wait, ordered by priority,
+    then by arrival. A plain executor queue is first come, first served."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.busy = 0
+        self._waiting: list[tuple[Priority, int, asyncio.Future[None]]] = []
+        self._arrival = itertools.count()
+
+    async def acquire(self, priority: Priority) -> None:
+        if self.busy < self.size and not self._waiting:
+            self.busy += 1
+            return
+        granted: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        heapq.heappush(self._waiting, (priority, next(self._arrival), granted))
+        try:
+            await granted
+        except asyncio.CancelledError:
+            if granted.done() and not granted.cancelled():
+                self.release()  # handed the slot just as it was cancelled: pass it on
+            raise
+
+    def release(self) -> None:
+        while self._waiting:
+            _, _, waiter = heapq.heappop(self._waiting)
+            if not waiter.done():  # the slot moves to the next waiter: busy stays
+                waiter.set_result(None)
+                return
+        self.busy -= 1
+
+    @contextlib.asynccontextmanager
+    async def slot(self, priority: Priority) -> Any:
+        await self.acquire(priority)
+        try:
+            yield
+        finally:
+            self.release()
 
 
 class KubeError(RuntimeError):
@@ -266,15 +337,18 @@ class Kube:
         self.seen = Seen()  # what we wrote: our own writes echoed by the watch are not drift
         self.cache = WatchCache()
         self.events = EventLimiter()
+        self.slots = Slots(POOL_THREADS)
 
     async def _call(self, method: str, path: str, *, query: list[tuple[str, str]] | None = None,
                     body: Any = None, content_type: str = "application/json") -> Any:
         """One request in the Kubernetes thread pool (never on kopf's event loop), with a timeout.
         Raises ApiException for any non-2xx answer."""
         self.requests += 1
-        with metrics.kube_request(method):
-            return await asyncio.get_running_loop().run_in_executor(
-                _POOL, functools.partial(self._call_blocking, method, path, query, body, content_type))
+        log.debug("API %s %s", method, path)
+        async with self.slots.slot(_PRIORITY.get()):
+            with metrics.kube_request(method):
+                return await asyncio.get_running_loop().run_in_executor(
+                    _POOL, functools.partial(self._call_blocking, method, path, query, body, content_type))
 
     def _call_blocking(self, method: str, path: str, query: list[tuple[str, str]] | None, body: Any,
                        content_type: str) -> Any:
@@ -452,10 +526,14 @@ class Kube:
             "count": 1,
             "reportingComponent": component,
         }
+        priority = _PRIORITY.get()
+        token = _PRIORITY.set((EVENTS, *priority[1:]))  # an Event waits for the writes it tells of
         try:
             await self.create_once(event)
         except KubeError as exc:
             log.warning("could not post Event %s on %s/%s: %s", reason, meta["namespace"], meta["name"], exc.message)
+        finally:
+            _PRIORITY.reset(token)
 
 
 def without_nulls(value: Any) -> Any:

@@ -94,8 +94,8 @@ async def observe_tick(kube: Kube, body: Manifest, spec: api.ScaledAppSpec, logg
 async def _observed(context: Shell) -> Observed:
     # Until its first reconcile, a new ScaledApp's workloads are not there: a GET each per tick found nothing (at
     # 500 new ScaledApps, ticking while their reconciles queued, most of the operator's API calls).
-    reconciled = (context.body.get("status") or {}).get("observedGeneration") is not None
-    workloads = await read_workloads(context.kube, context.name, context.namespace, fetch_missing=reconciled)
+    workloads = await read_workloads(context.kube, context.name, context.namespace,
+                                     fetch_missing=not api.never_reconciled(context.body))
     reading = tiers.read(workloads.by_tier, context.spec)
     # While the write role moves (failover, switchover home) the database tiers are not what the workloads
     # say: no decision until it is home again (dbguard.py).

@@ -166,7 +166,8 @@ async def apply_children(
     meta = owner["metadata"]
     name, namespace = meta["name"], meta["namespace"]
     child = names.ChildNames(name)
-    primary = await kube.get("apps/v1", "StatefulSet", child.db_primary, namespace)
+    new = api.never_reconciled(owner)  # its children are not there yet: no read, nothing to prune
+    primary = None if new else await kube.get("apps/v1", "StatefulSet", child.db_primary, namespace)
     hold = primary is None or not scaler.owned_by_scaler(primary)
     write_role_at = ((owner.get("status") or {}).get("database") or {}).get("primary")
     wanted = [m for m in resources.build_children(name, namespace, spec, hold_primary=hold, write_role_at=write_role_at)
@@ -181,7 +182,7 @@ async def apply_children(
         sized = [m for m in resources.build_children(name, namespace, spec, write_role_at=write_role_at)
                  if m["kind"] == "StatefulSet" and m["metadata"]["name"] == child.db_primary]
         applied.append(brief(await kube.apply(adopt(sized[0], owner), names.RECONCILER_MANAGER)))
-    if only is None:
+    if only is None and not new:
         await _prune(kube, owner, {(m["kind"], m["metadata"]["name"]) for m in applied})
     return applied
 

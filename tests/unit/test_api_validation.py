@@ -149,3 +149,28 @@ def test_rules_are_in_the_crd_with_the_same_message() -> None:
                   api.AppSpec, api.WorkersSpec, api.Stabilization, api.ScalingSpec, api.ReplicaRange):
         for rule in model.RULES:
             assert (rule.rule, rule.message) in in_crd, rule.message
+
+
+def test_a_spec_is_parsed_once_and_an_invalid_one_every_time() -> None:
+    """The scaler and the failover guard parse every ScaledApp's spec each tick: the same spec gives the
+    same model (no second validation); another spec, or the same one edited, its own; an invalid spec is
+    refused every time, never kept."""
+    raw = {"app": {"replicas": {"min": 2, "max": 6}}}
+    first = api.parse_spec(raw)
+    assert api.parse_spec({"app": {"replicas": {"max": 6, "min": 2}}}) is first  # key order does not matter
+    edited = api.parse_spec({"app": {"replicas": {"min": 3, "max": 6}}})
+    assert edited is not first and edited.app.replicas.min == 3
+    bad = {"app": {"replicas": {"min": 0}}}
+    for _ in range(2):
+        with pytest.raises(pydantic.ValidationError):
+            api.parse_spec(bad)
+
+
+def test_the_parsed_specs_kept_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(api, "PARSED_SPECS_KEPT", 3)
+    monkeypatch.setattr(api, "_PARSED", type(api._PARSED)())
+    specs = [{"app": {"replicas": {"min": 1, "max": n}}} for n in range(2, 8)]
+    for raw in specs:
+        api.parse_spec(raw)
+    assert len(api._PARSED) == 3
+    assert api.parse_spec(specs[-1]) is api.parse_spec(specs[-1])

@@ -17,7 +17,7 @@ from scaledapp.kube import Kube
 from scaledapp.resources import names, tls
 
 NOW = dt.datetime(2026, 11, 30, 12, 0, tzinfo=dt.UTC)
-OWNER = {"metadata": {"name": "shop", "namespace": "prod", "uid": "u1"}}
+OWNER = {"metadata": {"name": "shop", "namespace": "prod", "uid": "u1"}, "status": {"observedGeneration": 1}}
 CHILD = names.ChildNames("shop")
 
 
@@ -28,8 +28,10 @@ class Api:
         self.secrets: dict[str, dict[str, Any]] = {}
         self.events: list[tuple[str, str]] = []
         self.applied: list[str] = []
+        self.reads: list[str] = []
 
     async def get(self, api_version: str, kind: str, name: str, namespace: str) -> dict[str, Any] | None:
+        self.reads.append(name)
         return self.secrets.get(name)
 
     async def create_once(self, body: dict[str, Any]) -> bool:
@@ -54,9 +56,22 @@ def fresh() -> Iterator[None]:
     dbtls.forget(CHILD, "prod")
 
 
-def ensure(fake: Api, spec: api.ScaledAppSpec | None = None, now: dt.datetime = NOW) -> bool:
-    return asyncio.run(dbtls.ensure(cast(Kube, fake), OWNER, spec or api.ScaledAppSpec(), lambda m: m,
+def ensure(fake: Api, spec: api.ScaledAppSpec | None = None, now: dt.datetime = NOW,
+           owner: dict[str, Any] = OWNER) -> bool:
+    return asyncio.run(dbtls.ensure(cast(Kube, fake), owner, spec or api.ScaledAppSpec(), lambda m: m,
                                     "scaledapp-reconciler", now=now))
+
+
+def test_a_new_scaledapps_first_reconcile_reads_no_secret_it_cannot_have_yet() -> None:
+    """At 500 new ScaledApps two GETs each that could only find nothing; a CA made meanwhile is still used."""
+    new = {"metadata": OWNER["metadata"]}
+    fake = Api()
+    assert ensure(fake, owner=new) is True
+    assert fake.reads == [] and {CHILD.db_ca, CHILD.db_tls} <= set(fake.secrets)
+    dbtls.forget(CHILD, "prod")
+    theirs = fake.secrets[CHILD.db_ca]
+    ensure(fake, owner=new)  # the same new ScaledApp again (a retried first reconcile): the CA that is there
+    assert fake.reads == [CHILD.db_ca] and fake.secrets[CHILD.db_ca] is theirs
 
 
 def test_the_ca_and_the_tls_secret_are_made_once_and_put_back_when_deleted() -> None:

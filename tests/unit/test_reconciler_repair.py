@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from kubernetes.client import ApiException
+
 from scaledapp.reconciler import put_back
 
 
@@ -50,3 +52,38 @@ def test_a_reconcile_keeps_only_what_it_reads_of_an_apply_answer() -> None:
         "name": "shop-db", "namespace": "ns", "uid": "u", "generation": 2, "resourceVersion": "9",
         "managedFields": [{"manager": "scaledapp-scaler"}]}}
     assert scaler.owned_by_scaler(kept) and put_back(obj("8", generation=1), kept)
+
+
+def test_a_new_scaledapps_first_reconcile_reads_nothing_back() -> None:
+    """Its children cannot be there yet: no GET of the primary, of the Secrets, or of what the prune looks for
+    (at 500 new ScaledApps, calls that could only find nothing). A reconciled one reads and prunes."""
+    import asyncio
+    import logging
+
+    from scaledapp import api, reconciler
+    from scaledapp.kube import Kube
+    from scaledapp.resources import names
+
+    class Recording(Kube):
+        def __init__(self) -> None:
+            super().__init__(client=object())  # type: ignore[arg-type]
+            self.calls: list[tuple[str, str]] = []
+
+        async def _call(self, method: str, path: str, *, body: Any = None, **_: Any) -> Any:
+            self.calls.append((method, path))
+            if method == "GET":
+                raise ApiException(status=404)
+            return body if isinstance(body, dict) and "metadata" in body else {}  # an apply answers its body
+
+    def gets(owner: dict[str, Any]) -> list[str]:
+        kube = Recording()
+        asyncio.run(reconciler.reconcile(kube, owner, logging.getLogger("test")))
+        assert any(m == "PATCH" and "/statefulsets/" in p for m, p in kube.calls)  # it did apply the workloads
+        return [p for m, p in kube.calls if m == "GET"]
+
+    meta = {"name": "fresh", "namespace": "ns", "uid": "u-fresh", "generation": 1}
+    owner: dict[str, Any] = {"apiVersion": api.API_VERSION, "kind": api.KIND, "metadata": meta, "spec": {}}
+    assert gets(owner) == []
+    reconciled = {**owner, "metadata": {**meta, "uid": "u-old"}, "status": {"observedGeneration": 1}}
+    read = gets(reconciled)
+    assert any(f"/statefulsets/{names.ChildNames('fresh').db_primary}" in p for p in read), read

@@ -136,7 +136,7 @@ def test_a_status_not_yet_back_through_the_watch_is_not_written_again(monkeypatc
     import logging
     from typing import Any
 
-    from scaledapp import scaler
+    from scaledapp import observe, scaler
     from scaledapp.kube import Kube
 
     class Recording(Kube):
@@ -163,7 +163,7 @@ def test_a_status_not_yet_back_through_the_watch_is_not_written_again(monkeypatc
             def now(tz: _dt.tzinfo | None = None) -> _dt.datetime:
                 return later
 
-    monkeypatch.setattr(scaler, "dt", Clock)
+    monkeypatch.setattr(observe, "dt", Clock)
     asyncio.run(scaler.tick(kube, body, logging.getLogger("test")))  # the watch has not brought it back yet
     assert [m for m, _ in kube.calls] == ["PATCH"]
     scaler.forget("u-echo")

@@ -85,7 +85,8 @@ class _Prometheus:
 
 
 def _body() -> dict[str, Any]:
-    status = api.ScaledAppStatus(scaler=api.ScalerState(hot_since={"app": "2026-01-01T00:00:00Z"}))
+    status = api.ScaledAppStatus(observed_generation=1,
+                                 scaler=api.ScalerState(hot_since={"app": "2026-01-01T00:00:00Z"}))
     return {"apiVersion": api.API_VERSION, "kind": api.KIND,
             "metadata": {"name": NAME, "namespace": NAMESPACE, "uid": "u1", "generation": 1},
             "spec": {}, "status": status.model_dump(by_alias=True, mode="json", exclude_none=True)}

@@ -1,0 +1,68 @@
+"""kube.Slots: at most `size` requests in flight; the others go in priority order (an older ScaledApp's
+reconcile before a newer one's, Events last), then in arrival order; a cancelled waiter never leaks a slot."""
+
+from __future__ import annotations
+
+import asyncio
+
+from scaledapp.kube import EVENTS, RECONCILE, URGENT, Slots, current_priority, reconciling
+
+
+def test_waiting_requests_go_by_priority_then_arrival() -> None:
+    async def run() -> list[str]:
+        slots = Slots(1)
+        order: list[str] = []
+        gate = asyncio.Event()
+
+        async def request(label: str, priority: tuple[int, str, str]) -> None:
+            async with slots.slot(priority):
+                order.append(label)
+                await gate.wait()
+
+        first = asyncio.create_task(request("first", (RECONCILE, "b", "x")))
+        await asyncio.sleep(0)  # it holds the only slot
+        waiting = [asyncio.create_task(request(label, priority)) for label, priority in [
+            ("event", (EVENTS, "a", "x")), ("newer", (RECONCILE, "c", "x")), ("older", (RECONCILE, "a", "x")),
+            ("older-2", (RECONCILE, "a", "x")), ("guard", (URGENT, "", ""))]]
+        await asyncio.sleep(0)
+        gate.set()
+        await asyncio.gather(first, *waiting)
+        assert slots.busy == 0
+        return order
+
+    assert asyncio.run(run()) == ["first", "guard", "older", "older-2", "newer", "event"]
+
+
+def test_a_cancelled_waiter_does_not_keep_a_slot() -> None:
+    async def run() -> int:
+        slots = Slots(1)
+        await slots.acquire((URGENT, "", ""))
+        waiter = asyncio.create_task(slots.acquire((URGENT, "", "")))
+        await asyncio.sleep(0)
+        slots.release()  # handed to the waiter...
+        waiter.cancel()  # ...which is cancelled before it runs
+        await asyncio.gather(waiter, return_exceptions=True)
+        cancelled_while_waiting = asyncio.create_task(slots.acquire((URGENT, "", "")))
+        await asyncio.sleep(0)
+        assert slots.busy == 1 or cancelled_while_waiting.done()
+        await asyncio.wait_for(cancelled_while_waiting, 1)  # the slot came back and was handed on
+        slots.release()
+        return slots.busy
+
+    assert asyncio.run(run()) == 0
+
+
+def test_a_reconcile_and_the_tasks_it_starts_carry_its_scaledapps_place() -> None:
+    owner = {"metadata": {"name": "shop", "namespace": "ns", "creationTimestamp": "2026-11-30T18:00:00Z"}}
+
+    async def inner() -> tuple[int, str, str]:
+        return current_priority()
+
+    async def run() -> tuple[tuple[int, str, str], tuple[int, str, str]]:
+        with reconciling(owner):
+            started = await asyncio.gather(inner())
+        return started[0], current_priority()
+
+    inside, after = asyncio.run(run())
+    assert inside == (RECONCILE, "2026-11-30T18:00:00Z/ns", "shop")
+    assert after == (URGENT, "", "")
