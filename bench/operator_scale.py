@@ -276,7 +276,7 @@ def operator_arm(bench: Bench, n: int, steady: float, expected: dict[tuple[str, 
     if source is not None:
         env["PYTHONPATH"] = os.pathsep.join([str(source), *filter(None, [env.get("PYTHONPATH")])])
     operator = subprocess.Popen(
-        [sys.executable, "-m", "scaledapp", "-n", namespace, "--log-format", "json", "--verbose",
+        [sys.executable, "-m", "scaledapp", "-n", namespace, "--log-format", "json",
          "--liveness", f"http://127.0.0.1:{liveness}/healthz", f"--metrics-port={metrics_port}"],
         env=env, stdout=log, stderr=subprocess.STDOUT)
     watch = Workloads(bench, namespace, expected)
