@@ -13,7 +13,7 @@ from __future__ import annotations
 import enum
 import json
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Hashable, Mapping
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator
@@ -663,10 +663,11 @@ def never_reconciled(owner: Mapping[str, Any]) -> bool:
 
 
 PARSED_SPECS_KEPT = 4096
-# The canonical JSON of a spec -> its parsed model. The scaler and the failover guard parse the spec of every
-# ScaledApp on every tick (the guard each second): at 500 ScaledApps pydantic's validation was about a fifth of
-# the operator's busy CPU (py-spy, bench/results/scale.md); the JSON key costs a small part of a validation.
-_PARSED: OrderedDict[str, ScaledAppSpec] = OrderedDict()
+# A spec's key -> its parsed model. The scaler and the failover guard parse the spec of every ScaledApp on every
+# tick (the guard each second): at 500 ScaledApps pydantic's validation was about a fifth of the operator's busy
+# CPU (py-spy, bench/results/scale.md). The key is (uid, generation) for a ScaledApp's body (the API server
+# moves the generation with every change of the spec), else the spec's canonical JSON.
+_PARSED: OrderedDict[Hashable, ScaledAppSpec] = OrderedDict()
 
 
 def parse_spec(raw: dict[str, Any] | None) -> ScaledAppSpec:
@@ -674,7 +675,19 @@ def parse_spec(raw: dict[str, Any] | None) -> ScaledAppSpec:
 
     The same spec gives the same model object (kept for the most recent PARSED_SPECS_KEPT specs): read it,
     never change it in place (model_copy(update=...) makes a changed one)."""
-    key = json.dumps(raw or {}, sort_keys=True, separators=(",", ":"), default=str)
+    return _parsed(json.dumps(raw or {}, sort_keys=True, separators=(",", ":"), default=str), raw)
+
+
+def spec_of(owner: Mapping[str, Any]) -> ScaledAppSpec:
+    """parse_spec of a ScaledApp's spec, found again by its uid and generation (no serialisation per tick)."""
+    meta = owner.get("metadata") or {}
+    uid, generation = meta.get("uid"), meta.get("generation")
+    if not uid or generation is None:
+        return parse_spec(owner.get("spec"))
+    return _parsed((uid, generation), owner.get("spec"))
+
+
+def _parsed(key: Hashable, raw: dict[str, Any] | None) -> ScaledAppSpec:
     parsed = _PARSED.get(key)
     if parsed is None:
         parsed = ScaledAppSpec.model_validate(raw or {})  # an invalid spec raises, and is not kept

@@ -172,7 +172,7 @@ class Guard:
         meta = owner["metadata"]
         name, namespace = meta["name"], meta["namespace"]
         try:
-            spec = api.parse_spec(owner.get("spec"))
+            spec = api.spec_of(owner)
         except pydantic.ValidationError:
             return  # the reconciler reports it
         child = names.ChildNames(name)

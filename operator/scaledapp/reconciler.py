@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Any
 
 import pydantic
@@ -70,7 +70,7 @@ async def reconcile(kube: Kube, owner: Manifest, logger: logging.Logger | loggin
     meta = owner["metadata"]
     name, namespace, generation = meta["name"], meta["namespace"], meta.get("generation")
     try:
-        spec = api.parse_spec(owner.get("spec"))
+        spec = api.spec_of(owner)
     except pydantic.ValidationError as exc:  # the schema should have caught it; report, never crash
         message = invalid_spec_message(exc)
         logger.error("invalid spec: %s", message)
@@ -156,9 +156,10 @@ async def _ensure_tls(kube: Kube, owner: Manifest, spec: api.ScaledAppSpec) -> N
 
 
 async def apply_children(
-    kube: Kube, owner: Manifest, spec: api.ScaledAppSpec, only: tuple[str, str] | None = None
+    kube: Kube, owner: Manifest, spec: api.ScaledAppSpec, only: Collection[tuple[str, str]] | None = None
 ) -> list[Manifest]:
-    """Server-side apply every child (or only the one (kind, name)); returns what the server answered.
+    """Server-side apply every child (or only those `only` names by (kind, name)); returns what the server
+    answered.
 
     A new primary is held at 0 replicas until the scaler has given it its size: a pod created without
     resources could never be resized in place. Then the primary is applied again at 1 replica.
@@ -171,7 +172,7 @@ async def apply_children(
     hold = primary is None or not scaler.owned_by_scaler(primary)
     write_role_at = ((owner.get("status") or {}).get("database") or {}).get("primary")
     wanted = [m for m in resources.build_children(name, namespace, spec, hold_primary=hold, write_role_at=write_role_at)
-              if only is None or (m["kind"], m["metadata"]["name"]) == only]
+              if only is None or (m["kind"], m["metadata"]["name"]) in only]
     # Two waves, each applied concurrently: what pods need (config, policies, services), then workloads.
     applied: list[Manifest] = []
     for wave in ([m for m in wanted if m["kind"] not in WORKLOADS], [m for m in wanted if m["kind"] in WORKLOADS]):
@@ -238,7 +239,7 @@ async def repair_child(
     # (an apply is idempotent), but only a settled ScaledApp gets a "Repaired" Event.
     settled = (owner.get("status") or {}).get("observedGeneration") == owner["metadata"].get("generation")
     try:
-        spec = api.parse_spec(owner.get("spec"))
+        spec = api.spec_of(owner)
     except pydantic.ValidationError:
         return  # reported by reconcile
     kind, child_name = child["kind"], child["metadata"]["name"]
@@ -248,7 +249,7 @@ async def repair_child(
         return
     # Compare with a fresh read, not the (older) event body.
     live = None if deleted else await kube.get(child["apiVersion"], kind, child_name, namespace)
-    applied = await apply_children(kube, owner, spec, only=(kind, child_name))
+    applied = await apply_children(kube, owner, spec, only={(kind, child_name)})
     if not applied:
         return
     if settled and (deleted or put_back(live, applied[-1])):
@@ -268,21 +269,24 @@ async def resync(
     """The periodic safety net behind the drift handlers: put back any child the watches have not seen
     (`present(kind, namespace, name)`) and the credentials Secret if it was deleted; with `full`, reconcile
     everything (after a repair gave up). At steady state this costs one create-if-absent of the Secret."""
+    if api.never_reconciled(owner):
+        return []  # its first reconcile (kopf's handler, retried by kopf) is still on the way: it makes them all
     if full:
         await reconcile(kube, owner, logger)
         return ["*"]
     meta = owner["metadata"]
     name, namespace = meta["name"], meta["namespace"]
     try:
-        spec = api.parse_spec(owner.get("spec"))
+        spec = api.spec_of(owner)
     except pydantic.ValidationError:
         return []
     await _ensure_credentials(kube, owner, names.ChildNames(name), namespace)
     await _ensure_tls(kube, owner, spec)
     missing = [(m["kind"], m["metadata"]["name"]) for m in resources.build_children(name, namespace, spec)
                if not present(m["kind"], namespace, m["metadata"]["name"])]
+    if missing:
+        await apply_children(kube, owner, spec, only=set(missing))  # one build of the children for all of them
     for kind, child_name in missing:
-        await apply_children(kube, owner, spec, only=(kind, child_name))
         logger.info("resync: recreated %s/%s", kind, child_name)
         await kube.post_event(owner, "Normal", Reason.REPAIRED, f"resync recreated {kind} {child_name}")
     return [f"{k}/{n}" for k, n in missing]

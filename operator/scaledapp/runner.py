@@ -52,7 +52,7 @@ class Runner:
         self._loggers: dict[str, Logger] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._dirty: set[str] = set()
-        self._wake: dict[str, asyncio.Event] = {}
+        self._wake: dict[str, Alarm] = {}
 
     def __len__(self) -> int:
         return len(self._tasks)
@@ -68,7 +68,7 @@ class Runner:
         self._loggers[uid] = logger
         task = self._tasks.get(uid)
         if task is None or task.done():
-            self._wake[uid] = asyncio.Event()
+            self._wake[uid] = Alarm()
             self._tasks[uid] = asyncio.create_task(self._loop(uid), name=f"scaledapp-{meta.get('namespace')}-"
                                                                       f"{meta.get('name')}")
 
@@ -101,8 +101,7 @@ class Runner:
         if wake is None:
             await asyncio.sleep(seconds)
             return
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(wake.wait(), timeout=seconds)
+        await wake.sleep(seconds)
         wake.clear()
 
     async def _loop(self, uid: str) -> None:
@@ -136,7 +135,7 @@ class Stopped:
     long-running per-object coroutines the operator runs itself (`Daemons`)."""
 
     def __init__(self) -> None:
-        self._event = asyncio.Event()
+        self._event = Alarm()
 
     def __bool__(self) -> bool:
         return self._event.is_set()
@@ -146,9 +145,49 @@ class Stopped:
 
     async def wait(self, seconds: float | None = None) -> bool:
         """Sleep until stopped or `seconds` passed; True when stopped."""
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._event.wait(), timeout=seconds)
+        await self._event.sleep(seconds)
         return self._event.is_set()
+
+
+class Alarm:
+    """An asyncio.Event that can also be slept on with a timeout cheaply: `sleep(seconds)` waits on one future
+    and one timer. asyncio.wait_for(event.wait(), timeout) starts a task and cancels it at every timeout, and
+    500 ScaledApps' guards sleep that way every second (a tenth of the operator's busy CPU at N=500, py-spy)."""
+
+    def __init__(self) -> None:
+        self._set = False
+        self._waiters: set[asyncio.Future[None]] = set()
+
+    def is_set(self) -> bool:
+        return self._set
+
+    def set(self) -> None:
+        self._set = True
+        for waiter in self._waiters:
+            _wake(waiter)
+
+    def clear(self) -> None:
+        self._set = False
+
+    async def sleep(self, seconds: float | None) -> None:
+        """Until set, or `seconds` passed (None: until set)."""
+        if self._set:
+            return
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[None] = loop.create_future()
+        self._waiters.add(waiter)
+        timer = loop.call_later(seconds, _wake, waiter) if seconds is not None else None
+        try:
+            await waiter
+        finally:
+            self._waiters.discard(waiter)
+            if timer is not None:
+                timer.cancel()
+
+
+def _wake(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
 
 
 class LiveBody(Mapping[str, Any]):

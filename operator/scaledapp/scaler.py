@@ -29,7 +29,7 @@ RETRY_SECONDS = 30  # when the spec cannot be read at all
 async def tick(kube: Kube, body: Manifest, logger: Logger) -> float:
     """Observe, judge, decide, act, explain. Returns the seconds until the next tick."""
     try:
-        spec = api.parse_spec(body.get("spec"))
+        spec = api.spec_of(body)
     except pydantic.ValidationError:
         return RETRY_SECONDS  # the reconciler reports invalid specs
     # Observe: each tier's size, readiness and rollout; then Prometheus, when a decision is due.

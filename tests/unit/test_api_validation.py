@@ -174,3 +174,12 @@ def test_the_parsed_specs_kept_are_bounded(monkeypatch: pytest.MonkeyPatch) -> N
         api.parse_spec(raw)
     assert len(api._PARSED) == 3
     assert api.parse_spec(specs[-1]) is api.parse_spec(specs[-1])
+
+
+def test_a_scaledapps_spec_is_found_again_by_uid_and_generation() -> None:
+    body = {"metadata": {"uid": "u-spec", "generation": 3}, "spec": {"app": {"replicas": {"min": 2, "max": 5}}}}
+    first = api.spec_of(body)
+    assert api.spec_of(body) is first and first.app.replicas.max == 5
+    edited = {"metadata": {"uid": "u-spec", "generation": 4}, "spec": {"app": {"replicas": {"min": 2, "max": 7}}}}
+    assert api.spec_of(edited).app.replicas.max == 7  # the API server moved the generation with the spec
+    assert api.spec_of({"spec": body["spec"]}).app.replicas.max == 5  # no identity: by its JSON

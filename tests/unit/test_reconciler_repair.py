@@ -87,3 +87,29 @@ def test_a_new_scaledapps_first_reconcile_reads_nothing_back() -> None:
     reconciled = {**owner, "metadata": {**meta, "uid": "u-old"}, "status": {"observedGeneration": 1}}
     read = gets(reconciled)
     assert any(f"/statefulsets/{names.ChildNames('fresh').db_primary}" in p for p in read), read
+
+
+def test_the_resync_leaves_a_scaledapp_its_first_reconcile_has_not_reached_alone() -> None:
+    """At 500 new ScaledApps the periodic resync came before many first reconciles and re-applied their
+    children one by one (a build of every child for each); the first reconcile makes them all anyway."""
+    import asyncio
+    import logging
+
+    from scaledapp import api, reconciler
+    from scaledapp.kube import Kube
+
+    class Recording(Kube):
+        def __init__(self) -> None:
+            super().__init__(client=object())  # type: ignore[arg-type]
+            self.calls: list[str] = []
+
+        async def _call(self, method: str, path: str, **_: Any) -> Any:
+            self.calls.append(method)
+            return {}
+
+    kube = Recording()
+    owner: dict[str, Any] = {"apiVersion": api.API_VERSION, "kind": api.KIND, "spec": {},
+                             "metadata": {"name": "waiting", "namespace": "ns", "uid": "u-w", "generation": 1}}
+    for full in (False, True):
+        done = asyncio.run(reconciler.resync(kube, owner, lambda *_: False, logging.getLogger("test"), full=full))
+        assert done == [] and kube.calls == []

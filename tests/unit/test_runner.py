@@ -97,3 +97,27 @@ def test_daemons_run_one_coroutine_per_object_with_the_newest_body_and_stop_it()
 
     asyncio.run(scenario())
     assert seen[0] == 1 and 2 in seen and seen[-1] == "stopped"
+
+
+def test_an_alarm_sleeps_until_set_or_the_time_is_up_and_leaves_nothing_behind() -> None:
+    from scaledapp.runner import Alarm
+
+    async def run() -> None:
+        loop = asyncio.get_running_loop()
+        alarm = Alarm()
+        start = loop.time()
+        await alarm.sleep(0.05)  # nobody sets it: the time is up
+        assert loop.time() - start >= 0.04 and not alarm.is_set()
+        sleeper = asyncio.create_task(alarm.sleep(60))
+        await asyncio.sleep(0)
+        alarm.set()  # wakes the sleeper long before its time
+        await asyncio.wait_for(sleeper, 1)
+        await alarm.sleep(60)  # set: returns at once
+        alarm.clear()
+        cancelled = asyncio.create_task(alarm.sleep(60))
+        await asyncio.sleep(0)
+        cancelled.cancel()
+        await asyncio.gather(cancelled, return_exceptions=True)
+        assert not alarm._waiters
+
+    asyncio.run(run())
