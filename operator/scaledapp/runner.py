@@ -107,7 +107,9 @@ class Runner:
     async def _loop(self, uid: str) -> None:
         await asyncio.sleep(random.uniform(*self.initial_delay))  # spread many ScaledApps' ticks apart
         failures = 0
-        next_resync = time.monotonic() + self.resync_seconds * random.uniform(0.5, 1.0)
+        # The first resync a whole period after the loop starts (spread over half a period more): sooner, it
+        # found a ScaledApp whose first reconcile had just finished and read back what that had just written.
+        next_resync = time.monotonic() + self.resync_seconds * random.uniform(1.0, 1.5)
         while uid in self._bodies:
             body, logger = self._bodies[uid], self._loggers[uid]
             try:
