@@ -19,7 +19,8 @@ SLO_P95_SECONDS = 0.25  # end-user p95 latency objective
 POLICY_PERIOD = 15  # seconds; every policy's interval is a multiple of it
 # Prometheus and metrics-server both scrape every 15 s, not in step with the policies' ticks: a policy
 # sees data 8 s old (on average a scrape is 7.5 s old), and metrics-server's CPU is the average over
-# the 15 s before its scrape.
+# the 15 s before its scrape. A rate over a window of those scrapes is the mean of the window less one scrape
+# interval (TwinModel's scrape_interval_seconds): 45 s for 1m, 15 s for the 30 s onset window.
 SCRAPE_PERIOD = 15
 SCRAPE_OFFSET = 7
 JUDGE_WINDOW = 60  # an action is judged against the ground truth of the preceding rate window
@@ -91,7 +92,7 @@ def _bigger(before: Sizes, after: Sizes, tier: TierName) -> bool:
 
 
 def run(scenario: BenchScenario, policy: Policy, seed: int = 1) -> RunResult:
-    model = TwinModel(scenario.spec, params=scenario.params_at(0.0), seed=seed)
+    model = TwinModel(scenario.spec, params=scenario.params_at(0.0), seed=seed, scrape_interval_seconds=SCRAPE_PERIOD)
     spec = scenario.spec
     app_cores = parse_cpu_millicores(spec.app.resources.cpu) / 1000.0
     replica_cores = parse_cpu_millicores(spec.database.resources.initial.cpu) / 1000.0
