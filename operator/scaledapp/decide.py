@@ -8,10 +8,12 @@ The rules, in order:
    missing data is never zero. A tier with a needed signal unknown is blind: the others are still
    judged and the bottleneck among them may widen, but nothing narrows until every tier is seen
    (MetricsAvailable=False names the blind tiers).
-2. Two windows: each signal over 1m and over the 30 s onset window (two scrapes at 15 s). Fast onset,
+2. Two windows: each signal over 1m and over the 30 s onset window (two scrapes at 15 s: rate() over
+   it is the increase between the last two scrapes, the one-interval rate the HPA acts on). Fast onset,
    slow retreat: a tier's pressure for widening is its onset-window pressure (the 1m one where that
-   is unknown), and it is hot when that is above 1 + hysteresis while its 1m pressure is at least at
-   target; it is calm only when both windows are below 1 - hysteresis.
+   is unknown), and it is hot when that is above 1 + hysteresis, whatever the 1m window says yet (it
+   averages three intervals and trails a sharp rise by a tick); it is calm only when both windows are
+   below 1 - hysteresis.
 3. Verify-after-act: once the cooldown after a widening step is over, compare that tier's pressure
    now with its pressure when the step was decided, and its throughput (a saturated tier's pressure
    can stay pinned after a step that helped). If neither improved within one more rate window
@@ -227,16 +229,17 @@ def _plan(tick: Tick) -> Plan:
     if not judgement.judged or len(blind) == len(judgement.judged):
         return _unknown(tick, judgement.judged)
     # Fast onset, slow retreat. Widening goes by each tier's most recent evidence, the onset window where
-    # it is known: it sees a sharp rise a scrape or two before the 1m window, and a backlog draining after a
-    # step while the 1m window still holds it. A tier is hot when that pressure is above 1 + hysteresis
-    # and its 1m pressure is at least at target (one noisy 30 s window alone is not a rise). Calm (and so
-    # narrowing) needs both windows calm, and the calm peaks are the higher of the two.
+    # it is known: it sees a sharp rise a scrape before the 1m window, and a backlog draining after a step
+    # while the 1m window still holds it. A tier is hot when that pressure is above 1 + hysteresis: two
+    # scrapes are the evidence (the HPA acts on the same one-interval CPU rate, with the same 10 % band),
+    # and waiting for the 1m window to agree cost a tick on every sharp rise. Calm (and so narrowing)
+    # needs both windows calm, and the calm peaks are the higher of the two.
     judged = {name: judgement.onset.get(name) or j for name, j in judgement.judged.items()}
     known: dict[TierName, float] = {name: j.pressure for name, j in judged.items() if j.pressure is not None}
     slow = {name: _pressure(judgement.judged[name], p) for name, p in known.items()}
     peaks = {name: max(p, slow[name]) for name, p in known.items()}
     up, down = 1 + tick.scaling.hysteresis, 1 - tick.scaling.hysteresis
-    hot = rank_hot({name: p for name, p in known.items() if p > up and slow[name] >= 1})
+    hot = rank_hot({name: p for name, p in known.items() if p > up})
     # Narrowing needs every tier calm and none blind: a tier whose signals are unknown may be busy.
     all_calm = not blind and all(p < down for p in peaks.values())
     # Track windows: hot since, calm since, calm peaks, back-offs.

@@ -105,9 +105,22 @@ def test_a_sharp_rise_widens_on_the_onset_window_sized_from_it() -> None:
     assert {e.window for e in run(Snapshot(NOW, both().signals)).pressures} == {"1m"}  # no onset signals
 
 
-def test_a_noisy_onset_window_alone_is_not_a_rise() -> None:
-    # The 30 s window is hot but the 1m window is below target: one noisy half-minute, no step.
+def test_a_rise_only_the_onset_window_sees_yet_widens_at_once() -> None:
+    # Reads ramping up: the last two scrapes (the onset window) put the app's CPU at 0.81, the 1m window,
+    # three intervals long, still at 0.60 (below target). Two scrapes are the evidence, as for the HPA's
+    # one-interval CPU rate: the app widens now, sized from the onset window, not a tick later.
+    decision = run(both({"app": {"cpu_utilization": 0.60}}, {"app": {"cpu_utilization": 0.813}}))
+    assert decision.reason == "Widened" and decision.bottleneck == "app"
+    assert (decision.action.from_, decision.action.to) == ("2", "3")  # ceil(2 x 0.813 / 0.7)
+    assert decision.message.endswith("(pressure 1.16 over 30s)")
+    # The same for a vertical tier: write latency over the last two scrapes is what the primary serves now.
     decision = run(both({"db-write": {"write_seconds": 0.088}}, {"db-write": {"write_seconds": 0.158}}))
+    assert decision.reason == "Widened" and decision.bottleneck == "db-write"
+
+
+@pytest.mark.parametrize("onset_cpu", [0.75, 0.77])  # pressure 1.07 and 1.10: inside the hysteresis band
+def test_an_onset_window_inside_the_hysteresis_band_is_no_rise(onset_cpu: float) -> None:
+    decision = run(both({"app": {"cpu_utilization": 0.5}}, {"app": {"cpu_utilization": onset_cpu}}))
     assert decision.action is None and decision.bottleneck is None
 
 
@@ -277,3 +290,42 @@ def test_a_tier_seen_at_its_ceiling_is_at_ceiling_while_another_is_blind() -> No
     assert decision.action is None and decision.reason == "MaxReplicas"
     assert condition(decision, "AtCeiling").status == "True"
     assert condition(decision, "MetricsAvailable").status == "False"
+
+
+# ---------------------------------------------------------------------------------------------- fast onset over ticks
+
+
+def test_a_ramp_is_widened_on_the_first_tick_its_last_two_scrapes_show_it() -> None:
+    # Demand (cores, at the app's CPU limit of one per pod) ramps from 0.8 to 2.4 over 30 s from t=30 and
+    # stays there. Each tick sees the onset window as the last interval's mean and the 1m window as the mean
+    # of the last three (what rate() averages over 30 s and 1m of scrapes 15 s apart). The first step
+    # comes on the tick whose onset window is above 1 + hysteresis, while the 1m window is still below
+    # target; then, with the step seen, the app is sized for the demand and nothing flaps.
+    def demand(t: float) -> float:
+        return 0.8 + 1.6 * min(1.0, max(0.0, (t - 30) / 30))
+
+    def mean(start: float, end: float) -> float:
+        return sum(demand(start + i) for i in range(int(end - start))) / (end - start)
+
+    spec, sizes = make_spec(), make_sizes()
+    elapsed, actions = 0.0, []
+    state, last = api.ScalerState(), None
+    first_step: tuple[float, float, float] | None = None
+    while elapsed < 900:
+        pods = sizes["app"]
+        fast, slow = mean(elapsed - 15, elapsed) / pods, mean(elapsed - 45, elapsed) / pods
+        snap = both({"app": {"cpu_utilization": min(1.0, slow)}}, {"app": {"cpu_utilization": min(1.0, fast)}},
+                    now=NOW + timedelta(seconds=elapsed))
+        decision = decide(Tick(spec, snap, sizes, state, last, NOW + timedelta(seconds=elapsed)))
+        state, last = decision.state, decision.last_action
+        if decision.action is not None:
+            actions.append((elapsed, decision.action.kind, decision.action.to))
+            first_step = first_step or (elapsed, fast / 0.7, slow / 0.7)
+            sizes = decision.desired
+        elapsed += 15
+    assert first_step is not None
+    when, onset_pressure, slow_pressure = first_step
+    assert onset_pressure > 1.1 and slow_pressure < 1.0  # the 1m window alone would have waited a tick
+    assert when == 60
+    assert [kind for _, kind, _ in actions] == ["widen"] * len(actions)  # no reversal
+    assert 2.4 / sizes["app"] <= 0.7 * 1.1  # sized for the demand: not hot any more
