@@ -103,16 +103,20 @@ def run(scenario: BenchScenario, policy: Policy, seed: int = 1) -> RunResult:
     first_saturation: float | None = None
     scraped = Inputs(None, None)
     cpu_samples: list[float] = []
+    app_ready: list[int] = []  # ready app pods per tick over the CPU sample
     for _ in range(int(scenario.duration)):
         now = model.now
         model.params = scenario.params_at(now)
         obs = model.step(scenario.load(now))
         cpu_samples = [*cpu_samples[-(SCRAPE_PERIOD - 1):], obs.app_cpu_utilization]
+        app_ready = [*app_ready[-(SCRAPE_PERIOD - 1):], obs.ready.get(app.TIER.name, 0)]
         tick = round(obs.time)
         if tick % SCRAPE_PERIOD == SCRAPE_OFFSET:
             down = scenario.metrics_down(obs.time)
+            # The pods metrics-server's reading covers: those ready throughout its sample.
             scraped = Inputs(None if down else model.snapshot(),
-                             None if down else sum(cpu_samples) / len(cpu_samples))
+                             None if down else sum(cpu_samples) / len(cpu_samples),
+                             None if down else min(app_ready))
         saturated_at.append({t for t, u in obs.utilization.items() if u >= SATURATED})
         loaded_at.append({t for t, u in obs.utilization.items() if u >= LOADED})
         if first_saturation is None and obs.time > scenario.event and obs.bottleneck is not None:
