@@ -33,8 +33,10 @@ The rules, in order:
 6. When every tier is calm (both windows) for the scale-down window, one tier is narrowed, in reverse
    ladder order, as far as its peak pressure over that window allows: the fewest replicas at which
    that peak stays calm (at most maxReplicas fewer per step), so a narrow step can never invite the
-   next widening step: no oscillation. A tier whose onset window reads above its 1m window (a rising
-   edge) is not narrowed.
+   next widening step: no oscillation. The peak is the onset window's (consecutive ticks' onset windows
+   cover every scrape interval; the 1m window would add only load from before the calm began), or the
+   higher of both windows when ticks come further apart than a scrape. A tier whose onset window reads
+   above its 1m window (a rising edge) is not narrowed.
 7. Recommend mode decides the same but applies nothing (applied=False); a pause freezes everything.
 
 The tick, as phases (docs/architecture.md): judge (each tier's pressure) -> track windows (windows.py)
@@ -55,6 +57,7 @@ from scaledapp.plan import ConditionParts, Plan, Tick
 from scaledapp.reasons import Reason
 from scaledapp.sizes import Blocked, Sizes, Step, TierName
 from scaledapp.tiers import RATE_WINDOW, TierPressure, enabled_tiers, judge, ladder, tier
+from scaledapp.tiers.base import SCRAPE_SECONDS
 
 __all__ = ["HISTORY_LIMIT", "TIE_TOLERANCE", "Decision", "Tick", "decide", "rank_hot", "record", "status_fields"]
 
@@ -233,17 +236,17 @@ def _plan(tick: Tick) -> Plan:
     # while the 1m window still holds it. A tier is hot when that pressure is above 1 + hysteresis: two
     # scrapes are the evidence (the HPA acts on the same one-interval CPU rate, with the same 10 % band),
     # and waiting for the 1m window to agree cost a tick on every sharp rise. Calm (and so narrowing)
-    # needs both windows calm, and the calm peaks are the higher of the two.
+    # needs both windows calm.
     judged = {name: judgement.onset.get(name) or j for name, j in judgement.judged.items()}
     known: dict[TierName, float] = {name: j.pressure for name, j in judged.items() if j.pressure is not None}
     slow = {name: _pressure(judgement.judged[name], p) for name, p in known.items()}
-    peaks = {name: max(p, slow[name]) for name, p in known.items()}
+    levels = {name: max(p, slow[name]) for name, p in known.items()}
     up, down = 1 + tick.scaling.hysteresis, 1 - tick.scaling.hysteresis
     hot = rank_hot({name: p for name, p in known.items() if p > up})
     # Narrowing needs every tier calm and none blind: a tier whose signals are unknown may be busy.
-    all_calm = not blind and all(p < down for p in peaks.values())
+    all_calm = not blind and all(p < down for p in levels.values())
     # Track windows: hot since, calm since, calm peaks, back-offs.
-    state = windows.track(tick, peaks, hot, all_calm, blind)
+    state = windows.track(tick, _peak_evidence(tick, judgement.onset, known, levels), hot, all_calm, blind)
     # Verify the last step, unless the cooldown after it still runs.
     verdict = verification.verify(tick, known, served, windows.cooldown(tick))
     state.ineffective_until.update(verdict.backoff)
@@ -261,6 +264,20 @@ def _plan(tick: Tick) -> Plan:
         return _widen_plan(tick, plan, hot, verdict)
     rising = frozenset(name for name, p in known.items() if p > slow[name] * (1 + RISING))
     return _narrow_plan(tick, plan, all_calm, verdict.cooldown, rising)
+
+
+def _peak_evidence(
+    tick: Tick, onset: dict[TierName, TierPressure], known: dict[TierName, float], levels: dict[TierName, float]
+) -> dict[TierName, float]:
+    """What each tier's calm peak is taken from: its onset-window pressure where that is known and the ticks
+    come at most a scrape interval apart; the higher of both windows otherwise. Consecutive onset windows
+    then cover every interval between scrapes, so their highest reading bounds any longer average over the
+    same time, and the 1m window (three intervals) would only add load from before the calm period began:
+    after a spike it held narrowing back by up to a minute of the spike itself. Slower ticks leave gaps
+    between onset windows, which the 1m window covers."""
+    if tick.scaling.interval_seconds > SCRAPE_SECONDS:
+        return levels
+    return {name: p if name in onset else levels[name] for name, p in known.items()}
 
 
 def _pressure(judged: TierPressure, default: float) -> float:

@@ -132,13 +132,22 @@ def test_a_backlog_draining_after_a_step_does_not_widen_again() -> None:
     assert decision.action is None and decision.reason == "WithinTarget"
 
 
-def test_calm_needs_both_windows_and_its_peaks_take_the_higher() -> None:
+def test_calm_needs_both_windows_and_its_peaks_come_from_the_onset_window() -> None:
     calm_now_busy_before = both({"app": {"cpu_utilization": 0.66}}, {"app": {"cpu_utilization": 0.3}})
     decision = run(calm_now_busy_before, make_sizes(app=4), api.ScalerState(calm_since=ago(400)))
     assert decision.reason == "WithinTarget" and decision.state.calm_since is None
     quiet = both({"app": {"cpu_utilization": 0.3}}, {"app": {"cpu_utilization": 0.5}})
     decision = run(quiet, make_sizes(app=4), api.ScalerState(calm_since=ago(10)))
     assert decision.state.calm_peak["app"] == pytest.approx(0.5 / 0.7, abs=1e-3)
+    # Calm in both windows, the 1m one still holding the busier minute before: the onset windows of the
+    # ticks cover every scrape interval, so the peak is theirs and that minute does not hold narrowing back.
+    trailing = both({"app": {"cpu_utilization": 0.55}}, {"app": {"cpu_utilization": 0.3}})
+    decision = run(trailing, make_sizes(app=4), api.ScalerState(calm_since=ago(10)))
+    assert decision.state.calm_peak["app"] == pytest.approx(0.3 / 0.7, abs=1e-3)
+    # Ticks further apart than a scrape leave gaps between onset windows: the higher of both windows.
+    decision = run(trailing, make_sizes(app=4), api.ScalerState(calm_since=ago(10)),
+                   spec=make_spec(intervalSeconds=30, queryTimeoutSeconds=5))
+    assert decision.state.calm_peak["app"] == pytest.approx(0.55 / 0.7, abs=1e-3)
 
 
 def test_the_twin_reports_the_onset_window_and_it_leads_the_1m_one() -> None:
@@ -329,3 +338,31 @@ def test_a_ramp_is_widened_on_the_first_tick_its_last_two_scrapes_show_it() -> N
     assert when == 60
     assert [kind for _, kind, _ in actions] == ["widen"] * len(actions)  # no reversal
     assert 2.4 / sizes["app"] <= 0.7 * 1.1  # sized for the demand: not hot any more
+
+
+def test_after_a_spike_the_1m_windows_trailing_minute_does_not_hold_narrowing_back() -> None:
+    # 6 app pods after a spike that ended at t=0: demand falls from 4.2 cores to 1.2. The onset window (the
+    # last scrape interval) sees the drop at once, the 1m window (three intervals) 45 s later. Both are calm
+    # from t=30 (0.45 / 0.7 < 0.9 on 6 pods); once the calm window is over, the app comes back to 2 pods in
+    # one step: the peak is the onset windows', not the 1m window's mean of the spike's tail (which would
+    # have kept 3 pods).
+    def demand(t: float) -> float:
+        return 4.2 if t < 0 else 1.2
+
+    def mean(start: float, end: float) -> float:
+        return sum(demand(start + i) for i in range(int(end - start))) / (end - start)
+
+    spec, sizes = make_spec(), make_sizes(app=6)
+    state, last, narrows = api.ScalerState(), None, []
+    for elapsed in range(0, 600, 15):
+        pods = sizes["app"]
+        fast, slow = mean(elapsed - 15, elapsed) / pods, mean(elapsed - 45, elapsed) / pods
+        now = NOW + timedelta(seconds=elapsed)
+        snap = both({"app": {"cpu_utilization": slow}}, {"app": {"cpu_utilization": fast}}, now=now)
+        decision = decide(Tick(spec, snap, sizes, state, last, now))
+        state, last = decision.state, decision.last_action
+        if decision.action is not None:
+            narrows.append((elapsed, decision.action.kind, decision.action.to))
+            sizes = decision.desired
+    assert narrows[0][1:] == ("narrow", "2")
+    assert narrows[0][0] <= 30 + spec.scaling.stabilization.scale_down_seconds + 15
