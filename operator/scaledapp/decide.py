@@ -28,7 +28,9 @@ The rules, in order:
 5. The bottleneck is widened by one step, sized from its pressure, once it has been hot for the
    scale-up window and no cooldown runs: replicas become ceil(replicas x pressure) (the HPA's ratio
    rule), at most doubling and at most spec.scaling.steps.maxReplicas more; a vertical step multiplies
-   by the pressure, up to the spec's factor. If it cannot be widened (at its max, a hard ceiling, or
+   by the pressure, up to the spec's factor. A rise only the onset window shows (the 1m window below
+   target) is one interval of evidence and takes the smallest step the band allows (sized as if the
+   pressure were 1 + hysteresis). If it cannot be widened (at its max, a hard ceiling, or
    a guard such as replica lag) the scaler holds and says so: it never widens a different tier instead.
 6. When every tier is calm (both windows) for the scale-down window, one tier is narrowed, in reverse
    ladder order, as far as its peak pressure over that window allows: the fewest replicas at which
@@ -258,6 +260,7 @@ def _plan(tick: Tick) -> Plan:
         metrics=_metrics(judged, blind),
         verified=verdict.verified,
         throughputs=served,
+        confirmed=frozenset(name for name in known if slow[name] >= 1),
     )
     # Plan: widen the bottleneck, or narrow one tier when all are calm.
     if hot:
@@ -355,7 +358,7 @@ def _widen_plan(tick: Tick, plan: Plan, hot: list[TierName], verdict: verificati
         f"{_number(evidence.target)} (pressure {evidence.pressure:.2f}{_over(evidence.window)}){skipped_note}"
     )
     plan = replace(plan, bottleneck=bottleneck)
-    outcome = tier(bottleneck).widen(tick.spec, tick.bounded, judged)
+    outcome = tier(bottleneck).widen(tick.spec, tick.bounded, _sizing(judged, bottleneck in plan.confirmed, tick))
     if isinstance(outcome, Blocked):
         recommendation = outcome.recommendation or f"Raise the max of the {bottleneck} tier or reduce its load."
         plan = replace(plan, recommendation=recommendation, ceiling=outcome if outcome.at_ceiling else None)
@@ -409,6 +412,19 @@ def _narrow_plan(
                 f"{predicted:.2f} predicted after the step",
             )
     return replace(plan, reason=Reason.AT_MINIMUM, message="all tiers calm; none can narrow without getting busy")
+
+
+def _sizing(judged: TierPressure, confirmed: bool, tick: Tick) -> TierPressure:
+    """The pressure a step is sized from. A rise only the onset window shows (the 1m window not yet at
+    target) is one scrape interval of evidence: it buys the smallest step the band allows, sized as if the
+    pressure were just above 1 + hysteresis, so a noisy interval costs at most that; once the 1m window
+    agrees, the step is sized from the onset pressure."""
+    up = 1 + tick.scaling.hysteresis
+    pressure = judged.pressure
+    if confirmed or pressure is None or pressure <= up:
+        return judged
+    scale = up / pressure
+    return replace(judged, components=tuple(replace(c, pressure=c.pressure * scale) for c in judged.components))
 
 
 def _over(window: str) -> str:

@@ -3,6 +3,7 @@ in step with the evidence, and the CPU-starved app that must not blame the read 
 
 from __future__ import annotations
 
+import random
 from datetime import datetime, timedelta
 
 import pytest
@@ -108,14 +109,29 @@ def test_a_sharp_rise_widens_on_the_onset_window_sized_from_it() -> None:
 def test_a_rise_only_the_onset_window_sees_yet_widens_at_once() -> None:
     # Reads ramping up: the last two scrapes (the onset window) put the app's CPU at 0.81, the 1m window,
     # three intervals long, still at 0.60 (below target). Two scrapes are the evidence, as for the HPA's
-    # one-interval CPU rate: the app widens now, sized from the onset window, not a tick later.
+    # one-interval CPU rate: the app widens now, not a tick later.
     decision = run(both({"app": {"cpu_utilization": 0.60}}, {"app": {"cpu_utilization": 0.813}}))
     assert decision.reason == "Widened" and decision.bottleneck == "app"
-    assert (decision.action.from_, decision.action.to) == ("2", "3")  # ceil(2 x 0.813 / 0.7)
+    assert (decision.action.from_, decision.action.to) == ("2", "3")
     assert decision.message.endswith("(pressure 1.16 over 30s)")
     # The same for a vertical tier: write latency over the last two scrapes is what the primary serves now.
     decision = run(both({"db-write": {"write_seconds": 0.088}}, {"db-write": {"write_seconds": 0.158}}))
     assert decision.reason == "Widened" and decision.bottleneck == "db-write"
+
+
+def test_one_interval_of_evidence_buys_the_smallest_step_and_the_1m_window_a_sized_one() -> None:
+    # The onset window at pressure 1.4 on 4 pods. With the 1m window below target (one interval of evidence,
+    # which may be a noisy one) the step is the smallest the band allows: ceil(4 x 1.1) = 5. With the 1m
+    # window at target too, it is sized from the onset pressure: ceil(4 x 1.4) = 6.
+    onset_only = run(both({"app": {"cpu_utilization": 0.60}}, {"app": {"cpu_utilization": 0.98}}), make_sizes(app=4))
+    assert onset_only.reason == "Widened" and onset_only.action.to == "5"
+    assert onset_only.action.pressure == pytest.approx(1.4)  # the record keeps the pressure seen
+    confirmed = run(both({"app": {"cpu_utilization": 0.72}}, {"app": {"cpu_utilization": 0.98}}), make_sizes(app=4))
+    assert confirmed.reason == "Widened" and confirmed.action.to == "6"
+    # A vertical tier: the smallest factor (x1.25: 500m -> 630m, rounded up) against the pressure's (x1.58: 790m).
+    write = {"db-write": {"write_seconds": 0.158}}
+    assert run(both({"db-write": {"write_seconds": 0.088}}, write)).action.to.startswith("cpu=630m")
+    assert run(both({"db-write": {"write_seconds": 0.1}}, write)).action.to.startswith("cpu=790m")
 
 
 @pytest.mark.parametrize("onset_cpu", [0.75, 0.77])  # pressure 1.07 and 1.10: inside the hysteresis band
@@ -366,3 +382,23 @@ def test_after_a_spike_the_1m_windows_trailing_minute_does_not_hold_narrowing_ba
             sizes = decision.desired
     assert narrows[0][1:] == ("narrow", "2")
     assert narrows[0][0] <= 30 + spec.scaling.stabilization.scale_down_seconds + 15
+
+
+def test_a_noisy_onset_window_costs_at_most_the_smallest_step_and_never_flaps() -> None:
+    # Demand steady at pressure 0.95 on 2 pods. The onset window (one scrape interval) is noisy, +-25 %;
+    # the 1m window, three intervals, +-8 %. A noisy interval above 1 + hysteresis is a rise only the onset
+    # window shows: it buys the smallest step (2 -> 3), and after it nothing is hot or calm enough to move.
+    rng = random.Random(5)
+    spec, sizes = make_spec(), make_sizes()
+    state, last, actions = api.ScalerState(), None, []
+    for elapsed in range(0, 2 * 3600, 15):
+        load = 0.7 * 0.95 * 2 / sizes["app"]
+        fast, slow = load * rng.uniform(0.75, 1.25), load * rng.uniform(0.92, 1.08)
+        now = NOW + timedelta(seconds=elapsed)
+        snap = both({"app": {"cpu_utilization": slow}}, {"app": {"cpu_utilization": fast}}, now=now)
+        decision = decide(Tick(spec, snap, sizes, state, last, now))
+        state, last = decision.state, decision.last_action
+        if decision.action is not None:
+            actions.append((decision.action.kind, decision.action.from_, decision.action.to))
+            sizes = decision.desired
+    assert actions == [("widen", "2", "3")]
