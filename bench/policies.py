@@ -1,9 +1,12 @@
 """The scaling policies the benchmark compares, all driven in simulated time against the twin.
 
 - ScaledApp: the operator's own `decide()` every `spec.scaling.interval_seconds`.
-- HPA (autoscaling/v2, /work/shared/reference/autoscalers.md section 1): every 15 s,
-  desired = ceil(current x metric / target), no change within the 10 % tolerance; not-ready pods count
-  as 0 % on a CPU scale-up and a recomputed ratio inside the tolerance means no change; default
+- HPA (autoscaling/v2, /work/shared/reference/autoscalers.md section 1, and the Kubernetes docs' "Algorithm
+  details"): every 15 s, desired = ceil(pods x metric / target), no change within the 10 % tolerance. On
+  CPU the pods are those with a CPU sample; a pod not ready, or whose latest sample is from before it
+  became ready, is set aside and counts as 0 % on a scale-up, and a recomputed ratio inside the tolerance
+  means no change. On an object/external Value metric (latency, read p95) the ratio multiplies the ready
+  pods (the controller's getUsageRatioReplicaCount); an AverageValue one divides the total. Default
   behavior: scale-up max(+100 %, +4 pods) per 15 s with no window, scale-down at most -100 % per 15 s
   after a 300 s stabilization window that keeps the highest recommendation; no metric, no change.
 - KEDA (section 2): a ScaledObject per tier whose trigger is polled every 30 s and handed to an HPA
@@ -33,10 +36,12 @@ MetricKind = Literal["utilization", "value", "average_value"]
 @dataclass(frozen=True)
 class Inputs:
     """What a policy can know at a tick: the last Prometheus scrape's signals (None while the metrics
-    pipeline is down) and metrics-server's last CPU reading of the app pods (the same scrape cadence)."""
+    pipeline is down) and metrics-server's last CPU reading of the app pods (the same scrape cadence), with
+    how many app pods that reading covers (ready throughout its sample; None: every ready pod)."""
 
     snapshot: Snapshot | None
     app_cpu: float | None
+    app_cpu_pods: int | None = None
 
 
 class Policy(Protocol):
@@ -79,18 +84,25 @@ class Hpa:
     target: float
     kind: MetricKind
     metric: Callable[[Inputs], float | None]
+    sampled: Callable[[Inputs], int | None] = lambda inputs: None  # pods the metric covers (CPU)
     period_seconds: float = 15.0  # HPA sync period (KEDA: its polling interval feeds the HPA)
     tolerance: float = 0.1
     down_window_seconds: float = 300.0
     _recommendations: list[tuple[float, int]] = field(default_factory=list)
     _next: float = 0.0
 
-    def desired(self, now: float, current: int, ready: int, value: float | None) -> int | None:
+    def desired(
+        self, now: float, current: int, ready: int, value: float | None, sampled: int | None = None
+    ) -> int | None:
+        """`ready`: pods ready now; `sampled`: how many of them the CPU reading covers (a pod whose latest
+        sample predates its readiness is set aside like a pod not yet ready)."""
         if now < self._next:
             return None
         self._next = now + self.period_seconds
         if value is None:  # ScalingActive=False: the HPA keeps the replicas as they are
             return None
+        if self.kind == "utilization" and sampled is not None:
+            ready = min(ready, sampled)
         recommendation = self._raw(current, ready, value)
         if recommendation is None:
             recommendation = current
@@ -122,7 +134,8 @@ class Hpa:
             if ratio <= 1 + self.tolerance:
                 return None
             return math.ceil(ratio * (ready + unready))
-        return math.ceil((ready if self.kind == "utilization" else current) * ratio)
+        # Utilization: over the pods with a sample; a Value metric: its ratio times the ready pods.
+        return math.ceil(ready * ratio)
 
 
 def _replicas(sizes: Sizes, tier: TierName) -> int:
@@ -150,7 +163,7 @@ class HpaPolicy:
             current = _replicas(sizes, hpa.tier)
             ready = last.ready.get(hpa.tier, current) if last else current
             value = hpa.metric(inputs)
-            desired = hpa.desired(now, current, ready, value)
+            desired = hpa.desired(now, current, ready, value, hpa.sampled(inputs))
             if desired is not None and desired != current:
                 sizes, changed = _with_replicas(sizes, hpa.tier, desired), True
         return sizes if changed else None
@@ -161,6 +174,10 @@ class HpaPolicy:
 
 def cpu_from_metrics_server(inputs: Inputs) -> float | None:
     return inputs.app_cpu
+
+
+def pods_with_cpu(inputs: Inputs) -> int | None:
+    return inputs.app_cpu_pods
 
 
 def app_mean_latency(inputs: Inputs) -> float | None:
@@ -186,7 +203,8 @@ def baselines(spec: api.ScaledAppSpec) -> list[Callable[[], Policy]]:
     cpu = spec.scaling.targets.app_cpu_utilization
 
     def hpa_cpu() -> Policy:
-        return HpaPolicy("HPA on app CPU", [Hpa("app", app_bounds, cpu, "utilization", cpu_from_metrics_server)])
+        return HpaPolicy("HPA on app CPU", [Hpa("app", app_bounds, cpu, "utilization", cpu_from_metrics_server,
+                                                pods_with_cpu)])
 
     def hpa_latency() -> Policy:
         return HpaPolicy("HPA on app latency",
@@ -195,7 +213,7 @@ def baselines(spec: api.ScaledAppSpec) -> list[Callable[[], Policy]]:
     def per_tier() -> Policy:
         targets = spec.scaling.targets
         return HpaPolicy("per-tier HPAs (KEDA)", [
-            Hpa("app", app_bounds, cpu, "utilization", cpu_from_metrics_server),
+            Hpa("app", app_bounds, cpu, "utilization", cpu_from_metrics_server, pods_with_cpu),
             Hpa("db-read", read_bounds, targets.read_latency_seconds, "value", read_p95, period_seconds=30),
             Hpa("workers", worker_bounds, targets.queue_depth_per_worker, "average_value", queue_length,
                 period_seconds=30),

@@ -13,6 +13,7 @@ import matplotlib.pyplot as plt
 
 from bench.scenarios import BenchScenario
 from bench.simulate import SLO_P95_SECONDS, RunResult
+from devharness.twin.tiers import twin_tier
 from scaledapp.quantity import MEBIBYTE, format_bytes
 from scaledapp.tiers import app, cache, db_read, db_write, workers
 
@@ -91,7 +92,61 @@ def goals(results: Sequence[RunResult], scenarios: Sequence[BenchScenario]) -> l
     steady = ", ".join(s.name for s in scenarios if s.steady)
     out.append(f"- Zero reversals in steady scenarios ({steady}): {verdict(not flapping)}"
                + (f" ({', '.join(f'{k}: {v}' for k, v in flapping.items())})" if flapping else ""))
-    return out
+    return out + floors(results, scenarios)
+
+
+def relief_seconds(tier: str | None, scenario: BenchScenario) -> float:
+    """How long a widening of `tier` takes to serve in the twin: a new pod's start, the primary's in-place
+    resize; the cache's maxmemory applies at once."""
+    params = scenario.params_at(0.0)
+    if tier is None or tier == cache.TIER.name:
+        return 0.0
+    if tier == db_write.TIER.name:
+        return params.resize_seconds
+    return twin_tier(tier).ready_seconds(params)
+
+
+def floors(results: Sequence[RunResult], scenarios: Sequence[BenchScenario]) -> list[str]:
+    """What a policy that reacts to what it sees cannot beat, for ScaledApp's runs where a goal is missed.
+    The first correct action comes no earlier than the first tick whose scrape was taken after the first
+    saturation. The seconds over the SLO before the first tick whose scrape was taken after the first
+    violation, plus the relief time of the tier that relieves it (its new pods' start), are lost whatever
+    the step (only acting before the violation shows, on a forecast, could save them)."""
+    by = {(r.scenario, r.policy): r for r in results}
+    lines = []
+    for s in scenarios:
+        mine, hpa = by[(s.name, SCALEDAPP)], by[(s.name, HPA_CPU)]
+        best = min((r for r in results if r.scenario == s.name and r.policy != SCALEDAPP),
+                   key=lambda r: r.slo_violation_seconds)
+        notes = []
+        hpa_first = hpa.time_to_correct
+        if (mine.first_saturation is not None and mine.first_seen is not None and hpa_first is not None
+                and not math.isnan(hpa_first) and (mine.time_to_correct is None
+                                                   or mine.time_to_correct > 0.5 * hpa_first)):
+            seen = mine.first_seen - mine.first_saturation
+            reach = "unreachable" if seen > 0.5 * hpa_first else "reachable in principle"
+            notes.append(f"first correct action: {reach} - the first tick whose scrape was taken after the first "
+                         f"saturation ({mine.first_saturated} at {mine.first_saturation:.0f} s) is {seen:.0f} s "
+                         f"after it, the goal {0.5 * hpa_first:.1f} s (ScaledApp: {_seconds(mine.time_to_correct)} s)")
+        goal = 0.8 * best.slo_violation_seconds
+        if mine.slo_violation_seconds > goal and mine.violation_seen is not None:
+            # The tier ScaledApp widened first after the violation began (else the most utilized one then).
+            tier = next((a.tier for a in mine.acts if a.kind == "widen" and mine.first_violation is not None
+                         and a.time >= mine.first_violation), mine.violation_tier)
+            relief = mine.violation_seen + relief_seconds(tier, s)
+            lost = sum(1 for x in mine.samples if x.time < relief and not x.p95 <= SLO_P95_SECONDS)
+            reach = "unreachable" if lost > goal else "reachable in principle"
+            notes.append(f"SLO: {reach} - {lost} s over the SLO before a step taken on seeing it could relieve "
+                         f"the {tier} tier (first violation {mine.first_violation:.0f} s, first tick to "
+                         f"see it {mine.violation_seen:.0f} s, its pods' start "
+                         f"{relief - mine.violation_seen:.0f} s), the goal {goal:.1f} s "
+                         f"(ScaledApp: {mine.slo_violation_seconds:.0f} s)")
+        if notes:
+            lines.append(f"- {s.name}: " + "; ".join(notes) + ".")
+    if lines:
+        lines = ["", "Floors of the misses (bench/report.py `floors`, from ScaledApp's run: what a policy that reacts "
+                 "to what its metrics show cannot beat):", "", *lines]
+    return lines
 
 
 def plot_scenario(scenario: BenchScenario, runs: Sequence[RunResult], path: Path) -> None:

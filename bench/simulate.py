@@ -19,7 +19,8 @@ SLO_P95_SECONDS = 0.25  # end-user p95 latency objective
 POLICY_PERIOD = 15  # seconds; every policy's interval is a multiple of it
 # Prometheus and metrics-server both scrape every 15 s, not in step with the policies' ticks: a policy
 # sees data 8 s old (on average a scrape is 7.5 s old), and metrics-server's CPU is the average over
-# the 15 s before its scrape.
+# the 15 s before its scrape. A rate over a window of those scrapes is the mean of the window less one scrape
+# interval (TwinModel's scrape_interval_seconds): 45 s for 1m, 15 s for the 30 s onset window.
 SCRAPE_PERIOD = 15
 SCRAPE_OFFSET = 7
 JUDGE_WINDOW = 60  # an action is judged against the ground truth of the preceding rate window
@@ -61,6 +62,15 @@ class RunResult:
     replica_seconds: float = 0.0  # app + read replicas + workers, pods that exist
     core_seconds: float = 0.0  # the same pods' CPU limits plus the primary's CPU
     errors: float = 0.0
+    first_saturation: float | None = None
+    first_saturated: TierName | None = None  # the tier saturated at that moment
+    # The first policy tick whose inputs come from a scrape taken at or after the first saturation: no
+    # policy that acts on metrics can take a correct action earlier (a floor of time_to_correct).
+    first_seen: float | None = None
+    # The same for the first second over the SLO after the event, and the most utilized tier then.
+    first_violation: float | None = None
+    violation_tier: TierName | None = None
+    violation_seen: float | None = None
 
     @property
     def wrong_tier(self) -> int:
@@ -91,7 +101,7 @@ def _bigger(before: Sizes, after: Sizes, tier: TierName) -> bool:
 
 
 def run(scenario: BenchScenario, policy: Policy, seed: int = 1) -> RunResult:
-    model = TwinModel(scenario.spec, params=scenario.params_at(0.0), seed=seed)
+    model = TwinModel(scenario.spec, params=scenario.params_at(0.0), seed=seed, scrape_interval_seconds=SCRAPE_PERIOD)
     spec = scenario.spec
     app_cores = parse_cpu_millicores(spec.app.resources.cpu) / 1000.0
     replica_cores = parse_cpu_millicores(spec.database.resources.initial.cpu) / 1000.0
@@ -101,23 +111,34 @@ def run(scenario: BenchScenario, policy: Policy, seed: int = 1) -> RunResult:
     loaded_at: list[set[TierName]] = []
     first_saturation: float | None = None
     scraped = Inputs(None, None)
+    scraped_at: float | None = None
     cpu_samples: list[float] = []
+    app_ready: list[int] = []  # ready app pods per tick over the CPU sample
     for _ in range(int(scenario.duration)):
         now = model.now
         model.params = scenario.params_at(now)
         obs = model.step(scenario.load(now))
         cpu_samples = [*cpu_samples[-(SCRAPE_PERIOD - 1):], obs.app_cpu_utilization]
+        app_ready = [*app_ready[-(SCRAPE_PERIOD - 1):], obs.ready.get(app.TIER.name, 0)]
         tick = round(obs.time)
         if tick % SCRAPE_PERIOD == SCRAPE_OFFSET:
             down = scenario.metrics_down(obs.time)
+            # The pods metrics-server's reading covers: those ready throughout its sample.
+            scraped_at = None if down else obs.time
             scraped = Inputs(None if down else model.snapshot(),
-                             None if down else sum(cpu_samples) / len(cpu_samples))
+                             None if down else sum(cpu_samples) / len(cpu_samples),
+                             None if down else min(app_ready))
         saturated_at.append({t for t, u in obs.utilization.items() if u >= SATURATED})
         loaded_at.append({t for t, u in obs.utilization.items() if u >= LOADED})
         if first_saturation is None and obs.time > scenario.event and obs.bottleneck is not None:
             first_saturation = obs.time
+            result.first_saturated = obs.bottleneck
         sizes = model.sizes
-        result.slo_violation_seconds += 1.0 if not obs.p95_seconds <= SLO_P95_SECONDS else 0.0
+        violated = not obs.p95_seconds <= SLO_P95_SECONDS
+        result.slo_violation_seconds += 1.0 if violated else 0.0
+        if violated and result.first_violation is None and obs.time > scenario.event:
+            result.first_violation = obs.time
+            result.violation_tier = max(obs.utilization, key=lambda t: obs.utilization[t])
         apps, reads, workers_ = app.TIER.size(sizes), db_read.TIER.size(sizes), workers.TIER.size(sizes)
         result.replica_seconds += apps + reads + workers_
         result.core_seconds += (apps * app_cores + reads * replica_cores + workers_ * worker_cores
@@ -128,6 +149,12 @@ def run(scenario: BenchScenario, policy: Policy, seed: int = 1) -> RunResult:
         if tick % POLICY_PERIOD:
             continue
         inputs = Inputs(None, None) if scenario.metrics_down(obs.time) else scraped
+        if (result.first_seen is None and first_saturation is not None and inputs.snapshot is not None
+                and scraped_at is not None and scraped_at >= first_saturation):
+            result.first_seen = obs.time
+        if (result.violation_seen is None and result.first_violation is not None and inputs.snapshot is not None
+                and scraped_at is not None and scraped_at >= result.first_violation):
+            result.violation_seen = obs.time
         new = policy.tick(obs.time, model, inputs)
         if new is None or new == sizes:
             continue
@@ -142,6 +169,7 @@ def run(scenario: BenchScenario, policy: Policy, seed: int = 1) -> RunResult:
                     and act.time >= first_saturation):
                 result.time_to_correct = act.time - first_saturation
         model.set_sizes(new)
+    result.first_saturation = first_saturation
     if result.time_to_correct is None and first_saturation is None:
         result.time_to_correct = math.nan  # nothing ever saturated: nothing to react to
     return result

@@ -137,11 +137,19 @@ class TwinModel:
         start: datetime = EPOCH,
         pod_series: bool = False,
         rate_window_seconds: float = RATE_WINDOW_SECONDS,
+        scrape_interval_seconds: float = 0.0,
+        onset_window_seconds: float = ONSET_WINDOW_SECONDS,
     ) -> None:
         """`pod_series`: keep per-pod counters for `exposition()` (a live server needs them; a
         benchmark that only asks `snapshot()` runs faster without). `rate_window_seconds`: the window
         `snapshot()` rates over, the tiers' RATE_WINDOW unless the queries run with a shorter one (a
-        Prometheus on loopback scraping every second)."""
+        Prometheus on loopback scraping every second). `scrape_interval_seconds`: how far apart the
+        samples Prometheus rates over are, when `snapshot()` stands for a query right after a scrape. rate()
+        over a window of samples that far apart is their increase over the intervals between the first and
+        the last sample, extrapolated to the window: the mean of the last window minus one interval (a 1m
+        window at a 15 s scrape holds four samples, 45 s; the 30 s onset window two, 15 s). 0: the whole
+        window (a scrape far more often than the window). `onset_window_seconds`: the onset window, the
+        tiers' ONSET_WINDOW unless the queries run with a shorter one (as `rate_window_seconds`)."""
         self.spec = spec or api.ScaledAppSpec()
         self.params = params or TwinParams()
         self.children = ChildNames(name)
@@ -152,6 +160,10 @@ class TwinModel:
         self._state = PlantState()
         self._window: deque[_Record] = deque()
         self.rate_window_seconds = rate_window_seconds
+        self.scrape_interval_seconds = scrape_interval_seconds
+        # What snapshot() averages: each window less one scrape interval (see above).
+        self._rate_span = rate_window_seconds - scrape_interval_seconds
+        self._onset_span = onset_window_seconds - scrape_interval_seconds
         # Running sums of the window's counter increments (added when a tick enters, removed when it leaves).
         self._totals_app: dict[str, float] = {}
         self._totals_cache: dict[str, float] = {}
@@ -285,7 +297,7 @@ class TwinModel:
         _accumulate(self._totals_app, result.app, 1.0)
         _accumulate(self._totals_cache, result.cache, 1.0)
         _accumulate(self._totals_worker, result.worker, 1.0)
-        while self._window and self._window[0].time <= self._now - self.rate_window_seconds:
+        while self._window and self._window[0].time <= self._now - self._rate_span:
             gone = self._window.popleft()
             _accumulate(self._totals_app, gone.result.app, -1.0)
             _accumulate(self._totals_cache, gone.result.cache, -1.0)
@@ -339,8 +351,11 @@ class TwinModel:
             app_core_seconds=sum(r.app_core_seconds for r in records),
             in_flight_per_pod_seconds=sum(r.in_flight_per_pod for r in records),
         )
-        # The onset window: the same signals over the last ONSET_WINDOW_SECONDS of the rate window.
-        recent = [r for r in records if r.time > self._now - ONSET_WINDOW_SECONDS]
+        # The onset window: the same signals over the last onset window of the rate window (less a scrape
+        # interval, as the rate window). A window that holds fewer than two scrapes has no rate.
+        if self._onset_span <= 0:
+            return Snapshot(time=moment, signals=self._signals(window))
+        recent = [r for r in records if r.time > self._now - self._onset_span]
         totals: tuple[dict[str, float], dict[str, float], dict[str, float]] = ({}, {}, {})
         for r in recent:
             for into, increments in zip(totals, (r.result.app, r.result.cache, r.result.worker), strict=True):

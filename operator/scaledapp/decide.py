@@ -8,10 +8,12 @@ The rules, in order:
    missing data is never zero. A tier with a needed signal unknown is blind: the others are still
    judged and the bottleneck among them may widen, but nothing narrows until every tier is seen
    (MetricsAvailable=False names the blind tiers).
-2. Two windows: each signal over 1m and over the 30 s onset window (two scrapes at 15 s). Fast onset,
+2. Two windows: each signal over 1m and over the 30 s onset window (two scrapes at 15 s: rate() over
+   it is the increase between the last two scrapes, the one-interval rate the HPA acts on). Fast onset,
    slow retreat: a tier's pressure for widening is its onset-window pressure (the 1m one where that
-   is unknown), and it is hot when that is above 1 + hysteresis while its 1m pressure is at least at
-   target; it is calm only when both windows are below 1 - hysteresis.
+   is unknown), and it is hot when that is above 1 + hysteresis, whatever the 1m window says yet (it
+   averages three intervals and trails a sharp rise by a tick); it is calm only when both windows are
+   below 1 - hysteresis.
 3. Verify-after-act: once the cooldown after a widening step is over, compare that tier's pressure
    now with its pressure when the step was decided, and its throughput (a saturated tier's pressure
    can stay pinned after a step that helped). If neither improved within one more rate window
@@ -26,13 +28,17 @@ The rules, in order:
 5. The bottleneck is widened by one step, sized from its pressure, once it has been hot for the
    scale-up window and no cooldown runs: replicas become ceil(replicas x pressure) (the HPA's ratio
    rule), at most doubling and at most spec.scaling.steps.maxReplicas more; a vertical step multiplies
-   by the pressure, up to the spec's factor. If it cannot be widened (at its max, a hard ceiling, or
+   by the pressure, up to the spec's factor. A rise only the onset window shows (the 1m window below
+   target) is one interval of evidence and takes the smallest step the band allows (sized as if the
+   pressure were 1 + hysteresis). If it cannot be widened (at its max, a hard ceiling, or
    a guard such as replica lag) the scaler holds and says so: it never widens a different tier instead.
 6. When every tier is calm (both windows) for the scale-down window, one tier is narrowed, in reverse
    ladder order, as far as its peak pressure over that window allows: the fewest replicas at which
    that peak stays calm (at most maxReplicas fewer per step), so a narrow step can never invite the
-   next widening step: no oscillation. A tier whose onset window reads above its 1m window (a rising
-   edge) is not narrowed.
+   next widening step: no oscillation. The peak is the onset window's (consecutive ticks' onset windows
+   cover every scrape interval; the 1m window would add only load from before the calm began), or the
+   higher of both windows when ticks come further apart than a scrape. A tier whose onset window reads
+   above its 1m window (a rising edge) is not narrowed.
 7. Recommend mode decides the same but applies nothing (applied=False); a pause freezes everything.
 
 The tick, as phases (docs/architecture.md): judge (each tier's pressure) -> track windows (windows.py)
@@ -53,6 +59,7 @@ from scaledapp.plan import ConditionParts, Plan, Tick
 from scaledapp.reasons import Reason
 from scaledapp.sizes import Blocked, Sizes, Step, TierName
 from scaledapp.tiers import RATE_WINDOW, TierPressure, enabled_tiers, judge, ladder, tier
+from scaledapp.tiers.base import SCRAPE_SECONDS
 
 __all__ = ["HISTORY_LIMIT", "TIE_TOLERANCE", "Decision", "Tick", "decide", "rank_hot", "record", "status_fields"]
 
@@ -227,20 +234,21 @@ def _plan(tick: Tick) -> Plan:
     if not judgement.judged or len(blind) == len(judgement.judged):
         return _unknown(tick, judgement.judged)
     # Fast onset, slow retreat. Widening goes by each tier's most recent evidence, the onset window where
-    # it is known: it sees a sharp rise a scrape or two before the 1m window, and a backlog draining after a
-    # step while the 1m window still holds it. A tier is hot when that pressure is above 1 + hysteresis
-    # and its 1m pressure is at least at target (one noisy 30 s window alone is not a rise). Calm (and so
-    # narrowing) needs both windows calm, and the calm peaks are the higher of the two.
+    # it is known: it sees a sharp rise a scrape before the 1m window, and a backlog draining after a step
+    # while the 1m window still holds it. A tier is hot when that pressure is above 1 + hysteresis: two
+    # scrapes are the evidence (the HPA acts on the same one-interval CPU rate, with the same 10 % band),
+    # and waiting for the 1m window to agree cost a tick on every sharp rise. Calm (and so narrowing)
+    # needs both windows calm.
     judged = {name: judgement.onset.get(name) or j for name, j in judgement.judged.items()}
     known: dict[TierName, float] = {name: j.pressure for name, j in judged.items() if j.pressure is not None}
     slow = {name: _pressure(judgement.judged[name], p) for name, p in known.items()}
-    peaks = {name: max(p, slow[name]) for name, p in known.items()}
+    levels = {name: max(p, slow[name]) for name, p in known.items()}
     up, down = 1 + tick.scaling.hysteresis, 1 - tick.scaling.hysteresis
-    hot = rank_hot({name: p for name, p in known.items() if p > up and slow[name] >= 1})
+    hot = rank_hot({name: p for name, p in known.items() if p > up})
     # Narrowing needs every tier calm and none blind: a tier whose signals are unknown may be busy.
-    all_calm = not blind and all(p < down for p in peaks.values())
+    all_calm = not blind and all(p < down for p in levels.values())
     # Track windows: hot since, calm since, calm peaks, back-offs.
-    state = windows.track(tick, peaks, hot, all_calm, blind)
+    state = windows.track(tick, _peak_evidence(tick, judgement.onset, known, levels), hot, all_calm, blind)
     # Verify the last step, unless the cooldown after it still runs.
     verdict = verification.verify(tick, known, served, windows.cooldown(tick))
     state.ineffective_until.update(verdict.backoff)
@@ -252,12 +260,27 @@ def _plan(tick: Tick) -> Plan:
         metrics=_metrics(judged, blind),
         verified=verdict.verified,
         throughputs=served,
+        confirmed=frozenset(name for name in known if slow[name] >= 1),
     )
     # Plan: widen the bottleneck, or narrow one tier when all are calm.
     if hot:
         return _widen_plan(tick, plan, hot, verdict)
     rising = frozenset(name for name, p in known.items() if p > slow[name] * (1 + RISING))
     return _narrow_plan(tick, plan, all_calm, verdict.cooldown, rising)
+
+
+def _peak_evidence(
+    tick: Tick, onset: dict[TierName, TierPressure], known: dict[TierName, float], levels: dict[TierName, float]
+) -> dict[TierName, float]:
+    """What each tier's calm peak is taken from: its onset-window pressure where that is known and the ticks
+    come at most a scrape interval apart; the higher of both windows otherwise. Consecutive onset windows
+    then cover every interval between scrapes, so their highest reading bounds any longer average over the
+    same time, and the 1m window (three intervals) would only add load from before the calm period began:
+    after a spike it held narrowing back by up to a minute of the spike itself. Slower ticks leave gaps
+    between onset windows, which the 1m window covers."""
+    if tick.scaling.interval_seconds > SCRAPE_SECONDS:
+        return levels
+    return {name: p if name in onset else levels[name] for name, p in known.items()}
 
 
 def _pressure(judged: TierPressure, default: float) -> float:
@@ -335,7 +358,7 @@ def _widen_plan(tick: Tick, plan: Plan, hot: list[TierName], verdict: verificati
         f"{_number(evidence.target)} (pressure {evidence.pressure:.2f}{_over(evidence.window)}){skipped_note}"
     )
     plan = replace(plan, bottleneck=bottleneck)
-    outcome = tier(bottleneck).widen(tick.spec, tick.bounded, judged)
+    outcome = tier(bottleneck).widen(tick.spec, tick.bounded, _sizing(judged, bottleneck in plan.confirmed, tick))
     if isinstance(outcome, Blocked):
         recommendation = outcome.recommendation or f"Raise the max of the {bottleneck} tier or reduce its load."
         plan = replace(plan, recommendation=recommendation, ceiling=outcome if outcome.at_ceiling else None)
@@ -389,6 +412,19 @@ def _narrow_plan(
                 f"{predicted:.2f} predicted after the step",
             )
     return replace(plan, reason=Reason.AT_MINIMUM, message="all tiers calm; none can narrow without getting busy")
+
+
+def _sizing(judged: TierPressure, confirmed: bool, tick: Tick) -> TierPressure:
+    """The pressure a step is sized from. A rise only the onset window shows (the 1m window not yet at
+    target) is one scrape interval of evidence: it buys the smallest step the band allows, sized as if the
+    pressure were just above 1 + hysteresis, so a noisy interval costs at most that; once the 1m window
+    agrees, the step is sized from the onset pressure."""
+    up = 1 + tick.scaling.hysteresis
+    pressure = judged.pressure
+    if confirmed or pressure is None or pressure <= up:
+        return judged
+    scale = up / pressure
+    return replace(judged, components=tuple(replace(c, pressure=c.pressure * scale) for c in judged.components))
 
 
 def _over(window: str) -> str:

@@ -64,6 +64,8 @@ class Plan:
     narrow_ratio: float | None = None  # a narrow step's predicted pressure / pressure before
     verified: api.Action | None = None  # the previous action, if its verdict was decided this tick
     throughputs: dict[TierName, float] = field(default_factory=dict)  # each tier's throughput signal now
+    # Tiers whose 1m window is at least at target too (a rise the onset window alone shows is not in it).
+    confirmed: frozenset[TierName] = frozenset()
 
     def pressure_of(self, tier: TierName) -> float | None:
         judged = self.judged.get(tier)

@@ -14,8 +14,9 @@ racing a publication stores what it read at that page's own time. Queried at P_k
 W = WINDOW_TICKS ticks holds exactly the pages of ticks k-W+1 .. k for every target (a marker gauge, the
 tick number, checks that). rate() over those W samples is their increase over W-1 intervals, extrapolated
 to the window: the mean of ticks k-W+2 .. k. So the twin's counterpart of `rate(x[W ticks])` is a window
-of W-1 ticks (TwinModel(rate_window_seconds=TWIN_WINDOW_SECONDS); at the cluster's 15 s scrape and 1m
-window the difference is a quarter-interval of extrapolation, and the twin keeps 60 s). A gauge's
+of W-1 ticks (TwinModel(scrape_interval_seconds=TICK_SECONDS) averages each window less one interval, as the
+bench does at its 15 s scrape: 45 s of a 1m window, 15 s of the 30 s onset window). The onset window is
+checked the same way, over two pages. A gauge's
 avg_over_time averages all W samples: the twin's (W-1)-tick mean plus the gauge of the window's first
 page (`expected`). What is left is the text format's and float arithmetic's rounding, hence the tolerance.
 
@@ -60,7 +61,10 @@ pytestmark = pytest.mark.dataplane
 TICK_SECONDS = 2.0
 WINDOW_TICKS = 6
 WINDOW = f"{WINDOW_TICKS * TICK_SECONDS:.0f}s"
-TWIN_WINDOW_SECONDS = (WINDOW_TICKS - 1) * TICK_SECONDS  # what rate() over WINDOW really averages (module doc)
+# The onset window holds two pages, as the operator's 30 s onset window holds two scrapes at 15 s: rate()
+# over it is the increase between them, the last interval alone.
+ONSET_TICKS = 2
+ONSET = f"{ONSET_TICKS * TICK_SECONDS:.0f}s"
 INSTANCE = "shop"
 IN_FLIGHT = app_tier.IN_FLIGHT
 # |twin - PromQL| <= max(RELATIVE x the larger magnitude, ABSOLUTE). The pages print floats exactly (repr)
@@ -163,7 +167,8 @@ def cases() -> list[Case]:
             spec = merged(scenario.spec.model_dump(by_alias=True, exclude_none=True), patch)
             scenario = dataclasses.replace(scenario, spec=api.ScaledAppSpec.model_validate(spec))
         model = TwinModel(scenario.spec, params=scenario.params_at(0.0, base), seed=7, name=INSTANCE,
-                          pod_series=True, rate_window_seconds=TWIN_WINDOW_SECONDS)
+                          pod_series=True, rate_window_seconds=WINDOW_TICKS * TICK_SECONDS,
+                          onset_window_seconds=ONSET_TICKS * TICK_SECONDS, scrape_interval_seconds=TICK_SECONDS)
         policy = ScaledAppPolicy(scenario.spec)
         for moment in moments:
             drive(scenario, base, moment - LEAD_SECONDS, model, policy)
@@ -269,11 +274,13 @@ def gauge(page: str, name: str) -> float:
     return float(match.group(1))
 
 
-def expected(case: Case, tier_name: TierName, signal: str, tick: int) -> float | None:
-    """The twin's value of a signal after `tick`, as PromQL at a 1 s scrape should see it (module doc)."""
-    value = case.snapshots[tick].signals.get(tier_name, {}).get(signal)
+def expected(case: Case, tier_name: TierName, signal: str, tick: int, onset: bool = False) -> float | None:
+    """The twin's value of a signal after `tick` (over the onset window with `onset`), as PromQL at a 1 s
+    scrape should see it (module doc)."""
+    snapshot = case.snapshots[tick]
+    value = (snapshot.onset if onset else snapshot.signals).get(tier_name, {}).get(signal)
     if (tier_name, signal) == ("app", app_tier.IN_FLIGHT_PER_POD) and value is not None:
-        ticks = WINDOW_TICKS - 1
+        ticks = (ONSET_TICKS if onset else WINDOW_TICKS) - 1
         return (value * ticks + case.in_flight[tick - ticks]) / (ticks + 1)
     return value
 
@@ -284,13 +291,17 @@ def close(twin: float | None, promql: float | None) -> bool:
     return abs(twin - promql) <= max(RELATIVE * max(abs(twin), abs(promql)), ABSOLUTE)
 
 
-def compare(case: Case, prom: LocalPrometheus, tick: int, at: float) -> list[str]:
-    """Every signal of every enabled tier: the twin's snapshot after `tick` against PromQL at wall time `at`."""
+def compare(case: Case, prom: LocalPrometheus, tick: int, at: float, onset: bool = False) -> list[str]:
+    """Every signal of every enabled tier: the twin's snapshot after `tick` against PromQL at wall time `at`
+    (with `onset`: the window-dependent ones over the onset window)."""
     problems = []
-    for tier_name, queries in tiers.queries(case.scenario.spec, Scope(case.namespace, INSTANCE), WINDOW).items():
+    scope = Scope(case.namespace, INSTANCE)
+    chosen = (tiers.onset_queries(case.scenario.spec, scope, ONSET, WINDOW) if onset
+              else tiers.queries(case.scenario.spec, scope, WINDOW))
+    for tier_name, queries in chosen.items():
         for signal, promql in queries.items():
             value, why = value_of(prom.api("query", {"query": promql, "time": f"{at:.3f}"})["result"])
-            twin = expected(case, tier_name, signal, tick)
+            twin = expected(case, tier_name, signal, tick, onset)
             if not close(twin, value):
                 problems.append(f"{case.name} tick {tick}: {tier_name}.{signal}: twin {twin!r}, PromQL {value!r}"
                                 f"{f' ({why})' if why else ''}\n    {promql}")
@@ -330,6 +341,21 @@ def test_every_tier_signal_of_the_twin_is_what_promql_computes(
     total = sum(len(q) for case in all_cases
                 for q in tiers.queries(case.scenario.spec, Scope(case.namespace, INSTANCE), WINDOW).values())
     assert not problems, f"{len(problems)} of {total} signals differ:\n" + "\n".join(problems)
+
+
+def test_every_onset_window_signal_of_the_twin_is_what_promql_computes(
+    running: tuple[list[Case], Ticker, LocalPrometheus], compared: tuple[int, float]
+) -> None:
+    """The onset window (two pages, as 30 s at the cluster's 15 s scrape): rate() over it is the last
+    interval's increase, and the twin's snapshot().onset, a scrape interval short of the window, agrees."""
+    all_cases, _ticker, prom = running
+    tick, at = compared
+    problems = [p for case in all_cases for p in compare(case, prom, tick, at, onset=True)]
+    total = sum(len(q) for case in all_cases
+                for q in tiers.onset_queries(case.scenario.spec, Scope(case.namespace, INSTANCE), ONSET,
+                                             WINDOW).values())
+    assert total > 0
+    assert not problems, f"{len(problems)} of {total} onset-window signals differ:\n" + "\n".join(problems)
 
 
 def test_the_cases_cover_every_tier_under_load(

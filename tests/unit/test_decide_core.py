@@ -3,6 +3,7 @@ in step with the evidence, and the CPU-starved app that must not blame the read 
 
 from __future__ import annotations
 
+import random
 from datetime import datetime, timedelta
 
 import pytest
@@ -105,9 +106,37 @@ def test_a_sharp_rise_widens_on_the_onset_window_sized_from_it() -> None:
     assert {e.window for e in run(Snapshot(NOW, both().signals)).pressures} == {"1m"}  # no onset signals
 
 
-def test_a_noisy_onset_window_alone_is_not_a_rise() -> None:
-    # The 30 s window is hot but the 1m window is below target: one noisy half-minute, no step.
+def test_a_rise_only_the_onset_window_sees_yet_widens_at_once() -> None:
+    # Reads ramping up: the last two scrapes (the onset window) put the app's CPU at 0.81, the 1m window,
+    # three intervals long, still at 0.60 (below target). Two scrapes are the evidence, as for the HPA's
+    # one-interval CPU rate: the app widens now, not a tick later.
+    decision = run(both({"app": {"cpu_utilization": 0.60}}, {"app": {"cpu_utilization": 0.813}}))
+    assert decision.reason == "Widened" and decision.bottleneck == "app"
+    assert (decision.action.from_, decision.action.to) == ("2", "3")
+    assert decision.message.endswith("(pressure 1.16 over 30s)")
+    # The same for a vertical tier: write latency over the last two scrapes is what the primary serves now.
     decision = run(both({"db-write": {"write_seconds": 0.088}}, {"db-write": {"write_seconds": 0.158}}))
+    assert decision.reason == "Widened" and decision.bottleneck == "db-write"
+
+
+def test_one_interval_of_evidence_buys_the_smallest_step_and_the_1m_window_a_sized_one() -> None:
+    # The onset window at pressure 1.4 on 4 pods. With the 1m window below target (one interval of evidence,
+    # which may be a noisy one) the step is the smallest the band allows: ceil(4 x 1.1) = 5. With the 1m
+    # window at target too, it is sized from the onset pressure: ceil(4 x 1.4) = 6.
+    onset_only = run(both({"app": {"cpu_utilization": 0.60}}, {"app": {"cpu_utilization": 0.98}}), make_sizes(app=4))
+    assert onset_only.reason == "Widened" and onset_only.action.to == "5"
+    assert onset_only.action.pressure == pytest.approx(1.4)  # the record keeps the pressure seen
+    confirmed = run(both({"app": {"cpu_utilization": 0.72}}, {"app": {"cpu_utilization": 0.98}}), make_sizes(app=4))
+    assert confirmed.reason == "Widened" and confirmed.action.to == "6"
+    # A vertical tier: the smallest factor (x1.25: 500m -> 630m, rounded up) against the pressure's (x1.58: 790m).
+    write = {"db-write": {"write_seconds": 0.158}}
+    assert run(both({"db-write": {"write_seconds": 0.088}}, write)).action.to.startswith("cpu=630m")
+    assert run(both({"db-write": {"write_seconds": 0.1}}, write)).action.to.startswith("cpu=790m")
+
+
+@pytest.mark.parametrize("onset_cpu", [0.75, 0.77])  # pressure 1.07 and 1.10: inside the hysteresis band
+def test_an_onset_window_inside_the_hysteresis_band_is_no_rise(onset_cpu: float) -> None:
+    decision = run(both({"app": {"cpu_utilization": 0.5}}, {"app": {"cpu_utilization": onset_cpu}}))
     assert decision.action is None and decision.bottleneck is None
 
 
@@ -119,13 +148,22 @@ def test_a_backlog_draining_after_a_step_does_not_widen_again() -> None:
     assert decision.action is None and decision.reason == "WithinTarget"
 
 
-def test_calm_needs_both_windows_and_its_peaks_take_the_higher() -> None:
+def test_calm_needs_both_windows_and_its_peaks_come_from_the_onset_window() -> None:
     calm_now_busy_before = both({"app": {"cpu_utilization": 0.66}}, {"app": {"cpu_utilization": 0.3}})
     decision = run(calm_now_busy_before, make_sizes(app=4), api.ScalerState(calm_since=ago(400)))
     assert decision.reason == "WithinTarget" and decision.state.calm_since is None
     quiet = both({"app": {"cpu_utilization": 0.3}}, {"app": {"cpu_utilization": 0.5}})
     decision = run(quiet, make_sizes(app=4), api.ScalerState(calm_since=ago(10)))
     assert decision.state.calm_peak["app"] == pytest.approx(0.5 / 0.7, abs=1e-3)
+    # Calm in both windows, the 1m one still holding the busier minute before: the onset windows of the
+    # ticks cover every scrape interval, so the peak is theirs and that minute does not hold narrowing back.
+    trailing = both({"app": {"cpu_utilization": 0.55}}, {"app": {"cpu_utilization": 0.3}})
+    decision = run(trailing, make_sizes(app=4), api.ScalerState(calm_since=ago(10)))
+    assert decision.state.calm_peak["app"] == pytest.approx(0.3 / 0.7, abs=1e-3)
+    # Ticks further apart than a scrape leave gaps between onset windows: the higher of both windows.
+    decision = run(trailing, make_sizes(app=4), api.ScalerState(calm_since=ago(10)),
+                   spec=make_spec(intervalSeconds=30, queryTimeoutSeconds=5))
+    assert decision.state.calm_peak["app"] == pytest.approx(0.55 / 0.7, abs=1e-3)
 
 
 def test_the_twin_reports_the_onset_window_and_it_leads_the_1m_one() -> None:
@@ -277,3 +315,90 @@ def test_a_tier_seen_at_its_ceiling_is_at_ceiling_while_another_is_blind() -> No
     assert decision.action is None and decision.reason == "MaxReplicas"
     assert condition(decision, "AtCeiling").status == "True"
     assert condition(decision, "MetricsAvailable").status == "False"
+
+
+# ---------------------------------------------------------------------------------------------- fast onset over ticks
+
+
+def test_a_ramp_is_widened_on_the_first_tick_its_last_two_scrapes_show_it() -> None:
+    # Demand (cores, at the app's CPU limit of one per pod) ramps from 0.8 to 2.4 over 30 s from t=30 and
+    # stays there. Each tick sees the onset window as the last interval's mean and the 1m window as the mean
+    # of the last three (what rate() averages over 30 s and 1m of scrapes 15 s apart). The first step
+    # comes on the tick whose onset window is above 1 + hysteresis, while the 1m window is still below
+    # target; then, with the step seen, the app is sized for the demand and nothing flaps.
+    def demand(t: float) -> float:
+        return 0.8 + 1.6 * min(1.0, max(0.0, (t - 30) / 30))
+
+    def mean(start: float, end: float) -> float:
+        return sum(demand(start + i) for i in range(int(end - start))) / (end - start)
+
+    spec, sizes = make_spec(), make_sizes()
+    elapsed, actions = 0.0, []
+    state, last = api.ScalerState(), None
+    first_step: tuple[float, float, float] | None = None
+    while elapsed < 900:
+        pods = sizes["app"]
+        fast, slow = mean(elapsed - 15, elapsed) / pods, mean(elapsed - 45, elapsed) / pods
+        snap = both({"app": {"cpu_utilization": min(1.0, slow)}}, {"app": {"cpu_utilization": min(1.0, fast)}},
+                    now=NOW + timedelta(seconds=elapsed))
+        decision = decide(Tick(spec, snap, sizes, state, last, NOW + timedelta(seconds=elapsed)))
+        state, last = decision.state, decision.last_action
+        if decision.action is not None:
+            actions.append((elapsed, decision.action.kind, decision.action.to))
+            first_step = first_step or (elapsed, fast / 0.7, slow / 0.7)
+            sizes = decision.desired
+        elapsed += 15
+    assert first_step is not None
+    when, onset_pressure, slow_pressure = first_step
+    assert onset_pressure > 1.1 and slow_pressure < 1.0  # the 1m window alone would have waited a tick
+    assert when == 60
+    assert [kind for _, kind, _ in actions] == ["widen"] * len(actions)  # no reversal
+    assert 2.4 / sizes["app"] <= 0.7 * 1.1  # sized for the demand: not hot any more
+
+
+def test_after_a_spike_the_1m_windows_trailing_minute_does_not_hold_narrowing_back() -> None:
+    # 6 app pods after a spike that ended at t=0: demand falls from 4.2 cores to 1.2. The onset window (the
+    # last scrape interval) sees the drop at once, the 1m window (three intervals) 45 s later. Both are calm
+    # from t=30 (0.45 / 0.7 < 0.9 on 6 pods); once the calm window is over, the app comes back to 2 pods in
+    # one step: the peak is the onset windows', not the 1m window's mean of the spike's tail (which would
+    # have kept 3 pods).
+    def demand(t: float) -> float:
+        return 4.2 if t < 0 else 1.2
+
+    def mean(start: float, end: float) -> float:
+        return sum(demand(start + i) for i in range(int(end - start))) / (end - start)
+
+    spec, sizes = make_spec(), make_sizes(app=6)
+    state, last, narrows = api.ScalerState(), None, []
+    for elapsed in range(0, 600, 15):
+        pods = sizes["app"]
+        fast, slow = mean(elapsed - 15, elapsed) / pods, mean(elapsed - 45, elapsed) / pods
+        now = NOW + timedelta(seconds=elapsed)
+        snap = both({"app": {"cpu_utilization": slow}}, {"app": {"cpu_utilization": fast}}, now=now)
+        decision = decide(Tick(spec, snap, sizes, state, last, now))
+        state, last = decision.state, decision.last_action
+        if decision.action is not None:
+            narrows.append((elapsed, decision.action.kind, decision.action.to))
+            sizes = decision.desired
+    assert narrows[0][1:] == ("narrow", "2")
+    assert narrows[0][0] <= 30 + spec.scaling.stabilization.scale_down_seconds + 15
+
+
+def test_a_noisy_onset_window_costs_at_most_the_smallest_step_and_never_flaps() -> None:
+    # Demand steady at pressure 0.95 on 2 pods. The onset window (one scrape interval) is noisy, +-25 %;
+    # the 1m window, three intervals, +-8 %. A noisy interval above 1 + hysteresis is a rise only the onset
+    # window shows: it buys the smallest step (2 -> 3), and after it nothing is hot or calm enough to move.
+    rng = random.Random(5)
+    spec, sizes = make_spec(), make_sizes()
+    state, last, actions = api.ScalerState(), None, []
+    for elapsed in range(0, 2 * 3600, 15):
+        load = 0.7 * 0.95 * 2 / sizes["app"]
+        fast, slow = load * rng.uniform(0.75, 1.25), load * rng.uniform(0.92, 1.08)
+        now = NOW + timedelta(seconds=elapsed)
+        snap = both({"app": {"cpu_utilization": slow}}, {"app": {"cpu_utilization": fast}}, now=now)
+        decision = decide(Tick(spec, snap, sizes, state, last, now))
+        state, last = decision.state, decision.last_action
+        if decision.action is not None:
+            actions.append((decision.action.kind, decision.action.from_, decision.action.to))
+            sizes = decision.desired
+    assert actions == [("widen", "2", "3")]

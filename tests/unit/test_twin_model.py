@@ -204,3 +204,30 @@ def test_a_counter_that_stopped_moving_has_a_rate_of_exactly_zero() -> None:
     model.set_sizes(model.with_sizes(cache=512 * 2**20))
     settle(model, Load(1100, 10, 1), 120)
     assert model.snapshot().tier("cache")["evictions_per_second"] == 0.0
+
+
+@pytest.mark.parametrize(("scrape", "fast", "slow"), [
+    # rate() over a window of scrapes 15 s apart averages the window less one interval: the onset window
+    # (30 s) holds the last two scrapes, 15 s of data; the 1m window four, 45 s.
+    (15.0, 250.0, (30 * 150 + 15 * 250) / 45),
+    # Scraped far more often than the windows: their whole length.
+    (0.0, (15 * 150 + 15 * 250) / 30, (45 * 150 + 15 * 250) / 60),
+])
+def test_the_snapshot_windows_are_what_rate_averages_at_the_scrape_interval(
+    scrape: float, fast: float, slow: float
+) -> None:
+    model = TwinModel(seed=1, params=TwinParams(poisson_noise=False), scrape_interval_seconds=scrape)
+    settle(model, Load(150, 0, 0))
+    settle(model, Load(250, 0, 0), seconds=15)
+    snapshot = model.snapshot()
+    onset = snapshot.onset_tier("app")
+    assert onset is not None
+    assert onset["requests_per_second"] == pytest.approx(fast, rel=0.02)
+    assert snapshot.tier("app")["requests_per_second"] == pytest.approx(slow, rel=0.02)
+
+
+def test_an_onset_window_no_longer_than_the_scrape_interval_has_no_rate() -> None:
+    model = TwinModel(seed=1, scrape_interval_seconds=30.0)  # one scrape in 30 s: rate() needs two
+    settle(model, BASE)
+    snapshot = model.snapshot()
+    assert snapshot.onset_tier("app") is None and snapshot.tier("app")["requests_per_second"] is not None

@@ -34,7 +34,10 @@ RATE_WINDOW = "1m"
 # The onset window, beside it: the same signals over the shortest window that still holds two scrapes at a
 # 15 s scrape interval (rate() needs two samples). It sees a sharp rise (and a backlog draining) a scrape or
 # two before the 1m window; with a slower scrape its queries are empty and only the 1m window counts.
-ONSET_WINDOW = "30s"
+# rate() over it is the increase between the last two scrapes: the last scrape interval (SCRAPE_SECONDS).
+ONSET_WINDOW_SECONDS = 30
+ONSET_WINDOW = f"{ONSET_WINDOW_SECONDS}s"
+SCRAPE_SECONDS = ONSET_WINDOW_SECONDS // 2
 # A 1m-window signal's onset-window value reaches a tier's pressure() under its name with this suffix
 # (e.g. the app's CPU over 30 s beside its CPU over 1m), for tiers that weigh one window against the other.
 ONSET_SUFFIX = "@onset"
