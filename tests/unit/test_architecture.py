@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from scaledapp import api, tiers
+from scaledapp import api, resources, tiers
 
 ROOT = Path(__file__).resolve().parents[2]
 CORE = ROOT / "operator" / "scaledapp"
@@ -42,6 +42,13 @@ def test_every_tier_has_its_status_entry_and_ladder_rung() -> None:
     assert {t.status_field for t in tiers.TIERS} == set(api.TiersStatus.model_fields)
     assert tiers.ladder() == tuple(t.name for t in tiers.TIERS)
     assert all(t.spec_block in api.ScaledAppSpec.model_fields for t in tiers.TIERS)
+
+
+def test_every_builder_module_is_in_the_builders_registry() -> None:
+    """A builder module declares its BUILDER, and build_children / all_child_kinds only know the registry."""
+    declared = {path.stem for path in (CORE / "resources").glob("*.py") if "\nBUILDER = " in path.read_text()}
+    assert declared == {b.children.__module__.rsplit(".", 1)[1] for b in resources.BUILDERS}
+    assert len({b.name for b in resources.BUILDERS}) == len(resources.BUILDERS)
 
 
 def _functions(path: Path) -> list[tuple[str, int, int]]:
