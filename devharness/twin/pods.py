@@ -9,8 +9,8 @@ from typing import Protocol
 
 from demo_app.metrics import ERROR_KINDS, OPERATIONS
 from devharness.twin import families as f
-from devharness.twin.dynamics import TickResult
 from devharness.twin.params import TwinParams
+from devharness.twin.plant import TickResult
 from scaledapp import api
 from scaledapp.quantity import parse_cpu_millicores
 from scaledapp.sizes import Sizes

@@ -110,12 +110,12 @@ def cache_signals(w: Window, app_ready: int, memory_used: float, memory_max: flo
 
 def db_read_signals(w: Window, app_ready: int, replicas: Mapping[str, tuple[float, float, float]]) -> Signals:
     """`replicas`: ready replica pod -> (active sessions, max_connections, lag seconds)."""
-    reads = [f.DEPENDENCY_HIST["db-read", op] for op in READ_OPS]
+    reads = [f.DEPENDENCY_HIST[db_read.DEPENDENCY, op] for op in READ_OPS]
     count = sum(w.app.get(h.count_key, 0.0) for h in reads)
     return {
         db_read.READS_PER_SECOND: count / max(w.seconds, 1e-9) if app_ready else None,
         db_read.READ_SECONDS: _quantile(reads, w.app),
-        db_read.POOL_WAIT_SECONDS: _quantile([f.POOL_WAIT_HIST["db-read"]], w.app),
+        db_read.POOL_WAIT_SECONDS: _quantile([f.POOL_WAIT_HIST[db_read.DEPENDENCY]], w.app),
         db_read.REPLICA_SATURATION: max((a / m for a, m, _ in replicas.values()), default=None),
         db_read.LAG_SECONDS: max((lag for _, _, lag in replicas.values()), default=None),
     }
@@ -124,7 +124,7 @@ def db_read_signals(w: Window, app_ready: int, replicas: Mapping[str, tuple[floa
 def db_write_signals(
     w: Window, app_ready: int, lock_waits: float, connections: float, max_connections: float
 ) -> Signals:
-    writes = [f.DEPENDENCY_HIST["db-write", op] for op in WRITE_OPS]
+    writes = [f.DEPENDENCY_HIST[db_write.DEPENDENCY, op] for op in WRITE_OPS]
     count = sum(w.app.get(h.count_key, 0.0) for h in writes)
     return {
         db_write.WRITES_PER_SECOND: count / max(w.seconds, 1e-9) if app_ready else None,

@@ -51,6 +51,30 @@ def test_every_builder_module_is_in_the_builders_registry() -> None:
     assert len({b.name for b in resources.BUILDERS}) == len(resources.BUILDERS)
 
 
+TWIN = ROOT / "devharness" / "twin"
+# Where dynamics.py names "cache", it is the demo app's dependency label (scaledapp_dependency_*{dependency=...}).
+TWIN_ALLOWED = {"cache"}
+
+
+def test_the_twin_mirrors_the_tiers() -> None:
+    """One twin tier per operator tier, each in the module named like the operator's, and the physics that
+    couples them asks them instead of naming them."""
+    from devharness.twin.tiers import TWIN_TIERS
+
+    assert [t.name for t in TWIN_TIERS] and {t.name for t in TWIN_TIERS} == set(tiers.ladder())
+    for twin in TWIN_TIERS:
+        module = type(twin).__module__.rsplit(".", 1)[1]
+        assert module == type(twin.tier).__module__.rsplit(".", 1)[1], (twin.name, module)
+    named = _strings(TWIN / "dynamics.py") & TIER_WORDS - TWIN_ALLOWED
+    assert not named, f"dynamics.py names tiers {sorted(named)}: ask the twin's tier modules instead"
+
+
+def test_the_twins_functions_are_short() -> None:
+    too_long = [(where, lines) for path in sorted(TWIN.rglob("*.py")) for where, lines, _ in _functions(path)
+                if lines > MAX_LINES]
+    assert not too_long, too_long
+
+
 def _functions(path: Path) -> list[tuple[str, int, int]]:
     out = []
     for node in ast.walk(ast.parse(path.read_text())):
