@@ -11,8 +11,8 @@ import math
 from dataclasses import dataclass
 
 from devharness.twin import families as f
-from devharness.twin.params import Load, TwinParams
-from devharness.twin.physics import KeySpace, mixture_quantile
+from devharness.twin.params import Load
+from devharness.twin.physics import mixture_quantile
 from devharness.twin.plant import Counters, PlantState, Running, TickContext, TickResult
 from devharness.twin.tiers import app as app_tier
 from devharness.twin.tiers import cache as cache_tier
@@ -27,14 +27,12 @@ from devharness.twin.tiers.workers import QueueStage
 from scaledapp.sizes import TierName
 from scaledapp.tiers import db_read, db_write
 
-__all__ = ["PlantState", "Running", "TickResult", "tick"]
+__all__ = ["PlantState", "Running", "TickContext", "TickResult", "tick"]
 
 
-def tick(
-    state: PlantState, run: Running, p: TwinParams, keys: KeySpace, load: Load, now: float, dt: float
-) -> TickResult:
-    """One tick, tier by tier along a request's path, then the series every pod exports and the truth."""
-    c = TickContext(state, run, p, keys, now, dt)
+def tick(c: TickContext, load: Load) -> TickResult:
+    """One tick, tier by tier along a request's path, then the series every pod exports and the truth. `c`:
+    the carried state (the stages update it), what runs, the parameters, the key space, the time and dt."""
     app = app_tier.stage(c, load)  # one Python process per pod, at most one core, CFS-throttled to its limit
     cache = cache_tier.stage(c, app)  # Zipf keys, LRU + TTL; reads of keys written recently go to the primary
     replicas = db_read_tier.stage(c, app, cache)  # each replays all the WAL, then serves reads with the CPU left
@@ -45,8 +43,8 @@ def tick(
         app=_app_series(c, app, cache, replicas, primary, classes),
         worker=workers_tier.series(c, queue),
         cache=cache.counters,
-        primary={f.key("pg_stat_database_xact_commit", f.DATABASE): (primary.ops - primary.write_errors) * dt},
-        replica={f.key("pg_stat_database_xact_commit", f.DATABASE): replicas.served.throughput * dt},
+        primary={f.key("pg_stat_database_xact_commit", f.DATABASE): (primary.ops - primary.write_errors) * c.dt},
+        replica={f.key("pg_stat_database_xact_commit", f.DATABASE): replicas.served.throughput * c.dt},
     )
     return _result(c, Stages(app, cache, replicas, primary, queue, classes), counters)
 

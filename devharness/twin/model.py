@@ -48,7 +48,7 @@ from devharness.twin import signals as sig
 from devharness.twin.dynamics import tick
 from devharness.twin.params import Load, TwinParams
 from devharness.twin.physics import KeySpace
-from devharness.twin.plant import PlantState, Running, TickResult
+from devharness.twin.plant import PlantState, Running, TickContext, TickResult
 from devharness.twin.pods import PodSeries, PodState
 from devharness.twin.tiers import TWIN_TIERS, SignalInputs, TwinTier, twin_tier
 from scaledapp import api
@@ -263,7 +263,7 @@ class TwinModel:
         self._pending = [p for p in self._pending if p[0] > self._now]
         running = self._running()
         offered = self._noisy(load, dt)
-        result = tick(self._state, running, self.params, self._keys, offered, self._now, dt)
+        result = tick(TickContext(self._state, running, self.params, self._keys, self._now, dt), offered)
         self._last = result
         self._record(result, running, dt)
         if self._series is not None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from devharness.twin import families as f
 from devharness.twin import pods as pod_series
 from devharness.twin import signals as sig
 from devharness.twin.params import Load, TwinParams
@@ -12,8 +13,10 @@ from devharness.twin.physics import Served, sojourn
 from devharness.twin.plant import TickContext, TickResult
 from devharness.twin.tiers.base import SignalInputs, TwinTier
 from scaledapp import api
+from scaledapp.quantity import parse_cpu_millicores
 from scaledapp.resources.names import ChildNames
 from scaledapp.sizes import Sizes
+from scaledapp.tiers import app as op_tier
 from scaledapp.tiers.app import TIER
 
 
@@ -50,6 +53,50 @@ def stage(c: TickContext, load: Load) -> AppStage:
                     app.throughput * cpu_per_request * c.dt)
 
 
+def _signals(w: sig.Window, app_ready: int) -> sig.Signals:
+    if app_ready == 0 or w.seconds <= 0:  # no pod reports: every query is empty
+        return dict.fromkeys((op_tier.CPU_UTILIZATION, op_tier.IN_FLIGHT_PER_POD, op_tier.REQUESTS_PER_SECOND,
+                              op_tier.REQUEST_SECONDS, op_tier.DEPENDENCY_SECONDS))
+    count = sum(w.app.get(h.count_key, 0.0) for h in f.HTTP_HIST.values())
+    total = sum(w.app.get(h.sum_key, 0.0) for h in f.HTTP_HIST.values())
+    dependency = sum(w.app.get(h.sum_key, 0.0) for h in f.DEPENDENCY_HIST.values() if sig.counts_as_load(h))
+    return {
+        op_tier.CPU_UTILIZATION: w.app.get("process_cpu_seconds_total", 0.0) / w.app_core_seconds
+        if w.app_core_seconds > 0 else None,
+        op_tier.IN_FLIGHT_PER_POD: w.in_flight_per_pod_seconds / w.seconds,
+        op_tier.REQUESTS_PER_SECOND: count / w.seconds,
+        op_tier.REQUEST_SECONDS: total / count if count > 0 else None,
+        op_tier.DEPENDENCY_SECONDS: dependency / count if count > 0 else None,
+    }
+
+
+def _zero() -> dict[str, float]:
+    """The series an app process has before its first event (demo_app.metrics.init_*_series)."""
+    out: dict[str, float] = {"process_cpu_seconds_total": 0.0}
+    for hist in f.HTTP_HIST.values():
+        hist.zero(out)
+    out.update(dict.fromkeys(f.HTTP_COUNT.values(), 0.0))
+    for hist in f.DEPENDENCY_HIST.values():
+        hist.zero(out)
+    for hist in f.POOL_WAIT_HIST.values():
+        hist.zero(out)
+    out.update(dict.fromkeys(f.ERRORS.values(), 0.0))
+    out.update(dict.fromkeys(f.CACHE_RESULT.values(), 0.0))
+    return out
+
+
+def _gauges(pod: pod_series.PodState, model: pod_series.PlantView) -> dict[str, float]:
+    last = pod.last
+    out = {
+        "scaledapp_http_requests_in_flight": (last.in_flight if last else 0.0) * pod.share,
+        "scaledapp_cpu_limit_cores": parse_cpu_millicores(model.spec.app.resources.cpu) / 1000.0,
+        "scaledapp_queue_depth": last.queue_depth if last else 0.0,
+        "scaledapp_queue_oldest_age_seconds": last.oldest_age if last else 0.0,
+    }
+    out.update(dict.fromkeys(f.CIRCUIT.values(), 0.0))
+    return out
+
+
 class AppTwin(TwinTier):
     tier = TIER
 
@@ -63,16 +110,16 @@ class AppTwin(TwinTier):
         return child.app
 
     def zero(self) -> dict[str, float]:
-        return pod_series.zero_app()
+        return _zero()
 
     def increments(self, result: TickResult) -> Mapping[str, float]:
         return result.app
 
     def gauges(self, pod: pod_series.PodState, model: pod_series.PlantView) -> dict[str, float]:
-        return pod_series.app_gauges(pod, model)
+        return _gauges(pod, model)
 
     def signals(self, inputs: SignalInputs) -> sig.Signals:
-        return sig.app_signals(inputs.window, inputs.app_ready)
+        return _signals(inputs.window, inputs.app_ready)
 
 
 TWIN = AppTwin()

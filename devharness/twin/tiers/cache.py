@@ -16,6 +16,7 @@ from scaledapp.quantity import parse_bytes
 from scaledapp.resources.cache import MAXMEMORY_KEY
 from scaledapp.resources.names import ChildNames
 from scaledapp.sizes import Sizes
+from scaledapp.tiers import cache as op_tier
 from scaledapp.tiers.cache import TIER
 
 
@@ -100,6 +101,36 @@ def _redis(c: TickContext, app: AppStage, misses: float, evicting: bool, counter
     return sojourn(p.cache_call_seconds, redis_cores), p.cache_base_bytes + cached_keys * p.item_bytes
 
 
+def _signals(w: sig.Window, app_ready: int, memory_used: float, memory_max: float) -> sig.Signals:
+    lookups = w.app.get(f.CACHE_RESULT["hit"], 0.0) + w.app.get(f.CACHE_RESULT["miss"], 0.0)
+    cpu = w.cache.get("redis_cpu_user_seconds_total", 0.0) + w.cache.get("redis_cpu_sys_seconds_total", 0.0)
+    seconds = max(w.seconds, 1e-9)
+    return {
+        op_tier.CPU_CORES: cpu / seconds,
+        op_tier.MEMORY_UTILIZATION: memory_used / memory_max if memory_max > 0 else None,
+        op_tier.EVICTIONS_PER_SECOND: w.cache.get("redis_evicted_keys_total", 0.0) / seconds,
+        op_tier.LOOKUPS_PER_SECOND: lookups / seconds if app_ready else None,
+        op_tier.HIT_RATIO: w.app.get(f.CACHE_RESULT["hit"], 0.0) / lookups if lookups > 0 else None,
+    }
+
+
+def _zero() -> dict[str, float]:
+    return dict.fromkeys(("redis_keyspace_hits_total", "redis_keyspace_misses_total", "redis_evicted_keys_total",
+                          "redis_cpu_user_seconds_total", "redis_cpu_sys_seconds_total",
+                          "redis_commands_processed_total"), 0.0)
+
+
+def _gauges(pod: pod_series.PodState, model: pod_series.PlantView, maxmemory: float) -> dict[str, float]:
+    last = pod.last
+    return {
+        "redis_up": 1.0,
+        "redis_memory_used_bytes": last.cache_memory_used if last else float(model.params.cache_base_bytes),
+        "redis_memory_max_bytes": maxmemory,
+        "redis_connected_clients": float(pod.app_ready * 10 + 1),
+        "redis_blocked_clients": 0.0,
+    }
+
+
 class CacheTwin(TwinTier):
     tier = TIER
     missing = "cache maxmemory"
@@ -108,17 +139,17 @@ class CacheTwin(TwinTier):
         return child.cache
 
     def zero(self) -> dict[str, float]:
-        return pod_series.zero_cache()
+        return _zero()
 
     def increments(self, result: TickResult) -> Mapping[str, float]:
         return result.cache
 
     def gauges(self, pod: pod_series.PodState, model: pod_series.PlantView) -> dict[str, float]:
-        return pod_series.cache_gauges(pod, model, float(TIER.size(model.sizes)))
+        return _gauges(pod, model, float(TIER.size(model.sizes)))
 
     def signals(self, inputs: SignalInputs) -> sig.Signals:
         memory = float(TIER.size(inputs.sizes))
-        return sig.cache_signals(inputs.window, inputs.app_ready, inputs.last.cache_memory_used, memory)
+        return _signals(inputs.window, inputs.app_ready, inputs.last.cache_memory_used, memory)
 
     def read_size(self, live: LiveObjects, previous: Sizes) -> object | None:
         value = ((live.cache_config or {}).get("data") or {}).get(MAXMEMORY_KEY)

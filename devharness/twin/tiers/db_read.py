@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from devharness.twin import families as f
 from devharness.twin import pods as pod_series
 from devharness.twin import signals as sig
 from devharness.twin.params import TwinParams
@@ -16,6 +17,7 @@ from devharness.twin.tiers.cache import CacheStage
 from scaledapp import api
 from scaledapp.resources.names import ChildNames
 from scaledapp.sizes import Sizes
+from scaledapp.tiers import db_read as op_tier
 from scaledapp.tiers.db_read import TIER
 
 
@@ -58,6 +60,33 @@ def stage(c: TickContext, app: AppStage, cache: CacheStage) -> ReplicaStage:
                         read_server + read_wait, lag, utilization)
 
 
+READ_OPS = sig.load_ops(op_tier.DEPENDENCY)  # db-read operations that are load
+
+
+def _signals(w: sig.Window, app_ready: int, replicas: Mapping[str, tuple[float, float, float]]) -> sig.Signals:
+    """`replicas`: ready replica pod -> (active sessions, max_connections, lag seconds)."""
+    reads = [f.DEPENDENCY_HIST[op_tier.DEPENDENCY, op] for op in READ_OPS]
+    count = sum(w.app.get(h.count_key, 0.0) for h in reads)
+    return {
+        op_tier.READS_PER_SECOND: count / max(w.seconds, 1e-9) if app_ready else None,
+        op_tier.READ_SECONDS: sig.quantile(reads, w.app),
+        op_tier.POOL_WAIT_SECONDS: sig.quantile([f.POOL_WAIT_HIST[op_tier.DEPENDENCY]], w.app),
+        op_tier.REPLICA_SATURATION: max((a / m for a, m, _ in replicas.values()), default=None),
+        op_tier.LAG_SECONDS: max((lag for _, _, lag in replicas.values()), default=None),
+    }
+
+
+def _gauges(pod: pod_series.PodState, model: pod_series.PlantView) -> dict[str, float]:
+    """A replica that is still bootstrapping cannot be queried by its exporter (pg_up 0 and nothing else)."""
+    if not pod.ready:
+        return {"pg_up": 0.0}
+    last = pod.last
+    lag = last.replica_lag.get(pod.name, 0.0) if last else 0.0
+    return pod_series.pg_gauges(model, (last.replica_active if last else 0.0) * pod.share,
+                                (last.replica_connections if last else 0.0) * pod.share, lag,
+                                {"pg_replication_last_replay_seconds": lag}, replica=True)
+
+
 class DbReadTwin(TwinTier):
     tier = TIER
     ordinal = True
@@ -75,14 +104,14 @@ class DbReadTwin(TwinTier):
         return result.replica
 
     def gauges(self, pod: pod_series.PodState, model: pod_series.PlantView) -> dict[str, float]:
-        return pod_series.replica_gauges(pod, model)
+        return _gauges(pod, model)
 
     def signals(self, inputs: SignalInputs) -> sig.Signals:
         replicas = inputs.ready.get(self.name, [])
         last, max_conn = inputs.last, float(inputs.params.max_connections)
         per_replica = last.replica_active / len(replicas) if replicas else 0.0
-        return sig.db_read_signals(inputs.window, inputs.app_ready,
-                                   {p: (per_replica, max_conn, last.replica_lag.get(p, 0.0)) for p in replicas})
+        return _signals(inputs.window, inputs.app_ready,
+                        {p: (per_replica, max_conn, last.replica_lag.get(p, 0.0)) for p in replicas})
 
 
 TWIN = DbReadTwin()

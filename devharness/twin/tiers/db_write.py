@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from devharness.twin import families as f
 from devharness.twin import pods as pod_series
 from devharness.twin import signals as sig
 from devharness.twin.params import TwinParams
@@ -17,6 +18,7 @@ from devharness.twin.tiers.db_read import ReplicaStage
 from scaledapp.resources.database import CONTAINER as PRIMARY_CONTAINER
 from scaledapp.resources.names import ChildNames
 from scaledapp.sizes import Resources, Sizes
+from scaledapp.tiers import db_write as op_tier
 from scaledapp.tiers.db_write import TIER
 
 
@@ -90,6 +92,32 @@ def _sessions(c: TickContext, app: AppStage, cache: CacheStage, read_cpu: float,
     return sessions, cpu_demand, cpu_per_write
 
 
+WRITE_OPS = sig.load_ops(op_tier.DEPENDENCY)  # db-write operations that are load
+
+
+def _signals(
+    w: sig.Window, app_ready: int, lock_waits: float, connections: float, max_connections: float
+) -> sig.Signals:
+    writes = [f.DEPENDENCY_HIST[op_tier.DEPENDENCY, op] for op in WRITE_OPS]
+    count = sum(w.app.get(h.count_key, 0.0) for h in writes)
+    return {
+        op_tier.WRITES_PER_SECOND: count / max(w.seconds, 1e-9) if app_ready else None,
+        op_tier.WRITE_SECONDS: sig.quantile(writes, w.app),
+        op_tier.LOCK_WAITS: lock_waits,
+        op_tier.CONNECTION_UTILIZATION: connections / max_connections,
+    }
+
+
+def _gauges(pod: pod_series.PodState, model: pod_series.PlantView) -> dict[str, float]:
+    last, server = pod.last, (("server", pod_series.SERVER),)
+    extra = {
+        f.key("pg_locks_waiting_count", server): last.lock_waits if last else 0.0,
+        f.key("pg_locks_waiting_max_seconds", server): last.lock_wait_max_seconds if last else 0.0,
+    }
+    return pod_series.pg_gauges(model, last.primary_active if last else 0.0,
+                                last.primary_connections if last else 1.0, 0.0, extra, replica=False)
+
+
 class DbWriteTwin(TwinTier):
     tier = TIER
     ordinal = True
@@ -108,12 +136,12 @@ class DbWriteTwin(TwinTier):
         return result.primary
 
     def gauges(self, pod: pod_series.PodState, model: pod_series.PlantView) -> dict[str, float]:
-        return pod_series.primary_gauges(pod, model)
+        return _gauges(pod, model)
 
     def signals(self, inputs: SignalInputs) -> sig.Signals:
         last = inputs.last
-        return sig.db_write_signals(inputs.window, inputs.app_ready, last.lock_waits, last.primary_connections,
-                                    float(inputs.params.max_connections))
+        return _signals(inputs.window, inputs.app_ready, last.lock_waits, last.primary_connections,
+                        float(inputs.params.max_connections))
 
     def read_size(self, live: LiveObjects, previous: Sizes) -> object | None:
         spec = (((live.primary or {}).get("spec") or {}).get("template") or {}).get("spec") or {}

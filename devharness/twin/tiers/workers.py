@@ -7,6 +7,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from demo_app.metrics import ERROR_KINDS, OPERATIONS
 from devharness.twin import families as f
 from devharness.twin import pods as pod_series
 from devharness.twin import signals as sig
@@ -17,9 +18,11 @@ from devharness.twin.tiers.base import SignalInputs, TwinTier
 from scaledapp import api
 from scaledapp.resources.names import ChildNames
 from scaledapp.sizes import Sizes
+from scaledapp.tiers import workers as op_tier
 from scaledapp.tiers.workers import TIER
 
 WORKER_CPU_SECONDS_PER_JOB = 0.0005  # a job is a wait elsewhere; the worker only moves it
+WORKER_CPU_LIMIT_CORES = 0.5
 
 
 @dataclass(frozen=True)
@@ -66,6 +69,38 @@ def series(c: TickContext, queue: QueueStage) -> Counters:
     return out
 
 
+def _signals(w: sig.Window, depth: float | None, oldest_age: float | None, workers_ready: int) -> sig.Signals:
+    jobs = w.worker.get(f.JOBS_DONE, 0.0) + w.worker.get(f.JOBS_FAILED, 0.0)
+    return {
+        op_tier.QUEUE_DEPTH_SIGNAL: depth,
+        op_tier.OLDEST_AGE_SECONDS: oldest_age,
+        op_tier.JOBS_PER_SECOND: jobs / max(w.seconds, 1e-9) if workers_ready else None,
+    }
+
+
+def _zero() -> dict[str, float]:
+    out: dict[str, float] = {"process_cpu_seconds_total": 0.0}
+    for op in OPERATIONS["queue"]:
+        f.DEPENDENCY_HIST["queue", op].zero(out)
+    f.POOL_WAIT_HIST["queue"].zero(out)
+    out.update({f.ERRORS["queue", kind]: 0.0 for kind in ERROR_KINDS})
+    f.JOB_HIST.zero(out)
+    out[f.JOBS_DONE] = out[f.JOBS_FAILED] = 0.0
+    return out
+
+
+def _gauges(pod: pod_series.PodState, model: pod_series.PlantView) -> dict[str, float]:
+    last = pod.last
+    return {
+        "scaledapp_cpu_limit_cores": WORKER_CPU_LIMIT_CORES,
+        f.CIRCUIT["queue"]: 0.0,
+        "scaledapp_queue_depth": last.queue_depth if last else 0.0,
+        "scaledapp_queue_oldest_age_seconds": last.oldest_age if last else 0.0,
+        "scaledapp_worker_jobs_in_progress": (last.jobs_in_progress if last else 0.0) * pod.share,
+        "scaledapp_worker_concurrency": float(model.params.worker_concurrency),
+    }
+
+
 class WorkersTwin(TwinTier):
     tier = TIER
 
@@ -79,20 +114,20 @@ class WorkersTwin(TwinTier):
         return child.workers
 
     def zero(self) -> dict[str, float]:
-        return pod_series.zero_workers()
+        return _zero()
 
     def increments(self, result: TickResult) -> Mapping[str, float]:
         return result.worker
 
     def gauges(self, pod: pod_series.PodState, model: pod_series.PlantView) -> dict[str, float]:
-        return pod_series.worker_gauges(pod, model)
+        return _gauges(pod, model)
 
     def signals(self, inputs: SignalInputs) -> sig.Signals:
         workers_ready = len(inputs.ready.get(self.name, []))
         reporting = inputs.app_ready + workers_ready  # the app and the workers both report the queue
         last = inputs.last
-        return sig.workers_signals(inputs.window, last.queue_depth if reporting else None,
-                                   last.oldest_age if reporting else None, workers_ready)
+        return _signals(inputs.window, last.queue_depth if reporting else None,
+                        last.oldest_age if reporting else None, workers_ready)
 
 
 TWIN = WorkersTwin()
