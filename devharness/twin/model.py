@@ -290,6 +290,8 @@ class TwinModel:
             primary_cpu_cores=db_write.TIER.size(self._applied).cpu_millicores / 1000.0,
             workers=len(self._ready(workers.TIER.name)),
             workers_enabled=self.spec.workers.enabled,
+            ready={t: len(self._ready(t)) for t in POD_TIERS},
+            sizes=self._applied,
         )
 
     def _record(self, result: TickResult, running: Running, dt: float) -> None:

@@ -6,10 +6,12 @@ tick produces (TickResult). dynamics.py runs the tick; each tier's stage is in i
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from devharness.twin.params import TwinParams
 from devharness.twin.physics import KeySpace, Station
+from scaledapp.sizes import Sizes, TierName
 
 Counters = dict[str, float]
 EPS = 1e-12
@@ -30,7 +32,8 @@ class PlantState:
 
 @dataclass(frozen=True)
 class Running:
-    """What runs and is ready this tick (the model derives it from its pods and sizes)."""
+    """What runs and is ready this tick (the model derives it from its pods and sizes): the facts the five
+    tiers' stages read, and every tier's ready pods and applied size."""
 
     app_pods: int
     app_cpu_cores: float
@@ -44,6 +47,10 @@ class Running:
     primary_cpu_cores: float
     workers: int
     workers_enabled: bool
+    # Every tier's, for a stage that needs no more: ready pods per tier, and the sizes the running pods have
+    # (read one typed through its operator tier, `TIER.size(run.sizes)`).
+    ready: Mapping[TierName, int] = field(default_factory=dict)
+    sizes: Sizes = field(default_factory=Sizes)
 
 
 @dataclass(frozen=True)

@@ -4,8 +4,9 @@ the registry, lists them; the model, the pods' series and the cluster reader ask
 tier names. dynamics.py runs the stages along a request's way (app, cache, replicas, primary, queue) and
 keeps what couples them (the app's view of its dependencies, the end user's latency).
 
-Adding a tier adds its module here (its stage and its TwinTier), one entry in TWIN_TIERS, and its stage's
-call in dynamics.tick where the requests reach it.
+Adding a tier adds its module here (its stage, its pods' gauges, its signals and its TwinTier), one entry
+in TWIN_TIERS, and in dynamics.py its stage's call where the requests reach it and its utilization; its
+pods' counters are a field of plant.TickResult (docs/architecture.md walks through it).
 """
 
 from __future__ import annotations
