@@ -11,7 +11,7 @@ from typing import Any
 import kopf
 
 from scaledapp import api, dbguard, metrics, reconciler, runner, scaler
-from scaledapp.kube import Kube, KubeError, reconciling
+from scaledapp.kube import Kube, KubeError
 from scaledapp.resources.names import INSTANCE_LABEL, MANAGED_BY, TIER_LABEL
 
 # The children the drift handlers watch. Not Secrets: the operator never lists or watches Secrets (RBAC gives it
@@ -79,7 +79,7 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
             return await scaler.tick(kube, body, logger)
 
     async def resync(body: dict[str, Any], logger: runner.Logger, full: bool) -> None:
-        with reconciling(body):
+        async with kube.reconciling(body):
             await reconciler.resync(kube, body, lambda kind, ns, name: (kind, ns, name) in memo.present, logger,
                                     full=full)
 
@@ -116,7 +116,7 @@ async def reconcile(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, retry
     retried by kopf with exponential backoff; any other (kube.RejectedError: 403 until RBAC is fixed, 422) slowly,
     after 300 s, and the periodic resync tries again too."""
     try:
-        with reconciling(body):  # the oldest ScaledApp's requests first (kube.Slots)
+        async with memo.kube.reconciling(body):  # the oldest ScaledApps' first (kube.Slots)
             await reconciler.reconcile(memo.kube, dict(body), logger)
     except KubeError as exc:
         delay = runner.backoff(retry, cap=60.0) if exc.retryable else 300.0

@@ -30,6 +30,7 @@ from scaledapp import api, metrics
 log = logging.getLogger(__name__)
 REQUEST_TIMEOUT = 10.0  # seconds, on every request: a hung API server must not hang a handler
 POOL_THREADS = 16
+RECONCILES_AT_ONCE = 32  # two requests in flight each on average: enough to keep every thread busy
 _POOL = ThreadPoolExecutor(max_workers=POOL_THREADS, thread_name_prefix="kube")
 
 # Whose work a request is, for the order in which waiting requests get a thread (lower first, then in arrival
@@ -46,7 +47,7 @@ def current_priority() -> Priority:
 
 
 @contextlib.contextmanager
-def reconciling(owner: Mapping[str, Any]) -> Iterator[None]:
+def reconcile_priority(owner: Mapping[str, Any]) -> Iterator[Priority]:
     """The requests made inside (and in tasks started inside) belong to `owner`'s reconcile: while many
     ScaledApps reconcile at once, an older one's requests go first. First come, first served, 500 new
     ScaledApps progressed in lockstep - every Secret, then every ConfigMap, ..., every workload last - so the
@@ -54,9 +55,10 @@ def reconciling(owner: Mapping[str, Any]) -> Iterator[None]:
     first ScaledApps are whole while later ones are still being applied, as with `kubectl apply` file by file."""
     meta = owner.get("metadata") or {}
     order = f"{meta.get('creationTimestamp') or ''}/{meta.get('namespace') or ''}"
-    token = _PRIORITY.set((RECONCILE, order, str(meta.get("name") or "")))
+    priority: Priority = (RECONCILE, order, str(meta.get("name") or ""))
+    token = _PRIORITY.set(priority)
     try:
-        yield
+        yield priority
     finally:
         _PRIORITY.reset(token)
 
@@ -383,6 +385,17 @@ class Kube:
         self.cache = WatchCache()
         self.events = EventLimiter()
         self.slots = Slots(POOL_THREADS)
+        self.reconciles = Slots(RECONCILES_AT_ONCE)
+
+    @contextlib.asynccontextmanager
+    async def reconciling(self, owner: Mapping[str, Any]) -> Any:
+        """A reconcile of `owner`: its requests in its ScaledApp's place (reconcile_priority), and at most
+        RECONCILES_AT_ONCE reconciles under way, the oldest ScaledApps' first. Each holds every child it builds
+        (about 165 KiB per ScaledApp as Python objects) until its last apply: 500 new ScaledApps all at once
+        held them all while their requests queued."""
+        with reconcile_priority(owner) as priority:
+            async with self.reconciles.slot(priority):
+                yield
 
     async def _call(self, method: str, path: str, *, query: list[tuple[str, str]] | None = None,
                     body: Any = None, content_type: str = "application/json") -> Any:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 
-from scaledapp.kube import EVENTS, RECONCILE, URGENT, Slots, current_priority, reconciling
+from scaledapp.kube import EVENTS, RECONCILE, URGENT, Slots, current_priority, reconcile_priority
 
 
 def test_waiting_requests_go_by_priority_then_arrival() -> None:
@@ -59,10 +59,40 @@ def test_a_reconcile_and_the_tasks_it_starts_carry_its_scaledapps_place() -> Non
         return current_priority()
 
     async def run() -> tuple[tuple[int, str, str], tuple[int, str, str]]:
-        with reconciling(owner):
+        with reconcile_priority(owner):
             started = await asyncio.gather(inner())
         return started[0], current_priority()
 
     inside, after = asyncio.run(run())
     assert inside == (RECONCILE, "2026-11-30T18:00:00Z/ns", "shop")
     assert after == (URGENT, "", "")
+
+
+def test_reconciles_under_way_are_bounded_and_the_oldest_scaledapp_goes_first() -> None:
+    from scaledapp.kube import Kube
+
+    def owner(name: str, created: str) -> dict[str, object]:
+        return {"metadata": {"name": name, "namespace": "ns", "creationTimestamp": created}}
+
+    async def run() -> list[str]:
+        kube = Kube(client=object())  # type: ignore[arg-type]
+        kube.reconciles = Slots(1)
+        order: list[str] = []
+        gate = asyncio.Event()
+
+        async def reconcile(name: str, created: str) -> None:
+            async with kube.reconciling(owner(name, created)):
+                order.append(name)
+                await gate.wait()
+
+        first = asyncio.create_task(reconcile("first", "2026-11-30T18:00:05Z"))
+        await asyncio.sleep(0)
+        later = [asyncio.create_task(reconcile(n, t)) for n, t in [("newest", "2026-11-30T18:00:09Z"),
+                                                                    ("older", "2026-11-30T18:00:01Z")]]
+        await asyncio.sleep(0)
+        assert order == ["first"]  # the others wait for the one slot
+        gate.set()
+        await asyncio.gather(first, *later)
+        return order
+
+    assert asyncio.run(run()) == ["first", "older", "newest"]
