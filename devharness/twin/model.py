@@ -45,9 +45,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from devharness.twin import signals as sig
-from devharness.twin.dynamics import PlantState, Running, TickResult, tick
+from devharness.twin.dynamics import tick
 from devharness.twin.params import Load, TwinParams
 from devharness.twin.physics import KeySpace
+from devharness.twin.plant import PlantState, Running, TickContext, TickResult
 from devharness.twin.pods import PodSeries, PodState
 from devharness.twin.tiers import TWIN_TIERS, SignalInputs, TwinTier, twin_tier
 from scaledapp import api
@@ -272,12 +273,25 @@ class TwinModel:
         for _, tier, size in (p for p in self._pending if p[0] <= self._now):
             self._applied = self._applied.with_size(tier, size)
         self._pending = [p for p in self._pending if p[0] > self._now]
-        app_ready = self._ready(app.TIER.name)
+        running = self._running()
+        offered = self._noisy(load, dt)
+        result = tick(TickContext(self._state, running, self.params, self._keys, self._now, dt), offered)
+        self._last = result
+        self._record(result, running, dt)
+        if self._series is not None:
+            self._series.add(result, {t: [p.name for p in self._ready(t.name)] for t in TWIN_TIERS})
+        self.last = self._observe(load, result, running, dt)
+        return self.last
+
+    def _app_cpu_limit(self) -> float:
+        return parse_cpu_millicores(self.spec.app.resources.cpu) / 1000.0
+
+    def _running(self) -> Running:
+        """What runs and is ready now, with the sizes the running pods have."""
         replicas = self._ready(db_read.TIER.name)
-        cpu_limit = parse_cpu_millicores(self.spec.app.resources.cpu) / 1000.0
-        running = Running(
-            app_pods=len(app_ready),
-            app_cpu_cores=cpu_limit,
+        return Running(
+            app_pods=len(self._ready(app.TIER.name)),
+            app_cpu_cores=self._app_cpu_limit(),
             cache_enabled=self.spec.cache.enabled,
             cache_memory_bytes=cache.TIER.size(self._applied),
             cache_ttl_seconds=float(self.spec.cache.ttl_seconds),
@@ -288,12 +302,14 @@ class TwinModel:
             primary_cpu_cores=db_write.TIER.size(self._applied).cpu_millicores / 1000.0,
             workers=len(self._ready(workers.TIER.name)),
             workers_enabled=self.spec.workers.enabled,
+            ready={t: len(self._ready(t)) for t in POD_TIERS},
+            sizes=self._applied,
         )
-        offered = self._noisy(load, dt)
-        result = tick(self._state, running, self.params, self._keys, offered, self._now, dt)
-        self._last = result
-        per_pod = result.in_flight / len(app_ready) if app_ready else 0.0
-        self._window.append(_Record(self._now, dt, result, len(app_ready) * cpu_limit * dt, per_pod * dt))
+
+    def _record(self, result: TickResult, running: Running, dt: float) -> None:
+        """The tick enters the rate window (its counters into the running sums); ticks older than it leave."""
+        per_pod = result.in_flight / running.app_pods if running.app_pods else 0.0
+        self._window.append(_Record(self._now, dt, result, running.app_pods * running.app_cpu_cores * dt, per_pod * dt))
         _accumulate(self._totals_app, result.app, 1.0)
         _accumulate(self._totals_cache, result.cache, 1.0)
         _accumulate(self._totals_worker, result.worker, 1.0)
@@ -302,22 +318,17 @@ class TwinModel:
             _accumulate(self._totals_app, gone.result.app, -1.0)
             _accumulate(self._totals_cache, gone.result.cache, -1.0)
             _accumulate(self._totals_worker, gone.result.worker, -1.0)
-        if self._series is not None:
-            self._series.add(result, {t: [p.name for p in self._ready(t.name)] for t in TWIN_TIERS})
-        # Utilization over the last ~5 s (an exponential average), as any utilization is measured over an
-        # interval: one tick's Poisson noise (an order more or less) is not saturation.
-        smoothing = min(1.0, dt / UTILIZATION_SECONDS)
-        for t in POD_TIERS:
-            previous = self._utilization.get(t, result.utilization[t])
-            self._utilization[t] = previous + (result.utilization[t] - previous) * smoothing
-        enabled = {t.name for t in TWIN_TIERS if t.enabled(self.spec)}
-        utilization = {t: u for t, u in self._utilization.items() if t in enabled}
+
+    def _observe(self, load: Load, result: TickResult, running: Running, dt: float) -> Observation:
+        """The tick as the end user and an omniscient observer see it."""
+        utilization = self._smoothed_utilization(result, dt)
         hot = [t for t in ladder() if utilization.get(t, 0.0) >= SATURATED]
         bottleneck: TierName | None = None
         for tier in hot:  # the most saturated; ties go to the cheaper rung
             if bottleneck is None or utilization[tier] > utilization[bottleneck]:
                 bottleneck = tier
-        self.last = Observation(
+        app_cores = running.app_pods * running.app_cpu_cores * dt
+        return Observation(
             time=self._now,
             load=load,
             p95_seconds=result.p95_seconds,
@@ -330,10 +341,18 @@ class TwinModel:
             hit_ratio=result.hit_ratio,
             queue_depth=result.queue_depth,
             replica_lag_seconds=max(result.replica_lag.values(), default=0.0),
-            app_cpu_utilization=result.app["process_cpu_seconds_total"] / (len(app_ready) * cpu_limit * dt)
-            if app_ready else 0.0,
+            app_cpu_utilization=result.app["process_cpu_seconds_total"] / app_cores if running.app_pods else 0.0,
         )
-        return self.last
+
+    def _smoothed_utilization(self, result: TickResult, dt: float) -> dict[TierName, float]:
+        """Each enabled tier's utilization over the last ~5 s (an exponential average), as any utilization is
+        measured over an interval: one tick's Poisson noise (an order more or less) is not saturation."""
+        smoothing = min(1.0, dt / UTILIZATION_SECONDS)
+        for t in POD_TIERS:
+            previous = self._utilization.get(t, result.utilization[t])
+            self._utilization[t] = previous + (result.utilization[t] - previous) * smoothing
+        enabled = {t.name for t in TWIN_TIERS if t.enabled(self.spec)}
+        return {t: u for t, u in self._utilization.items() if t in enabled}
 
     # ------------------------------------------------------------------------------------------ outputs
 

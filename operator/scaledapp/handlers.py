@@ -112,13 +112,14 @@ async def goodbye(memo: kopf.Memo, logger: kopf.Logger, **_: Any) -> None:
 async def reconcile(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, retry: int, **_: Any) -> None:
     """Build every child from the spec and server-side apply it; report in status and Events.
 
-    A failure worth retrying (no answer, 408, 409, 429, 5xx) is retried by kopf with exponential backoff;
-    any other (403 until RBAC is fixed, 422) slowly, and the periodic resync tries again too."""
+    A failure worth retrying (`KubeError.retryable`: kube.UnavailableError, ThrottledError, ConflictError) is
+    retried by kopf with exponential backoff; any other (kube.RejectedError: 403 until RBAC is fixed, 422) slowly,
+    after 300 s, and the periodic resync tries again too."""
     try:
         async with memo.kube.reconciling(body):  # the oldest ScaledApps' first (kube.Slots)
             await reconciler.reconcile(memo.kube, dict(body), logger)
     except KubeError as exc:
-        delay = runner.backoff(retry, cap=60.0) if runner.retryable(exc.status) else 300.0
+        delay = runner.backoff(retry, cap=60.0) if exc.retryable else 300.0
         raise kopf.TemporaryError(f"reconcile failed: {exc.message}; retrying", delay=delay) from exc
 
 
@@ -163,7 +164,7 @@ async def _repair_with_retries(memo: kopf.Memo, child: dict[str, Any], owner: st
                 logger.info("repaired %s/%s after %d retries", kind, name, attempt)
             return
         except KubeError as exc:
-            if not runner.retryable(exc.status) or attempt == REPAIR_ATTEMPTS - 1:
+            if not exc.retryable or attempt == REPAIR_ATTEMPTS - 1:
                 logger.warning("could not repair %s/%s: %s; left to the periodic resync", kind, name, exc.message)
                 break
             delay = runner.backoff(attempt, cap=30.0)

@@ -103,13 +103,58 @@ class Slots:
             self.release()
 
 
+# Worth retrying soon, with backoff: no answer at all (None, or 0: a timeout, a refused connection), a request
+# timeout, a conflict, throttling, and the server's own failures. Anything else (403 until RBAC is fixed, 422)
+# is retried slowly: kopf after 300 s (handlers.reconcile), the loops on their next full resync (runner).
+RETRYABLE = frozenset({0, 408, 409, 429, 500, 502, 503, 504})
+
+
 class KubeError(RuntimeError):
-    """An API call failed for a reason worth reporting (status code and the server's message)."""
+    """An API call failed for a reason worth reporting (status code and the server's message). Its type says
+    what the failure is, the way kopf's errors.py types its own: NotFoundError, ConflictError, ThrottledError,
+    UnavailableError, RejectedError (`KubeError.of` picks it from the status). `retryable` says whether to
+    retry soon (RETRYABLE); handlers.reconcile tells kopf so, the drift repair and the loops retry by it."""
 
     def __init__(self, what: str, status: int | None, message: str) -> None:
         super().__init__(f"{what}: {status} {message}")
         self.status = status
         self.message = message
+
+    @property
+    def retryable(self) -> bool:
+        return self.status is None or self.status in RETRYABLE
+
+    @staticmethod
+    def of(what: str, status: int | None, message: str) -> KubeError:
+        """The error of a failed call, typed by its status."""
+        return _ERROR_TYPES.get(status, RejectedError)(what, status, message)
+
+
+class NotFoundError(KubeError):
+    """404: the object is not there (most calls take that as an answer; these are the ones that cannot)."""
+
+
+class ConflictError(KubeError):
+    """409: someone else changed or created it first; retried soon."""
+
+
+class ThrottledError(KubeError):
+    """429 (too many requests) or 408 (request timeout): the server asks to come back later; retried soon."""
+
+
+class UnavailableError(KubeError):
+    """No answer (a timeout, a refused connection) or a server failure (500, 502, 503, 504); retried soon."""
+
+
+class RejectedError(KubeError):
+    """The request itself was refused (400, 403, 405, 422, ...): retrying soon would not help."""
+
+
+_ERROR_TYPES: dict[int | None, type[KubeError]] = {
+    None: UnavailableError, 0: UnavailableError, 404: NotFoundError, 409: ConflictError,
+    408: ThrottledError, 429: ThrottledError,
+    **dict.fromkeys((500, 502, 503, 504), UnavailableError),
+}
 
 
 def load_config() -> ApiClient:
@@ -392,7 +437,7 @@ class Kube:
                     query=[("fieldManager", manager), ("force", "true")])
                 self.seen.record(out)
         except ApiException as exc:
-            raise KubeError(f"apply {body['kind']}/{meta['name']}", exc.status, _reason(exc)) from exc
+            raise KubeError.of(f"apply {body['kind']}/{meta['name']}", exc.status, _reason(exc)) from exc
         self.cache.remember(out)
         return out
 
@@ -402,7 +447,7 @@ class Kube:
         except ApiException as exc:
             if exc.status == 404:
                 return None
-            raise KubeError(f"get {kind}/{name}", exc.status, _reason(exc)) from exc
+            raise KubeError.of(f"get {kind}/{name}", exc.status, _reason(exc)) from exc
         return out
 
     async def get_cached(self, api_version: str, kind: str, name: str, namespace: str) -> dict[str, Any] | None:
@@ -414,7 +459,7 @@ class Kube:
             result = await self._call("GET", resource_path(api_version, kind, namespace),
                                       query=[("labelSelector", label_selector)])
         except ApiException as exc:
-            raise KubeError(f"list {kind}", exc.status, _reason(exc)) from exc
+            raise KubeError.of(f"list {kind}", exc.status, _reason(exc)) from exc
         return list(result.get("items") or [])
 
     async def delete(self, api_version: str, kind: str, name: str, namespace: str) -> bool:
@@ -425,7 +470,7 @@ class Kube:
         except ApiException as exc:
             if exc.status == 404:
                 return False
-            raise KubeError(f"delete {kind}/{name}", exc.status, _reason(exc)) from exc
+            raise KubeError.of(f"delete {kind}/{name}", exc.status, _reason(exc)) from exc
         return True
 
     async def create_once(self, body: dict[str, Any]) -> bool:
@@ -438,7 +483,7 @@ class Kube:
                 return False
             # Never echo the body: it may hold a generated secret.
             name = body["metadata"].get("name") or body["metadata"].get("generateName", "")
-            raise KubeError(f"create {body['kind']}/{name}", exc.status, _reason(exc)) from exc
+            raise KubeError.of(f"create {body['kind']}/{name}", exc.status, _reason(exc)) from exc
         return True
 
     async def add_secret_keys(self, name: str, namespace: str, data: dict[str, str], resource_version: str) -> bool:
@@ -453,7 +498,7 @@ class Kube:
         except ApiException as exc:
             if exc.status in (404, 409):
                 return False
-            raise KubeError(f"add keys to Secret/{name}", exc.status, _reason(exc)) from exc
+            raise KubeError.of(f"add keys to Secret/{name}", exc.status, _reason(exc)) from exc
         return True
 
     async def apply_status(self, name: str, namespace: str, status: dict[str, Any], manager: str) -> None:
@@ -473,7 +518,7 @@ class Kube:
             if exc.status == 404:
                 log.debug("ScaledApp %s/%s is gone; status not written", namespace, name)
                 return
-            raise KubeError(f"apply status of {namespace}/{name}", exc.status, _reason(exc)) from exc
+            raise KubeError.of(f"apply status of {namespace}/{name}", exc.status, _reason(exc)) from exc
 
     async def resize_pod(self, name: str, namespace: str, patch: dict[str, Any]) -> bool:
         """In-place resize through the pods/resize subresource; False where the cluster cannot."""
@@ -484,7 +529,7 @@ class Kube:
             if exc.status in (404, 405, 422):
                 log.info("in-place resize of %s/%s unavailable: %s", namespace, name, _reason(exc))
                 return False
-            raise KubeError(f"resize pod {namespace}/{name}", exc.status, _reason(exc)) from exc
+            raise KubeError.of(f"resize pod {namespace}/{name}", exc.status, _reason(exc)) from exc
         return True
 
     async def label_pod(self, name: str, namespace: str, labels: dict[str, str]) -> bool:
@@ -495,7 +540,7 @@ class Kube:
         except ApiException as exc:
             if exc.status == 404:
                 return False
-            raise KubeError(f"label pod {namespace}/{name}", exc.status, _reason(exc)) from exc
+            raise KubeError.of(f"label pod {namespace}/{name}", exc.status, _reason(exc)) from exc
         return True
 
     async def delete_pod(self, name: str, namespace: str, grace_seconds: int | None = None) -> bool:
@@ -509,7 +554,7 @@ class Kube:
         except ApiException as exc:
             if exc.status == 404:
                 return False
-            raise KubeError(f"delete pod {namespace}/{name}", exc.status, _reason(exc)) from exc
+            raise KubeError.of(f"delete pod {namespace}/{name}", exc.status, _reason(exc)) from exc
         return True
 
     async def post_event(

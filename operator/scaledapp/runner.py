@@ -22,15 +22,15 @@ import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterator, Mapping
 from typing import Any
 
+from scaledapp.kube import RETRYABLE
+
 Manifest = dict[str, Any]
 Logger = logging.Logger | logging.LoggerAdapter[Any]
 Tick = Callable[[Manifest, Logger], Awaitable[float]]
 Resync = Callable[[Manifest, Logger, bool], Awaitable[None]]
 
-RETRYABLE = {0, 408, 409, 429, 500, 502, 503, 504}  # 0: no answer at all (timeout, connection refused)
-
-
 def retryable(status: int | None) -> bool:
+    """Worth retrying soon (kube.RETRYABLE), for any exception with a `status`, or none."""
     return status is None or status in RETRYABLE
 
 

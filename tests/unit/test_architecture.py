@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from scaledapp import api, tiers
+from scaledapp import api, resources, tiers
 
 ROOT = Path(__file__).resolve().parents[2]
 CORE = ROOT / "operator" / "scaledapp"
@@ -42,6 +42,37 @@ def test_every_tier_has_its_status_entry_and_ladder_rung() -> None:
     assert {t.status_field for t in tiers.TIERS} == set(api.TiersStatus.model_fields)
     assert tiers.ladder() == tuple(t.name for t in tiers.TIERS)
     assert all(t.spec_block in api.ScaledAppSpec.model_fields for t in tiers.TIERS)
+
+
+def test_every_builder_module_is_in_the_builders_registry() -> None:
+    """A builder module declares its BUILDER, and build_children / all_child_kinds only know the registry."""
+    declared = {path.stem for path in (CORE / "resources").glob("*.py") if "\nBUILDER = " in path.read_text()}
+    assert declared == {b.children.__module__.rsplit(".", 1)[1] for b in resources.BUILDERS}
+    assert len({b.name for b in resources.BUILDERS}) == len(resources.BUILDERS)
+
+
+TWIN = ROOT / "devharness" / "twin"
+# Where dynamics.py names "cache", it is the demo app's dependency label (scaledapp_dependency_*{dependency=...}).
+TWIN_ALLOWED = {"cache"}
+
+
+def test_the_twin_mirrors_the_tiers() -> None:
+    """One twin tier per operator tier, each in the module named like the operator's, and the physics that
+    couples them asks them instead of naming them."""
+    from devharness.twin.tiers import TWIN_TIERS
+
+    assert [t.name for t in TWIN_TIERS] and {t.name for t in TWIN_TIERS} == set(tiers.ladder())
+    for twin in TWIN_TIERS:
+        module = type(twin).__module__.rsplit(".", 1)[1]
+        assert module == type(twin.tier).__module__.rsplit(".", 1)[1], (twin.name, module)
+    named = _strings(TWIN / "dynamics.py") & TIER_WORDS - TWIN_ALLOWED
+    assert not named, f"dynamics.py names tiers {sorted(named)}: ask the twin's tier modules instead"
+
+
+def test_the_twins_functions_are_short() -> None:
+    too_long = [(where, lines) for path in sorted(TWIN.rglob("*.py")) for where, lines, _ in _functions(path)
+                if lines > MAX_LINES]
+    assert not too_long, too_long
 
 
 def _functions(path: Path) -> list[tuple[str, int, int]]:

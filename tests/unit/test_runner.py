@@ -6,7 +6,7 @@ import asyncio
 import logging
 from typing import Any
 
-from scaledapp import runner
+from scaledapp import kube, runner
 from scaledapp.kube import KubeError
 
 LOG = logging.getLogger("test")
@@ -19,6 +19,20 @@ def body(uid: str = "u1", **meta: Any) -> dict[str, Any]:
 def test_retryable_statuses() -> None:
     assert all(runner.retryable(s) for s in (None, 0, 408, 409, 429, 500, 503, 504))
     assert not any(runner.retryable(s) for s in (400, 403, 404, 422))
+
+
+def test_kube_errors_say_what_they_are_and_whether_to_retry_soon() -> None:
+    """Typed by status at the Kubernetes boundary; retryable exactly where the loops' retryable(status) is."""
+    unavailable, throttled, rejected = kube.UnavailableError, kube.ThrottledError, kube.RejectedError
+    expected = {None: unavailable, 0: unavailable, 404: kube.NotFoundError, 409: kube.ConflictError,
+                408: throttled, 429: throttled, 500: unavailable, 503: unavailable,
+                400: rejected, 403: rejected, 422: rejected, 501: rejected}
+    for status, kind in expected.items():
+        error = KubeError.of("apply Deployment/shop-app", status, "why")
+        assert type(error) is kind and isinstance(error, KubeError), status
+        assert (error.status, error.message) == (status, "why")
+        assert error.retryable == runner.retryable(status), status
+    assert not KubeError.of("get", 403, "forbidden").retryable and KubeError.of("get", 429, "slow down").retryable
 
 
 def test_backoff_grows_and_is_capped() -> None:

@@ -3,26 +3,34 @@
 It is a new tier, `batch` (batch runners in a StatefulSet), beside the five: its own name and ladder rung,
 its own spec block (`spec.batch`) and status entry (`status.tiers.batch`), its own workload, signal,
 throughput and pressure, and its size in `Sizes` under its name. What adding it took is what
-docs/architecture.md says adding a tier takes: this tier's code, and one registry line (the fixture).
-The API models, the CRD, the shell's reading of sizes and readiness, the decision, verify-after-act's
-throughput and the bodies the scaler applies all follow it, with no change to api.py, sizes.py,
-scaler.py, observe.py, act.py, explain.py, decide.py or conditions.py.
+docs/architecture.md says adding a tier takes: the tier module, the builder module, and a line in each
+registry (the fixture: `tiers.TIERS` and `resources.BUILDERS`), all written in this file. The API models,
+the CRD, the reconciler's children and its pruning, the starting sizes, the shell's reading of sizes and
+readiness, the decision, verify-after-act's throughput and the bodies the scaler applies all follow it,
+with no change to api.py, sizes.py, reconciler.py, scaler.py, observe.py, act.py, explain.py, decide.py,
+conditions.py or any other builder.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
 import pytest
+from kubernetes.client import ApiException
 from pydantic import Field
 
-from scaledapp import api, conditions, crdgen, scaler, tiers
+from scaledapp import api, conditions, crdgen, reconciler, resources, scaler, tiers
 from scaledapp.apibase import Model
 from scaledapp.decide import Tick, decide
+from scaledapp.kube import Kube
 from scaledapp.observation import Snapshot
+from scaledapp.resources import network
+from scaledapp.resources.base import Build, Builder, ChildKind, Children
+from scaledapp.resources.common import Manifest, disruption_budget, object_meta, pod_template, selector
 from scaledapp.resources.names import ChildNames
 from scaledapp.sizes import Sizes, TierName
 from scaledapp.tiers.base import HorizontalTier, Scope, TierPressure, Workload, higher_is_worse, need
@@ -86,15 +94,46 @@ class BatchTier(HorizontalTier):
         return TierPressure(self.name, components=(higher_is_worse("backlog_per_runner", per_runner, target),))
 
 
-# ---------------------------------------------------------------------------------------------- the registry line
+# ---------------------------------------------------------------------------------------------- the builder module
+
+
+def batch_statefulset(child: ChildNames, namespace: str) -> Manifest:
+    """The runners (no `replicas`: the scaler owns that field)."""
+    pod = pod_template(child.owner, "batch", {"containers": [{"name": "runner", "image": "example/batch:1"}]})
+    return {"apiVersion": "apps/v1", "kind": "StatefulSet",
+            "metadata": object_meta(child.owner, namespace, f"{child.owner}-batch", "batch"),
+            "spec": {"serviceName": f"{child.owner}-batch", "selector": selector(child.owner, "batch"),
+                     "template": pod}}
+
+
+def _batch_children(build: Build) -> Children:
+    if not BatchTier.settings(build.spec).enabled:
+        return Children()
+    child, namespace = build.child, build.namespace
+    return Children(policies=network.policies(child, namespace, "batch", ingress=[], egress=[]),
+                    workloads=[batch_statefulset(child, namespace),
+                               disruption_budget(child.owner, namespace, f"{child.owner}-batch", "batch")])
+
+
+def _batch_kinds(child: ChildNames) -> list[ChildKind]:
+    return [*network.policy_kinds(child, "batch"), ("apps/v1", "StatefulSet", f"{child.owner}-batch"),
+            ("policy/v1", "PodDisruptionBudget", f"{child.owner}-batch")]
+
+
+BATCH_BUILDER = Builder("batch", _batch_children, _batch_kinds)
+
+
+# ---------------------------------------------------------------------------------------------- the registry lines
 
 
 @pytest.fixture
 def batch(monkeypatch: pytest.MonkeyPatch) -> Iterator[BatchTier]:
-    """`TIERS = (cache.TIER, app.TIER, db_read.TIER, workers.TIER, batch.TIER, db_write.TIER)`, for this test
-    only (and its declaration in the API models, which importing the registry does, taken back after)."""
+    """`TIERS = (cache.TIER, app.TIER, db_read.TIER, workers.TIER, batch.TIER, db_write.TIER)` and
+    `BUILDERS = (..., batch.BUILDER)`, for this test only (and the tier's declaration in the API models, which
+    importing the registry does, taken back after)."""
     tier = BatchTier()
     monkeypatch.setattr(tiers, "TIERS", (*tiers.TIERS[:-1], tier, tiers.TIERS[-1]))
+    monkeypatch.setattr(resources, "BUILDERS", (*resources.BUILDERS, BATCH_BUILDER))
     undo = tiers.declare_api(tier)
     yield tier
     undo()
@@ -173,7 +212,47 @@ def test_a_throwaway_tier_runs_through_the_loop(batch: BatchTier) -> None:
                              "metadata": {"name": "shop-batch", "namespace": "ns"}, "spec": {"replicas": 4}}]
 
 
+class _Recording(Kube):
+    """A Kubernetes API with nothing in it that records every call (an apply answers its body)."""
+
+    def __init__(self) -> None:
+        super().__init__(client=object())  # type: ignore[arg-type]
+        self.calls: list[tuple[str, str, list[tuple[str, str]], Any]] = []
+
+    async def _call(self, method: str, path: str, *, query: list[tuple[str, str]] | None = None,
+                    body: Any = None, **_: Any) -> Any:
+        self.calls.append((method, path, query or [], body))
+        if method == "GET":
+            raise ApiException(status=404)
+        return body if isinstance(body, dict) and "metadata" in body else {}
+
+    def applied(self, resource: str, name: str) -> list[tuple[str, Any]]:
+        """(field manager, body) of every apply of `name`, a `resource` ("statefulsets")."""
+        return [(dict(query)["fieldManager"], body) for method, path, query, body in self.calls
+                if method == "PATCH" and path.endswith(f"/{resource}/{name}")]
+
+
+def test_the_reconciler_builds_sizes_and_prunes_the_tier(batch: BatchTier) -> None:
+    """Built by the reconciler from its builder, given its starting size by the scaler, pruned when off."""
+    built = {(m["kind"], m["metadata"]["name"]) for m in resources.build_children("shop", "ns", api.ScaledAppSpec())}
+    assert {("StatefulSet", "shop-batch"), ("PodDisruptionBudget", "shop-batch"),
+            ("NetworkPolicy", "shop-batch-ingress"), ("NetworkPolicy", "shop-batch-egress")} <= built
+    off = api.parse_spec({"batch": {"enabled": False}})
+    assert not any("batch" in name for _kind, name in
+                   {(m["kind"], m["metadata"]["name"]) for m in resources.build_children("shop", "ns", off)})
+    assert ("apps/v1", "StatefulSet", "shop-batch") in resources.all_child_kinds("shop")  # so it is pruned
+    # A whole first reconcile: the reconciler applies the runners without a size, the scaler their starting one.
+    kube = _Recording()
+    owner = {"apiVersion": api.API_VERSION, "kind": api.KIND, "spec": {"batch": {"replicas": {"min": 3, "max": 6}}},
+             "metadata": {"name": "shop", "namespace": "ns", "uid": "u-shop", "generation": 1}}
+    asyncio.run(reconciler.reconcile(kube, owner, logging.getLogger("test")))
+    (by_reconciler, runners), (by_scaler, size) = kube.applied("statefulsets", "shop-batch")
+    assert (by_reconciler, by_scaler) == ("scaledapp-reconciler", "scaledapp-scaler")
+    assert "replicas" not in runners["spec"] and size["spec"] == {"replicas": 3}
+
+
 def test_taking_the_tier_back_leaves_the_api_as_it_was() -> None:
     assert "batch" not in api.ScaledAppSpec.model_fields
     assert "batch" not in api.TiersStatus.model_fields
     assert crdgen.render() == crdgen.COMMITTED_COPIES[0].read_text()
+    assert not any("batch" in name for _version, _kind, name in resources.all_child_kinds("shop"))

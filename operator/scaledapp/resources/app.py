@@ -36,7 +36,8 @@ from __future__ import annotations
 
 from scaledapp import api
 from scaledapp.quantity import parse_cpu_millicores
-from scaledapp.resources import names, tls
+from scaledapp.resources import names, network, tls
+from scaledapp.resources.base import Build, Builder, ChildKind, Children
 from scaledapp.resources.common import (
     APP_UID,
     POSTGRES_PORT,
@@ -192,3 +193,18 @@ def app_service(child: names.ChildNames, namespace: str, spec: api.ScaledAppSpec
 def app_pdb(child: names.ChildNames, namespace: str) -> Manifest:
     # maxUnavailable, not minAvailable: with a single replica minAvailable 1 would block node drains.
     return disruption_budget(child.owner, namespace, child.app, TIER)
+
+
+def _children(build: Build) -> Children:
+    child, namespace, spec = build.child, build.namespace, build.spec
+    return Children(policies=network.tier_policies(child, namespace, spec, TIER),
+                    services=[app_service(child, namespace, spec)],
+                    workloads=[app_deployment(child, namespace, spec), app_pdb(child, namespace)])
+
+
+def _kinds(child: names.ChildNames) -> list[ChildKind]:
+    return [*network.policy_kinds(child, TIER), ("v1", "Service", child.app), ("apps/v1", "Deployment", child.app),
+            ("policy/v1", "PodDisruptionBudget", child.app)]
+
+
+BUILDER = Builder(TIER, _children, _kinds)

@@ -48,7 +48,8 @@ appears in a manifest, an argv or a log:
 from __future__ import annotations
 
 from scaledapp import api
-from scaledapp.resources import names
+from scaledapp.resources import names, network
+from scaledapp.resources.base import Build, Builder, ChildKind, Children
 from scaledapp.resources.common import (
     REDIS_EXPORTER_PORT,
     REDIS_GID,
@@ -309,3 +310,33 @@ def queue_service(child: names.ChildNames, namespace: str) -> Manifest:
 def queue_pdb(child: names.ChildNames, namespace: str) -> Manifest:
     """One pod: a drain may evict it (common.disruption_budget says why); accepted orders wait on its volume."""
     return disruption_budget(child.owner, namespace, child.queue, QUEUE_TIER)
+
+
+def _children(build: Build) -> Children:
+    """The queue's Redis always (the app enqueues even without workers); the cache's only when enabled."""
+    child, namespace, spec = build.child, build.namespace, build.spec
+    out = Children(policies=network.tier_policies(child, namespace, spec, QUEUE_TIER),
+                   services=[queue_service(child, namespace)],
+                   workloads=[queue_statefulset(child, namespace, spec), queue_pdb(child, namespace)])
+    if spec.cache.enabled:
+        out.configs.append(cache_config(child, namespace))
+        out.policies += network.tier_policies(child, namespace, spec, TIER)
+        out.services.append(cache_service(child, namespace))
+        out.workloads += [cache_deployment(child, namespace, spec), cache_pdb(child, namespace)]
+    return out
+
+
+def _kinds(child: names.ChildNames) -> list[ChildKind]:
+    return [
+        ("v1", "ConfigMap", child.cache_config),
+        *network.policy_kinds(child, QUEUE_TIER),
+        *network.policy_kinds(child, TIER),
+        *[("v1", "Service", n) for n in (child.queue, child.cache)],
+        ("apps/v1", "StatefulSet", child.queue),
+        # child.queue was a Deployment before the queue became durable: listed so an upgrade prunes it.
+        *[("apps/v1", "Deployment", n) for n in (child.queue, child.cache)],
+        *[("policy/v1", "PodDisruptionBudget", n) for n in (child.queue, child.cache)],
+    ]
+
+
+BUILDER = Builder(TIER, _children, _kinds)

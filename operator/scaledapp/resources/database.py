@@ -40,7 +40,8 @@ import functools
 from importlib import resources as importlib_resources
 
 from scaledapp import api
-from scaledapp.resources import names, tls
+from scaledapp.resources import names, network, tls
+from scaledapp.resources.base import Build, Builder, ChildKind, Children
 from scaledapp.resources.common import (
     MI,
     POSTGRES_EXPORTER_PORT,
@@ -501,3 +502,29 @@ def database_budgets(child: names.ChildNames, namespace: str) -> list[Manifest]:
         _role_budget(child, namespace, child.db_primary_budget, WRITE_TIER, "primary", 0),
         _role_budget(child, namespace, child.db_replica_budget, READ_TIER, "replica", 1),
     ]
+
+
+def _children(build: Build) -> Children:
+    """Both Postgres tiers; the primary held at 0 replicas on the first apply (see build_children)."""
+    child, namespace, spec = build.child, build.namespace, build.spec
+    primary = primary_statefulset(child, namespace, spec, replicas=0 if build.hold_primary else 1,
+                                  write_role_at=build.write_role_at)
+    return Children(
+        configs=[scripts_configmap(child, namespace), topology_configmap(child, namespace)],
+        policies=[p for tier in (WRITE_TIER, READ_TIER) for p in network.tier_policies(child, namespace, spec, tier)],
+        services=database_services(child, namespace),
+        workloads=[primary, replica_statefulset(child, namespace, spec), *database_budgets(child, namespace)],
+    )
+
+
+def _kinds(child: names.ChildNames) -> list[ChildKind]:
+    return [
+        *[("v1", "ConfigMap", n) for n in (child.db_scripts, child.db_topology)],
+        *[k for tier in (WRITE_TIER, READ_TIER) for k in network.policy_kinds(child, tier)],
+        *[("v1", "Service", n) for n in (child.db_primary, child.db_write, child.db_replicas, child.db_read)],
+        *[("apps/v1", "StatefulSet", n) for n in (child.db_primary, child.db_replicas)],
+        *[("policy/v1", "PodDisruptionBudget", n) for n in (child.db_primary_budget, child.db_replica_budget)],
+    ]
+
+
+BUILDER = Builder("database", _children, _kinds)

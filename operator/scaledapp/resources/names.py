@@ -12,8 +12,7 @@ INSTANCE_LABEL = "app.kubernetes.io/instance"
 # when the write role moves (failover.py); pod templates only give a new pod its starting value.
 ROLE_LABEL = f"{GROUP}/role"
 MANAGED_BY = "scaledapp-operator"
-# Pod tiers (the scaling tiers, plus the queue's Redis which is not scaled).
-TIERS = ("app", "cache", "db-write", "db-read", "workers")
+# The queue's Redis: pods of their own with a tier label, but not a scaling tier (scaledapp.tiers lists those).
 QUEUE_TIER = "queue"
 RECONCILER_MANAGER = "scaledapp-reconciler"
 SCALER_MANAGER = "scaledapp-scaler"

@@ -134,19 +134,19 @@ def _egress_rules(child: names.ChildNames, tier: str) -> list[Manifest]:
     return []  # the Redis connect nowhere
 
 
-def policy_tiers(spec: api.ScaledAppSpec) -> list[str]:
-    """The tiers this spec runs, each of which gets both policies."""
-    tiers = ["app", *POSTGRES_TIERS, names.QUEUE_TIER]
-    if spec.cache.enabled:
-        tiers.append("cache")
-    if spec.workers.enabled:
-        tiers.append("workers")
-    return tiers
+def policies(child: names.ChildNames, namespace: str, tier: str, ingress: list[Manifest],
+             egress: list[Manifest]) -> list[Manifest]:
+    """A tier's two policies from its rules (a tier these rules do not name brings its own; an empty list
+    allows nothing in that direction)."""
+    return [_policy(child, namespace, tier, "Ingress", ingress), _policy(child, namespace, tier, "Egress", egress)]
 
 
-def network_policies(child: names.ChildNames, namespace: str, spec: api.ScaledAppSpec) -> list[Manifest]:
-    out = []
-    for tier in policy_tiers(spec):
-        out.append(_policy(child, namespace, tier, "Ingress", _ingress_rules(child, tier, spec.app.port)))
-        out.append(_policy(child, namespace, tier, "Egress", _egress_rules(child, tier)))
-    return out
+def tier_policies(child: names.ChildNames, namespace: str, spec: api.ScaledAppSpec, tier: str) -> list[Manifest]:
+    """The two policies of one of the tiers above (its builder asks for them while it runs the tier)."""
+    return policies(child, namespace, tier, _ingress_rules(child, tier, spec.app.port), _egress_rules(child, tier))
+
+
+def policy_kinds(child: names.ChildNames, tier: str) -> list[tuple[str, str, str]]:
+    """(apiVersion, kind, name) of a tier's two policies, for the pruner."""
+    return [("networking.k8s.io/v1", "NetworkPolicy", name)
+            for name in (child.ingress_policy(tier), child.egress_policy(tier))]

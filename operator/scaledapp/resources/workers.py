@@ -8,8 +8,9 @@ the spec sizes one kind of Python pod. `spec.replicas` is the scaler's.
 from __future__ import annotations
 
 from scaledapp import api
-from scaledapp.resources import names
+from scaledapp.resources import names, network
 from scaledapp.resources.app import DB_MOUNTS, container_resources, db_volumes, dependency_env
+from scaledapp.resources.base import Build, Builder, ChildKind, Children
 from scaledapp.resources.common import (
     APP_UID,
     WORKER_METRICS_PORT,
@@ -79,3 +80,19 @@ def workers_deployment(child: names.ChildNames, namespace: str, spec: api.Scaled
 def workers_pdb(child: names.ChildNames, namespace: str) -> Manifest:
     """Drains stop one worker at a time (each finishes the job in hand); jobs wait in the queue meanwhile."""
     return disruption_budget(child.owner, namespace, child.workers, TIER)
+
+
+def _children(build: Build) -> Children:
+    child, namespace, spec = build.child, build.namespace, build.spec
+    if not spec.workers.enabled:
+        return Children()
+    return Children(policies=network.tier_policies(child, namespace, spec, TIER),
+                    workloads=[workers_deployment(child, namespace, spec), workers_pdb(child, namespace)])
+
+
+def _kinds(child: names.ChildNames) -> list[ChildKind]:
+    return [*network.policy_kinds(child, TIER), ("apps/v1", "Deployment", child.workers),
+            ("policy/v1", "PodDisruptionBudget", child.workers)]
+
+
+BUILDER = Builder(TIER, _children, _kinds)

@@ -1,10 +1,10 @@
 """The tiers, one module each behind `base.TierModel`; TIERS, the registry, lists them in ladder order.
 
-Adding a tier means a tier module here, a builder module in scaledapp.resources, and one entry in TIERS
-(plus the twin's model of it): docs/architecture.md walks through it. The tier brings its own name, its
-size (its entry in `Sizes`), its spec block and its status.tiers entry (`declare_api` adds those to the
-API models when the API does not declare them yet). Everything below asks the tiers; nothing switches on
-a tier's name.
+Adding a tier means a tier module here, a builder module in scaledapp.resources, one entry in TIERS and
+one in scaledapp.resources.BUILDERS (plus the twin's model of it): docs/architecture.md walks through it.
+The tier brings its own name, its size (its entry in `Sizes`), its spec block and its status.tiers entry
+(`declare_api` adds those to the API models when the API does not declare them yet). Everything below asks
+the tiers; nothing switches on a tier's name.
 """
 
 from __future__ import annotations
