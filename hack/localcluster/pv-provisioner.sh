@@ -50,12 +50,33 @@ provision_batch() {
   done <<<"$out"
 }
 
+CLAIM_TPL='{.metadata.namespace}|{.metadata.name}|{.metadata.uid}|{.status.phase}|{.spec.volumeName}|'
+CLAIM_TPL+='{.metadata.annotations.volume\.kubernetes\.io/storage-provisioner}|{.spec.resources.requests.storage}|'
+CLAIM_TPL+='{.spec.accessModes}|{.spec.volumeMode}|{.spec.storageClassName}|{.metadata.deletionTimestamp}{"\n"}'
+
+# relist_claims: every RELIST_SECONDS, every claim there is, listed item by item. `kubectl get --watch -o
+# jsonpath` prints its initial list as one List object, with every field empty: after a watch ended (the
+# API server ends them every few minutes), the claims made meanwhile were never seen again (at 200 and 500
+# ScaledApps, a few dozen StatefulSets never ready). A claim already provisioned gives AlreadyExists.
+relist_claims() {
+  local line ns name uid phase vol prov size modes mode class deleting batch
+  while true; do
+    sleep "${RELIST_SECONDS:-15}"
+    batch=()
+    while IFS= read -r line; do
+      IFS='|' read -r ns name uid phase vol prov size modes mode class deleting <<<"$line"
+      if [ -n "$uid" ] && [ "$phase" = Pending ] && [ -z "$vol" ] && [ "$prov" = "$PROVISIONER" ] && [ -z "$deleting" ]; then
+        batch+=("$(pv_json "$ns" "$name" "$uid" "$size" "$modes" "$mode" "$class")")
+      fi
+    done < <(kc get pvc --all-namespaces -o jsonpath="{range .items[*]}$CLAIM_TPL{end}" 2>/dev/null || true)
+    [ ${#batch[@]} -eq 0 ] || provision_batch "${batch[@]}"
+  done
+}
+
 # watch_claims: every claim the PV binder handed to us and that has no volume yet gets one. Claims that
 # arrive together (a watch delivers them back to back) are provisioned in one batch.
 watch_claims() {
-  local tpl='{.metadata.namespace}|{.metadata.name}|{.metadata.uid}|{.status.phase}|{.spec.volumeName}|'
-  tpl+='{.metadata.annotations.volume\.kubernetes\.io/storage-provisioner}|{.spec.resources.requests.storage}|'
-  tpl+='{.spec.accessModes}|{.spec.volumeMode}|{.spec.storageClassName}|{.metadata.deletionTimestamp}{"\n"}'
+  local tpl=$CLAIM_TPL
   while true; do
     kc get pvc --all-namespaces --watch -o jsonpath="$tpl" 2>&1 | {
       batch=() partial=''
@@ -105,5 +126,6 @@ watch_volumes() {
 
 log "pv-provisioner: serving claims for provisioner $PROVISIONER (kubeconfig $KUBECONFIG)"
 watch_claims &
+relist_claims &
 watch_volumes &
 wait
