@@ -35,9 +35,11 @@ _POOL = ThreadPoolExecutor(max_workers=POOL_THREADS, thread_name_prefix="kube")
 
 # Whose work a request is, for the order in which waiting requests get a thread (lower first, then in arrival
 # order). The failover guard, the scaler and drift repairs run at URGENT; a ScaledApp's reconcile at
-# (RECONCILE, its creation time and name): oldest ScaledApp first; Events last.
+# (RECONCILE, its creation time and name): oldest ScaledApp first. An Event goes with the work it tells of:
+# the reconcile awaits it, so a lower priority held the reconcile's slot until every other reconcile's
+# requests were served (N=200: all workloads ready in 471 s against 301 s without slots).
 Priority = tuple[int, str, str]
-URGENT, RECONCILE, EVENTS = 0, 1, 2
+URGENT, RECONCILE = 0, 1
 _PRIORITY: contextvars.ContextVar[Priority] = contextvars.ContextVar("scaledapp_kube_priority",
                                                                      default=(URGENT, "", ""))
 
@@ -584,14 +586,10 @@ class Kube:
             "count": 1,
             "reportingComponent": component,
         }
-        priority = _PRIORITY.get()
-        token = _PRIORITY.set((EVENTS, *priority[1:]))  # an Event waits for the writes it tells of
         try:
             await self.create_once(event)
         except KubeError as exc:
             log.warning("could not post Event %s on %s/%s: %s", reason, meta["namespace"], meta["name"], exc.message)
-        finally:
-            _PRIORITY.reset(token)
 
 
 def without_nulls(value: Any) -> Any:

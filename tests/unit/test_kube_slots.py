@@ -1,11 +1,11 @@
 """kube.Slots: at most `size` requests in flight; the others go in priority order (an older ScaledApp's
-reconcile before a newer one's, Events last), then in arrival order; a cancelled waiter never leaks a slot."""
+reconcile before a newer one's), then in arrival order; a cancelled waiter never leaks a slot."""
 
 from __future__ import annotations
 
 import asyncio
 
-from scaledapp.kube import EVENTS, RECONCILE, URGENT, Slots, current_priority, reconcile_priority
+from scaledapp.kube import RECONCILE, URGENT, Slots, current_priority, reconcile_priority
 
 
 def test_waiting_requests_go_by_priority_then_arrival() -> None:
@@ -22,7 +22,7 @@ def test_waiting_requests_go_by_priority_then_arrival() -> None:
         first = asyncio.create_task(request("first", (RECONCILE, "b", "x")))
         await asyncio.sleep(0)  # it holds the only slot
         waiting = [asyncio.create_task(request(label, priority)) for label, priority in [
-            ("event", (EVENTS, "a", "x")), ("newer", (RECONCILE, "c", "x")), ("older", (RECONCILE, "a", "x")),
+            ("newer", (RECONCILE, "c", "x")), ("older", (RECONCILE, "a", "x")),
             ("older-2", (RECONCILE, "a", "x")), ("guard", (URGENT, "", ""))]]
         await asyncio.sleep(0)
         gate.set()
@@ -30,7 +30,7 @@ def test_waiting_requests_go_by_priority_then_arrival() -> None:
         assert slots.busy == 0
         return order
 
-    assert asyncio.run(run()) == ["first", "guard", "older", "older-2", "newer", "event"]
+    assert asyncio.run(run()) == ["first", "guard", "older", "older-2", "newer"]
 
 
 def test_a_cancelled_waiter_does_not_keep_a_slot() -> None:
