@@ -63,6 +63,14 @@ def endpoints(stack: Deployed, service: str) -> set[str]:
             if (e.get("conditions") or {}).get("ready") and e.get("targetRef")}
 
 
+def rejoined_without_a_copy(stack: Deployed, pod: str) -> bool:
+    """Did the pod's bootstrap (the initContainer of its current incarnation) rejoin its data as a standby,
+    rather than move it aside and copy the primary again? (replica-bootstrap.sh says which.)"""
+    log = stack.cluster.kubectl_run("logs", "-n", stack.apps, pod, "-c", "bootstrap").stdout
+    print(f"{pod} bootstrap: {log.strip()[-400:]}")
+    return "rejoins as a standby" in log and "moving it aside" not in log
+
+
 def writing(probe: WriteProbe, after: float, timeout: float, what: str) -> None:
     wait_for(lambda: probe.acked_after(after) >= 3, timeout=timeout, what=what, interval=0.5)
 
@@ -196,7 +204,18 @@ def test_a_hung_primary_is_failed_over_then_the_role_comes_home_without_losing_a
     # Synchronous commits: not one acknowledged write is missing from the primary that has the role now.
     assert probe.lost(ids_in_database(stack, "hung")) == set()
     wait_for(lambda: endpoints(stack, f"{NAME}-db-read-svc") >= {promoted}, timeout=400,
-             what=f"{promoted} re-seeded and serving reads", interval=2)
+             what=f"{promoted} back and serving reads", interval=2)
+    # The switchover home handed over cleanly: the pod that gave the role back rejoined as a standby as it was
+    # (no new base backup), and the commits the new primary made local until it streamed are synchronous again.
+    wait_for(lambda: rejoined_without_a_copy(stack, promoted), timeout=60, what=f"{promoted} rejoined as it was",
+             interval=2, ignore=(KubectlError,))
+    wait_for(lambda: database(stack).get("syncHold") is False, timeout=90, what="the synchronous hold released",
+             interval=1)
+    assert stack.psql(HOME, "show synchronous_commit").strip() == "on"
+    restored = stack.cluster.kubectl("get", "events", "-n", stack.apps, "--field-selector",
+                                     f"involvedObject.name={NAME},reason=SynchronousRestored",
+                                     "-o", "jsonpath={.items[*].reason}")
+    assert "SynchronousRestored" in restored
 
 
 def test_a_lagging_replica_leaves_the_read_service_until_it_catches_up(stack: Deployed) -> None:
@@ -271,6 +290,9 @@ def test_a_change_that_needs_the_primary_restarted_goes_through_a_switchover(sta
         probe.stop()
     assert stack.psql(HOME, "show synchronous_standby_names").strip() == ""  # the new template runs
     assert probe.lost(ids_in_database(stack, "planned")) == set()
+    # The switchover away shut the old primary down cleanly: it restarted on the new template and rejoined
+    # as a standby as it was (the switchover home since then does not restart it).
+    assert rejoined_without_a_copy(stack, HOME)
 
 
 def evict(stack: Deployed, pod: str) -> str:
