@@ -11,6 +11,13 @@ Order of a failover, each step idempotent (a guard that dies half-way resumes fr
 record the new topology in status (the source of truth) and the db-topology ConfigMap (what pods read at
 start) -> fence the old primary (role label off, pod deleted at once) -> create the replicas' slots on the
 chosen one -> promote it -> label it primary (the db-write Service follows the label).
+
+Order of a switchover: the old primary out of the write Service, read-only, its sessions ended -> the target
+replays up to its last WAL position (else abort, nothing moved) -> record the new topology (and, with
+synchronous commits, the hold) -> the old primary shut down cleanly (its pod deleted with its grace period)
+until the target's stream ends -> promote the target (commits local during the hold) -> label it. The old
+primary's pod comes back and rejoins as a standby as it is (replica-bootstrap.sh); the hold ends once a
+standby has flushed past every write acknowledged meanwhile (check_sync_hold).
 """
 
 from __future__ import annotations
