@@ -216,8 +216,8 @@ class Guard:
         positions: dict[str, failover.Position | None] = {}
         if failover.needs_positions(pods, topology, home, down_for, delay):
             positions = await self.positions(child, namespace, pods)
-        plan = failover.judge(pods, topology, home, positions, down_for=down_for, delay=delay,
-                              sync_hold=self.sync_hold(owner))
+        plan = failover.judge(pods, dataclasses.replace(topology, sync_hold=self.sync_hold(owner)), home, positions,
+                              down_for=down_for, delay=delay)
         await self.relabel(namespace, plan.relabel)
         if plan.action == failover.Action.FAILOVER and not spec.database.failover.enabled:
             plan = Plan(failover.Action.NONE, plan.reason, plan.message + " (failover is disabled: holding)")

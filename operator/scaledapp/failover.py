@@ -14,7 +14,8 @@ this module returns. docs/failure.md tells the whole story; the rules, briefly:
   is promoted.
 * Synchronous hold: a switchover promotes its target with synchronous commits relaxed to local ones until a
   standby streams again (the old primary restarting is often the only one). Writes acknowledged meanwhile may
-  exist on the primary alone, so no failover happens until a standby has flushed past them (`sync_hold`).
+  exist on the primary alone, so no failover happens until a standby has flushed past them
+  (`Topology.sync_hold`).
 * Failback: after a failover the write role sits on a pod of the replicas' StatefulSet, where the scaler
   cannot size it and a scale-down could remove it. Once the primary's home pod (the primary StatefulSet's
   pod, re-seeded as a replica) has caught up, a controlled switchover moves the role home.
@@ -89,6 +90,9 @@ class DbPod:
 class Topology:
     primary: str
     epoch: int = 0
+    # Synchronous commits were relaxed by a switchover and no standby has confirmed the writes acknowledged
+    # since (status.database.syncHold): no failover.
+    sync_hold: bool = False
 
 
 @dataclass(frozen=True)
@@ -136,11 +140,10 @@ def judge(
     *,
     down_for: float,
     delay: float,
-    sync_hold: bool = False,
 ) -> Plan:
     """What to do about the write role now. `down_for`: seconds since the primary was last seen Ready;
-    `positions`: what each pod answered (missing or None: unknown); `sync_hold`: synchronous commits were
-    relaxed by a switchover and no standby has confirmed the writes acknowledged since."""
+    `positions`: what each pod answered (missing or None: unknown); `topology.sync_hold`: synchronous commits
+    were relaxed by a switchover and no standby has confirmed the writes acknowledged since."""
     relabel = relabels(pods, topology)
     primary = next((p for p in pods if p.name == topology.primary and not p.terminating), None)
     if primary is not None and primary.ready:
@@ -154,7 +157,7 @@ def judge(
         return Plan(Action.NONE, Reason.PRIMARY_ANSWERS,
                     f"primary {topology.primary} is not Ready but answers as a primary: holding (busy, not dead)",
                     relabel=relabel)
-    if sync_hold:
+    if topology.sync_hold:
         return Plan(Action.NONE, Reason.SYNC_HOLD,
                     f"primary {topology.primary} lost, but it acknowledged writes while no standby was synchronous "
                     "(after a switchover) and no standby has confirmed them: no failover, waiting for it to return",

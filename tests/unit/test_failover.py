@@ -89,11 +89,12 @@ def test_no_failover_while_the_primary_may_hold_writes_acknowledged_without_a_st
     standby known to be synchronous)."""
     pods = [pod(HOME, ready=False, running=False), pod(R0), pod(R1)]
     positions = {R0: standby(5 * MB), R1: standby(4 * MB)}
-    plan = judge(pods, HOME_TOPOLOGY, HOME, positions, down_for=30, delay=10, sync_hold=True)
+    held = Topology(HOME, sync_hold=True)
+    plan = judge(pods, held, HOME, positions, down_for=30, delay=10)
     assert plan.action == Action.NONE and plan.reason == Reason.SYNC_HOLD and plan.target is None
-    within = judge(pods, HOME_TOPOLOGY, HOME, positions, down_for=4, delay=10, sync_hold=True)
+    within = judge(pods, held, HOME, positions, down_for=4, delay=10)
     assert within.reason == Reason.PRIMARY_NOT_READY  # the usual wait comes first
-    released = judge(pods, HOME_TOPOLOGY, HOME, positions, down_for=30, delay=10, sync_hold=False)
+    released = judge(pods, HOME_TOPOLOGY, HOME, positions, down_for=30, delay=10)
     assert released.action == Action.FAILOVER and released.target == R0
 
 
