@@ -93,13 +93,17 @@ def hang_drill(stack: Deployed, n: int) -> dict[str, float]:
         stack.cluster.kubectl("exec", "-n", stack.apps, HOME, "-c", "postgres", "--", "sh", "-c", "kill -STOP -1")
         wait_for(lambda: int(database(stack).get("epoch") or 0) > epoch, timeout=180, what="the failover",
                  interval=0.5)
-        acked_since(probe, time.monotonic())  # writes on the new primary, not those in flight at the freeze
+        failed_over = time.monotonic()
+        acked_since(probe, failed_over)  # writes on the new primary, not those in flight at the freeze
         failover_down = probe.writes_down(frozen)
+        # Writes back after the failover (with synchronous commits: once the old primary, re-seeded, streams):
+        # the switchover's gap is measured from here on, never the failover's own.
+        resumed = min(t for t in probe.times() if t > failed_over)
         home = wait_for(lambda: (database(stack).get("lastMove") or {}).get("kind") == "switchover"
                         and database(stack), timeout=600, what="the switchover home", interval=1)
         switched = time.monotonic()
         time.sleep(5)
-        switch_gap = max(probe.writes_down(switched - 10), 0.0)
+        switch_gap = max(probe.writes_down(max(switched - 10, resumed)), 0.0)
     finally:
         probe.stop()
     lost = len(probe.lost(ids_in_database(stack, prefix)))
@@ -168,7 +172,8 @@ def main(argv: list[str] | None = None) -> int:
               "A hang is detected once the primary has not been Ready for the failover delay (10 s) after its "
               "readiness probe failed twice (2 s period): most of the hang's writes-down time is that delay, by "
               "design (a restart within it keeps the role). The switchover's gap is the longest between "
-              "acknowledged writes from 10 s before the switchover is seen in status to 5 s after; the guard's own "
+              "acknowledged writes from 10 s before the switchover is seen in status (or from the first write after "
+              "the failover, if later: never the failover's own gap) to 5 s after; the guard's own "
               "time runs from its decision to the new primary's label (fence, catch-up, the old primary's clean "
               "shutdown, promotion), and the client's gap adds the Service's move (kube-proxy) and the app's "
               "reconnection. The old primary rejoins as a standby without a new base backup, and with synchronous "
