@@ -135,7 +135,7 @@ def extras() -> list[str]:
                   "[scale.md](scale.md).", ""]
     failover = REPO / "bench" / "failover.py"
     if failover.exists():
-        # The real node's failover drills (about 15 minutes): FAILOVER_RUNS=0 skips them.
+        # The real node's failover drills (about 20 minutes at 5 runs): FAILOVER_RUNS=0 skips them.
         runs = os.environ.get("FAILOVER_RUNS", "5")
         missing = "FAILOVER_RUNS=0" if runs == "0" else None
         lines += _extra("Failover on the real node (bench/failover.py)",

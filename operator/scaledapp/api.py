@@ -629,6 +629,9 @@ class DatabaseStatus(Model):
     reason: str = Field("", description="The guard's latest judgement, one CamelCase word.")
     message: str = Field("", description="What a person needs to know.")
     last_move: FailoverRecord | None = Field(None, description="The latest failover or switchover.")
+    sync_hold: bool = Field(
+        False, description="A switchover relaxed synchronous commits until a standby streams again; until a "
+        "standby has confirmed the writes acknowledged meanwhile, the guard does not fail over.")
 
 
 class ScaledAppStatus(Model):

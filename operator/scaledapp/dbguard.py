@@ -11,6 +11,13 @@ Order of a failover, each step idempotent (a guard that dies half-way resumes fr
 record the new topology in status (the source of truth) and the db-topology ConfigMap (what pods read at
 start) -> fence the old primary (role label off, pod deleted at once) -> create the replicas' slots on the
 chosen one -> promote it -> label it primary (the db-write Service follows the label).
+
+Order of a switchover: the old primary out of the write Service, read-only, its sessions ended -> the target
+replays up to its last WAL position (else abort, nothing moved) -> record the new topology (and, with
+synchronous commits, the hold) -> the old primary shut down cleanly (its pod deleted with its grace period)
+until the target's stream ends -> promote the target (commits local during the hold) -> label it. The old
+primary's pod comes back and rejoins as a standby as it is (replica-bootstrap.sh); the hold ends once a
+standby has flushed past every write acknowledged meanwhile (check_sync_hold).
 """
 
 from __future__ import annotations
@@ -38,6 +45,7 @@ INTERVAL_SECONDS = 1.0
 FAILOVER_MANAGER = "scaledapp-failover"
 FENCE_WAIT_SECONDS = 15.0  # for the old primary's pod to be gone before a replica is promoted
 CATCH_UP_SECONDS = 10.0  # a switchover waits this long for the home pod to replay the fenced primary's WAL
+HANDOVER_SECONDS = 15.0  # ... and this long for the old primary's clean shutdown to end its WAL stream
 SWEEP_SECONDS = 30.0  # slots and the topology ConfigMap are checked this often (when the primary is Ready)
 DB_TIERS = ("db-write", "db-read")
 
@@ -114,6 +122,9 @@ class Memory:
     switch_reason: str = ""
     drained_from: set[str] = dataclasses.field(default_factory=set)  # nodes the role already left once
     restart_why: str = ""  # why the primary needed a restart at the last sweep
+    sync_hold: bool | None = None  # status.database.syncHold as this guard last wrote it (None: not yet read)
+    retightened_at: str | None = None  # the primary's clock when the hold's commits became synchronous again
+    sync_mark: int | None = None  # the WAL position a standby must flush to for the hold to end
 
 
 class Guard:
@@ -197,10 +208,16 @@ class Guard:
             await self.reload_tls(owner, child, namespace, pods)
         if primary is not None and primary.ready and dbcreds.due(owner):
             await self.sync_credentials(owner, child, namespace, primary)
+        sync_hold = self.sync_hold(owner)
+        if sync_hold and primary is not None and primary.ready and primary.ip:
+            login = await self.password(child, namespace)
+            if login is not None:
+                await self.check_sync_hold(owner, topology, phase, primary, login)
         positions: dict[str, failover.Position | None] = {}
         if failover.needs_positions(pods, topology, home, down_for, delay):
             positions = await self.positions(child, namespace, pods)
-        plan = failover.judge(pods, topology, home, positions, down_for=down_for, delay=delay)
+        plan = failover.judge(pods, dataclasses.replace(topology, sync_hold=self.sync_hold(owner)), home, positions,
+                              down_for=down_for, delay=delay)
         await self.relabel(namespace, plan.relabel)
         if plan.action == failover.Action.FAILOVER and not spec.database.failover.enabled:
             plan = Plan(failover.Action.NONE, plan.reason, plan.message + " (failover is disabled: holding)")
@@ -234,7 +251,7 @@ class Guard:
         self.memory.reason = plan.reason
         await self.write_status(owner, topology, phase, plan.reason, plan.message)
         if plan.reason in (failover.Reason.POSITIONS_UNKNOWN, failover.Reason.NO_REPLICA,
-                           failover.Reason.DRAIN_BLOCKED):
+                           failover.Reason.DRAIN_BLOCKED, failover.Reason.SYNC_HOLD):
             await self.kube.post_event(dict(owner), "Warning", str(plan.reason), plan.message)
             self.logger.warning("write role: %s", plan.message)
 
@@ -249,8 +266,39 @@ class Guard:
             self.memory.last_move = ((owner.get("status") or {}).get("database") or {}).get("lastMove")
         if self.memory.last_move is not None:
             database["lastMove"] = self.memory.last_move
+        database["syncHold"] = self.sync_hold(owner)
         meta = owner["metadata"]
         await self.kube.apply_status(meta["name"], meta["namespace"], {"database": database}, FAILOVER_MANAGER)
+
+    def sync_hold(self, owner: Mapping[str, Any]) -> bool:
+        if self.memory.sync_hold is None:
+            self.memory.sync_hold = bool(((owner.get("status") or {}).get("database") or {}).get("syncHold"))
+        return self.memory.sync_hold
+
+    async def check_sync_hold(self, owner: Mapping[str, Any], topology: Topology, phase: str,
+                              primary: DbPod, login: str | pgclient.CertLogin) -> None:
+        """The switchover relaxed synchronous commits on the new primary (no standby may be streaming yet):
+        once one streams, make commits synchronous again; once no statement from the relaxed time can still
+        commit, take the primary's WAL position; once a standby has flushed up to it, every write acknowledged
+        meanwhile is on a standby, and failover is allowed again. One step per tick."""
+        server = pgclient.Server(str(primary.ip), login, SUPERUSER)
+        flushes = await pgclient.run(server.standby_flushes, seconds=5)
+        if self.memory.retightened_at is None:
+            if flushes:
+                self.memory.retightened_at = await pgclient.run(server.retighten, seconds=5)
+                self.logger.info("synchronous commits again on %s: a standby streams", topology.primary)
+            return
+        if self.memory.sync_mark is None:
+            self.memory.sync_mark = await pgclient.run(server.sync_mark, self.memory.retightened_at, seconds=5)
+            return
+        if failover.sync_hold_released(flushes, self.memory.sync_mark):
+            self.memory.sync_hold, self.memory.retightened_at, self.memory.sync_mark = False, None, None
+            message = (f"a standby has every write {topology.primary} acknowledged while commits were relaxed: "
+                       "synchronous again, failover allowed")
+            db = (owner.get("status") or {}).get("database") or {}
+            await self.write_status(owner, topology, phase, str(db.get("reason") or ""), message)
+            self.logger.info(message)
+            await self.kube.post_event(dict(owner), "Normal", "SynchronousRestored", message)
 
     async def write_topology(self, owner: Mapping[str, Any], primary: str) -> None:
         meta = owner["metadata"]
@@ -285,6 +333,7 @@ class Guard:
         created = await pgclient.run(server.ensure_slots, sorted(slot_name(p) for p in others), seconds=10)
         position = await pgclient.run(server.position, seconds=5)
         if position.in_recovery:
+            await pgclient.run(server.prepare_promotion, False, seconds=10)
             await pgclient.run(server.promote, seconds=30)
         await self.relabel(namespace, failover.relabels(self.pods(), topology))
         seconds = round(time.monotonic() - started, 1)
@@ -350,12 +399,56 @@ class Guard:
             with_unfence = f"switchover to {target} aborted, {current} keeps the write role: {exc}"
             await pgclient.run(old_server.unfence, seconds=10)
             await self.kube.label_pod(current, namespace, {names.ROLE_LABEL: failover.PRIMARY})
-            await self.write_status(owner, topology, "Promoted", "SwitchoverAborted", with_unfence)
+            await self.write_status(owner, topology, "Healthy" if current == child.home_primary else "Promoted",
+                                    "SwitchoverAborted", with_unfence)
             await self.kube.post_event(dict(owner), "Warning", "SwitchoverAborted", with_unfence)
             return
+        # The point of no return: the new topology (and, with synchronous commits, the hold) is recorded
+        # before the old primary goes, so that its pod restarts as a replica and a guard that stops here
+        # finishes the move (resume_switchover).
         moved = Topology(target, topology.epoch + 1)
+        try:
+            synchronous = api.parse_spec(owner.get("spec")).database.synchronous
+        except pydantic.ValidationError:
+            synchronous = False
+        if synchronous:
+            self.memory.sync_hold, self.memory.retightened_at, self.memory.sync_mark = True, None, None
         await self.write_status(owner, moved, "SwitchingOver", reason, message)
+        await self.write_topology(owner, target)
+        await self.hand_over(namespace, current, new_server)
         await self.finish_switchover(owner, moved, current, started)
+
+    async def hand_over(self, namespace: str, old: str, target: pgclient.Server) -> None:
+        """Shut the old primary down cleanly, so that it can rejoin as a standby without a new base backup
+        (Patroni's and CloudNativePG's switchover: demote the primary with a clean shutdown first, then promote
+        the target; the old one follows the new timeline, pg_rewind or a new copy only where it must).
+
+        Its pod is deleted with its grace period: the kubelet's SIGTERM is a fast shutdown (postgres-start.sh),
+        which writes the shutdown checkpoint, and every WAL sender exits only once its standby confirmed all it
+        sent. So once the target's WAL receiver stops streaming (or the pod is gone) the target has the old
+        primary's whole WAL, and its timeline starts right after that checkpoint: replica-bootstrap.sh then
+        finds the old data an ancestor of the new timeline and rejoins it as it is. Bounded: past
+        HANDOVER_SECONDS the target is promoted anyway. Nothing acknowledged is at stake here: the target
+        replayed everything up to the fence before this, and the old pod restarting re-seeds itself whenever
+        its WAL goes further than the new timeline's start."""
+        current = next((s for s in self.pods_now() if s["name"] == old), None)
+        if current is None:
+            return
+        uid = current.get("uid")
+        await self.kube.delete_pod(old, namespace)
+        deadline = time.monotonic() + HANDOVER_SECONDS
+        while time.monotonic() < deadline:
+            pod = next((s for s in self.pods_now() if s["name"] == old and s.get("uid") == uid), None)
+            if pod is None or not pod.get("running"):
+                return
+            try:
+                if not await pgclient.run(target.receiving, seconds=3):
+                    return
+            except pgclient.PostgresError as exc:
+                self.logger.info("handover: %s", exc)
+            await asyncio.sleep(0.1)
+        self.logger.warning("switchover: %s's stream did not end within %.0fs of its shutdown; promoting anyway",
+                            old, HANDOVER_SECONDS)
 
     async def finish_switchover(self, owner: Mapping[str, Any], topology: Topology, old: str,
                                 started: float) -> None:
@@ -373,14 +466,16 @@ class Guard:
         await pgclient.run(server.ensure_slots, sorted(slot_name(p.name) for p in pods if p.name != target),
                            seconds=10)
         if (await pgclient.run(server.position, seconds=5)).in_recovery:
+            # With synchronous commits, the new primary's only standby may be the old primary, restarting: commits
+            # are local until a standby streams (the hold, check_sync_hold). Patroni's non-strict synchronous mode
+            # does the same when no synchronous standby is left (docs: replication_modes, "synchronous mode"), and
+            # promotes only a standby known to be synchronous, as the hold forbids failover meanwhile.
+            await pgclient.run(server.prepare_promotion, self.sync_hold(owner), seconds=10)
             await pgclient.run(server.promote, seconds=30)
         await self.relabel(namespace, failover.relabels(self.pods(), topology))
         seconds = round(time.monotonic() - started, 1)
-        # The old primary ran as one (its WAL may have moved past the switch point): it restarts, and its
-        # bootstrap moves the old data aside and seeds it from the new primary.
-        if old != target:
-            await self.kube.delete_pod(old, namespace)
-        done = f"{target} holds the write role (epoch {topology.epoch}); {old} is re-seeded as a replica"
+        done = (f"{target} holds the write role (epoch {topology.epoch}); {old} restarts as its replica"
+                + (" (commits local until a standby streams)" if self.sync_hold(owner) else ""))
         record = {"time": rfc3339(), "kind": "switchover", "from": old, "to": target,
                   "reason": self.memory.switch_reason or "resumed", "seconds": seconds}
         phase = "Healthy" if target == child.home_primary else "Promoted"
@@ -390,22 +485,38 @@ class Guard:
         await self.kube.post_event(dict(owner), "Normal", "SwitchedOver", done)
 
     async def resume_switchover(self, owner: Mapping[str, Any], topology: Topology, home: str) -> None:
-        """A guard that stopped during a switchover: finish it if the role had moved, else let the
-        pre-switchover primary keep writing."""
+        """A guard that stopped during a switchover. The pod status names is asked: still a standby means the
+        move was recorded (the point of no return) but not finished, so it is finished, any other pod still
+        running as a primary restarted first (it was fenced; its WAL now goes past the new timeline's start,
+        so it is seeded again). A primary means the role never left it (or the move completed): it is
+        unfenced and keeps the role."""
         meta = owner["metadata"]
-        others = [p.name for p in self.pods() if p.name != topology.primary]
-        if topology.primary == home:
-            old = next(iter(sorted(others)), home)
+        namespace = meta["namespace"]
+        child = names.ChildNames(meta["name"])
+        pods = self.pods()
+        password = await self.password(child, namespace)
+        holder = next((p for p in pods if p.name == topology.primary and p.ip), None)
+        if holder is None or password is None:
+            return
+        positions = await pgclient.positions(
+            {p.name: pgclient.Server(str(p.ip), password, SUPERUSER) for p in pods if p.ip and p.running})
+        answer = positions.get(holder.name)
+        if answer is None:
+            return  # asked again next tick
+        if answer.in_recovery:
+            others = sorted(name for name, pos in positions.items()
+                            if name != holder.name and pos is not None and not pos.in_recovery)
+            for other in others:
+                await self.kube.label_pod(other, namespace, {names.ROLE_LABEL: failover.REPLICA})
+                await self.kube.delete_pod(other, namespace)
+            old = next(iter(others), next(iter(sorted(p.name for p in pods if p.name != holder.name)), home))
             await self.finish_switchover(owner, topology, old, time.monotonic())
             return
-        child = names.ChildNames(meta["name"])
-        current = next((p for p in self.pods() if p.name == topology.primary and p.ip), None)
-        password = await self.password(child, meta["namespace"])
-        if current is not None and password is not None:
-            await pgclient.run(pgclient.Server(str(current.ip), password, SUPERUSER).unfence, seconds=10)
-        await self.relabel(meta["namespace"], failover.relabels(self.pods(), topology))
-        await self.write_status(owner, topology, "Promoted", "SwitchoverAborted",
-                                f"a switchover was interrupted; {topology.primary} keeps the write role")
+        await pgclient.run(pgclient.Server(str(holder.ip), password, SUPERUSER).unfence, seconds=10)
+        await self.relabel(namespace, failover.relabels(self.pods(), topology))
+        phase = "Healthy" if topology.primary == home else "Promoted"
+        await self.write_status(owner, topology, phase, "SwitchoverResumed",
+                                f"a switchover was interrupted; {topology.primary} holds the write role")
 
     async def postgres_template(self, statefulset: str, namespace: str) -> Mapping[str, Any] | None:
         """The postgres container of a StatefulSet's pod template (from the watch cache)."""

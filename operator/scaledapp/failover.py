@@ -12,6 +12,10 @@ this module returns. docs/failure.md tells the whole story; the rules, briefly:
   running replica has told its WAL position (never promote while one that might be further ahead is
   silent), and there is one to promote. The most advanced replica (received WAL, then replayed, then name)
   is promoted.
+* Synchronous hold: a switchover promotes its target with synchronous commits relaxed to local ones until a
+  standby streams again (the old primary restarting is often the only one). Writes acknowledged meanwhile may
+  exist on the primary alone, so no failover happens until a standby has flushed past them
+  (`Topology.sync_hold`).
 * Failback: after a failover the write role sits on a pod of the replicas' StatefulSet, where the scaler
   cannot size it and a scale-down could remove it. Once the primary's home pod (the primary StatefulSet's
   pod, re-seeded as a replica) has caught up, a controlled switchover moves the role home.
@@ -63,6 +67,7 @@ class Reason(enum.StrEnum):
     NODE_DRAINING = "NodeDraining"  # the primary's node is cordoned: planned switchover off it
     DRAIN_BLOCKED = "DrainBlocked"  # ... and no replica can take the role: the primary's budget holds the drain
     HOME_DRAINING = "HomeDraining"  # the home pod's node is cordoned: the role does not go home yet
+    SYNC_HOLD = "SynchronousHold"  # the primary may hold acknowledged writes no standby has: no failover
 
 
 @dataclass(frozen=True)
@@ -85,6 +90,9 @@ class DbPod:
 class Topology:
     primary: str
     epoch: int = 0
+    # Synchronous commits were relaxed by a switchover and no standby has confirmed the writes acknowledged
+    # since (status.database.syncHold): no failover.
+    sync_hold: bool = False
 
 
 @dataclass(frozen=True)
@@ -134,7 +142,8 @@ def judge(
     delay: float,
 ) -> Plan:
     """What to do about the write role now. `down_for`: seconds since the primary was last seen Ready;
-    `positions`: what each pod answered (missing or None: unknown)."""
+    `positions`: what each pod answered (missing or None: unknown); `topology.sync_hold`: synchronous commits
+    were relaxed by a switchover and no standby has confirmed the writes acknowledged since."""
     relabel = relabels(pods, topology)
     primary = next((p for p in pods if p.name == topology.primary and not p.terminating), None)
     if primary is not None and primary.ready:
@@ -147,6 +156,11 @@ def judge(
     if answer is not None and not answer.in_recovery:
         return Plan(Action.NONE, Reason.PRIMARY_ANSWERS,
                     f"primary {topology.primary} is not Ready but answers as a primary: holding (busy, not dead)",
+                    relabel=relabel)
+    if topology.sync_hold:
+        return Plan(Action.NONE, Reason.SYNC_HOLD,
+                    f"primary {topology.primary} lost, but it acknowledged writes while no standby was synchronous "
+                    "(after a switchover) and no standby has confirmed them: no failover, waiting for it to return",
                     relabel=relabel)
     running = [p for p in pods if p.name != topology.primary and p.running and not p.terminating]
     silent = [p.name for p in running if positions.get(p.name) is None]
@@ -264,3 +278,12 @@ def drain_switchover(pods: Sequence[DbPod], topology: Topology, positions: Mappi
     return Plan(Action.SWITCHOVER, Reason.NODE_DRAINING,
                 f"node {node} is being drained: switching the write role from {topology.primary} to "
                 f"{chosen.name} before the eviction", target=chosen.name)
+
+
+def sync_hold_released(standby_flushes: Sequence[int], mark: int | None) -> bool:
+    """Whether the synchronous hold ends: commits are synchronous again, `mark` is the primary's WAL position
+    taken once no commit that started under the relaxed setting could still be running (None: not yet), and
+    a standby has flushed up to it, so every write acknowledged while relaxed is on a standby. (Patroni counts
+    a standby as synchronous only once it reached the primary's flush position of the moment
+    synchronous_standby_names changed: patroni/postgresql/sync.py, SyncHandler.)"""
+    return mark is not None and any(flush >= mark for flush in standby_flushes)

@@ -140,6 +140,56 @@ class Server:
             conn.execute("ALTER SYSTEM RESET default_transaction_read_only")
             conn.execute("SELECT pg_reload_conf()")
 
+    def prepare_promotion(self, relax_sync: bool) -> None:
+        """Before pg_promote (ALTER SYSTEM works on a standby): clear what postgresql.auto.conf may carry from
+        this server's or its source's time as a primary (a switchover's read-only fence, an earlier relaxed
+        commit setting), and with `relax_sync` make commits local (wait for no standby) until the guard
+        re-tightens them. synchronous_standby_names is a command-line setting, which ALTER SYSTEM cannot
+        override; synchronous_commit is not, and 'local' skips the wait for a standby."""
+        with self._connect() as conn:
+            conn.execute("ALTER SYSTEM RESET default_transaction_read_only")
+            if relax_sync:
+                conn.execute("ALTER SYSTEM SET synchronous_commit = 'local'")
+            else:
+                conn.execute("ALTER SYSTEM RESET synchronous_commit")
+            conn.execute("SELECT pg_reload_conf()")
+
+    def receiving(self) -> bool:
+        """Does this standby's WAL receiver stream from a primary now? (False once the primary's WAL sender
+        is gone: at a fast shutdown it exits only after the standby confirmed everything it sent.)"""
+        with self._connect() as conn:
+            row = conn.execute("SELECT count(*) FROM pg_stat_wal_receiver WHERE status = 'streaming'").fetchone()
+        return bool(row and int(str(row[0])) > 0)
+
+    def standby_flushes(self) -> list[int]:
+        """Where each streaming standby has flushed the WAL to (a primary's view)."""
+        with self._connect() as conn:
+            rows = conn.execute("SELECT flush_lsn FROM pg_stat_replication WHERE state = 'streaming'").fetchall()
+        return [lsn_number(str(row[0] or "")) for row in rows]
+
+    def retighten(self) -> str:
+        """Synchronous commits again (the relaxed setting reset, reloaded); returns the server's clock just
+        after, for sync_mark."""
+        with self._connect() as conn:
+            conn.execute("ALTER SYSTEM RESET synchronous_commit")
+            conn.execute("SELECT pg_reload_conf()")
+            row = conn.execute("SELECT now()::text").fetchone()
+        assert row is not None
+        return str(row[0])
+
+    def sync_mark(self, since: str) -> int | None:
+        """The WAL position every write acknowledged under the relaxed setting lies below, or None while a
+        statement that started before `since` (the re-tightening) still runs: a backend takes a reloaded
+        setting before its next command, so only a statement running at the reload could still commit
+        without waiting for a standby."""
+        with self._connect() as conn:
+            row = conn.execute(
+                "SELECT NOT EXISTS (SELECT 1 FROM pg_stat_activity WHERE backend_type = 'client backend' "
+                "  AND state = 'active' AND query_start < %s::timestamptz AND pid <> pg_backend_pid()), "
+                "pg_current_wal_lsn()", (since,)).fetchone()
+        assert row is not None
+        return lsn_number(str(row[1])) if row[0] else None
+
     def set_synchronous(self, standby_names: str) -> None:
         """synchronous_standby_names on the primary ('' = asynchronous), applied at once by a reload."""
         with self._connect() as conn:

@@ -63,6 +63,14 @@ def endpoints(stack: Deployed, service: str) -> set[str]:
             if (e.get("conditions") or {}).get("ready") and e.get("targetRef")}
 
 
+def rejoined_without_a_copy(stack: Deployed, pod: str) -> bool:
+    """Did the pod's bootstrap (the initContainer of its current incarnation) rejoin its data as a standby,
+    rather than move it aside and copy the primary again? (replica-bootstrap.sh says which.)"""
+    log = stack.cluster.kubectl_run("logs", "-n", stack.apps, pod, "-c", "bootstrap").stdout
+    print(f"{pod} bootstrap: {log.strip()[-400:]}")
+    return "rejoins as a standby" in log and "moving it aside" not in log
+
+
 def writing(probe: WriteProbe, after: float, timeout: float, what: str) -> None:
     wait_for(lambda: probe.acked_after(after) >= 3, timeout=timeout, what=what, interval=0.5)
 
@@ -196,7 +204,18 @@ def test_a_hung_primary_is_failed_over_then_the_role_comes_home_without_losing_a
     # Synchronous commits: not one acknowledged write is missing from the primary that has the role now.
     assert probe.lost(ids_in_database(stack, "hung")) == set()
     wait_for(lambda: endpoints(stack, f"{NAME}-db-read-svc") >= {promoted}, timeout=400,
-             what=f"{promoted} re-seeded and serving reads", interval=2)
+             what=f"{promoted} back and serving reads", interval=2)
+    # The switchover home handed over cleanly: the pod that gave the role back rejoined as a standby as it was
+    # (no new base backup), and the commits the new primary made local until it streamed are synchronous again.
+    wait_for(lambda: rejoined_without_a_copy(stack, promoted), timeout=60, what=f"{promoted} rejoined as it was",
+             interval=2, ignore=(KubectlError,))
+    wait_for(lambda: database(stack).get("syncHold") is False, timeout=90, what="the synchronous hold released",
+             interval=1)
+    assert stack.psql(HOME, "show synchronous_commit").strip() == "on"
+    restored = stack.cluster.kubectl("get", "events", "-n", stack.apps, "--field-selector",
+                                     f"involvedObject.name={NAME},reason=SynchronousRestored",
+                                     "-o", "jsonpath={.items[*].reason}")
+    assert "SynchronousRestored" in restored
 
 
 def test_a_lagging_replica_leaves_the_read_service_until_it_catches_up(stack: Deployed) -> None:
@@ -271,6 +290,9 @@ def test_a_change_that_needs_the_primary_restarted_goes_through_a_switchover(sta
         probe.stop()
     assert stack.psql(HOME, "show synchronous_standby_names").strip() == ""  # the new template runs
     assert probe.lost(ids_in_database(stack, "planned")) == set()
+    # The switchover away shut the old primary down cleanly: it restarted on the new template and rejoined
+    # as a standby as it was (the switchover home since then does not restart it).
+    assert rejoined_without_a_copy(stack, HOME)
 
 
 def evict(stack: Deployed, pod: str) -> str:
@@ -322,3 +344,45 @@ def test_a_drain_of_the_primarys_node_moves_the_role_by_switchover(stack: Deploy
     print(f"drain: longest write gap {probe.writes_down(cordoned):.1f}s; switchover {after['lastMove']['seconds']}s")
     home_and_healthy(stack)
     assert probe.lost(ids_in_database(stack, "drain")) == set()
+
+
+def test_a_synchronous_switchover_keeps_writing_while_the_old_primary_is_away(stack: Deployed) -> None:
+    """With synchronous commits and one replica, the new primary's only standby is the old primary. A switchover
+    promotes with commits made local until a standby streams, and holds failover meanwhile (status.database.
+    syncHold): here the old primary cannot come back at all (the node is cordoned, its pod stays Pending), and
+    writes go on; once it is back and has every write acknowledged meanwhile, the hold ends and none is lost."""
+    stack.cluster.kubectl("patch", "scaledapp", NAME, "-n", stack.apps, "--type=merge",
+                          "-p", json.dumps({"spec": {"database": {"synchronous": True}}}))
+    # A server setting: the primary restarts through a switchover away and home (as the drill above).
+    wait_for(lambda: stack.psql(HOME, "show synchronous_standby_names").strip() == "ANY 1 (*)", timeout=300,
+             what="synchronous commits on the primary's new template", interval=2, ignore=(KubectlError,))
+    home_and_healthy(stack)
+    wait_for(lambda: database(stack).get("syncHold") is False, timeout=90, what="no hold to begin with", interval=1)
+    node = stack.cluster.kubectl("get", "pod", HOME, "-n", stack.apps, "-o", "jsonpath={.spec.nodeName}").strip()
+    probe = WriteProbe(app_url(stack), prefix="synchold").start()
+    try:
+        writing(probe, 0, 60, "writes before the drill")
+        stack.cluster.kubectl("cordon", node)
+
+        def held() -> dict[str, Any] | None:
+            db = database(stack)
+            last = db.get("lastMove") or {}
+            return db if last.get("kind") == "switchover" and last.get("from") == HOME and db.get("syncHold") \
+                and db.get("phase") != "SwitchingOver" else None
+
+        after = wait_for(held, timeout=90, what="a switchover off the cordoned node, with the hold", interval=1)
+        switched = time.monotonic()
+        # The old primary's pod cannot be scheduled: no standby at all, and synchronous writes go on.
+        writing(probe, switched + 3, 60, "writes while no standby streams")
+        assert database(stack).get("syncHold") is True
+        assert stack.psql(after["primary"], "show synchronous_commit").strip() == "local"
+        gap = probe.writes_down(switched)
+    finally:
+        stack.cluster.kubectl("uncordon", node)
+        probe.stop()
+    wait_for(lambda: database(stack).get("syncHold") is False, timeout=300,
+             what="the hold released once the old primary streams again", interval=1)
+    home_and_healthy(stack)
+    assert stack.psql(HOME, "show synchronous_commit").strip() == "on"
+    print(f"synchronous switchover with the old primary away: longest write gap {gap:.1f}s after the switchover")
+    assert probe.lost(ids_in_database(stack, "synchold")) == set()

@@ -19,6 +19,7 @@ from scaledapp.failover import (
     relabels,
     resource_key,
     restart_needed,
+    sync_hold_released,
 )
 from scaledapp.pgclient import lsn_number
 from scaledapp.resources.database import readiness_query
@@ -80,6 +81,28 @@ def test_no_failover_while_a_running_replica_is_silent() -> None:
     plan = judge([pod(HOME, ready=False, running=False), pod(R0), pod(R1)], HOME_TOPOLOGY, HOME, positions,
                  down_for=60, delay=10)
     assert plan.action == Action.NONE and plan.reason == Reason.POSITIONS_UNKNOWN and R1 in plan.message
+
+
+def test_no_failover_while_the_primary_may_hold_writes_acknowledged_without_a_standby() -> None:
+    """After a switchover relaxed synchronous commits, the most advanced replica may still lack writes the
+    primary acknowledged: the guard waits for the primary rather than lose them (Patroni promotes only a
+    standby known to be synchronous)."""
+    pods = [pod(HOME, ready=False, running=False), pod(R0), pod(R1)]
+    positions = {R0: standby(5 * MB), R1: standby(4 * MB)}
+    held = Topology(HOME, sync_hold=True)
+    plan = judge(pods, held, HOME, positions, down_for=30, delay=10)
+    assert plan.action == Action.NONE and plan.reason == Reason.SYNC_HOLD and plan.target is None
+    within = judge(pods, held, HOME, positions, down_for=4, delay=10)
+    assert within.reason == Reason.PRIMARY_NOT_READY  # the usual wait comes first
+    released = judge(pods, HOME_TOPOLOGY, HOME, positions, down_for=30, delay=10)
+    assert released.action == Action.FAILOVER and released.target == R0
+
+
+def test_the_synchronous_hold_ends_once_a_standby_flushed_past_the_mark() -> None:
+    assert not sync_hold_released([10 * MB], None)  # no mark yet: a relaxed statement may still commit
+    assert not sync_hold_released([], 5 * MB)  # nobody streams
+    assert not sync_hold_released([4 * MB, 5 * MB - 1], 5 * MB)
+    assert sync_hold_released([4 * MB, 5 * MB], 5 * MB)
 
 
 def test_a_primary_that_answers_is_busy_not_dead() -> None:
