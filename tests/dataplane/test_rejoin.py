@@ -34,6 +34,9 @@ def pair(dataplane_dir: Path, request: pytest.FixtureRequest) -> Iterator[Postgr
     try:
         cluster.start()
         execute(cluster.primary, "CREATE TABLE IF NOT EXISTS t (id int PRIMARY KEY)")
+        # Replicas lag: a drill that stops the replica at once must not find the table missing on it.
+        wait_for(lambda: cluster.replica.query("SELECT to_regclass('t') IS NOT NULL") == [(True,)], 30,
+                 "the table on the replica", interval=0.05)
         yield cluster
     finally:
         for server in (cluster.primary, cluster.replica):
