@@ -47,11 +47,14 @@ class Station:
     def serve(self, arrivals: float, capacity: float, dt: float, timeout: float) -> Served:
         offered = arrivals + self.backlog / dt
         if capacity <= 0:  # nothing serves: work waits if callers wait forever, else it fails
+            # With nothing offered nobody waits: an infinite delay here would turn "0 reads x delay" into
+            # NaN downstream (a replica-less tick once poisoned the app pods' series for good).
+            delay = math.inf if offered > 0 else 0.0
             if math.isinf(timeout):
                 self.backlog += arrivals * dt
-                return Served(0.0, 0.0, math.inf if offered > 0 else 0.0, 0.0, math.inf)
+                return Served(0.0, 0.0, delay, 0.0, delay)
             self.backlog = 0.0
-            return Served(0.0, offered, math.inf if offered > 0 else 0.0, 0.0, math.inf)
+            return Served(0.0, offered, delay, 0.0, delay)
         throughput = min(offered, capacity)
         backlog = self.backlog + (arrivals - throughput) * dt
         # Callers give up after `timeout`: at most capacity * timeout can be waiting.

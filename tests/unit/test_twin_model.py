@@ -3,6 +3,7 @@ signals name the intended tier when fed through the real tiers' pressure functio
 
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from devharness.twin import Load, Observation, TwinModel, TwinParams
+from devharness.twin.model import POD_TIERS
 from scaledapp import api
 from scaledapp.observation import Snapshot
 from scaledapp.sizes import Resources, TierName
@@ -168,6 +170,27 @@ def test_new_pods_become_ready_after_their_tier_delay() -> None:
     settle(model, BASE, 60)
     assert model.settling() == frozenset()
     assert model.last is not None and model.last.ready["db-read"] == 2
+
+
+@pytest.mark.parametrize("tier", POD_TIERS)
+def test_every_page_stays_finite_when_a_tier_has_no_ready_pod_for_a_while(tier: TierName) -> None:
+    """A deleted pod's replacement is not ready at once: for a few ticks its tier may have none. Nothing then
+    reaches that tier, and no page may show NaN or Inf (a NaN added to a counter would poison it for good,
+    and Prometheus turns a NaN into an unknown signal: a blind tier)."""
+    model = TwinModel(seed=1, pod_series=True, params=TwinParams(replica_bootstrap_seconds=5, app_ready_seconds=5,
+                                                                 worker_ready_seconds=5))
+    names = {t: [p.name for p in model.pods(t)] for t in POD_TIERS}
+    settle(model, BASE, 20)
+    model.set_sizes(model.sizes, pods={**names, tier: []})
+    settle(model, BASE, 3)
+    model.set_sizes(model.sizes, pods={**names, tier: [f"{n}-new" for n in names[tier]]})
+    for _ in range(30):
+        model.step(BASE)
+        for t in POD_TIERS:
+            for pod, text in model.pod_metrics(t):
+                for family in text_string_to_metric_families(text):
+                    for sample in family.samples:
+                        assert math.isfinite(sample.value), (pod, sample)
 
 
 NO_CACHE = {"cache": {"enabled": False}}
