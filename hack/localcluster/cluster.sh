@@ -21,6 +21,8 @@ source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 source "$HERE/pki.sh"
 # shellcheck source=node.sh
 source "$HERE/node.sh"
+# shellcheck source=fence.sh
+source "$HERE/fence.sh"
 
 # Default ports; LC_NODES=kwok without SCALEDAPP_STATE (the kwok cluster beside the real one) shifts them by 10000.
 shift=0; [ "$KWOK_BESIDE_REAL" = 1 ] && shift=10000
@@ -166,7 +168,7 @@ command_of() {
       --authentication-kubeconfig="$PKI/scheduler.kubeconfig" --authorization-kubeconfig="$PKI/scheduler.kubeconfig" \
       --leader-elect=false --bind-address=127.0.0.1 --secure-port="$SCHEDULER_PORT" --profiling=false $CLIENT_QPS ) ;;
     kwok) CMD=("$KWOK_BIN/kwok" --kubeconfig="$STATE/kubeconfig" --config="$STATE/kwok-stages.yaml" \
-      --manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake --cidr=10.244.0.0/16 \
+      --manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake --cidr=10.244.128.0/17 \
       --node-ip=10.240.0.1 --node-lease-duration-seconds=40 --server-address="127.0.0.1:$KWOK_PORT" ) ;;
     pv-provisioner) CMD=("$HERE/pv-provisioner.sh" "$STATE" ) ;;
     containerd) CMD=(containerd --config "$NODE_DIR/containerd.toml" --log-level warn) ;;
@@ -342,6 +344,7 @@ cmd_up() {
   fi
   mkdir -p "$STATE" "$LOGS" "$PIDS"
   echo "$NODES" >"$STATE/nodes"
+  fence_up
   if [ -s "$STATE/kubeconfig" ] && all_healthy; then
     # Images rebuilt since the last `up` still go in (unchanged ones are skipped in milliseconds).
     [ "$NODES" = real ] && node_import_images
@@ -413,6 +416,7 @@ cmd_down() {
     say "real node: host restored (iptables chains, bridge, sysctls, mounts, cgroups, /var and /run paths)"
   fi
   rm -rf "$STATE"
+  fence_down
   say "local cluster down ($stopped components stopped; $STATE removed)"
 }
 
