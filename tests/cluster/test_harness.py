@@ -5,8 +5,11 @@ The destructive test (killing the apiserver) runs on a private control plane, so
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import signal
+import socket
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +68,26 @@ def test_deployment_gets_ready_pods_with_ips(cluster: Cluster, namespace: str) -
         timeout=30,
         what="deployment web to report 3 available replicas",
     )
+
+
+def fence_refusals() -> int:
+    """Packets the fence's TCP rules refused so far (hack/localcluster/fence.sh)."""
+    out = subprocess.run(["iptables", "-w", "-L", "SCALEDAPP-FENCE", "-n", "-v", "-x"], capture_output=True,
+                         text=True, check=True, timeout=10).stdout
+    return sum(int(line.split()[0]) for line in out.splitlines() if "tcp" in line and "reject-with tcp-reset" in line)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the fence needs root (CI runs as root)")
+def test_a_connection_to_a_fake_pods_address_is_refused_on_this_machine(cluster: Cluster, namespace: str) -> None:
+    """kwok's pods have addresses nothing answers for; the operator still connects to its Postgres pods by IP.
+    Such a connection must end here, refused at once, and never follow the default route off the machine."""
+    cluster.apply(deployment("fenced", 1), namespace=namespace)
+    ip = ipaddress.ip_address(wait_ready_pods(cluster, namespace, "app=fenced", 1)[0]["status"]["podIP"])
+    assert ip in ipaddress.ip_network("10.244.128.0/17"), f"kwok's pods live apart from the real node's: {ip}"
+    before = fence_refusals()
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection((str(ip), 5432), timeout=5).close()
+    assert fence_refusals() > before, "refused by the fence, not by whatever lies beyond the default route"
 
 
 def test_deleted_pod_is_replaced_by_its_replicaset(cluster: Cluster, namespace: str) -> None:
