@@ -264,7 +264,7 @@ def cpu_seconds(pid: int) -> float:
 
 
 def operator_arm(bench: Bench, n: int, steady: float, expected: dict[tuple[str, str], int], label: str,
-                 source: Path | None, profile: Path | None = None) -> dict[str, Any]:
+                 source: Path | None, profile: Path | None = None, calls: bool = False) -> dict[str, Any]:
     """The operator (this checkout's, or the copy of its package folder in `source`) on N new ScaledApps."""
     namespace = f"scale-op-{label}-{n}"
     bench.kubectl("create", "namespace", namespace)
@@ -276,7 +276,7 @@ def operator_arm(bench: Bench, n: int, steady: float, expected: dict[tuple[str, 
     if source is not None:
         env["PYTHONPATH"] = os.pathsep.join([str(source), *filter(None, [env.get("PYTHONPATH")])])
     operator = subprocess.Popen(
-        [sys.executable, "-m", "scaledapp", "-n", namespace, "--log-format", "json",
+        [sys.executable, "-m", "scaledapp", "-n", namespace, "--log-format", "json", *(["-v"] if calls else []),
          "--liveness", f"http://127.0.0.1:{liveness}/healthz", f"--metrics-port={metrics_port}"],
         env=env, stdout=log, stderr=subprocess.STDOUT)
     watch = Workloads(bench, namespace, expected)
@@ -312,6 +312,7 @@ def operator_arm(bench: Bench, n: int, steady: float, expected: dict[tuple[str, 
         operator.terminate()
         operator.wait(timeout=60)
         log.close()
+        breakdown = calls_by_resource(Path(log.name), n) if calls else {}
         if profile is not None:  # the operator's log beside its profile (the state folder goes at the end)
             shutil.copy(log.name, profile / Path(log.name).name)
         print(file=sys.stderr)
@@ -319,7 +320,28 @@ def operator_arm(bench: Bench, n: int, steady: float, expected: dict[tuple[str, 
     return {"label": label, "seconds": seconds, "ready": ready, "status_seconds": status_seconds,
             "apps_ready": apps_ready, "by_method": at_ready["by_method"], "rss_mib": rss,
             "rss_end_mib": after["rss_mib"], "calls_to_ready": at_ready["calls"] / n,
-            "calls_per_tick": (after["calls"] - before["calls"]) / n / ticks, "cpu_to_ready": cpu_ready}
+            "calls_per_tick": (after["calls"] - before["calls"]) / n / ticks, "cpu_to_ready": cpu_ready,
+            "breakdown": breakdown}
+
+
+API_LINE = re.compile(r"API (GET|POST|PUT|PATCH|DELETE) (\S+)")
+
+
+def calls_by_resource(log: Path, n: int) -> dict[str, float]:
+    """The operator's Kubernetes calls per ScaledApp over its whole run, by method and resource ("PATCH
+    statefulsets", "PATCH scaledapps/status"), from its debug log's `API <method> <path>` lines."""
+    counts: dict[str, int] = {}
+    for line in log.read_text(errors="replace").splitlines():
+        found = API_LINE.search(line)
+        if not found:
+            continue
+        parts = found.group(2).split("?")[0].strip("/").split("/")
+        # .../namespaces/NS/RESOURCE/NAME[/SUB]: the resource and its subresource, without names
+        at = parts.index("namespaces") + 2 if "namespaces" in parts else len(parts) - 2
+        resource = "/".join([parts[at], *parts[at + 2:at + 3]]) if at < len(parts) else parts[-1]
+        key = f"{found.group(1)} {resource}"
+        counts[key] = counts.get(key, 0) + 1
+    return {key: count / n for key, count in sorted(counts.items(), key=lambda kv: -kv[1])}
 
 
 def _wait_up(port: int, operator: subprocess.Popen[Any]) -> None:
@@ -372,6 +394,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steady", type=float, default=30.0, help="seconds of steady state to count calls over")
     parser.add_argument("--profile", type=Path,
                         help="py-spy the operator until Ready; collapsed stacks and the operator's log here")
+    parser.add_argument("--calls", action="store_true",
+                        help="run the operator with debug logging and print its calls per ScaledApp by resource")
     parser.add_argument("--operator", action="append", default=[], metavar="LABEL=DIR",
                         help="an operator arm running the scaledapp package found in DIR (e.g. an older commit's "
                              "operator/ folder, for a before/after in the same run); repeatable, in this order; "
@@ -395,7 +419,7 @@ def main(argv: list[str] | None = None) -> int:
                 expected = expected_workloads(n, "-")
                 raw = raw_arm(bench, n, args.batch, args.raw_jobs, expected)
                 for label, source in arms:
-                    op = operator_arm(bench, n, args.steady, expected, label, source, args.profile)
+                    op = operator_arm(bench, n, args.steady, expected, label, source, args.profile, args.calls)
                     rows.append({"n": n, "raw": raw, "operator": op})
                     print("\n".join(table(rows[-1:])), file=sys.stderr)
         finally:
@@ -406,6 +430,9 @@ def main(argv: list[str] | None = None) -> int:
         calls = ", ".join(f"{m} {v / r['n']:.1f}" for m, v in sorted(op["by_method"].items()))
         print(f"\nN={r['n']} `{op['label']}`: API calls per ScaledApp to Ready by method: {calls}; RSS at the end "
               f"{op['rss_end_mib']:.0f} MiB.", end="")
+        if op["breakdown"]:
+            print(f"\nN={r['n']} `{op['label']}`: calls per ScaledApp over the whole run (to Ready and the steady "
+                  "seconds) by resource: " + ", ".join(f"{k} {v:.2f}" for k, v in op["breakdown"].items()), end="")
     print()
     for label, source in arms:
         print(f"\nOperator `{label}`: " + (f"the scaledapp package in {source}" if source else "this checkout's") + ".")

@@ -47,12 +47,24 @@ def owned_by_scaler(live: Manifest) -> bool:
     return any(f.get("manager") == names.SCALER_MANAGER for f in live["metadata"].get("managedFields") or [])
 
 
-async def set_initial_sizes(kube: Kube, owner: Manifest, spec: ScaledAppSpec, applied: list[Manifest]) -> None:
+async def set_initial_sizes(
+    kube: Kube, owner: Manifest, spec: ScaledAppSpec, applied: list[Manifest], release: str | None = None
+) -> bool:
     """Give each scaler-owned field of the children just `applied` (the server's answers, with their
-    managedFields) its starting size, once: later the scaler's own decisions stand."""
+    managedFields) its starting size, once: later the scaler's own decisions stand.
+
+    `release`: the StatefulSet held at 0 replicas until it is sized (the primary, resources/__init__.py): its
+    sizing apply also gives it its one pod, instead of the reconciler applying it again (a call per new
+    ScaledApp). Returns whether it did."""
     meta = owner["metadata"]
     answers = {(m["kind"], m["metadata"]["name"]): m for m in applied}
     new = [body for body in tiers.initial_scaler_bodies(meta["name"], meta["namespace"], spec)
            if (live := answers.get((body["kind"], body["metadata"]["name"]))) is not None
            and not owned_by_scaler(live)]
+    released = False
+    for body in new:
+        if body["kind"] == "StatefulSet" and body["metadata"]["name"] == release:
+            body["spec"]["replicas"] = 1
+            released = True
     await asyncio.gather(*(kube.apply(body, names.SCALER_MANAGER) for body in new))  # one round trip, not five
+    return released

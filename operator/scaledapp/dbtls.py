@@ -121,6 +121,8 @@ async def ensure(kube: Kube, owner: Mapping[str, Any], spec: api.ScaledAppSpec,
     state.server = tls.decode(material.as_data())
     if not first:
         state.reload_pending = material.server.cert_pem
+    if first and api.never_reconciled(owner):
+        return True  # a new ScaledApp's Created Event names the Secret (one call per new ScaledApp fewer)
     expires = material.server.cert.not_valid_after_utc.strftime("%Y-%m-%d")
     await kube.post_event(dict(owner), "Normal", Reason.CERTIFICATES_ISSUED,
                           f"issued the Postgres server and replication certificates in Secret {child.db_tls} "

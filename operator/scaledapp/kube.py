@@ -328,6 +328,10 @@ def slim(obj: dict[str, Any]) -> dict[str, Any]:
         "apiVersion": obj.get("apiVersion"), "kind": obj.get("kind"),
         "metadata": {k: meta[k] for k in ("name", "namespace", "uid", "resourceVersion", "generation") if k in meta},
     }
+    # Which managers own fields (whether the scaler has sized it yet), not the fields themselves.
+    managers = [{"manager": f.get("manager")} for f in meta.get("managedFields") or []]
+    if managers:
+        out["metadata"]["managedFields"] = managers
     if obj.get("kind") == "ConfigMap":
         out["data"] = obj.get("data") or {}
         return out

@@ -113,12 +113,16 @@ DOCS: dict[Reason, tuple[str, str]] = {
     Reason.DECIDED: ("Event", "an applied action of an unknown kind (not expected in practice)"),
     Reason.INEFFECTIVE_STEP: ("Warning Event", "a widening step did not lower its tier's pressure; backing off"),
     Reason.RESIZE_AT_RESTART: ("Warning Event", "in-place resize of the primary is unavailable; applies at restart"),
-    Reason.CREATED: ("Event", "every tier was created"),
+    Reason.CREATED: ("Event", "every tier was created; the message names the generated credentials and"
+                              " certificates Secrets"),
     Reason.CREDENTIALS_GENERATED: ("Event", "credentials (database and Redis passwords) were generated in their"
-                                            " Secret: all of them, or the keys an older Secret lacked"),
+                                            " Secret after the ScaledApp was created (a deleted Secret no operator"
+                                            " remembered, or the keys an older Secret lacked; a new ScaledApp's"
+                                            " are named by Created)"),
     Reason.CREDENTIALS_RESTORED: ("Warning Event", "the deleted credentials Secret was put back with the same values"),
-    Reason.CERTIFICATES_ISSUED: ("Event", "the Postgres server and replication certificates were issued (first, "
-                                 "renewed before expiry, or re-issued for a new CA); the message says why"),
+    Reason.CERTIFICATES_ISSUED: ("Event", "the Postgres server and replication certificates were issued (renewed"
+                                 " before expiry, re-issued for a new CA, or issued again after a restart); the"
+                                 " message says why (a new ScaledApp's first ones are named by Created)"),
     Reason.CA_INVALID: ("Warning Event", "spec.database.tls.caSecretName names a Secret without a usable CA "
                         "(tls.crt, tls.key); no certificate is issued until it has one"),
     Reason.CREDENTIALS_SYNCED: ("Event", "the database roles' passwords were set to the credentials Secret's "

@@ -90,7 +90,9 @@ async def reconcile(kube: Kube, owner: Manifest, logger: logging.Logger | loggin
     first_time = not (owner.get("status") or {}).get("observedGeneration")
     await _report(kube, owner, generation, ok=True, reason=Reason.APPLIED, message=message)
     if first_time:
-        await kube.post_event(owner, "Normal", Reason.CREATED, "created every tier: " + ", ".join(_summary(spec)))
+        await kube.post_event(owner, "Normal", Reason.CREATED, "created every tier: " + ", ".join(_summary(spec))
+                              + f"; credentials in Secret {child.db_credentials}, Postgres certificates in Secret "
+                              f"{child.db_tls}")
 
 
 def _summary(spec: api.ScaledAppSpec) -> list[str]:
@@ -128,7 +130,7 @@ async def _ensure_credentials(kube: Kube, owner: Manifest, child: names.ChildNam
         if known:
             await kube.post_event(owner, "Warning", Reason.CREDENTIALS_RESTORED,
                                   f"Secret {child.db_credentials} was deleted: restored with the same values")
-        else:
+        elif not api.never_reconciled(owner):  # a new ScaledApp's Created Event names its Secrets (one call)
             await kube.post_event(owner, "Normal", Reason.CREDENTIALS_GENERATED,
                                   f"generated the database and Redis credentials in Secret {child.db_credentials}")
         return
@@ -162,13 +164,17 @@ async def apply_children(
     answered.
 
     A new primary is held at 0 replicas until the scaler has given it its size: a pod created without
-    resources could never be resized in place. Then the primary is applied again at 1 replica.
+    resources could never be resized in place. The scaler's sizing apply gives it its one pod; should the
+    scaler own it already (the watch had not shown it yet), the primary is applied again at 1 replica.
     """
     meta = owner["metadata"]
     name, namespace = meta["name"], meta["namespace"]
     child = names.ChildNames(name)
     new = api.never_reconciled(owner)  # its children are not there yet: no read, nothing to prune
-    primary = None if new else await kube.get("apps/v1", "StatefulSet", child.db_primary, namespace)
+    # A new ScaledApp's primary is read from the watch cache only: there when a first reconcile that failed
+    # half-way is retried (its primary, sized, must not be held at 0 again).
+    primary = (kube.cache.get("StatefulSet", child.db_primary, namespace) if new
+               else await kube.get("apps/v1", "StatefulSet", child.db_primary, namespace))
     hold = primary is None or not scaler.owned_by_scaler(primary)
     write_role_at = ((owner.get("status") or {}).get("database") or {}).get("primary")
     wanted = [m for m in resources.build_children(name, namespace, spec, hold_primary=hold, write_role_at=write_role_at)
@@ -178,8 +184,9 @@ async def apply_children(
     for wave in ([m for m in wanted if m["kind"] not in WORKLOADS], [m for m in wanted if m["kind"] in WORKLOADS]):
         applied += [brief(a) for a in await asyncio.gather(
             *(kube.apply(adopt(m, owner), names.RECONCILER_MANAGER) for m in wave))]
-    await scaler.set_initial_sizes(kube, owner, spec, applied)
-    if hold and any(m["metadata"]["name"] == child.db_primary and m["kind"] == "StatefulSet" for m in applied):
+    released = await scaler.set_initial_sizes(kube, owner, spec, applied, release=child.db_primary if hold else None)
+    if hold and not released and any(
+            m["metadata"]["name"] == child.db_primary and m["kind"] == "StatefulSet" for m in applied):
         sized = [m for m in resources.build_children(name, namespace, spec, write_role_at=write_role_at)
                  if m["kind"] == "StatefulSet" and m["metadata"]["name"] == child.db_primary]
         applied.append(brief(await kube.apply(adopt(sized[0], owner), names.RECONCILER_MANAGER)))

@@ -106,7 +106,7 @@ def reconcile_fully(cluster: Cluster, namespace: str, name: str) -> None:
         assert status.get("tiers") and "MetricsAvailable" in condition_types(cluster, namespace, name), status
 
     eventually(status_written, 90, "status written by the reconciler and by a scaler tick")
-    wait_for(lambda: {"Created", "CredentialsGenerated"} <= event_reasons(cluster, namespace), 30, "Events posted")
+    wait_for(lambda: "Created" in event_reasons(cluster, namespace), 30, "Events posted")
     app_service = f"service/{ChildNames(name).app}"
     cluster.kubectl("delete", "-n", namespace, app_service, "--wait=true")
     wait_for(lambda: cluster.kubectl_run("get", "-n", namespace, app_service).returncode == 0, 60,

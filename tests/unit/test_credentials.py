@@ -62,8 +62,9 @@ def old_secret() -> dict[str, Any]:
                                                                 "resourceVersion": "7"}, "data": data}
 
 
-def ensure(store: SecretStore, uid: str) -> None:
-    asyncio.run(reconciler._ensure_credentials(cast(Kube, store), owner(uid), C, NS))
+def ensure(store: SecretStore, uid: str, *, reconciled: bool = False) -> None:
+    body = owner(uid) | ({"status": {"observedGeneration": 1}} if reconciled else {})
+    asyncio.run(reconciler._ensure_credentials(cast(Kube, store), body, C, NS))
 
 
 def decoded(store: SecretStore) -> dict[str, str]:
@@ -104,8 +105,16 @@ def test_a_complete_secret_is_read_once_and_never_patched() -> None:
     store = SecretStore()
     ensure(store, "uid-new")
     assert set(decoded(store)) == set(secrets.KEYS) and store.patches == []
-    assert [r for r, _m in store.events] == ["CredentialsGenerated"]
+    assert store.events == []  # a new ScaledApp's Created Event names the Secret
     reconciler._KNOWN_CREDENTIALS.pop("uid-new")  # as a restarted operator: knows nothing yet
     ensure(store, "uid-new")
     assert store.patches == [] and reconciler._KNOWN_CREDENTIALS["uid-new"] == store.secret["data"]  # type: ignore[index]
 
+
+
+def test_credentials_generated_for_a_running_scaledapp_are_told_by_an_event() -> None:
+    """Deleted while no operator remembered it: new values, and an Event saying so (a new ScaledApp's are
+    named by its Created Event instead)."""
+    store = SecretStore()
+    ensure(store, "uid-running", reconciled=True)
+    assert [r for r, _m in store.events] == ["CredentialsGenerated"]

@@ -113,3 +113,60 @@ def test_the_resync_leaves_a_scaledapp_its_first_reconcile_has_not_reached_alone
     for full in (False, True):
         done = asyncio.run(reconciler.resync(kube, owner, lambda *_: False, logging.getLogger("test"), full=full))
         assert done == [] and kube.calls == []
+
+
+def _primary_applies(owner: dict[str, Any], cached: dict[str, Any] | None = None) -> list[tuple[str, Any]]:
+    """(field manager, spec.replicas) of every apply of the primary StatefulSet in one reconcile."""
+    import asyncio
+    import logging
+
+    from scaledapp import reconciler
+    from scaledapp.kube import Kube
+    from scaledapp.resources import names
+
+    primary = names.ChildNames(owner["metadata"]["name"]).db_primary
+
+    class Recording(Kube):
+        def __init__(self) -> None:
+            super().__init__(client=object())  # type: ignore[arg-type]
+            self.applies: list[tuple[str, Any]] = []
+
+        async def _call(self, method: str, path: str, *, body: Any = None, query: Any = None, **_: Any) -> Any:
+            if method == "GET":
+                raise ApiException(status=404)
+            if method == "PATCH" and path.endswith(f"/statefulsets/{primary}"):
+                self.applies.append((dict(query or [])["fieldManager"], body["spec"].get("replicas")))
+            return body if isinstance(body, dict) and "metadata" in body else {}
+
+    kube = Recording()
+    if cached is not None:
+        kube.cache.remember(cached)
+    asyncio.run(reconciler.reconcile(kube, owner, logging.getLogger("test")))
+    return kube.applies
+
+
+def test_a_new_primary_gets_its_pod_from_the_apply_that_sizes_it() -> None:
+    """Held at 0 replicas until the scaler has given it its resources (a pod made without them could never be
+    resized in place); the scaler's sizing apply also gives it its one pod: two applies, not three."""
+    from scaledapp import api
+
+    owner: dict[str, Any] = {"apiVersion": api.API_VERSION, "kind": api.KIND, "spec": {},
+                             "metadata": {"name": "fresh", "namespace": "ns", "uid": "u-p", "generation": 1}}
+    assert _primary_applies(owner) == [("scaledapp-reconciler", 0), ("scaledapp-scaler", 1)]
+
+
+def test_a_retried_first_reconcile_never_holds_a_sized_primary_at_zero() -> None:
+    """A first reconcile that failed after the scaler sized the primary is retried while the ScaledApp still looks
+    new: the watch cache has the primary, owned by the scaler, and it keeps its pod."""
+    from scaledapp import api
+    from scaledapp.resources import names
+
+    owner: dict[str, Any] = {"apiVersion": api.API_VERSION, "kind": api.KIND, "spec": {},
+                             "metadata": {"name": "retry", "namespace": "ns", "uid": "u-r", "generation": 1}}
+    managers = [{"manager": "scaledapp-reconciler"}, {"manager": "scaledapp-scaler"}]
+    sized = {"apiVersion": "apps/v1", "kind": "StatefulSet", "spec": {"replicas": 1}, "metadata": {
+        "name": names.ChildNames("retry").db_primary, "namespace": "ns", "uid": "s", "managedFields": managers}}
+    # (The fake's apply answers carry no managedFields, so the scaler sizes it again here; a real one would not.)
+    reconciler_applies = [replicas for manager, replicas in _primary_applies(owner, sized)
+                          if manager == "scaledapp-reconciler"]
+    assert reconciler_applies == [1]
