@@ -43,6 +43,29 @@ async def apply_sizes(kube: Kube, name: str, namespace: str, before: Sizes, afte
     return done
 
 
+def sized_children(name: str, namespace: str, spec: ScaledAppSpec) -> frozenset[tuple[str, str]]:
+    """(kind, name) of the children that carry a scaler-owned size."""
+    return frozenset((b["kind"], b["metadata"]["name"]) for b in tiers.initial_scaler_bodies(name, namespace, spec))
+
+
+def has_sizes(live: Manifest, body: Manifest) -> bool:
+    """The live object already has every value of the size body: a Deployment or StatefulSet created without
+    replicas has the API's default of 1, the starting size of a tier whose minimum is 1. The scaler then need
+    not apply it (a call per such tier and new ScaledApp) and owns the field from its first step on."""
+    return _contains(live.get("spec"), body.get("spec")) and _contains(live.get("data"), body.get("data"))
+
+
+def _contains(live: object, want: object) -> bool:
+    if want is None:
+        return True
+    if isinstance(want, dict):
+        return isinstance(live, dict) and all(_contains(live.get(k), v) for k, v in want.items())
+    if isinstance(want, list):  # lists of named items (containers): matched by name
+        by_name = {i.get("name"): i for i in live if isinstance(i, dict)} if isinstance(live, list) else {}
+        return all(isinstance(w, dict) and _contains(by_name.get(w.get("name")), w) for w in want)
+    return bool(live == want)
+
+
 def owned_by_scaler(live: Manifest) -> bool:
     return any(f.get("manager") == names.SCALER_MANAGER for f in live["metadata"].get("managedFields") or [])
 
@@ -60,7 +83,7 @@ async def set_initial_sizes(
     answers = {(m["kind"], m["metadata"]["name"]): m for m in applied}
     new = [body for body in tiers.initial_scaler_bodies(meta["name"], meta["namespace"], spec)
            if (live := answers.get((body["kind"], body["metadata"]["name"]))) is not None
-           and not owned_by_scaler(live)]
+           and not owned_by_scaler(live) and not has_sizes(live, body)]
     released = False
     for body in new:
         if body["kind"] == "StatefulSet" and body["metadata"]["name"] == release:

@@ -181,15 +181,18 @@ async def apply_children(
               if only is None or (m["kind"], m["metadata"]["name"]) in only]
     # Two waves, each applied concurrently: what pods need (config, policies, services), then workloads.
     applied: list[Manifest] = []
+    sized = scaler.sized_children(name, namespace, spec)  # their answers are read whole by set_initial_sizes
     for wave in ([m for m in wanted if m["kind"] not in WORKLOADS], [m for m in wanted if m["kind"] in WORKLOADS]):
-        applied += [brief(a) for a in await asyncio.gather(
-            *(kube.apply(adopt(m, owner), names.RECONCILER_MANAGER) for m in wave))]
+        applied += [a if (a.get("kind"), a.get("metadata", {}).get("name")) in sized else brief(a)
+                    for a in await asyncio.gather(
+                        *(kube.apply(adopt(m, owner), names.RECONCILER_MANAGER) for m in wave))]
     released = await scaler.set_initial_sizes(kube, owner, spec, applied, release=child.db_primary if hold else None)
+    applied = [brief(a) for a in applied]
     if hold and not released and any(
             m["metadata"]["name"] == child.db_primary and m["kind"] == "StatefulSet" for m in applied):
-        sized = [m for m in resources.build_children(name, namespace, spec, write_role_at=write_role_at)
-                 if m["kind"] == "StatefulSet" and m["metadata"]["name"] == child.db_primary]
-        applied.append(brief(await kube.apply(adopt(sized[0], owner), names.RECONCILER_MANAGER)))
+        unheld = [m for m in resources.build_children(name, namespace, spec, write_role_at=write_role_at)
+                  if m["kind"] == "StatefulSet" and m["metadata"]["name"] == child.db_primary]
+        applied.append(brief(await kube.apply(adopt(unheld[0], owner), names.RECONCILER_MANAGER)))
     if only is None and not new:
         await _prune(kube, owner, {(m["kind"], m["metadata"]["name"]) for m in applied})
     return applied

@@ -12,7 +12,7 @@ from __future__ import annotations
 import pydantic
 
 from scaledapp import act, api, explain, observe, tiers
-from scaledapp.act import apply_sizes, owned_by_scaler, set_initial_sizes
+from scaledapp.act import apply_sizes, owned_by_scaler, set_initial_sizes, sized_children
 from scaledapp.decide import decide
 from scaledapp.explain import changed, forget
 from scaledapp.kube import Kube
@@ -20,8 +20,20 @@ from scaledapp.observe import Logger, Workloads, read_workloads
 from scaledapp.resources.common import Manifest
 from scaledapp.sizes import Sizes, TierName
 
-__all__ = ["Workloads", "apply_sizes", "changed", "forget", "owned_by_scaler", "read_workloads", "set_initial_sizes",
-           "settling_tiers", "sizes_of", "tick", "tiers_status"]
+__all__ = [
+    "Workloads",
+    "apply_sizes",
+    "changed",
+    "forget",
+    "owned_by_scaler",
+    "read_workloads",
+    "set_initial_sizes",
+    "settling_tiers",
+    "sized_children",
+    "sizes_of",
+    "tick",
+    "tiers_status",
+]
 
 RETRY_SECONDS = 30  # when the spec cannot be read at all
 

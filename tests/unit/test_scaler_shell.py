@@ -169,3 +169,25 @@ def test_a_status_not_yet_back_through_the_watch_is_not_written_again(monkeypatc
     scaler.forget("u-echo")
     asyncio.run(scaler.tick(kube, body, logging.getLogger("test")))  # a new process (or a new object) writes
     assert [m for m, _ in kube.calls] == ["PATCH", "PATCH"]
+
+
+def test_a_starting_size_the_object_already_has_is_not_applied_again() -> None:
+    """A workload created without replicas has the API's default of 1: a tier whose minimum is 1 starts there
+    without a sizing apply (one call per such tier and new ScaledApp); anything else still gets its apply."""
+    from scaledapp import api, tiers
+    from scaledapp.act import has_sizes
+
+    spec = api.parse_spec({})
+    bodies = {(b["kind"], b["metadata"]["name"]): b for b in tiers.initial_scaler_bodies("shop", "ns", spec)}
+    workers = bodies[("Deployment", "shop-workers")]
+    app = bodies[("Deployment", "shop-app")]
+    assert workers["spec"]["replicas"] == 1 and app["spec"]["replicas"] == 2
+    defaulted = {"kind": "Deployment", "spec": {"replicas": 1, "template": {"spec": {"containers": [{"name": "x"}]}}}}
+    assert has_sizes(defaulted, workers)
+    assert not has_sizes(defaulted, app)
+    primary = next(b for (kind, _), b in bodies.items() if kind == "StatefulSet" and "resources" in str(b))
+    held = {"kind": "StatefulSet", "spec": {"replicas": 0, "template": {"spec": {"containers": [
+        {"name": c["name"]} for c in primary["spec"]["template"]["spec"]["containers"]]}}}}
+    assert not has_sizes(held, primary)  # no resources yet: the scaler must give them
+    cache = next(b for (kind, _), b in bodies.items() if kind == "ConfigMap")
+    assert not has_sizes({"kind": "ConfigMap", "data": {}}, cache) and has_sizes(cache, cache)
