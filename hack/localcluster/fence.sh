@@ -33,6 +33,11 @@ fence_up() {
   echo "$STATE" >"$(fence_holder)"
   local range
   iptables -N "$FENCE_CHAIN" 2>/dev/null || iptables -F "$FENCE_CHAIN"
+  # kube-proxy's DNAT (host to ClusterIP) sends the packet to a pod on the bridge, but OUTPUT still sees the
+  # interface chosen for the ClusterIP (the default route): such packets were already routed by kube-proxy.
+  iptables -A "$FENCE_CHAIN" -m conntrack --ctstate DNAT -j RETURN
+  # The node's own address (the bridge's) is local: delivered through lo (the apiserver to the kubelet).
+  iptables -A "$FENCE_CHAIN" -o lo -j RETURN
   for range in "${FENCED_RANGES[@]}"; do
     # A TCP reset: connect() fails at once (an ICMP error only ends it after a retransmission).
     iptables -A "$FENCE_CHAIN" -d "$range" ! -o "$BRIDGE" -p tcp -j REJECT --reject-with tcp-reset \
