@@ -176,13 +176,13 @@ def _password_sync(auth_dir: str, password_file: str, cli: str, grace_seconds: f
 """
 
 
-def _exporter_passwords(auth_dir: str) -> str:
+def _exporter_passwords(auth_dir: str, redis_addr: str) -> str:
     """Loop body: the exporter's password map (JSON) follows `cur` (quotes and backslashes escaped)."""
     target = f"{auth_dir}/{EXPORTER_PASSWORDS}"
     return f"""\
   if [ -n "$cur" ] && [ "$cur" != "$exported" ]; then
     esc="$(printf '%s' "$cur" | sed 's/[\\\\"]/\\\\&/g')"
-    (umask 077; printf '{{"{REDIS_ADDR}": "%s"}}\\n' "$esc" > {target}.new) \\
+    (umask 077; printf '{{"{redis_addr}": "%s"}}\\n' "$esc" > {target}.new) \\
       && mv -f {target}.new {target} && exported="$cur"
   fi
 """
@@ -194,7 +194,7 @@ def _grace_loops(grace_seconds: float, period: float) -> int:
 
 def reloader_script(config_dir: str = CONFIG_DIR, auth_dir: str = AUTH_DIR, password_file: str = PASSWORD_FILE,
                     cli: str = CLI, grace_seconds: float = PASSWORD_GRACE_SECONDS,
-                    period: float = RELOAD_SECONDS) -> str:
+                    period: float = RELOAD_SECONDS, redis_addr: str = REDIS_ADDR) -> str:
     """The cache's sidecar: follows the mounted password (and writes the exporter's map), and applies a changed
     maxmemory without a restart. It retries until redis accepts (redis may still be starting), and only
     remembers a value once CONFIG SET answered OK. The first drop of other passwords comes one grace after its
@@ -203,7 +203,7 @@ def reloader_script(config_dir: str = CONFIG_DIR, auth_dir: str = AUTH_DIR, pass
 last=""; exported=""; left={_grace_loops(grace_seconds, period)}
 while true; do
 {_password_sync(auth_dir, password_file, cli, grace_seconds, period)}\
-{_exporter_passwords(auth_dir)}\
+{_exporter_passwords(auth_dir, redis_addr)}\
   m="$(cat {config_dir}/{MAXMEMORY_KEY} 2>/dev/null)"
   if [ -n "$m" ] && [ "$m" != "$last" ] && [ -n "$cur" ]; then
     if [ "$({PASSWORD_ENV}="$cur" {cli} CONFIG SET maxmemory "$m")" = OK ]; then
