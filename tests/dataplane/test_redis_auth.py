@@ -203,7 +203,7 @@ def test_the_reloader_logs_in_to_apply_a_new_maxmemory(
     target = 48 * 2**20
     (config / cache.MAXMEMORY_KEY).write_text(str(target))
     script = cache.reloader_script(str(config), str(cache_pod.auth_file.parent), str(cache_pod.password_file),
-                                   cli=f"{cache.CLI} -p {cache_pod.port}", period=0.2)
+                                   port=cache_pod.port, period=0.2)
     process = Process("pod-cache-reloader", tmp_path)
     process.spawn(["sh", "-c", script], env=cache_pod.env)
     try:
@@ -264,12 +264,13 @@ GRACE = 3.0  # seconds the previous password is still taken (the pods': cache.PA
 
 def sidecar(r: PodRedis, pod: str, tmp_path: Path) -> Process:
     """The pod's password-following sidecar (the cache's reloader, the queue's password-reloader), polling fast."""
-    auth, cli = str(r.auth_file.parent), f"{cache.CLI} -p {r.port}"
+    auth = str(r.auth_file.parent)
     if pod == "cache_pod":
-        script = cache.reloader_script(str(tmp_path / "config"), auth, str(r.password_file), cli=cli,
-                                       grace_seconds=GRACE, period=0.2, redis_addr=f"redis://127.0.0.1:{r.port}")
+        script = cache.reloader_script(str(tmp_path / "config"), auth, str(r.password_file), port=r.port,
+                                       grace_seconds=GRACE, period=0.2)
     else:
-        script = cache.password_reloader_script(auth, str(r.password_file), cli=cli, grace_seconds=GRACE, period=0.2)
+        script = cache.password_reloader_script(auth, str(r.password_file), port=r.port, grace_seconds=GRACE,
+                                                period=0.2)
     process = Process(f"{pod}-sidecar", tmp_path)
     process.spawn(["sh", "-c", script], env=r.env)
     return process

@@ -118,8 +118,11 @@ REDIS_ADDR = f"redis://127.0.0.1:{REDIS_PORT}"
 # Secret into each pod's files within its sync period (1 min) plus its cache's, on each pod's own schedule: the
 # Redis pod may see the edit a minute or more before a client pod does. Three minutes cover that spread.
 PASSWORD_GRACE_SECONDS = 180
-# The redis-cli every script and probe runs (tests point it at another port).
-CLI = "redis-cli -h 127.0.0.1"
+
+
+def _cli(port: int) -> str:
+    """The redis-cli the sidecars run (tests point it at another port)."""
+    return f"redis-cli -h 127.0.0.1 -p {port}"
 
 
 def _current(auth_dir: str) -> str:
@@ -193,8 +196,8 @@ def _grace_loops(grace_seconds: float, period: float) -> int:
 
 
 def reloader_script(config_dir: str = CONFIG_DIR, auth_dir: str = AUTH_DIR, password_file: str = PASSWORD_FILE,
-                    cli: str = CLI, grace_seconds: float = PASSWORD_GRACE_SECONDS,
-                    period: float = RELOAD_SECONDS, redis_addr: str = REDIS_ADDR) -> str:
+                    port: int = REDIS_PORT, grace_seconds: float = PASSWORD_GRACE_SECONDS,
+                    period: float = RELOAD_SECONDS) -> str:
     """The cache's sidecar: follows the mounted password (and writes the exporter's map), and applies a changed
     maxmemory without a restart. It retries until redis accepts (redis may still be starting), and only
     remembers a value once CONFIG SET answered OK. The first drop of other passwords comes one grace after its
@@ -202,11 +205,11 @@ def reloader_script(config_dir: str = CONFIG_DIR, auth_dir: str = AUTH_DIR, pass
     return f"""\
 last=""; exported=""; left={_grace_loops(grace_seconds, period)}
 while true; do
-{_password_sync(auth_dir, password_file, cli, grace_seconds, period)}\
-{_exporter_passwords(auth_dir, redis_addr)}\
+{_password_sync(auth_dir, password_file, _cli(port), grace_seconds, period)}\
+{_exporter_passwords(auth_dir, f"redis://127.0.0.1:{port}")}\
   m="$(cat {config_dir}/{MAXMEMORY_KEY} 2>/dev/null)"
   if [ -n "$m" ] && [ "$m" != "$last" ] && [ -n "$cur" ]; then
-    if [ "$({PASSWORD_ENV}="$cur" {cli} CONFIG SET maxmemory "$m")" = OK ]; then
+    if [ "$({PASSWORD_ENV}="$cur" {_cli(port)} CONFIG SET maxmemory "$m")" = OK ]; then
       echo "maxmemory set to $m"; last="$m"
     fi
   fi
@@ -215,13 +218,13 @@ done
 """
 
 
-def password_reloader_script(auth_dir: str = AUTH_DIR, password_file: str = PASSWORD_FILE, cli: str = CLI,
+def password_reloader_script(auth_dir: str = AUTH_DIR, password_file: str = PASSWORD_FILE, port: int = REDIS_PORT,
                              grace_seconds: float = PASSWORD_GRACE_SECONDS, period: float = RELOAD_SECONDS) -> str:
     """The queue's sidecar: follows the mounted password, as the cache's does."""
     return f"""\
 left={_grace_loops(grace_seconds, period)}
 while true; do
-{_password_sync(auth_dir, password_file, cli, grace_seconds, period)}\
+{_password_sync(auth_dir, password_file, _cli(port), grace_seconds, period)}\
   sleep {period:g}
 done
 """
