@@ -63,18 +63,22 @@ class RedisExporter(Exporter):
 
     def __init__(
         self, redis_address: str, log_dir: Path, port: int | None = None, name: str = "redis-exporter",
-        password: str | None = None,
+        password: str | None = None, password_file: Path | None = None,
     ) -> None:
         super().__init__(name, log_dir, port)
         self.redis_address = redis_address
         self.password = password
+        self.password_file = password_file  # the pod's map (REDIS_PASSWORD_FILE), read again at /-/reload
 
     def start(self, timeout: float = 30.0) -> None:
+        env = {"REDIS_PASSWORD": self.password} if self.password else {}
+        if self.password_file is not None:
+            env["REDIS_PASSWORD_FILE"] = str(self.password_file)
         self._child.spawn([
             str(pinned_binary("redis-exporter")),
             f"-redis.addr=redis://{self.redis_address}",
             f"-web.listen-address={self.address}",
-        ], env={"REDIS_PASSWORD": self.password} if self.password else None)
+        ], env=env or None)
         poll(lambda: self._serving("redis_up"), timeout, f"{self.name} on {self.address} reporting redis_up 1")
 
 
@@ -90,12 +94,16 @@ class PostgresExporter(Exporter):
         port: int | None = None,
         name: str = "postgres-exporter",
         queries: Path = POSTGRES_EXPORTER_QUERIES,
+        dsn: str | None = None,
+        pgpass: Path | None = None,
     ) -> None:
         super().__init__(name, log_dir, port)
         self.pg_address = pg_address
         self.user = user
         self.password = password
         self.queries = queries
+        # The pods' form since the password follows the Secret: a DSN without one, and a pgpass file.
+        self.dsn, self.pgpass = dsn, pgpass
 
     def start(self, timeout: float = 30.0) -> None:
         self._child.spawn(
@@ -106,11 +114,11 @@ class PostgresExporter(Exporter):
                 "--log.level=warn",
             ],
             env={
-                # The pods' DSN form (resources/database.py): URI + user + password, no TLS on loopback.
+                # URI + user + password, no TLS on loopback (what the pods had before the pgpass file).
                 "DATA_SOURCE_URI": f"{self.pg_address}/postgres?sslmode=disable",
                 "DATA_SOURCE_USER": self.user,
                 "DATA_SOURCE_PASS": self.password,
-            },
+            } if self.dsn is None else {"DATA_SOURCE_NAME": self.dsn, "PGPASSFILE": str(self.pgpass or "")},
         )
         poll(lambda: self._serving("pg_up"), timeout, f"{self.name} on {self.address} reporting pg_up 1")
 

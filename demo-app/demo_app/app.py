@@ -51,6 +51,7 @@ def build_service(settings: Settings) -> Service:
         settings.queue_pool_size,
         settings.queue_timeout,
         settings.job_ttl_seconds,
+        password_file=settings.queue_password_file,
     )
     return Service(settings, db, cache, queue)
 

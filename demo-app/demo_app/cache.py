@@ -55,7 +55,8 @@ class Cache:
         self.dep = dep
         self.enabled = settings.cache_enabled
         self.client: redis.asyncio.Redis = make_client(
-            dep.name, settings.cache_url, settings.cache_pool_size, settings.cache_timeout
+            dep.name, settings.cache_url, settings.cache_pool_size, settings.cache_timeout,
+            password_file=settings.cache_password_file,
         )
         self._fill = self.client.register_script(_FILL)
 

@@ -97,6 +97,7 @@ class JobQueue:
         job_ttl_seconds: int,
         block_seconds: int = 0,
         max_attempts: int = 3,
+        password_file: str = "",
     ) -> None:
         self.dep = dep
         self.job_ttl_seconds = job_ttl_seconds
@@ -104,7 +105,7 @@ class JobQueue:
         self.block_seconds = block_seconds
         # A blocking dequeue holds the socket for block_seconds: its reply timeout must cover that.
         self.client: redis.asyncio.Redis = make_client(
-            dep.name, url, pool_size, timeout, socket_timeout=timeout + block_seconds
+            dep.name, url, pool_size, timeout, socket_timeout=timeout + block_seconds, password_file=password_file
         )
 
     async def close(self) -> None:

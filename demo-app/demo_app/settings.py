@@ -2,8 +2,8 @@
 
 Each setting is read from APP_<NAME> (e.g. APP_CPU_WORK_MS). The ones the operator wires into its pods
 also answer to the generic names it uses (PORT, METRICS_PORT, CPU_LIMIT_MILLICORES, DB_WRITE_DSN,
-DB_READ_DSN, DB_PASSWORD_FILE, CACHE_ENABLED, REDIS_URL, CACHE_TTL_SECONDS, QUEUE_URL); APP_<NAME> wins if both
-are set.
+DB_READ_DSN, DB_PASSWORD_FILE, CACHE_ENABLED, REDIS_URL, REDIS_PASSWORD_FILE, CACHE_TTL_SECONDS, QUEUE_URL,
+QUEUE_PASSWORD_FILE); APP_<NAME> wins if both are set.
 """
 
 from __future__ import annotations
@@ -45,6 +45,10 @@ class Settings(BaseSettings):
     cache_url: str = Field("redis://localhost:6379/0", validation_alias=_alias("cache_url", "REDIS_URL"))
     # The queue may live in the cache Redis, but then cache eviction could drop jobs: give it its own.
     queue_url: str = Field("redis://localhost:6379/1", validation_alias=_alias("queue_url"))
+    # Files holding the cache's and the queue's passwords (the Secret's keys, mounted), read at every new
+    # connection like db_password_file; they win over a password in the URLs. Empty: the URLs'.
+    cache_password_file: str = Field("", validation_alias=_alias("cache_password_file", "REDIS_PASSWORD_FILE"))
+    queue_password_file: str = Field("", validation_alias=_alias("queue_password_file"))
     db_read_pool_size: int = Field(10, ge=1)
     db_write_pool_size: int = Field(5, ge=1)
     cache_pool_size: int = Field(50, ge=1)

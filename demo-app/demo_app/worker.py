@@ -120,6 +120,7 @@ async def run(settings: Settings) -> None:
         settings.job_ttl_seconds,
         block_seconds=_BLOCK_SECONDS,
         max_attempts=settings.job_max_attempts,
+        password_file=settings.queue_password_file,
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -14,11 +14,13 @@ import asyncio
 import datetime as dt
 import os
 import pwd
+import signal
 import socket
 import ssl
 import struct
 from collections.abc import Iterator
 from pathlib import Path
+from secrets import token_hex
 from typing import Any, cast
 
 import httpx
@@ -26,7 +28,9 @@ import psycopg
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
+from psycopg import sql
 
+from devharness.exporters import PostgresExporter
 from scaledapp import dbcreds, dbtls, pgclient
 from scaledapp.kube import Kube
 from scaledapp.resources import database, names, secrets, tls
@@ -40,7 +44,7 @@ from tests.dataplane.test_postgres_start import (
     run_as,
     tool_path,
 )
-from tests.support.dataplane import SCRIPTS, AppProcess, RedisServer, as_user, unprivileged_user
+from tests.support.dataplane import SCRIPTS, AppProcess, Process, RedisServer, as_user, unprivileged_user
 from tests.support.wait import wait_for
 
 pytestmark = pytest.mark.dataplane
@@ -397,3 +401,52 @@ def test_the_app_reads_its_password_from_the_mounted_file_at_each_new_connection
         app.stop()
         server.set_passwords({APP_USER: APP_PASSWORD})
 
+
+
+def test_the_exporter_follows_an_edited_password_through_its_pgpass_file(
+    primary: TlsServer, files: TlsFiles, tmp_path: Path
+) -> None:
+    """postgres_exporter as the pods run it: a DSN without a password and PGPASSFILE, which lib/pq reads at
+    every new connection, kept in step with the mounted Secret key by the pgpass-writer's script. After the
+    role's password is edited (ALTER ROLE, as the guard does) and the file follows, its next connection logs
+    in: no restart."""
+    user, old, new = secrets.EXPORTER_USER, token_hex(24), token_hex(24)
+    with primary.connect(dbname="postgres") as conn:
+        if not conn.execute("select 1 from pg_roles where rolname = %s", (user,)).fetchone():
+            conn.execute(sql.SQL("create role {} login in role pg_monitor").format(sql.Identifier(user)))
+        conn.execute(sql.SQL("alter role {} password {}").format(sql.Identifier(user), sql.Literal(old)))
+    mounted, pgpass_dir = tmp_path / "exporter-password", tmp_path / "pgpass"
+    pgpass_dir.mkdir()
+    mounted.write_text(old)
+    writer = Process("pgpass-writer", tmp_path)
+    writer.spawn(["sh", "-c", database.pgpass_script(str(mounted), str(pgpass_dir), period=0.2)])
+    pgpass = pgpass_dir / database.PGPASS_FILE
+    exporter = PostgresExporter(f"{primary.host}:{primary.port}", user, "", tmp_path,
+                                dsn=database.exporter_dsn(str(files.dir), primary.host, primary.port), pgpass=pgpass)
+    try:
+        wait_for(pgpass.exists, 10, "the pgpass file", interval=0.1)
+        assert pgpass.stat().st_mode & 0o777 == 0o600  # lib/pq ignores a pgpass readable by others
+        exporter.start()  # waits for pg_up 1: it logged in with the file's password, over TLS
+        with primary.connect(dbname="postgres") as conn:
+            conn.execute(sql.SQL("alter role {} password {}").format(sql.Identifier(user), sql.Literal(new)))
+        aside = mounted.with_name(".new")
+        aside.write_text(new)
+        aside.replace(mounted)  # the kubelet's update of the mounted key
+        wait_for(lambda: new in pgpass.read_text(), 10, "the pgpass file following the Secret", interval=0.1)
+        with primary.connect(dbname="postgres") as conn:  # its session ends: the next scrape reconnects
+            conn.execute("select pg_terminate_backend(pid) from pg_stat_activity where usename = %s", (user,))
+
+        def up_on_a_new_session() -> bool:
+            text = exporter.metrics_text()
+            with primary.connect(dbname="postgres") as conn:
+                sessions = conn.execute("select count(*) from pg_stat_activity where usename = %s", (user,)).fetchone()
+            return "\npg_up 1" in f"\n{text}" and bool(sessions and sessions[0])
+
+        wait_for(up_on_a_new_session, 30, "pg_up 1 on a session logged in with the new password", interval=0.5)
+        assert exporter.running
+        log = writer.log_path.read_text(errors="replace") + exporter.log_tail(200)
+        in_log = old in log or new in log
+        assert not in_log
+    finally:
+        exporter.stop()
+        writer.signal_stop(signal.SIGTERM, timeout=5)

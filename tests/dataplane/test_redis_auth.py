@@ -8,11 +8,13 @@ operator generates it and never printed: assertions about it compare booleans, n
 
 from __future__ import annotations
 
+import asyncio
 import os
 import secrets
 import signal
 import socket
 import subprocess
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +24,7 @@ import httpx
 import pytest
 import redis
 
+from devharness.exporters import RedisExporter
 from scaledapp import api
 from scaledapp.resources import build_children, cache
 from scaledapp.resources.names import ChildNames
@@ -54,13 +57,14 @@ def raw(port: int, *commands: bytes) -> list[bytes]:
 
 @dataclass
 class PodRedis:
-    """A redis-server started by a pod's script, with the pod's environment."""
+    """A redis-server started by a pod's script, with the pod's environment and its mounted password file."""
 
     process: Process
     port: int
     password: str
     env: dict[str, str]
     auth_file: Path
+    password_file: Path
 
     def client(self, password: str | None = None) -> redis.Redis:
         return redis.Redis(host="127.0.0.1", port=self.port, password=password, socket_timeout=5)
@@ -70,11 +74,15 @@ class PodRedis:
         return self.process.proc.pid
 
 
-def pod_env(password: str | None, **extra: str) -> dict[str, str]:
-    env = {"PATH": os.environ["PATH"], "POD_IP": "127.0.0.1", **extra}
-    if password is not None:
-        env[cache.PASSWORD_ENV] = password
-    return env
+def pod_env(**extra: str) -> dict[str, str]:
+    return {"PATH": os.environ["PATH"], "POD_IP": "127.0.0.1", **extra}
+
+
+def mount_password(path: Path, password: str) -> None:
+    """Write the Secret's key as the kubelet does: aside, then renamed into place."""
+    aside = path.with_name(f".{path.name}.new")
+    aside.write_text(password)
+    aside.replace(path)
 
 
 def start(process: Process, cmd: list[str], env: dict[str, str], port: int, password: str) -> None:
@@ -91,9 +99,13 @@ def start(process: Process, cmd: list[str], env: dict[str, str], port: int, pass
 @pytest.fixture
 def pod_dirs(tmp_path: Path) -> tuple[Path, Path, Path]:
     auth, config, data = tmp_path / "auth", tmp_path / "config", tmp_path / "data"
-    for d in (auth, config, data):
+    for d in (auth, config, data, tmp_path / "credentials"):
         d.mkdir()
     return auth, config, data
+
+
+def password_file(tmp_path: Path) -> Path:
+    return tmp_path / "credentials" / "password"
 
 
 @pytest.fixture
@@ -110,10 +122,12 @@ def cache_pod(pod_dirs: tuple[Path, Path, Path], tmp_path: Path) -> Iterator[Pod
     assert len([line for line in conf if line.split(" ")[0] in local]) == len(local)
     (config / "redis.conf").write_text("\n".join(conf) + "\n")
     (config / cache.MAXMEMORY_KEY).write_text(str(32 * 2**20))
-    env = pod_env(password, INITIAL_MAXMEMORY=str(16 * 2**20))
+    env = pod_env(INITIAL_MAXMEMORY=str(16 * 2**20))
+    mount_password(password_file(tmp_path), password)
     process = Process("pod-cache", tmp_path)
-    start(process, ["sh", "-c", cache.cache_start_script(str(config), str(auth))], env, port, password)
-    yield PodRedis(process, port, password, env, auth / cache.AUTH_FILE)
+    start(process, ["sh", "-c", cache.cache_start_script(str(config), str(auth), str(password_file(tmp_path)))],
+          env, port, password)
+    yield PodRedis(process, port, password, env, auth / cache.AUTH_FILE, password_file(tmp_path))
     process.signal_stop(signal.SIGTERM, timeout=10)
 
 
@@ -128,9 +142,11 @@ def queue_pod(pod_dirs: tuple[Path, Path, Path], tmp_path: Path) -> Iterator[Pod
     local = {"--bind": "127.0.0.1", "--port": str(port), "--dir": str(data)}
     args = redis_ctr["args"]
     args = [local.get(args[i - 1], a) if i % 2 else a for i, a in enumerate(args)]
+    mount_password(password_file(tmp_path), password)
     process = Process("pod-queue", tmp_path)
-    start(process, [sh, dash_c, cache.queue_start_script(str(auth)), argv0, *args], pod_env(password), port, password)
-    yield PodRedis(process, port, password, pod_env(password), auth / cache.AUTH_FILE)
+    start(process, [sh, dash_c, cache.queue_start_script(str(auth), str(password_file(tmp_path))), argv0, *args],
+          pod_env(), port, password)
+    yield PodRedis(process, port, password, pod_env(), auth / cache.AUTH_FILE, password_file(tmp_path))
     process.signal_stop(signal.SIGTERM, timeout=10)
 
 
@@ -167,12 +183,15 @@ def test_the_readiness_probe_logs_in_and_fails_without_the_password(
 ) -> None:
     r: PodRedis = request.getfixturevalue(pod)
     probe = container(manifests()[workload])["readinessProbe"]["exec"]["command"]
-    # The probe talks to port 6379: point redis-cli at this test's port the way REDISCLI_* cannot.
-    probe = [*probe[:-1], probe[-1].replace("redis-cli ", f"redis-cli -p {r.port} ")]
+    # The probe talks to port 6379: point redis-cli at this test's port the way REDISCLI_* cannot, and at this
+    # test's auth.conf (the password the server takes).
+    probe = [*probe[:-1], probe[-1].replace("redis-cli ", f"redis-cli -p {r.port} ")
+             .replace(f"{cache.AUTH_DIR}/", f"{r.auth_file.parent}/")]
     ok = subprocess.run(probe, env=r.env, capture_output=True, timeout=10, check=False)
     assert ok.returncode == 0, ok.stderr
-    refused = subprocess.run(probe, env=pod_env(None), capture_output=True, timeout=10, check=False)
-    assert refused.returncode != 0  # NOAUTH is not PONG: never Ready without the password
+    r.auth_file.write_text(f"requirepass {secrets.token_hex(24)}\n")  # a password the server does not take
+    refused = subprocess.run(probe, env=r.env, capture_output=True, timeout=10, check=False)
+    assert refused.returncode != 0  # WRONGPASS is not PONG: never Ready without the password
 
 
 def test_the_reloader_logs_in_to_apply_a_new_maxmemory(
@@ -183,8 +202,8 @@ def test_the_reloader_logs_in_to_apply_a_new_maxmemory(
     assert reloader["command"] == ["sh", "-c", cache.reloader_script()]
     target = 48 * 2**20
     (config / cache.MAXMEMORY_KEY).write_text(str(target))
-    script = cache.reloader_script(str(config)).replace("redis-cli -h 127.0.0.1 ", f"redis-cli -h 127.0.0.1 -p "
-                                                                                    f"{cache_pod.port} ")
+    script = cache.reloader_script(str(config), str(cache_pod.auth_file.parent), str(cache_pod.password_file),
+                                   port=cache_pod.port, period=0.2)
     process = Process("pod-cache-reloader", tmp_path)
     process.spawn(["sh", "-c", script], env=cache_pod.env)
     try:
@@ -198,11 +217,12 @@ def test_the_reloader_logs_in_to_apply_a_new_maxmemory(
 def test_redis_does_not_start_without_a_password(pod_dirs: tuple[Path, Path, Path], tmp_path: Path) -> None:
     auth, _config, data = pod_dirs
     port = free_port()
-    cmd = ["sh", "-c", cache.queue_start_script(str(auth)), "redis-server", "--bind", "127.0.0.1",
-           "--port", str(port), "--dir", str(data)]
-    for password in (None, ""):
-        env = pod_env(None) if password is None else {**pod_env(None), cache.PASSWORD_ENV: password}
-        done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=10, check=False)
+    cmd = ["sh", "-c", cache.queue_start_script(str(auth), str(password_file(tmp_path))), "redis-server",
+           "--bind", "127.0.0.1", "--port", str(port), "--dir", str(data)]
+    for password in (None, ""):  # no file, an empty one
+        if password is not None:
+            mount_password(password_file(tmp_path), password)
+        done = subprocess.run(cmd, env=pod_env(), capture_output=True, text=True, timeout=10, check=False)
         assert done.returncode == 1 and "no Redis password" in done.stderr
     assert not (auth / cache.AUTH_FILE).exists()
 
@@ -235,3 +255,124 @@ def test_the_app_uses_the_queue_and_cache_only_with_the_password(
         app.stop()
     in_log = redis_server.password in app.log_path.read_text(errors="replace")
     assert not in_log
+
+
+# ------------------------------------------------------------------ an edited password, taken live
+
+GRACE = 3.0  # seconds the previous password is still taken (the pods': cache.PASSWORD_GRACE_SECONDS)
+
+
+def sidecar(r: PodRedis, pod: str, tmp_path: Path) -> Process:
+    """The pod's password-following sidecar (the cache's reloader, the queue's password-reloader), polling fast."""
+    auth = str(r.auth_file.parent)
+    if pod == "cache_pod":
+        script = cache.reloader_script(str(tmp_path / "config"), auth, str(r.password_file), port=r.port,
+                                       grace_seconds=GRACE, period=0.2)
+    else:
+        script = cache.password_reloader_script(auth, str(r.password_file), port=r.port, grace_seconds=GRACE,
+                                                period=0.2)
+    process = Process(f"{pod}-sidecar", tmp_path)
+    process.spawn(["sh", "-c", script], env=r.env)
+    return process
+
+
+def takes(r: PodRedis, password: str) -> bool:
+    """Does a NEW connection log in with `password`?"""
+    try:
+        return bool(r.client(password).ping())
+    except redis.AuthenticationError:
+        return False
+
+
+@pytest.mark.parametrize("pod", ["cache_pod", "queue_pod"])
+def test_an_edited_password_is_taken_live_and_the_previous_one_only_for_the_grace(
+    pod: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    r: PodRedis = request.getfixturevalue(pod)
+    pid, old = r.pid(), r.password
+    held = r.client(old)
+    held.set("kept", "v")  # data, and a connection that logged in with the old password
+    process = sidecar(r, pod, tmp_path)
+    try:
+        new = secrets.token_hex(24)
+        mount_password(r.password_file, new)  # the kubelet updates the pod's file
+        wait_for(lambda: takes(r, new), 15, "Redis to take the new password", interval=0.1)
+        taken_at = time.monotonic()
+        assert takes(r, old), "the previous password was dropped at once: clients not yet updated are refused"
+        wait_for(lambda: not takes(r, old), GRACE + 15, "the previous password dropped", interval=0.1)
+        assert time.monotonic() - taken_at >= GRACE - 0.5  # kept for the grace, then dropped
+        assert takes(r, new)
+        assert r.pid() == pid and r.process.running  # no restart
+        assert r.client(new).get("kept") == b"v"  # nothing lost
+        assert held.get("kept") == b"v"  # a connection logged in before the edit goes on
+        assert r.auth_file.read_text() == f"requirepass {new}\n"  # what the probes and a sidecar restart use
+        log = process.log_path.read_text(errors="replace")
+        in_log = old in log or new in log
+        assert not in_log, "a password is in the sidecar's output"
+    finally:
+        process.signal_stop(signal.SIGTERM, timeout=5)
+
+
+def test_the_apps_client_reads_the_password_file_at_each_new_connection(
+    cache_pod: PodRedis, tmp_path: Path
+) -> None:
+    """demo_app's Redis client (make_client with REDIS_PASSWORD_FILE): its URL's password is ignored; each new
+    connection reads the client pod's own copy of the file, which the kubelet updates later than Redis' own."""
+    from demo_app.redispool import make_client
+
+    client_file = tmp_path / "client-password"
+    mount_password(client_file, cache_pod.password)
+    process = sidecar(cache_pod, "cache_pod", tmp_path)
+
+    async def ping_on_a_new_connection(client: Any) -> bool:
+        await client.connection_pool.disconnect()
+        return bool(await client.ping())
+
+    async def drill() -> None:
+        url = f"redis://:{secrets.token_hex(8)}@127.0.0.1:{cache_pod.port}/0"  # a stale password: not used
+        client = make_client("cache", url, 2, 2.0, password_file=str(client_file))
+        try:
+            assert await ping_on_a_new_connection(client)
+            new = secrets.token_hex(24)
+            mount_password(cache_pod.password_file, new)  # the Redis pod sees the edit first
+            wait_for(lambda: takes(cache_pod, new), 15, "Redis to take the new password", interval=0.1)
+            assert await ping_on_a_new_connection(client)  # still on the old file: the grace lets it in
+            mount_password(client_file, new)  # then the client's pod
+            wait_for(lambda: not takes(cache_pod, cache_pod.password), GRACE + 15, "the old password dropped",
+                     interval=0.1)
+            assert await ping_on_a_new_connection(client)  # the new file, read by the new connection
+        finally:
+            await client.aclose()
+
+    try:
+        asyncio.run(drill())
+    finally:
+        process.signal_stop(signal.SIGTERM, timeout=5)
+
+
+def redis_up(exporter: RedisExporter) -> float:
+    return next(float(line.split()[-1]) for line in exporter.metrics_text().splitlines()
+                if line.startswith("redis_up "))
+
+
+def test_the_cache_exporter_follows_an_edit_at_its_next_reload(cache_pod: PodRedis, tmp_path: Path) -> None:
+    """redis_exporter as the pod runs it: REDIS_PASSWORD of its start, and the map the reloader writes, read
+    again at each /-/reload (what its liveness probe calls)."""
+    process = sidecar(cache_pod, "cache_pod", tmp_path)
+    passwords = cache_pod.auth_file.parent / cache.EXPORTER_PASSWORDS
+    exporter = RedisExporter(f"127.0.0.1:{cache_pod.port}", tmp_path, password=cache_pod.password,
+                             password_file=passwords)
+    try:
+        wait_for(passwords.exists, 10, "the reloader to write the exporter's map", interval=0.1)
+        exporter.start()
+        reload_url = f"http://{exporter.address}/-/reload"
+        mount_password(cache_pod.password_file, secrets.token_hex(24))
+        wait_for(lambda: not takes(cache_pod, cache_pod.password), GRACE + 15, "the old password dropped",
+                 interval=0.1)
+        assert redis_up(exporter) == 0  # its start's password no longer logs in: the liveness reload is needed
+        assert httpx.get(reload_url, timeout=5).status_code == 200
+        assert redis_up(exporter) == 1
+        assert oct(passwords.stat().st_mode & 0o777) == oct(0o600)
+    finally:
+        exporter.stop()
+        process.signal_stop(signal.SIGTERM, timeout=5)

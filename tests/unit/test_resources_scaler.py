@@ -12,6 +12,7 @@ import pytest
 from scaledapp import api, tiers
 from scaledapp.resources import (
     build_children,
+    cache,
     cache_memory_body,
     primary_pod_resize_patch,
     primary_resources_body,
@@ -103,27 +104,66 @@ def redis_containers(m: dict[str, dict[str, Any]]) -> list[tuple[dict[str, Any],
             (m[f"StatefulSet/{C.queue}"], container(m[f"StatefulSet/{C.queue}"], "redis"), "queue-password")]
 
 
+def volume_of(workload: dict[str, Any], name: str) -> dict[str, Any]:
+    return next(v for v in workload["spec"]["template"]["spec"]["volumes"] if v["name"] == name)
+
+
 def test_each_redis_requires_its_own_password_from_the_secret() -> None:
     for workload, redis, key in redis_containers(built()):
-        env = env_of(workload, "redis")
-        # The name redis-cli reads: the probes authenticate without -a (which would put it in their argv).
-        assert env["REDISCLI_AUTH"]["valueFrom"] == {"secretKeyRef": {"name": C.db_credentials, "key": key}}
+        # Its own key of the Secret only, as a file the kubelet updates in place (no subPath).
+        mount = next(m for m in redis["volumeMounts"] if m["mountPath"] == cache.CREDENTIALS_DIR)
+        assert "subPath" not in mount and mount["readOnly"]
+        assert volume_of(workload, mount["name"])["secret"] == {
+            "secretName": C.db_credentials, "defaultMode": 0o440, "items": [{"key": key, "path": "password"}]}
+        # No password in the environment: it is fixed at start, and the file is what follows an edit.
+        assert not any("secretKeyRef" in (e.get("valueFrom") or {}) for e in redis["env"])
         script = redis["command"][2]
         # requirepass goes into a file the server includes, never onto its command line.
-        assert "requirepass" in script and '"$REDISCLI_AUTH"' in script and "--requirepass" not in script
+        assert "requirepass" in script and f"cat {cache.PASSWORD_FILE}" in script and "--requirepass" not in script
         assert "--include /run/redis-auth/auth.conf" in script and "umask 077" in script
-        assert "exit 1" in script.split("\n")[0]  # no password: no Redis
+        assert "exit 1" in script.split("\n")[1]  # no password: no Redis
         assert "--requirepass" not in redis.get("args", [])
         auth = next(v for v in redis["volumeMounts"] if v["mountPath"] == "/run/redis-auth")
-        volume = next(v for v in workload["spec"]["template"]["spec"]["volumes"] if v["name"] == auth["name"])
-        assert volume["emptyDir"]["medium"] == "Memory"  # the rendered password never reaches the node's disk
+        assert volume_of(workload, auth["name"])["emptyDir"]["medium"] == "Memory"  # never on the node's disk
+        # The probe logs in with the password the server takes now (auth.conf), through REDISCLI_AUTH.
+        probe = redis["readinessProbe"]["exec"]["command"][-1]
+        assert "REDISCLI_AUTH=" in probe and "/run/redis-auth/auth.conf" in probe and " -a " not in probe
 
 
-def test_everything_beside_the_cache_logs_in_with_its_password() -> None:
+def test_each_redis_has_a_sidecar_that_follows_its_password_file() -> None:
+    m = built()
+    for workload, name in ((m[f"Deployment/{C.cache}"], "maxmemory-reloader"),
+                           (m[f"StatefulSet/{C.queue}"], "password-reloader")):
+        sidecar = container(workload, name)
+        assert sidecar["image"] == SPECS["full"].cache.image
+        mounts = {v["mountPath"]: v for v in sidecar["volumeMounts"]}
+        assert mounts[cache.CREDENTIALS_DIR]["name"] == "credentials" and cache.AUTH_DIR in mounts
+        assert "env" not in sidecar  # no password fixed at start
+        script = sidecar["command"][-1]
+        assert "-x ACL SETUSER default" in script and "-x CONFIG SET requirepass" in script
+        # The values travel on stdin and in REDISCLI_AUTH: no argv of redis-cli carries one.
+        assert all("$new" not in line and "$cur" not in line.replace('REDISCLI_AUTH="$cur"', "")
+                   for line in script.splitlines() if "redis-cli" in line and "printf" not in line)
+        left = f"left={cache._grace_loops(cache.PASSWORD_GRACE_SECONDS, cache.RELOAD_SECONDS)}"
+        assert left in script and cache.PASSWORD_GRACE_SECONDS == 180
+
+
+def test_the_cache_exporter_follows_the_password_map_its_liveness_probe_reloads() -> None:
     deploy = built()[f"Deployment/{C.cache}"]
+    exporter = container(deploy, "redis-exporter")
+    env = {e["name"]: e for e in exporter["env"]}
     ref = {"secretKeyRef": {"name": C.db_credentials, "key": "cache-password"}}
-    assert env_of(deploy, "maxmemory-reloader")["REDISCLI_AUTH"]["valueFrom"] == ref
-    assert env_of(deploy, "redis-exporter")["REDIS_PASSWORD"]["valueFrom"] == ref  # redis_exporter's variable
+    assert env["REDIS_PASSWORD"]["valueFrom"] == ref  # until the first reload
+    assert env["REDIS_PASSWORD_FILE"]["value"] == f"{cache.AUTH_DIR}/{cache.EXPORTER_PASSWORDS}"
+    assert exporter["livenessProbe"]["httpGet"] == {"path": "/-/reload", "port": "metrics"}
+    assert {"name": "auth", "mountPath": cache.AUTH_DIR, "readOnly": True} in exporter["volumeMounts"]
+    assert cache.EXPORTER_PASSWORDS in container(deploy, "maxmemory-reloader")["command"][-1]
+
+
+def test_the_grace_is_whole_polls_and_at_least_one() -> None:
+    assert cache._grace_loops(180, 5) == 36
+    assert cache._grace_loops(7, 5) == 2  # rounded up: never shorter than asked
+    assert cache._grace_loops(0, 5) == 1
 
 
 # ------------------------------------------------------------------------------------------ database

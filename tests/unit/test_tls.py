@@ -133,13 +133,14 @@ def test_every_postgres_pod_serves_tls_from_the_mounted_secret() -> None:
         volume = next(v for v in pod["volumes"] if v["name"] == "tls")
         assert volume["secret"] == {"secretName": CHILD.db_tls, "defaultMode": 0o640}
         for container in (*pod["containers"], *pod["initContainers"]):
-            assert {"name": "tls", "mountPath": database.TLS_DIR, "readOnly": True} in container["volumeMounts"]
+            if container["name"] != "pgpass-writer":  # it needs no certificate
+                assert {"name": "tls", "mountPath": database.TLS_DIR, "readOnly": True} in container["volumeMounts"]
         args = next(c for c in pod["containers"] if c["name"] == "postgres")["args"]
         for setting in ("ssl=on", "ssl_cert_file=/etc/postgres-tls/tls.crt", "ssl_key_file=/etc/postgres-tls/tls.key",
                         "ssl_ca_file=/etc/postgres-tls/ca.crt", "hba_file=/scripts/pg_hba.conf"):
             assert setting in args
         exporter = next(c for c in pod["containers"] if c["name"] == "postgres-exporter")
-        uri = next(e["value"] for e in exporter["env"] if e["name"] == "DATA_SOURCE_URI")
+        uri = next(e["value"] for e in exporter["env"] if e["name"] == "DATA_SOURCE_NAME")
         assert "sslmode=verify-ca" in uri and "sslrootcert=/etc/postgres-tls/ca.crt" in uri
     # No Secret with keys is in the children: the shell issues the certificates, never the builders.
     assert not any(kind == "Secret" and name == CHILD.db_tls for kind, name in built)
@@ -165,7 +166,35 @@ def test_app_and_workers_read_the_password_from_the_mounted_secret_at_each_conne
         pod = built[("Deployment", workload)]["spec"]["template"]["spec"]
         volume = next(v for v in pod["volumes"] if v["name"] == "db-credentials")
         assert volume["secret"]["secretName"] == CHILD.db_credentials
-        assert volume["secret"]["items"] == [{"key": "app-password", "path": "app-password"}]  # its own only
+        # Its own passwords only: the app role's and the two Redis' (not the superuser's, replication's...).
+        assert volume["secret"]["items"] == [{"key": k, "path": k}
+                                             for k in ("app-password", "cache-password", "queue-password")]
         env = {e["name"]: e.get("value") for e in pod["containers"][0]["env"]}
         mount = next(m for m in pod["containers"][0]["volumeMounts"] if m["name"] == "db-credentials")
         assert env["DB_PASSWORD_FILE"] == f"{mount['mountPath']}/app-password"
+        assert env["REDIS_PASSWORD_FILE"] == f"{mount['mountPath']}/cache-password"
+        assert env["QUEUE_PASSWORD_FILE"] == f"{mount['mountPath']}/queue-password"
+    # Without a cache, no cache password.
+    off = api.ScaledAppSpec.model_validate({"cache": {"enabled": False}})
+    app = next(m for m in build_children("shop", "prod", off)
+               if m["kind"] == "Deployment" and m["metadata"]["name"] == CHILD.app)
+    items = next(v for v in app["spec"]["template"]["spec"]["volumes"] if v["name"] == "db-credentials")
+    assert [i["key"] for i in items["secret"]["items"]] == ["app-password", "queue-password"]
+
+
+def test_the_postgres_exporter_reads_a_pgpass_file_its_sidecar_keeps_in_step_with_the_secret() -> None:
+    built = {(m["kind"], m["metadata"]["name"]): m for m in build_children("shop", "prod", api.ScaledAppSpec())}
+    for sts_name in (CHILD.db_primary, CHILD.db_replicas):
+        pod = built[("StatefulSet", sts_name)]["spec"]["template"]["spec"]
+        containers = {c["name"]: c for c in pod["containers"]}
+        env = {e["name"]: e for e in containers["postgres-exporter"]["env"]}
+        assert set(env) == {"DATA_SOURCE_NAME", "PGPASSFILE"}  # no password in its environment
+        assert ":@" not in env["DATA_SOURCE_NAME"]["value"] and "sslmode=verify-ca" in env["DATA_SOURCE_NAME"]["value"]
+        assert env["PGPASSFILE"]["value"] == f"{database.PGPASS_DIR}/{database.PGPASS_FILE}"
+        writer = containers["pgpass-writer"]
+        assert writer["image"] == api.ScaledAppSpec().database.image
+        assert writer["command"] == ["sh", "-c", database.pgpass_script()]
+        volumes = {v["name"]: v for v in pod["volumes"]}
+        assert volumes["pgpass"]["emptyDir"]["medium"] == "Memory"
+        assert volumes["exporter-credentials"]["secret"]["items"] == [{"key": "exporter-password",
+                                                                        "path": "exporter-password"}]

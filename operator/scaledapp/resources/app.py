@@ -18,15 +18,21 @@ Environment of app and worker containers (generic names; the demo app reads thes
                               name checked against the CA (sslmode=verify-full)
     CACHE_ENABLED             "true" / "false" (spec.cache.enabled)
     REDIS_PASSWORD            secretKeyRef: the cache's password (only when the cache is enabled)
+    REDIS_PASSWORD_FILE       the cache's password, the Secret's key mounted as a file (only when the cache is
+                              enabled): read at every new connection, so an edited password reaches running pods
     REDIS_URL                 redis://:$(REDIS_PASSWORD)@<cache Service>:6379/0 (only when the cache is enabled)
     CACHE_TTL_SECONDS         spec.cache.ttlSeconds
     QUEUE_PASSWORD            secretKeyRef: the queue's password
+    QUEUE_PASSWORD_FILE       the queue's password, mounted as a file (as REDIS_PASSWORD_FILE)
     QUEUE_URL                 redis://:$(QUEUE_PASSWORD)@<queue Service>:6379/0: the queue's own Redis, never
                               evicted
 
 Both Redis require their password (cache.py). It is in the URLs, as the database's is in the DSNs, so an
 app that reads REDIS_URL / QUEUE_URL authenticates without knowing about it; the spec holds only the
-`$(VAR)` reference, the kubelet expands it in the container's environment.
+`$(VAR)` reference, the kubelet expands it in the container's environment. The environment is fixed at the
+container's start: an app that follows an edited password reads the *_FILE variables at each new connection
+(the demo app does); one that reads only the URLs keeps the old password until its pod restarts, and is
+refused new connections once Redis drops the old password (cache.PASSWORD_GRACE_SECONDS after the edit).
 
 User variables from spec.app.env replace ours of the same name and follow the rest.
 `spec.replicas` is never set here: the scaler owns it (see scaler.py).
@@ -104,11 +110,13 @@ def dependency_env(child: names.ChildNames, spec: api.ScaledAppSpec, container: 
     if spec.cache.enabled:
         env += [
             env_secret("REDIS_PASSWORD", child.db_credentials, CACHE_KEY),
+            env_value("REDIS_PASSWORD_FILE", f"{CREDENTIALS_DIR}/{CACHE_KEY}"),
             env_value("REDIS_URL", f"redis://:$(REDIS_PASSWORD)@{child.cache}:{REDIS_PORT}/0"),
         ]
     env += [
         env_value("CACHE_TTL_SECONDS", str(spec.cache.ttl_seconds)),
         env_secret("QUEUE_PASSWORD", child.db_credentials, QUEUE_KEY),
+        env_value("QUEUE_PASSWORD_FILE", f"{CREDENTIALS_DIR}/{QUEUE_KEY}"),
         env_value("QUEUE_URL", f"redis://:$(QUEUE_PASSWORD)@{child.queue}:{REDIS_PORT}/0"),
     ]
     return env
@@ -123,11 +131,13 @@ def db_ca_volume(child: names.ChildNames) -> Manifest:
 CREDENTIALS_DIR = "/etc/scaledapp-db-credentials"
 
 
-def db_volumes(child: names.ChildNames) -> list[Manifest]:
-    """What app and worker pods mount of the database's Secrets: the CA's certificate, the app's password."""
+def db_volumes(child: names.ChildNames, spec: api.ScaledAppSpec) -> list[Manifest]:
+    """What app and worker pods mount of the credentials and TLS Secrets: the CA's certificate, the app role's
+    password and the passwords of the Redis they use (the cache's only when it is enabled)."""
+    keys = [APP_KEY, *([CACHE_KEY] if spec.cache.enabled else []), QUEUE_KEY]
     return [db_ca_volume(child),
             {"name": "db-credentials", "secret": {"secretName": child.db_credentials, "defaultMode": 0o440,
-                                                  "items": [{"key": APP_KEY, "path": APP_KEY}]}}]
+                                                  "items": [{"key": k, "path": k} for k in keys]}}]
 
 
 DB_MOUNTS: list[Manifest] = [{"name": "db-ca", "mountPath": tls.CLIENT_CA_DIR, "readOnly": True},
@@ -161,7 +171,7 @@ def app_deployment(child: names.ChildNames, namespace: str, spec: api.ScaledAppS
             "securityContext": pod_security_context(APP_UID),
             "terminationGracePeriodSeconds": TERMINATION_GRACE_SECONDS,
             "containers": [container],
-            "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}}, *db_volumes(child)],
+            "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}}, *db_volumes(child, spec)],
             # Spread replicas over nodes when possible, so one node loss does not take the tier.
             "topologySpreadConstraints": [{
                 "maxSkew": 1,

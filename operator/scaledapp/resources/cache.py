@@ -36,13 +36,26 @@ secrets.py says why two): a client without it gets NOAUTH to everything but AUTH
 strangers out only where the network plugin enforces them; the password holds everywhere. The value never
 appears in a manifest, an argv or a log:
 
-* the container gets it as `REDISCLI_AUTH` through `secretKeyRef`, the name redis-cli reads it from, so
-  the probes and the reloader authenticate with no `-a` (which would put it in their argv);
-* the start script writes `requirepass` into a file on a memory emptyDir (mode 0600, the redis user's) and
-  starts `redis-server ... --include <that file>`: `ps` shows the file's name, not the password;
-* a start without the variable fails (a Redis without a password would answer anybody);
-* the exporter reads it as `REDIS_PASSWORD`; the app and workers as `REDIS_PASSWORD` / `QUEUE_PASSWORD`,
-  spliced into REDIS_URL / QUEUE_URL by `$(VAR)` expansion (app.py).
+* every Redis container mounts its key of the Secret as a file (`CREDENTIALS_DIR/password`), which the
+  kubelet updates in place when the Secret is edited (within about a minute);
+* the start script writes `requirepass` into a file on a memory emptyDir (mode 0600, the redis user's),
+  `auth.conf`, and starts `redis-server ... --include <that file>`: `ps` shows the file's name, not the
+  password. A start without a password fails (a Redis without one would answer anybody);
+* `auth.conf` always names a password the running server takes: the probes and the sidecar log in with it
+  through `REDISCLI_AUTH` (the variable redis-cli reads, so no `-a` in an argv);
+* a sidecar (the cache's `maxmemory-reloader`, the queue's `password-reloader`) follows the mounted file:
+  when it differs from `auth.conf`, it adds the new password (`ACL SETUSER default >...`, the value on
+  redis-cli's stdin, `-x`), records it in `auth.conf`, and PASSWORD_GRACE_SECONDS later drops every other one
+  (`CONFIG SET requirepass`). No restart: the cache keeps its data, the queue its connections. During the
+  grace both passwords work, so a client whose own copy of the file is updated a little later (each kubelet
+  syncs its pods on its own schedule) is not refused meanwhile;
+* the cache's exporter logs in with `REDIS_PASSWORD` at start, then with the password map the sidecar writes
+  next to `auth.conf` (`exporter.json`, redis_exporter's `REDIS_PASSWORD_FILE` format), which it reads again
+  at every `/-/reload`: its liveness probe calls that endpoint, so the exporter follows an edit within a
+  probe period, without a restart;
+* the app and workers read `REDIS_PASSWORD_FILE` / `QUEUE_PASSWORD_FILE` at every new connection (app.py);
+  `REDIS_PASSWORD` / `QUEUE_PASSWORD`, spliced into REDIS_URL / QUEUE_URL by `$(VAR)` expansion, are for apps
+  that read only the URLs (they keep the value of their start).
 """
 
 from __future__ import annotations
@@ -62,6 +75,7 @@ from scaledapp.resources.common import (
     env_value,
     exec_probe,
     format_memory,
+    http_probe,
     memory_bytes,
     object_meta,
     pod_ip_env,
@@ -90,23 +104,44 @@ port 6379
 dir /data
 """
 
-# The password's variable: the name redis-cli reads it from (probes, reloader), set from the Secret.
+# The variable redis-cli reads its password from (probes, sidecars): set in the script, never from the spec.
 PASSWORD_ENV = "REDISCLI_AUTH"
-# A memory emptyDir for the config file that holds `requirepass`, written at start (see the docstring).
+# The Redis' key of the credentials Secret, mounted as a file (the kubelet updates it when the Secret changes).
+CREDENTIALS_DIR = "/etc/redis-credentials"
+PASSWORD_FILE = f"{CREDENTIALS_DIR}/password"
+# A memory emptyDir for the config file that holds `requirepass` (see the docstring) and the exporter's map.
 AUTH_DIR = "/run/redis-auth"
 AUTH_FILE = "auth.conf"
+EXPORTER_PASSWORDS = "exporter.json"
+REDIS_ADDR = f"redis://127.0.0.1:{REDIS_PORT}"
+# How long the previous password is still taken after Redis was given a new one. The kubelet brings an edited
+# Secret into each pod's files within its sync period (1 min) plus its cache's, on each pod's own schedule: the
+# Redis pod may see the edit a minute or more before a client pod does. Three minutes cover that spread.
+PASSWORD_GRACE_SECONDS = 180
 
 
-def render_auth(auth_dir: str = AUTH_DIR) -> str:
-    """Shell lines writing the password from the environment into `auth_dir`/auth.conf (mode 0600), which
-    redis-server includes; they stop the container when there is no password."""
-    return (f'[ -n "${PASSWORD_ENV}" ] || {{ echo "no Redis password in {PASSWORD_ENV}: not starting" >&2; exit 1; }}\n'
-            f"(umask 077; printf 'requirepass %s\\n' \"${PASSWORD_ENV}\" > {auth_dir}/{AUTH_FILE})\n")
+def _cli(port: int) -> str:
+    """The redis-cli the sidecars run (tests point it at another port)."""
+    return f"redis-cli -h 127.0.0.1 -p {port}"
 
 
-def cache_start_script(config_dir: str = CONFIG_DIR, auth_dir: str = AUTH_DIR) -> str:
-    """The cache container's command (sh -c); the directories are arguments so tests can run it locally."""
-    return render_auth(auth_dir) + f"""\
+def _current(auth_dir: str) -> str:
+    """Shell: the password the running server takes (the one `auth.conf` names)."""
+    return f"$(sed -n 's/^requirepass //p' {auth_dir}/{AUTH_FILE} 2>/dev/null)"
+
+
+def render_auth(auth_dir: str = AUTH_DIR, password_file: str = PASSWORD_FILE) -> str:
+    """Shell lines writing the mounted password into `auth_dir`/auth.conf (mode 0600), which redis-server
+    includes; they stop the container when there is no password."""
+    return (f'p="$(cat {password_file} 2>/dev/null)"\n'
+            f'[ -n "$p" ] || {{ echo "no Redis password in {password_file}: not starting" >&2; exit 1; }}\n'
+            f"(umask 077; printf 'requirepass %s\\n' \"$p\" > {auth_dir}/{AUTH_FILE})\n")
+
+
+def cache_start_script(config_dir: str = CONFIG_DIR, auth_dir: str = AUTH_DIR,
+                       password_file: str = PASSWORD_FILE) -> str:
+    """The cache container's command (sh -c); the paths are arguments so tests can run it locally."""
+    return render_auth(auth_dir, password_file) + f"""\
 m="$(cat {config_dir}/{MAXMEMORY_KEY} 2>/dev/null)"
 [ -n "$m" ] || m="$INITIAL_MAXMEMORY"
 exec redis-server {config_dir}/redis.conf --maxmemory "$m" --maxmemory-policy allkeys-lru \\
@@ -114,31 +149,91 @@ exec redis-server {config_dir}/redis.conf --maxmemory "$m" --maxmemory-policy al
 """
 
 
-def queue_start_script(auth_dir: str = AUTH_DIR) -> str:
+def queue_start_script(auth_dir: str = AUTH_DIR, password_file: str = PASSWORD_FILE) -> str:
     """The queue container's command (sh -c, $0 redis-server): redis-server with the container's args."""
-    return render_auth(auth_dir) + f'exec redis-server "$@" --include {auth_dir}/{AUTH_FILE}\n'
+    return render_auth(auth_dir, password_file) + f'exec redis-server "$@" --include {auth_dir}/{AUTH_FILE}\n'
 
 
-def reloader_script(config_dir: str = CONFIG_DIR) -> str:
-    """Applies a changed maxmemory without a restart. It retries until redis accepts (redis may still be
-    starting), and only remembers a value once CONFIG SET answered OK. redis-cli logs in with REDISCLI_AUTH."""
+def _password_sync(auth_dir: str, password_file: str, cli: str, grace_seconds: float, period: float) -> str:
+    """Loop body: follow the mounted password (see the docstring). Sets `cur`, the password Redis takes now.
+    Values travel on stdin (`-x`, printf is a shell builtin) and in REDISCLI_AUTH, never in an argv."""
+    grace_loops = _grace_loops(grace_seconds, period)
     return f"""\
-last=""
+  new="$(cat {password_file} 2>/dev/null)"
+  cur="{_current(auth_dir)}"
+  if [ -n "$new" ] && [ -n "$cur" ] && [ "$new" != "$cur" ]; then
+    if [ "$(printf '>%s' "$new" | {PASSWORD_ENV}="$cur" {cli} -x ACL SETUSER default)" = OK ]; then
+      (umask 077; printf 'requirepass %s\\n' "$new" > {auth_dir}/{AUTH_FILE}.new) \\
+        && mv -f {auth_dir}/{AUTH_FILE}.new {auth_dir}/{AUTH_FILE}
+      cur="$new"; left={grace_loops}
+      echo "the Secret's password changed: Redis takes the new one, and the previous one for {grace_seconds:g}s more"
+    fi
+  elif [ "$left" -gt 0 ] && [ -n "$cur" ]; then
+    left=$((left - 1))
+    if [ "$left" -eq 0 ]; then
+      if [ "$(printf '%s' "$cur" | {PASSWORD_ENV}="$cur" {cli} -x CONFIG SET requirepass)" = OK ]; then
+        echo "Redis takes only the current password"
+      else left=1; fi
+    fi
+  fi
+"""
+
+
+def _exporter_passwords(auth_dir: str, redis_addr: str) -> str:
+    """Loop body: the exporter's password map (JSON) follows `cur` (quotes and backslashes escaped)."""
+    target = f"{auth_dir}/{EXPORTER_PASSWORDS}"
+    return f"""\
+  if [ -n "$cur" ] && [ "$cur" != "$exported" ]; then
+    esc="$(printf '%s' "$cur" | sed 's/[\\\\"]/\\\\&/g')"
+    (umask 077; printf '{{"{redis_addr}": "%s"}}\\n' "$esc" > {target}.new) \\
+      && mv -f {target}.new {target} && exported="$cur"
+  fi
+"""
+
+
+def _grace_loops(grace_seconds: float, period: float) -> int:
+    return max(1, int(-(-grace_seconds // period)))
+
+
+def reloader_script(config_dir: str = CONFIG_DIR, auth_dir: str = AUTH_DIR, password_file: str = PASSWORD_FILE,
+                    port: int = REDIS_PORT, grace_seconds: float = PASSWORD_GRACE_SECONDS,
+                    period: float = RELOAD_SECONDS) -> str:
+    """The cache's sidecar: follows the mounted password (and writes the exporter's map), and applies a changed
+    maxmemory without a restart. It retries until redis accepts (redis may still be starting), and only
+    remembers a value once CONFIG SET answered OK. The first drop of other passwords comes one grace after its
+    own start (a no-op unless the sidecar restarted within a grace)."""
+    return f"""\
+last=""; exported=""; left={_grace_loops(grace_seconds, period)}
 while true; do
+{_password_sync(auth_dir, password_file, _cli(port), grace_seconds, period)}\
+{_exporter_passwords(auth_dir, f"redis://127.0.0.1:{port}")}\
   m="$(cat {config_dir}/{MAXMEMORY_KEY} 2>/dev/null)"
-  if [ -n "$m" ] && [ "$m" != "$last" ]; then
-    if [ "$(redis-cli -h 127.0.0.1 CONFIG SET maxmemory "$m")" = OK ]; then
+  if [ -n "$m" ] && [ "$m" != "$last" ] && [ -n "$cur" ]; then
+    if [ "$({PASSWORD_ENV}="$cur" {_cli(port)} CONFIG SET maxmemory "$m")" = OK ]; then
       echo "maxmemory set to $m"; last="$m"
     fi
   fi
-  sleep {RELOAD_SECONDS}
+  sleep {period:g}
 done
 """
 
+
+def password_reloader_script(auth_dir: str = AUTH_DIR, password_file: str = PASSWORD_FILE, port: int = REDIS_PORT,
+                             grace_seconds: float = PASSWORD_GRACE_SECONDS, period: float = RELOAD_SECONDS) -> str:
+    """The queue's sidecar: follows the mounted password, as the cache's does."""
+    return f"""\
+left={_grace_loops(grace_seconds, period)}
+while true; do
+{_password_sync(auth_dir, password_file, _cli(port), grace_seconds, period)}\
+  sleep {period:g}
+done
+"""
+
+
 # Through the pod IP (downward API), not 127.0.0.1: protected mode and a loopback-only bind answer
 # loopback and refuse every other pod, and readiness must test what clients depend on. It authenticates
-# (REDISCLI_AUTH): a PING without the password answers NOAUTH, never PONG.
-_PING = 'test "$(redis-cli -h "$POD_IP" ping)" = PONG'
+# with the password the server takes (auth.conf): a PING without it answers NOAUTH, never PONG.
+_PING = f'test "$({PASSWORD_ENV}="{_current(AUTH_DIR)}" redis-cli -h "$POD_IP" ping)" = PONG'
 
 
 def cache_limits(spec: api.CacheSpec) -> Manifest:
@@ -168,30 +263,50 @@ def _auth_volume() -> Manifest:
     return {"name": "auth", "emptyDir": {"medium": "Memory", "sizeLimit": "1Mi"}}
 
 
-def _auth_mount() -> Manifest:
-    return {"name": "auth", "mountPath": AUTH_DIR}
+def _auth_mount(read_only: bool = False) -> Manifest:
+    return {"name": "auth", "mountPath": AUTH_DIR, **({"readOnly": True} if read_only else {})}
+
+
+def _credentials_volume(child: names.ChildNames, key: str) -> Manifest:
+    """This Redis' key of the credentials Secret only, as `password` (root-owned, group the redis group)."""
+    return {"name": "credentials", "secret": {"secretName": child.db_credentials, "defaultMode": 0o440,
+                                              "items": [{"key": key, "path": "password"}]}}
+
+
+def _credentials_mount() -> Manifest:
+    return {"name": "credentials", "mountPath": CREDENTIALS_DIR, "readOnly": True}
+
+
+def _sidecar_resources() -> Manifest:
+    return resources("5m", "16Mi", limit_cpu="50m", limit_memory="32Mi")
 
 
 def _cache_sidecars(child: names.ChildNames, image: str, config_mount: Manifest) -> list[Manifest]:
-    """The maxmemory reloader and the exporter, each logging in with the cache's password."""
+    """The reloader (maxmemory and the password) and the exporter."""
     reloader: Manifest = {
         "name": "maxmemory-reloader",
         "image": image,
         "command": ["sh", "-c", reloader_script()],
-        "env": [env_secret(PASSWORD_ENV, child.db_credentials, CACHE_KEY)],
-        "resources": resources("5m", "16Mi", limit_cpu="50m", limit_memory="32Mi"),
+        "resources": _sidecar_resources(),
         "securityContext": container_security_context(),
-        # Not subPath: only a whole-directory ConfigMap mount sees updates.
-        "volumeMounts": [config_mount],
+        # Not subPath: only a whole-directory ConfigMap or Secret mount sees updates.
+        "volumeMounts": [config_mount, _credentials_mount(), _auth_mount()],
     }
     exporter: Manifest = {
         "name": "redis-exporter",
         "image": api.REDIS_EXPORTER_IMAGE,
-        "env": [env_value("REDIS_ADDR", f"redis://127.0.0.1:{REDIS_PORT}"),
-                env_secret("REDIS_PASSWORD", child.db_credentials, CACHE_KEY)],
+        "env": [env_value("REDIS_ADDR", REDIS_ADDR),
+                # The password of the container's start, until the first reload of the map below.
+                env_secret("REDIS_PASSWORD", child.db_credentials, CACHE_KEY),
+                env_value("REDIS_PASSWORD_FILE", f"{AUTH_DIR}/{EXPORTER_PASSWORDS}")],
         "ports": [{"name": "metrics", "containerPort": REDIS_EXPORTER_PORT, "protocol": "TCP"}],
+        # The exporter reads its password map again at each /-/reload (and answers 500 while the reloader has
+        # not written it yet): a liveness probe on it is how an edited password reaches the exporter within a
+        # period, with no restart; a minute of failures (no map at all) restarts this container only.
+        "livenessProbe": http_probe("/-/reload", "metrics", period=15, failures=4),
         "resources": resources("10m", "32Mi", limit_cpu="100m", limit_memory="64Mi"),
         "securityContext": container_security_context(),
+        "volumeMounts": [_auth_mount(read_only=True)],
     }
     return [reloader, exporter]
 
@@ -203,15 +318,14 @@ def cache_deployment(child: names.ChildNames, namespace: str, spec: api.ScaledAp
         "name": "redis",
         "image": cache.image,
         "command": ["sh", "-c", cache_start_script()],
-        "env": [env_value("INITIAL_MAXMEMORY", str(memory_bytes(cache.memory.initial))), pod_ip_env(),
-                env_secret(PASSWORD_ENV, child.db_credentials, CACHE_KEY)],
+        "env": [env_value("INITIAL_MAXMEMORY", str(memory_bytes(cache.memory.initial))), pod_ip_env()],
         "ports": [{"name": "redis", "containerPort": REDIS_PORT, "protocol": "TCP"}],
         "resources": cache_limits(cache),
         "readinessProbe": exec_probe(_PING, period=5, failures=2),
         # Liveness by TCP: a Redis that is LOADING or busy answers errors to PING but is alive.
         "livenessProbe": tcp_probe("redis", period=10, failures=3),
         "securityContext": container_security_context(),
-        "volumeMounts": [config_mount, {"name": "data", "mountPath": "/data"}, _auth_mount()],
+        "volumeMounts": [config_mount, {"name": "data", "mountPath": "/data"}, _auth_mount(), _credentials_mount()],
     }
     pod = pod_template(
         child.owner,
@@ -223,6 +337,7 @@ def cache_deployment(child: names.ChildNames, namespace: str, spec: api.ScaledAp
                 {"name": "config", "configMap": {"name": child.cache_config}},
                 {"name": "data", "emptyDir": {"sizeLimit": "64Mi"}},
                 _auth_volume(),
+                _credentials_volume(child, CACHE_KEY),
             ],
         },
         annotations=scrape_annotations(REDIS_EXPORTER_PORT),
@@ -272,16 +387,25 @@ def queue_statefulset(child: names.ChildNames, namespace: str, spec: api.ScaledA
                  # Durable: every write is on the volume before Redis answers it (an accepted order is never
                  # lost with the pod); no RDB snapshots beside the AOF.
                  "--appendonly", "yes", "--appendfsync", "always", "--save", "", "--dir", "/data"],
-        "env": [pod_ip_env(), env_secret(PASSWORD_ENV, child.db_credentials, QUEUE_KEY)],
+        "env": [pod_ip_env()],
         "ports": [{"name": "redis", "containerPort": REDIS_PORT, "protocol": "TCP"}],
         "resources": resources("25m", "128Mi", limit_cpu="500m"),
         "readinessProbe": exec_probe(_PING, period=5, failures=2),
         "livenessProbe": tcp_probe("redis", period=10, failures=3),
         "securityContext": container_security_context(),
-        "volumeMounts": [{"name": "data", "mountPath": "/data"}, _auth_mount()],
+        "volumeMounts": [{"name": "data", "mountPath": "/data"}, _auth_mount(), _credentials_mount()],
+    }
+    reloader: Manifest = {
+        "name": "password-reloader",
+        "image": spec.cache.image,
+        "command": ["sh", "-c", password_reloader_script()],
+        "resources": _sidecar_resources(),
+        "securityContext": container_security_context(),
+        "volumeMounts": [_credentials_mount(), _auth_mount()],
     }
     pod = pod_template(child.owner, QUEUE_TIER,
-                       {**_redis_pod_base(), "containers": [redis], "volumes": [_auth_volume()]})
+                       {**_redis_pod_base(), "containers": [redis, reloader],
+                        "volumes": [_auth_volume(), _credentials_volume(child, QUEUE_KEY)]})
     claim: Manifest = {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": QUEUE_STORAGE}}}
     if spec.database.storage_class_name:  # the cluster's choice of durable storage, as for Postgres
         claim["storageClassName"] = spec.database.storage_class_name

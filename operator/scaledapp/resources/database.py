@@ -23,7 +23,11 @@ default is localhost), keeps its socket in an emptyDir, and turns SIGTERM into P
   replica, dbguard.py), replicas one at a time. Both let an unhealthy pod go (it serves nothing).
 * Probes connect through the pod's own IP with a password, as clients in other pods do.
 * postgres_exporter sidecar on every Postgres pod (port 9187), with the project's extra queries
-  mounted from the db-scripts ConfigMap.
+  mounted from the db-scripts ConfigMap. It reads its password from a pgpass file (`PGPASSFILE`), which its
+  driver (lib/pq) reads at every new connection; the `pgpass-writer` sidecar keeps that file (0600, on a memory
+  emptyDir) in step with the credentials Secret's `exporter-password`, mounted as a file that the kubelet
+  updates when the Secret is edited. So after an edit (and the guard's ALTER ROLE) the exporter's next
+  connection logs in, without a restart of the pod or the container.
 * TLS (resources/tls.py): every pod mounts the `db-tls` Secret (CA certificate, server certificate,
   replication client certificate) and runs with `ssl=on` and the pg_hba of `pg_hba()`, mounted from the
   db-scripts ConfigMap (`hba_file`), the same on every pod: no plain-text TCP connection is accepted,
@@ -89,6 +93,10 @@ TOPOLOGY_KEY = "primary"  # in the db-topology ConfigMap: the pod holding the wr
 QUERIES_DIR = "/etc/postgres-exporter"
 TLS_DIR = "/etc/postgres-tls"  # the db-tls Secret, in every Postgres pod
 HBA_KEY = "pg_hba.conf"  # in the db-scripts ConfigMap
+CREDENTIALS_DIR = "/etc/postgres-credentials"  # the exporter's key of the credentials Secret
+PGPASS_DIR = "/run/postgres-exporter"  # memory emptyDir: the exporter's pgpass file
+PGPASS_FILE = "pgpass"
+PGPASS_SECONDS = 5
 # Our own emptyDir, not the image's directory (which may not exist, or not be writable by uid 999).
 SOCKET_DIR = "/var/run/postgresql"
 
@@ -239,25 +247,63 @@ def _probes(query: str) -> Manifest:
     }
 
 
-def _exporter(child: names.ChildNames) -> Manifest:
-    return {
+def pgpass_script(password_file: str = f"{CREDENTIALS_DIR}/{EXPORTER_KEY}", pgpass_dir: str = PGPASS_DIR,
+                  user: str = EXPORTER_USER, period: float = PGPASS_SECONDS) -> str:
+    """The pgpass-writer sidecar: the mounted password as a pgpass line for the exporter's role (`:` and `\\`
+    escaped), written afresh (0600, then renamed into place) whenever the mounted file changes. The value goes
+    through printf (a shell builtin) and sed's stdin, never an argv."""
+    target = f"{pgpass_dir}/{PGPASS_FILE}"
+    return f"""\
+last=""
+while true; do
+  p="$(cat {password_file} 2>/dev/null)"
+  if [ -n "$p" ] && [ "$p" != "$last" ]; then
+    esc="$(printf '%s' "$p" | sed 's/[\\\\:]/\\\\&/g')"
+    if (umask 077; printf '*:*:*:{user}:%s\\n' "$esc" > {target}.new) && mv -f {target}.new {target}; then
+      [ -z "$last" ] || echo "the exporter's password changed in the Secret: {target} follows it"
+      last="$p"
+    fi
+  fi
+  sleep {period:g}
+done
+"""
+
+
+def exporter_dsn(tls_dir: str = TLS_DIR, host: str = "127.0.0.1", port: int = POSTGRES_PORT) -> str:
+    """TLS like every other client (pg_hba has no plain-text line), checked against the CA (the name is
+    127.0.0.1, which the server certificate does not carry: verify-ca). No password: lib/pq then reads
+    PGPASSFILE, at each new connection."""
+    return (f"postgresql://{EXPORTER_USER}@{host}:{port}/postgres?sslmode=verify-ca"
+            f"&sslrootcert={tls_dir}/{tls.CA_CERT_KEY}")
+
+
+def _exporter(image: str) -> list[Manifest]:
+    """postgres_exporter, and the sidecar that keeps its pgpass file in step with the Secret."""
+    exporter: Manifest = {
         "name": "postgres-exporter",
         "image": api.POSTGRES_EXPORTER_IMAGE,
         "args": [f"--extend.query-path={QUERIES_DIR}/{QUERIES_KEY}"],
         "env": [
-            # TLS like every other client (pg_hba has no plain-text line), checked against the CA (the name
-            # is 127.0.0.1, which the server certificate does not carry: verify-ca).
-            env_value("DATA_SOURCE_URI", f"127.0.0.1:{POSTGRES_PORT}/postgres?sslmode=verify-ca"
-                                         f"&sslrootcert={TLS_DIR}/{tls.CA_CERT_KEY}"),
-            env_value("DATA_SOURCE_USER", EXPORTER_USER),
-            env_secret("DATA_SOURCE_PASS", child.db_credentials, EXPORTER_KEY),
+            env_value("DATA_SOURCE_NAME", exporter_dsn()),
+            env_value("PGPASSFILE", f"{PGPASS_DIR}/{PGPASS_FILE}"),
         ],
         "ports": [{"name": "metrics", "containerPort": POSTGRES_EXPORTER_PORT, "protocol": "TCP"}],
         "resources": resources("10m", "32Mi", limit_cpu="200m", limit_memory="128Mi"),
         "securityContext": container_security_context(),
         "volumeMounts": [{"name": "scripts", "mountPath": QUERIES_DIR, "readOnly": True},
-                         {"name": "tls", "mountPath": TLS_DIR, "readOnly": True}],
+                         {"name": "tls", "mountPath": TLS_DIR, "readOnly": True},
+                         {"name": "pgpass", "mountPath": PGPASS_DIR, "readOnly": True}],
     }
+    writer: Manifest = {
+        "name": "pgpass-writer",
+        "image": image,  # the Postgres image: sh, cat, sed, mv
+        "command": ["sh", "-c", pgpass_script()],
+        "resources": resources("5m", "16Mi", limit_cpu="50m", limit_memory="32Mi"),
+        "securityContext": container_security_context(),
+        "volumeMounts": [{"name": "exporter-credentials", "mountPath": CREDENTIALS_DIR, "readOnly": True},
+                         {"name": "pgpass", "mountPath": PGPASS_DIR}],
+    }
+    return [exporter, writer]
 
 
 def _postgres_container(child: names.ChildNames, spec: api.ScaledAppSpec, role: str) -> Manifest:
@@ -306,6 +352,10 @@ def _volumes(child: names.ChildNames) -> list[Manifest]:
         # Certificates and keys: root-owned, group fsGroup (postgres), 0640, which Postgres and libpq accept
         # for a key. The kubelet replaces them in place when the operator renews them.
         {"name": "tls", "secret": {"secretName": child.db_tls, "defaultMode": 0o640}},
+        # The exporter's password only, for pgpass-writer; the pgpass file it writes, in memory.
+        {"name": "exporter-credentials", "secret": {"secretName": child.db_credentials, "defaultMode": 0o440,
+                                                    "items": [{"key": EXPORTER_KEY, "path": EXPORTER_KEY}]}},
+        {"name": "pgpass", "emptyDir": {"medium": "Memory", "sizeLimit": "1Mi"}},
     ]
 
 
@@ -391,7 +441,7 @@ def primary_statefulset(
     ]
     role = "primary" if write_role_at in (None, child.home_primary) else "replica"
     pod = _postgres_pod(child, WRITE_TIER, {
-        **_pod_base(), "initContainers": [_bootstrap(child, db)], "containers": [postgres, _exporter(child)],
+        **_pod_base(), "initContainers": [_bootstrap(child, db)], "containers": [postgres, *_exporter(db.image)],
         "volumes": _volumes(child),
     }, role)
     return {
@@ -424,7 +474,7 @@ def replica_statefulset(child: names.ChildNames, namespace: str, spec: api.Scale
         {
             **_pod_base(),
             "initContainers": [_bootstrap(child, db)],
-            "containers": [postgres, _exporter(child)],
+            "containers": [postgres, *_exporter(db.image)],
             "volumes": _volumes(child),
             "affinity": _apart_from_other_postgres(child),
         },

@@ -60,7 +60,7 @@ def workers_deployment(child: names.ChildNames, namespace: str, spec: api.Scaled
             "securityContext": pod_security_context(APP_UID),
             "terminationGracePeriodSeconds": TERMINATION_GRACE_SECONDS,
             "containers": [container],
-            "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}}, *db_volumes(child)],
+            "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}}, *db_volumes(child, spec)],
         },
         annotations=scrape_annotations(WORKER_METRICS_PORT),
     )
