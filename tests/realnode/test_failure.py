@@ -9,9 +9,12 @@ back, that no acknowledged write or accepted order is lost, and that the role, l
 
 from __future__ import annotations
 
+import base64
 import json
+import secrets
 import time
 import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from typing import Any
 
@@ -386,3 +389,103 @@ def test_a_synchronous_switchover_keeps_writing_while_the_old_primary_is_away(st
     assert stack.psql(HOME, "show synchronous_commit").strip() == "on"
     print(f"synchronous switchover with the old primary away: longest write gap {gap:.1f}s after the switchover")
     assert probe.lost(ids_in_database(stack, "synchold")) == set()
+
+
+def app_pods(stack: Deployed) -> list[dict[str, Any]]:
+    pods = stack.cluster.get_json("pods", "-n", stack.apps, "-l",
+                                  f"app.kubernetes.io/instance={NAME},scaledapp.dev/tier=app")["items"]
+    return [p for p in pods if p["status"].get("phase") == "Running" and p["status"].get("podIP")]
+
+
+def scrape(ip: str, port: int) -> dict[str, float]:
+    """A pod's metrics by name and labels as written (`name{labels}` -> value)."""
+    with urllib.request.urlopen(f"http://{ip}:{port}/metrics", timeout=5) as answer:
+        text = answer.read().decode()
+    return {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+            if line and not line.startswith("#")}
+
+
+def redis_logins(stack: Deployed, pod: str) -> dict[str, str]:
+    """From an app pod, with its own environment: does each Redis take the password the pod started with (in
+    REDIS_URL / QUEUE_URL) and the one in its mounted file? No password appears in a command line."""
+    script = (
+        "import os, redis\n"
+        "for url, path in (('REDIS_URL', 'REDIS_PASSWORD_FILE'), ('QUEUE_URL', 'QUEUE_PASSWORD_FILE')):\n"
+        "    for how in ('start', 'file'):\n"
+        "        client = redis.Redis.from_url(os.environ[url], socket_timeout=3)\n"
+        "        if how == 'file':  # the URL's password wins over a keyword: replace it in the pool's\n"
+        "            client.connection_pool.connection_kwargs['password'] = open(os.environ[path]).read()\n"
+        "        try:\n"
+        "            client.ping()\n"
+        "            print(url, how, 'ok')\n"
+        "        except redis.RedisError as exc:\n"
+        "            print(url, how, type(exc).__name__)\n")
+    out = stack.cluster.kubectl("exec", "-n", stack.apps, pod, "-c", "app", "--", "python", "-c", script)
+    return {f"{url} {how}": result for url, how, result in (line.split() for line in out.splitlines() if line)}
+
+
+def pods_and_restarts(stack: Deployed) -> dict[str, tuple[str, int]]:
+    pods = stack.cluster.get_json("pods", "-n", stack.apps, "-l", f"app.kubernetes.io/instance={NAME}")["items"]
+    return {p["metadata"]["name"]: (p["metadata"]["uid"], sum(c.get("restartCount", 0)
+                                                               for c in p["status"].get("containerStatuses") or []))
+            for p in pods if p["status"].get("phase") == "Running"}
+
+
+def test_edited_passwords_reach_every_holder_and_nobody_is_locked_out(stack: Deployed) -> None:
+    """The Secret is the source of truth. Edit the app's, the exporters' and both Redis' passwords: the database
+    is made to agree (ALTER ROLE), both Redis take the new one live and the old one only for a grace, the app,
+    workers and exporters follow their mounted files; no pod is restarted or replaced, none is locked out."""
+    home_and_healthy(stack)
+    secret = f"{NAME}-db-credentials"
+    pods_before = pods_and_restarts(stack)
+    edited = {key: base64.b64encode(secrets.token_urlsafe(24).encode()).decode()
+              for key in ("app-password", "exporter-password", "cache-password", "queue-password")}
+    stack.cluster.kubectl("patch", "secret", secret, "-n", stack.apps, "--type=merge",
+                          "-p", json.dumps({"data": edited}))
+    pod = app_pods(stack)[0]["metadata"]["name"]
+    # Both Redis take only the new passwords once the grace is over (the kubelet brings the edit into the files
+    # within its sync period, 10 s here; the grace is 180 s).
+    new_only = {"REDIS_URL start": "AuthenticationError", "REDIS_URL file": "ok",
+                "QUEUE_URL start": "AuthenticationError", "QUEUE_URL file": "ok"}
+    seen: dict[str, str] = {}
+
+    def only_new() -> bool:
+        seen.update(redis_logins(stack, pod))
+        print(f"logins from {pod}: {seen}")
+        return seen == new_only
+
+    wait_for(only_new, timeout=330, what="both Redis taking only the new passwords", interval=5,
+             ignore=(KubectlError,))
+    app = app_url(stack)
+    # Writes: the app's new connections log in with the new database password (the guard's ALTER ROLE).
+    created = wait_for(lambda: http_json(f"{app}/items", {"name": "after-edit", "value": "v"}), timeout=120,
+                       what="a write after the edit", interval=1, ignore=(OSError,))
+
+    def hits() -> float:
+        return sum(scrape(p["status"]["podIP"], 8080).get('scaledapp_cache_requests_total{result="hit"}', 0.0)
+                   for p in app_pods(stack))
+
+    # Reads through the cache: a hit needs the app's cache client logged in with the new password.
+    before = hits()
+
+    def cache_hit() -> bool:
+        for _ in range(6):
+            http_json(f"{app}/items/{created['id']}")
+        return hits() > before
+
+    wait_for(cache_hit, timeout=60, what="a cache hit after the edit", interval=2, ignore=(OSError,))
+    # Orders: accepted by the queue and done by a worker (both with the new queue password).
+    job = http_json(f"{app}/orders", {"item_id": created["id"]})["job_id"]
+    wait_for(lambda: http_json(f"{app}/orders/{job}")["state"] == "done", timeout=90, what="an order done",
+             interval=1, ignore=(OSError,))
+    # The exporters log in again with the new passwords: pg_up and redis_up are 1 on every Postgres and cache pod.
+    pods = stack.cluster.get_json("pods", "-n", stack.apps, "-l", f"app.kubernetes.io/instance={NAME}")["items"]
+    for p in pods:
+        tier = p["metadata"]["labels"].get("scaledapp.dev/tier")
+        port, up = {"db-write": (9187, "pg_up"), "db-read": (9187, "pg_up"),
+                    "cache": (9121, "redis_up")}.get(tier or "", (0, ""))
+        if port and p["status"].get("podIP"):
+            wait_for(lambda ip=p["status"]["podIP"], port=port, up=up: scrape(ip, port).get(up) == 1.0, timeout=90,
+                     what=f"{up} 1 on {p['metadata']['name']}", interval=3, ignore=(OSError,))
+    after = pods_and_restarts(stack)
+    assert {name: after.get(name) for name in pods_before} == pods_before, "a pod was restarted or replaced"
