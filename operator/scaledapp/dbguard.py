@@ -34,7 +34,7 @@ from typing import Any
 
 import pydantic
 
-from scaledapp import api, dbcreds, dbtls, failover, pgclient
+from scaledapp import api, dbtls, failover, pgclient
 from scaledapp.failover import DbPod, Plan, Topology
 from scaledapp.kube import Kube, KubeError
 from scaledapp.resources import names
@@ -206,8 +206,8 @@ class Guard:
             return
         if dbtls.reload_pending(child, namespace):
             await self.reload_tls(owner, child, namespace, pods)
-        if primary is not None and primary.ready and dbcreds.due(owner):
-            await self.sync_credentials(owner, child, namespace, primary)
+        if primary is not None and primary.ready:
+            await self.ensure_operator_role(owner, child, namespace, primary)
         sync_hold = self.sync_hold(owner)
         if sync_hold and primary is not None and primary.ready and primary.ip:
             login = await self.password(child, namespace)
@@ -609,20 +609,19 @@ class Guard:
             self.logger.info("Postgres servers reloaded the renewed certificates")
 
 
-    async def sync_credentials(self, owner: Mapping[str, Any], child: names.ChildNames, namespace: str,
-                               primary: DbPod) -> None:
-        """The credentials Secret is the source of truth: the roles' passwords follow it (dbcreds.py), set
-        over the operator's certificate login, which no password change can lock out."""
+    async def ensure_operator_role(self, owner: Mapping[str, Any], child: names.ChildNames, namespace: str,
+                                   primary: DbPod) -> None:
+        """The certificate role on a primary older than it (dbtls.ensure_operator_role): once per primary. The
+        roles' passwords are not the operator's business: each Postgres pod's password-sync sidecar makes the
+        database take the mounted credentials Secret's (resources/database.py, password_sync_script)."""
         login = dbtls.operator_login(child, namespace)
         if login is None or not primary.ip:
             return
         try:
-            changed = await dbcreds.sync(self.kube, owner, pgclient.Server(str(primary.ip), login, SUPERUSER))
+            if await dbtls.ensure_operator_role(self.kube, owner, pgclient.Server(str(primary.ip), login, SUPERUSER)):
+                self.logger.info("created the role %s the operator's certificate logs in as", login.user)
         except pgclient.PostgresError as exc:
-            self.logger.warning("credentials sync: %s", exc)
-            return
-        if changed:
-            self.logger.info("database passwords set from the credentials Secret for %s", ", ".join(changed))
+            self.logger.warning("the operator's certificate role: %s", exc)
 
 
 async def run_guard(kube: Kube, body: Mapping[str, Any], pods_now: PodsNow, logger: Logger,

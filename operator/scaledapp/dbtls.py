@@ -14,11 +14,13 @@ passwords in the credentials Secret are.
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import os
 import tempfile
+import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +29,7 @@ from scaledapp.kube import Kube
 from scaledapp.reasons import Reason
 from scaledapp.resources import names, tls
 from scaledapp.resources.common import Manifest
-from scaledapp.resources.secrets import REPLICATION_USER
+from scaledapp.resources.secrets import REPLICATION_USER, SUPERUSER, SUPERUSER_KEY
 
 
 @dataclass
@@ -38,8 +40,11 @@ class _State:
     login: pgclient.CertLogin | None = None
     login_cert: str = ""  # the PEM of the login's certificate (renewal is judged on it)
     reload_pending: str = ""  # a server certificate written but not yet reloaded by every pod
+    role_seen: set[str] = field(default_factory=set)  # host:port of primaries the certificate role logs in to
+    role_asked: dict[str, float] = field(default_factory=dict)  # host:port -> monotonic time of the last try
 
 
+ROLE_RETRY_SECONDS = 60.0
 _STATES: dict[str, _State] = {}
 _FILES_DIR: Path | None = None
 
@@ -194,6 +199,36 @@ async def reload_when_propagated(owner: Mapping[str, Any], kube: Kube, logins: S
     await kube.post_event(dict(owner), "Normal", Reason.TLS_RELOADED,
                           f"{len(logins)} Postgres server(s) reloaded the renewed certificates")
     return True
+
+
+async def ensure_operator_role(kube: Kube, owner: Mapping[str, Any], primary: pgclient.Server) -> bool:
+    """A primary initialised before the operator's certificate role existed (primary-init.sh creates it now)
+    gets it, created as the superuser with the credentials Secret's password. Asked once per primary address
+    in the operator's lifetime (one certificate login, no API call); the Secret is read only when the role is
+    missing. A failed try is repeated after ROLE_RETRY_SECONDS. True when the role was created now."""
+    child, namespace = _where(owner)
+    state = _state(child, namespace)
+    login, seen = primary.password, f"{primary.host}:{primary.port}"
+    if not isinstance(login, pgclient.CertLogin) or seen in state.role_seen:
+        return False
+    now = time.monotonic()
+    if now - state.role_asked.get(seen, float("-inf")) < ROLE_RETRY_SECONDS:
+        return False
+    state.role_asked[seen] = now
+    created = False
+    try:
+        await pgclient.run(primary.ping, seconds=10)
+    except pgclient.PostgresError as exc:
+        if "does not exist" not in str(exc):
+            raise
+        secret = await kube.get("v1", "Secret", child.db_credentials, namespace)
+        encoded = ((secret or {}).get("data") or {}).get(SUPERUSER_KEY)
+        if not encoded:
+            return False  # the reconciler restores the Secret; asked again next tick
+        superuser = pgclient.Server(primary.host, base64.b64decode(encoded).decode(), SUPERUSER, port=primary.port)
+        created = await pgclient.run(superuser.create_superuser_role, login.user, seconds=10)
+    state.role_seen.add(seen)
+    return created
 
 
 def reload_pending(child: names.ChildNames, namespace: str) -> bool:

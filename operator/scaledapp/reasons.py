@@ -66,7 +66,6 @@ class Reason(enum.StrEnum):
     CERTIFICATES_ISSUED = "CertificatesIssued"
     CA_INVALID = "CAInvalid"
     TLS_RELOADED = "TLSReloaded"
-    CREDENTIALS_SYNCED = "CredentialsSynced"
     PRUNED = "Pruned"
     REPAIRED = "Repaired"
 
@@ -125,8 +124,6 @@ DOCS: dict[Reason, tuple[str, str]] = {
                                  " message says why (a new ScaledApp's first ones are named by Created)"),
     Reason.CA_INVALID: ("Warning Event", "spec.database.tls.caSecretName names a Secret without a usable CA "
                         "(tls.crt, tls.key); no certificate is issued until it has one"),
-    Reason.CREDENTIALS_SYNCED: ("Event", "the database roles' passwords were set to the credentials Secret's "
-                                "(it was edited, or generated anew); the message names the roles, never values"),
     Reason.TLS_RELOADED: ("Event", "the Postgres servers reloaded their configuration after renewed certificates "
                           "reached their pods"),
     Reason.PRUNED: ("Event", "a child no longer in the spec was deleted"),

@@ -108,9 +108,10 @@ def _summary(spec: api.ScaledAppSpec) -> list[str]:
 
 # The credentials as last seen, per ScaledApp uid, in memory only (never logged, never in status): a deleted
 # Secret is put back with the same values, so the database roles and every running pod stay in step with it.
-# Read back at every reconcile and resync, so an edited Secret (a password changed by hand, which the failover
-# guard then sets in the database: dbcreds.py) is what a later deletion restores. With no memory (an operator
-# restarted after the deletion) new values are generated, and the guard makes the database agree.
+# Read back at every reconcile and resync, so an edited Secret (a password changed by hand, which each Postgres
+# pod's password-sync sidecar then sets in the database: resources/database.py) is what a later deletion
+# restores. With no memory (an operator restarted after the deletion) new values are generated, and the pods'
+# sidecars make the database agree once the kubelet brings them into their files.
 _KNOWN_CREDENTIALS: dict[str, dict[str, str]] = {}
 
 
@@ -134,7 +135,7 @@ async def _ensure_credentials(kube: Kube, owner: Manifest, child: names.ChildNam
             await kube.post_event(owner, "Normal", Reason.CREDENTIALS_GENERATED,
                                   f"generated the database and Redis credentials in Secret {child.db_credentials}")
         return
-    # There already: read it back by name (it may have been edited: the database is made to agree, dbcreds.py).
+    # There already: read it back by name (it may have been edited: the pods make the database agree with it).
     live = await kube.get("v1", "Secret", child.db_credentials, namespace)
     if live is None:  # deleted since the create found it: the next resync creates it
         return

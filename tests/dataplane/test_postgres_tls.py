@@ -31,7 +31,7 @@ from cryptography.hazmat.primitives import serialization
 from psycopg import sql
 
 from devharness.exporters import PostgresExporter
-from scaledapp import dbcreds, dbtls, pgclient
+from scaledapp import dbtls, pgclient
 from scaledapp.kube import Kube
 from scaledapp.resources import database, names, secrets, tls
 from tests.dataplane.test_postgres_start import (
@@ -53,6 +53,12 @@ CHILD = names.ChildNames("tlsdemo")
 REPLICA_NAME = "tlsdemo-db-read-0"
 
 
+def peer_user(user: pwd.struct_passwd | None) -> str:
+    """The system user the servers run as, which pg_hba's `peer` line lets in on the socket as the database
+    role of the same name (`postgres` in a pod; this machine's test user here, a superuser role made for it)."""
+    return user.pw_name if user is not None else pwd.getpwuid(os.geteuid()).pw_name
+
+
 class TlsFiles:
     """What a Postgres pod mounts from the db-tls Secret (owned by the server's user, keys 0600), and the
     pg_hba from the db-scripts ConfigMap."""
@@ -62,7 +68,8 @@ class TlsFiles:
         self.dir.mkdir(parents=True, exist_ok=True)
         self.ca = tls.new_ca("tlsdemo test CA", dt.datetime.now(dt.UTC))
         self.hba = base / "pg_hba.conf"
-        self.hba.write_text(database.pg_hba())
+        # The pods' pg_hba; `peer` on the socket for the user the servers run as here (`postgres` in a pod).
+        self.hba.write_text(database.pg_hba(superuser=peer_user(user)))
         self.material = self.issue()
         self.write(self.material)
         self._own(self.dir)
@@ -260,77 +267,171 @@ def test_a_changed_password_lets_new_connections_in_while_old_sessions_keep_work
         server.set_passwords({APP_USER: APP_PASSWORD})
 
 
+class PasswordFiles:
+    """What the password-sync container mounts of the credentials Secret (every Postgres role's key), readable
+    by the servers' user; `write` replaces a file the way the kubelet does (written aside, renamed into place)."""
+
+    def __init__(self, base: Path, user: pwd.struct_passwd | None, passwords: dict[str, str]) -> None:
+        self.dir, self.user = base, user
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self._own(self.dir)
+        for key, value in passwords.items():
+            self.write(key, value)
+
+    def _own(self, path: Path) -> None:
+        if self.user is not None:
+            os.chown(path, self.user.pw_uid, self.user.pw_gid)
+
+    def write(self, key: str, value: str) -> None:
+        aside = self.dir / f".{key}.new"
+        aside.write_text(value)
+        self._own(aside)
+        aside.replace(self.dir / key)
+
+
+class PasswordSync(Process):
+    """The password-sync container of `server`'s pod: the script as the pod runs it, as the server's user (its
+    socket, pg_hba `peer`), the SQL from resources/files; a short period for the test."""
+
+    def __init__(self, server: TlsServer, mounted: PasswordFiles, name: str) -> None:
+        super().__init__(name, server.files.dir.parent / "logs")
+        script = database.password_sync_script(str(mounted.dir), str(SCRIPTS / database.PASSWORD_SYNC),
+                                               str(server.socket_dir), server.port, peer_user(server.files.user),
+                                               period=0.2)
+        self.spawn(as_user(["sh", "-c", script], server.files.user), env={"PATH": tool_path(), "LANG": "C.UTF-8"})
+        self.since = self.log_path.stat().st_size  # its output starts after the command line Process logs
+
+    def output(self) -> str:
+        return self.log_path.read_bytes()[self.since:].decode(errors="replace")
+
+
+def logs_in(server: TlsServer, password: str) -> bool:
+    with server.verified(password=password) as conn:
+        return conn.execute("select current_user").fetchone() == (APP_USER,)
+
+
+def auth_failures(server: TlsServer, role: str) -> int:
+    return server.log_text().count(f'password authentication failed for user "{role}"')
+
+
+def test_an_edited_password_is_set_by_the_primarys_sidecar_and_never_by_a_replicas(
+    primary: TlsServer, replica: TlsServer, files: TlsFiles
+) -> None:
+    """The credentials Secret is the source of truth, and the pods make the database agree: after the app's
+    password is edited in the mounted files, a replica's sidecar tries the new one, sees it is a replica and
+    sets nothing (the primary still takes only the old one); the primary's sets it at its start, over the
+    socket (peer), so the new one logs in and the old one is refused, on the primary and, by replication, on
+    the replica. A session opened before goes on. The next edit is followed too. No value is in the sidecars'
+    output, nor in the servers' logs, even with every statement logged."""
+    with primary.connect(dbname="postgres") as conn:
+        for role, superuser in ((peer_user(files.user), True), (secrets.EXPORTER_USER, False)):
+            if not conn.execute("select 1 from pg_roles where rolname = %s", (role,)).fetchone():
+                conn.execute(sql.SQL("create role {} login" + (" superuser" if superuser else "")).format(
+                    sql.Identifier(role)))
+        conn.execute(sql.SQL("alter role {} password {}").format(sql.Identifier(secrets.EXPORTER_USER),
+                                                                  sql.Literal("exp-pw")))
+        conn.execute("alter system set log_statement = 'all'")
+        conn.execute("select pg_reload_conf()")
+    logs_from = {server.name: len(server.log_text()) for server in (primary, replica)}
+    rotated, again = token_hex(24), token_hex(24)
+    mounted = PasswordFiles(files.dir.parent / "passwords", files.user, {
+        secrets.SUPERUSER_KEY: SU_PASSWORD, secrets.APP_KEY: APP_PASSWORD, secrets.REPLICATION_KEY: "start-rep-pw",
+        secrets.EXPORTER_KEY: "exp-pw"})
+    old_session = primary.verified()
+    syncs: list[PasswordSync] = []
+    try:
+        failures = auth_failures(replica, APP_USER)
+        on_replica = PasswordSync(replica, mounted, "password-sync-replica")
+        syncs.append(on_replica)
+        mounted.write(secrets.APP_KEY, rotated)
+        # The replica's sidecar tried the new password (refused there: the primary has not set it), found it is
+        # a replica, and tried again later: twice, and it set nothing.
+        wait_for(lambda: auth_failures(replica, APP_USER) >= failures + 2, 30, "the replica's sidecar trying twice",
+                 interval=0.1)
+        assert logs_in(primary, APP_PASSWORD)
+        assert "password authentication failed" in refused(
+            host=primary.host, port=primary.port, user=APP_USER, password=rotated, dbname="app", sslmode="require")
+        assert on_replica.output() == ""
+
+        on_primary = PasswordSync(primary, mounted, "password-sync-primary")
+        syncs.append(on_primary)
+        for server in (primary, replica):  # set on the primary, replicated to the replica
+            wait_for(lambda s=server: logs_in(s, rotated), 30,  # type: ignore[misc]
+                     f"the new password logging in on {server.name}", interval=0.2,
+                     ignore=(psycopg.OperationalError,))
+            assert "password authentication failed" in refused(
+                host=server.host, port=server.port, user=APP_USER, password=APP_PASSWORD, dbname="app",
+                sslmode="require")
+        assert old_session.execute("select 1").fetchone() == (1,)
+        # Another edit, while it runs: followed as well.
+        mounted.write(secrets.APP_KEY, again)
+        wait_for(lambda: logs_in(primary, again), 30, "the next edit followed", interval=0.2,
+                 ignore=(psycopg.OperationalError,))
+        # The other roles agreed already: untouched.
+        with psycopg.connect(host=primary.host, port=primary.port, user=secrets.EXPORTER_USER, password="exp-pw",
+                             dbname="postgres", sslmode="require", connect_timeout=3) as conn:
+            assert conn.execute("select 1").fetchone() == (1,)
+        said = on_primary.output()
+        assert said.splitlines() == [f"role {APP_USER}: the mounted password did not log in: set it on this "
+                                     "primary (ALTER ROLE)"] * 2
+        assert on_replica.output() == ""  # it agreed with the replicated password, silently
+        server_logs = [server.log_text()[logs_from[server.name]:] for server in (primary, replica)]
+        assert "statement: SET log_statement = none" in server_logs[0]  # every statement was logged, but:
+        for text in (said, *server_logs):
+            leaked = rotated in text or again in text
+            assert not leaked
+        assert "ALTER ROLE" not in server_logs[0]  # not even the statement
+    finally:
+        for sync_process in syncs:
+            sync_process.signal_stop(signal.SIGTERM, timeout=5)
+        old_session.close()
+        with primary.connect(dbname="postgres") as conn:
+            conn.execute("alter system reset log_statement")
+            conn.execute("select pg_reload_conf()")
+        pgclient.Server(primary.host, SU_PASSWORD, SUPERUSER, port=primary.port).set_passwords(
+            {APP_USER: APP_PASSWORD})
+
+
 class SecretApi:
-    """The two calls dbcreds.sync makes: the credentials Secret by name, and Events (kept to be read)."""
+    """The one call dbtls.ensure_operator_role may make: the credentials Secret by name."""
 
     def __init__(self, passwords: secrets.DbPasswords) -> None:
         self.data = passwords.as_secret_data()
-        self.events: list[str] = []
+        self.gets = 0
 
     async def get(self, api_version: str, kind: str, name: str, namespace: str) -> dict[str, Any] | None:
+        self.gets += 1
         return {"data": dict(self.data)} if name == CHILD.db_credentials else None
 
-    async def post_event(self, owner: dict[str, Any], type_: str, reason: str, message: str) -> None:
-        self.events.append(f"{reason}: {message}")
 
-
-def test_an_edited_secret_is_what_the_database_agrees_with_and_old_sessions_go_on(
+def test_a_primary_without_the_operators_role_gets_it_once(
     primary: TlsServer, operator_login: pgclient.CertLogin
 ) -> None:
-    """The Secret is the source of truth: after an edit the operator's sync (over its certificate, which no
-    password edit can lock out) sets exactly the roles whose password changed; a session opened before goes on,
-    and a new connection gets in with the new password only."""
-    monitor = "exporter"
-    primary.execute(f"CREATE ROLE {monitor} LOGIN PASSWORD 'exp-pw'", dbname="postgres")
-    current = secrets.DbPasswords(superuser=SU_PASSWORD, app=APP_PASSWORD, replication="start-rep-pw",
-                                  exporter="exp-pw", cache="cache-pw", queue="queue-pw")
-    fake = SecretApi(current)
-    owner = {"metadata": {"name": CHILD.owner, "namespace": "dp-creds"}}
-    server = pgclient.Server(primary.host, operator_login, port=primary.port)
-    assert asyncio.run(dbcreds.sync(cast(Kube, fake), owner, server)) == []  # the database agrees already
-    old_session = primary.verified()
-    try:
-        fake.data = secrets.DbPasswords(superuser=SU_PASSWORD, app="rotated-app-pw", replication="start-rep-pw",
-                                        exporter="exp-pw", cache="cache-pw", queue="queue-pw").as_secret_data()
-        assert asyncio.run(dbcreds.sync(cast(Kube, fake), owner, server)) == [APP_USER]
-        assert fake.events == [f"CredentialsSynced: the database now agrees with Secret {CHILD.db_credentials}: "
-                               f"new password for {APP_USER}"]
-        assert "rotated-app-pw" not in fake.events[0]
-        with primary.verified(password="rotated-app-pw") as conn:
-            assert conn.execute("SELECT current_user").fetchone() == (APP_USER,)
-        assert "password authentication failed" in refused(
-            host=primary.host, port=primary.port, user=APP_USER, password=APP_PASSWORD, dbname="app",
-            sslmode="verify-full", sslrootcert=primary.files.ca_file)
-        assert old_session.execute("SELECT 1").fetchone() == (1,)
-        # Nothing changed since: the next sync asks nothing of the database.
-        assert asyncio.run(dbcreds.sync(cast(Kube, fake), owner, server)) == []
-    finally:
-        old_session.close()
-        server.set_passwords({APP_USER: APP_PASSWORD})
-        dbcreds.forget(owner)
-
-
-def test_a_primary_without_the_operators_role_gets_it_from_the_sync(
-    primary: TlsServer, operator_login: pgclient.CertLogin
-) -> None:
-    """A primary initialised before the certificate role existed: the sync creates it with the superuser's
-    password from the Secret, and from then on the certificate logs in."""
+    """A primary initialised before the certificate role existed: the guard creates it with the superuser's
+    password from the Secret, and from then on the certificate logs in; a primary that has it costs no read."""
     superuser = pgclient.Server(primary.host, SU_PASSWORD, SUPERUSER, port=primary.port)
+    server = pgclient.Server(primary.host, operator_login, port=primary.port)
+    fake = SecretApi(secrets.DbPasswords(superuser=SU_PASSWORD, app=APP_PASSWORD, replication="start-rep-pw",
+                                         exporter="exp-pw", cache="cache-pw", queue="queue-pw"))
+    has_it = {"metadata": {"name": CHILD.owner, "namespace": "dp-role-there"}}
+    assert asyncio.run(dbtls.ensure_operator_role(cast(Kube, fake), has_it, server)) is False
+    assert fake.gets == 0
     with psycopg.connect(host=primary.host, port=primary.port, user=SUPERUSER, password=SU_PASSWORD,
                          dbname="postgres", sslmode="require", autocommit=True) as conn:
         conn.execute(f"DROP ROLE {tls.OPERATOR_USER}")
-    server = pgclient.Server(primary.host, operator_login, port=primary.port)
     with pytest.raises(psycopg.OperationalError, match="does not exist"):
         server.ping()
-    fake = SecretApi(secrets.DbPasswords(superuser=SU_PASSWORD, app=APP_PASSWORD, replication="start-rep-pw",
-                                         exporter="exp-pw", cache="cache-pw", queue="queue-pw"))
     owner = {"metadata": {"name": CHILD.owner, "namespace": "dp-role"}}
     try:
-        asyncio.run(dbcreds.sync(cast(Kube, fake), owner, server))
+        assert asyncio.run(dbtls.ensure_operator_role(cast(Kube, fake), owner, server)) is True
         server.ping()
-        assert fake.events[0].endswith(f"created the role {tls.OPERATOR_USER} the operator's certificate logs in as")
+        assert fake.gets == 1
+        # Asked once per primary: nothing more, not even a login.
+        assert asyncio.run(dbtls.ensure_operator_role(cast(Kube, fake), owner, server)) is False
+        assert fake.gets == 1
     finally:
-        dbcreds.forget(owner)
+        for meta in (owner, has_it):
+            dbtls.forget(CHILD, meta["metadata"]["namespace"])
         superuser.create_superuser_role(tls.OPERATOR_USER)
 
 

@@ -457,7 +457,7 @@ def test_edited_passwords_reach_every_holder_and_nobody_is_locked_out(stack: Dep
     wait_for(only_new, timeout=330, what="both Redis taking only the new passwords", interval=5,
              ignore=(KubectlError,))
     app = app_url(stack)
-    # Writes: the app's new connections log in with the new database password (the guard's ALTER ROLE).
+    # Writes: the app's new connections log in with the new database password (the primary's password-sync).
     created = wait_for(lambda: http_json(f"{app}/items", {"name": "after-edit", "value": "v"}), timeout=120,
                        what="a write after the edit", interval=1, ignore=(OSError,))
 

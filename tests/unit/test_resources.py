@@ -368,10 +368,10 @@ def test_every_example_fits_a_two_cpu_node(path: Path) -> None:
     assert memory <= MEMORY_BUDGET_BYTES, f"{path.name} requests {memory / 2**20:.0f}Mi"
 
 
-def test_the_default_spec_requests_625m_cpu() -> None:
-    # app 2 x 100m, workers 100m, primary and replica 100m + 10m exporter + 5m pgpass writer each, cache 65m,
-    # queue 25m + 5m password reloader.
-    assert requested(api.ScaledAppSpec())[0] == 625
+def test_the_default_spec_requests_635m_cpu() -> None:
+    # app 2 x 100m, workers 100m, primary and replica 100m + 10m exporter + 5m pgpass writer + 5m password sync
+    # each, cache 65m, queue 25m + 5m password reloader.
+    assert requested(api.ScaledAppSpec())[0] == 635
 
 
 def test_cpu_limits_stay_the_budget_the_scaler_reads() -> None:

@@ -17,9 +17,10 @@ from typing import Any, cast
 
 import pytest
 
-from scaledapp import dbguard, pgclient
+from scaledapp import dbguard, dbtls, pgclient
 from scaledapp.failover import Position, Topology
 from scaledapp.kube import Kube
+from scaledapp.resources.names import ChildNames
 
 NS, NAME = "shop-ns", "shop"
 HOME, R0 = "shop-db-0", "shop-db-read-0"
@@ -172,3 +173,37 @@ def test_the_hold_ends_only_after_retightening_a_mark_and_a_standby_flushed_past
     assert not g.sync_hold(held)
     assert ("event", "SynchronousRestored") in api.calls
     assert [c[1] for c in api.calls if c[0] == "status"][-1]["syncHold"] is False
+
+
+class SteadyApi(Api):
+    """Api counting every read (the watch-fed cache is no API call)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reads: list[str] = []
+
+    async def get(self, api_version: str, kind: str, name: str, namespace: str | None) -> dict[str, Any] | None:
+        self.reads.append(f"{kind}/{name}")
+        return await super().get(api_version, kind, name, namespace)
+
+    async def get_cached(self, api_version: str, kind: str, name: str, namespace: str | None) -> None:
+        return None
+
+
+def test_a_healthy_primary_costs_the_guard_no_api_call_and_one_role_check(monkeypatch: pytest.MonkeyPatch) -> None:
+    """At steady state the guard reads nothing: the passwords are the Postgres pods' business (their password-sync
+    sidecar), and the operator's certificate role is checked once per primary, by a login, not a Secret read."""
+    api = SteadyApi()
+    login = pgclient.CertLogin("scaledapp_operator", "c.crt", "c.key", "ca.crt")
+    monkeypatch.setattr(dbtls, "operator_login", lambda child, namespace, now=None: login)
+    pings: list[str] = []
+    monkeypatch.setattr(pgclient.Server, "ping", lambda self: pings.append(self.host))
+    the_guard = guard(api)
+    body = owner(False, {"primary": HOME, "epoch": 1, "phase": "Healthy", "reason": "PrimaryReady"})
+    try:
+        for _ in range(5):
+            asyncio.run(the_guard.tick(body))
+    finally:
+        dbtls.forget(ChildNames(NAME), NS)
+    assert api.reads == []
+    assert pings == [IPS[HOME]]

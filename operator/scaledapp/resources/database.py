@@ -26,8 +26,13 @@ default is localhost), keeps its socket in an emptyDir, and turns SIGTERM into P
   mounted from the db-scripts ConfigMap. It reads its password from a pgpass file (`PGPASSFILE`), which its
   driver (lib/pq) reads at every new connection; the `pgpass-writer` sidecar keeps that file (0600, on a memory
   emptyDir) in step with the credentials Secret's `exporter-password`, mounted as a file that the kubelet
-  updates when the Secret is edited. So after an edit (and the guard's ALTER ROLE) the exporter's next
+  updates when the Secret is edited. So after an edit (and password-sync's ALTER ROLE) the exporter's next
   connection logs in, without a restart of the pod or the container.
+* The credentials Secret is the source of truth for the roles' passwords: the `password-sync` sidecar on
+  every Postgres pod (password_sync_script) mounts every Postgres role's key and, when a file changed (and
+  once at start), tries it with a TLS login; on the pod holding the write role (not in recovery) a password
+  that does not log in is set with ALTER ROLE, over the Unix socket as the container's own user (`peer`).
+  Replicas get it by replication. The operator reads nothing for this (no periodic Secret GET).
 * TLS (resources/tls.py): every pod mounts the `db-tls` Secret (CA certificate, server certificate,
   replication client certificate) and runs with `ssl=on` and the pg_hba of `pg_hba()`, mounted from the
   db-scripts ConfigMap (`hba_file`), the same on every pod: no plain-text TCP connection is accepted,
@@ -97,12 +102,18 @@ CREDENTIALS_DIR = "/etc/postgres-credentials"  # the exporter's key of the crede
 PGPASS_DIR = "/run/postgres-exporter"  # memory emptyDir: the exporter's pgpass file
 PGPASS_FILE = "pgpass"
 PGPASS_SECONDS = 5
+PASSWORDS_DIR = "/etc/postgres-passwords"  # every Postgres role's key of the credentials Secret (password-sync)
+PASSWORD_SYNC_SECONDS = 5
+# While the file's password does not log in on a replica (its primary has not set it yet), or setting it failed,
+# the sidecar tries again after this many periods: not a refused login every period meanwhile.
+PASSWORD_RETRY_LOOPS = 6
 # Our own emptyDir, not the image's directory (which may not exist, or not be writable by uid 999).
 SOCKET_DIR = "/var/run/postgresql"
 
 POSTGRES_START = "postgres-start.sh"
 PRIMARY_INIT = "primary-init.sh"
 APP_ROLE = "app-role.sh"
+PASSWORD_SYNC = "password-sync.sql"
 REPLICA_BOOTSTRAP = "replica-bootstrap.sh"
 EXPORTER_QUERIES = "postgres-exporter-queries.yaml"
 QUERIES_KEY = "queries.yaml"
@@ -122,7 +133,8 @@ def scripts_configmap(child: names.ChildNames, namespace: str) -> Manifest:
         "kind": "ConfigMap",
         "metadata": object_meta(child.owner, namespace, child.db_scripts, WRITE_TIER, "db-scripts"),
         "data": {
-            **{script: package_file(script) for script in (POSTGRES_START, *INIT_SCRIPTS, REPLICA_BOOTSTRAP)},
+            **{script: package_file(script)
+               for script in (POSTGRES_START, *INIT_SCRIPTS, REPLICA_BOOTSTRAP, PASSWORD_SYNC)},
             QUERIES_KEY: package_file(EXPORTER_QUERIES),
             HBA_KEY: pg_hba(),
         },
@@ -269,6 +281,65 @@ done
 """
 
 
+# Secret key -> the role whose password it is: every Postgres role's (the Redis passwords are the Redis pods').
+PASSWORD_ROLES = (
+    (SUPERUSER_KEY, SUPERUSER),
+    (APP_KEY, APP_USER),
+    (REPLICATION_KEY, REPLICATION_USER),
+    (EXPORTER_KEY, EXPORTER_USER),
+)
+
+
+def password_sync_script(password_dir: str = PASSWORDS_DIR, sql_file: str = f"{SCRIPTS_DIR}/{PASSWORD_SYNC}",
+                         socket_dir: str = SOCKET_DIR, port: int = POSTGRES_PORT, login: str = SUPERUSER,
+                         period: float = PASSWORD_SYNC_SECONDS) -> str:
+    """The password-sync sidecar of every Postgres pod: the database takes the mounted Secret's passwords.
+
+    Each period it compares every mounted password file with the one it last saw agreed (a checksum, not the
+    value). Only when a file changed, and once at start: does the file's password log its role in over TCP,
+    as a client does (TLS, PGPASSWORD in psql's environment)? If not, `password-sync.sql` runs on the Unix
+    socket as the container's own user (`login`, pg_hba `peer`: no password involved, so no edit can lock it
+    out) and sets the role's password from the file, on the pod holding the write role only (not in
+    recovery): a replica gets it by replication, and its next test login agrees. So after a failover the new
+    primary acts on whatever its predecessor had not set. Values never reach an argv or the output."""
+    tcp = f"host=127.0.0.1 port={port} dbname=postgres connect_timeout=5 sslmode=require"
+    blocks = "".join(f"""\
+  sum="$(cksum 2>/dev/null < {password_dir}/{key})"
+  if [ -n "$sum" ] && [ "$sum" != "$agreed_{role}" ] && [ "$tick" -ge "$retry_{role}" ]; then
+    agree {password_dir}/{key} {role}; rc=$?
+    if [ "$rc" -eq 0 ]; then agreed_{role}="$sum"
+    elif [ "$rc" -eq 2 ]; then retry_{role}=$((tick + {PASSWORD_RETRY_LOOPS})); fi
+  fi
+""" for key, role in PASSWORD_ROLES)
+    state = " ".join(f'agreed_{role}="" retry_{role}=0' for _, role in PASSWORD_ROLES)
+    return f"""\
+# 0: the database takes the file's password (now); 1: not known yet (server not up); 2: wait (a replica, or failed)
+agree() {{
+  # Over TCP: the socket-only server that initialises a new primary is not the one to judge.
+  pg_isready -q -h 127.0.0.1 -p {port} || return 1
+  p="$(cat "$1" 2>/dev/null)"
+  [ -n "$p" ] || return 1
+  if PGPASSWORD="$p" psql -Xqtw "{tcp} user=$2" -c 'select 1' >/dev/null 2>&1; then p=""; return 0; fi
+  p=""
+  out="$(psql -Xqtw -v ON_ERROR_STOP=1 -v VERBOSITY=terse -v role="$2" -v file="$1" \\
+    -h {socket_dir} -p {port} -U {login} -d postgres -f {sql_file} 2>&1)"
+  case "$out" in
+    set) echo "role $2: the mounted password did not log in: set it on this primary (ALTER ROLE)"; return 0 ;;
+    absent) echo "role $2: no such role here: nothing to set"; return 0 ;;
+    replica) return 2 ;;
+  esac
+  echo "role $2: could not set the mounted password: $(printf '%s\\n' "$out" | head -n 1)"
+  return 2
+}}
+tick=0 {state}
+while true; do
+{blocks}\
+  tick=$((tick + 1))
+  sleep {period:g}
+done
+"""
+
+
 def exporter_dsn(tls_dir: str = TLS_DIR, host: str = "127.0.0.1", port: int = POSTGRES_PORT) -> str:
     """TLS like every other client (pg_hba has no plain-text line), checked against the CA (the name is
     127.0.0.1, which the server certificate does not carry: verify-ca). No password: lib/pq then reads
@@ -277,8 +348,9 @@ def exporter_dsn(tls_dir: str = TLS_DIR, host: str = "127.0.0.1", port: int = PO
             f"&sslrootcert={tls_dir}/{tls.CA_CERT_KEY}")
 
 
-def _exporter(image: str) -> list[Manifest]:
-    """postgres_exporter, and the sidecar that keeps its pgpass file in step with the Secret."""
+def _sidecars(image: str) -> list[Manifest]:
+    """postgres_exporter, the sidecar that keeps its pgpass file in step with the Secret, and the one that makes
+    the database take the Secret's passwords (password_sync_script)."""
     exporter: Manifest = {
         "name": "postgres-exporter",
         "image": api.POSTGRES_EXPORTER_IMAGE,
@@ -303,7 +375,18 @@ def _exporter(image: str) -> list[Manifest]:
         "volumeMounts": [{"name": "exporter-credentials", "mountPath": CREDENTIALS_DIR, "readOnly": True},
                          {"name": "pgpass", "mountPath": PGPASS_DIR}],
     }
-    return [exporter, writer]
+    sync: Manifest = {
+        "name": "password-sync",
+        "image": image,  # the Postgres image: sh, cksum, cat, psql, pg_isready
+        "command": ["sh", "-c", password_sync_script()],
+        "resources": resources("5m", "16Mi", limit_cpu="100m", limit_memory="64Mi"),
+        "securityContext": container_security_context(),
+        "volumeMounts": [{"name": "passwords", "mountPath": PASSWORDS_DIR, "readOnly": True},
+                         {"name": "scripts", "mountPath": SCRIPTS_DIR, "readOnly": True},
+                         # The server's Unix socket (pg_hba `peer` for the container's own user).
+                         {"name": "run", "mountPath": SOCKET_DIR}],
+    }
+    return [exporter, writer, sync]
 
 
 def _postgres_container(child: names.ChildNames, spec: api.ScaledAppSpec, role: str) -> Manifest:
@@ -356,6 +439,9 @@ def _volumes(child: names.ChildNames) -> list[Manifest]:
         {"name": "exporter-credentials", "secret": {"secretName": child.db_credentials, "defaultMode": 0o440,
                                                     "items": [{"key": EXPORTER_KEY, "path": EXPORTER_KEY}]}},
         {"name": "pgpass", "emptyDir": {"medium": "Memory", "sizeLimit": "1Mi"}},
+        # Every Postgres role's password (not the Redis ones), for password-sync only.
+        {"name": "passwords", "secret": {"secretName": child.db_credentials, "defaultMode": 0o440,
+                                         "items": [{"key": key, "path": key} for key, _ in PASSWORD_ROLES]}},
     ]
 
 
@@ -441,7 +527,7 @@ def primary_statefulset(
     ]
     role = "primary" if write_role_at in (None, child.home_primary) else "replica"
     pod = _postgres_pod(child, WRITE_TIER, {
-        **_pod_base(), "initContainers": [_bootstrap(child, db)], "containers": [postgres, *_exporter(db.image)],
+        **_pod_base(), "initContainers": [_bootstrap(child, db)], "containers": [postgres, *_sidecars(db.image)],
         "volumes": _volumes(child),
     }, role)
     return {
@@ -474,7 +560,7 @@ def replica_statefulset(child: names.ChildNames, namespace: str, spec: api.Scale
         {
             **_pod_base(),
             "initContainers": [_bootstrap(child, db)],
-            "containers": [postgres, *_exporter(db.image)],
+            "containers": [postgres, *_sidecars(db.image)],
             "volumes": _volumes(child),
             "affinity": _apart_from_other_postgres(child),
         },
