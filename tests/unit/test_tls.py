@@ -254,4 +254,4 @@ def test_the_password_sync_script_keeps_values_out_of_argv_and_logs_in_by_peer()
     for setting in ("log_statement = none", "log_min_error_statement = panic", "track_utility = off"):
         assert setting in sql
     # Its period and the replicas' retry: a refused test login on a replica at most every 30 s.
-    assert "sleep 5\n" in script and database.PASSWORD_SYNC_SECONDS * database.PASSWORD_RETRY_LOOPS == 30
+    assert "sleep 5 & wait $!\n" in script and database.PASSWORD_SYNC_SECONDS * database.PASSWORD_RETRY_LOOPS == 30

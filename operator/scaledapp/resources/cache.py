@@ -68,6 +68,7 @@ from scaledapp.resources.common import (
     REDIS_GID,
     REDIS_PORT,
     REDIS_UID,
+    SIDECAR_TRAP,
     Manifest,
     container_security_context,
     disruption_budget,
@@ -78,6 +79,7 @@ from scaledapp.resources.common import (
     http_probe,
     memory_bytes,
     object_meta,
+    pause,
     pod_ip_env,
     pod_security_context,
     pod_template,
@@ -204,7 +206,7 @@ def reloader_script(config_dir: str = CONFIG_DIR, auth_dir: str = AUTH_DIR, pass
     own start (a no-op unless the sidecar restarted within a grace)."""
     return f"""\
 last=""; exported=""; left={_grace_loops(grace_seconds, period)}
-while true; do
+{SIDECAR_TRAP}while true; do
 {_password_sync(auth_dir, password_file, _cli(port), grace_seconds, period)}\
 {_exporter_passwords(auth_dir, f"redis://127.0.0.1:{port}")}\
   m="$(cat {config_dir}/{MAXMEMORY_KEY} 2>/dev/null)"
@@ -213,7 +215,7 @@ while true; do
       echo "maxmemory set to $m"; last="$m"
     fi
   fi
-  sleep {period:g}
+  {pause(period)}
 done
 """
 
@@ -223,9 +225,9 @@ def password_reloader_script(auth_dir: str = AUTH_DIR, password_file: str = PASS
     """The queue's sidecar: follows the mounted password, as the cache's does."""
     return f"""\
 left={_grace_loops(grace_seconds, period)}
-while true; do
+{SIDECAR_TRAP}while true; do
 {_password_sync(auth_dir, password_file, _cli(port), grace_seconds, period)}\
-  sleep {period:g}
+  {pause(period)}
 done
 """
 

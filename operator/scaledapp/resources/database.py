@@ -57,6 +57,7 @@ from scaledapp.resources.common import (
     POSTGRES_GID,
     POSTGRES_PORT,
     POSTGRES_UID,
+    SIDECAR_TRAP,
     Manifest,
     container_security_context,
     cpu_request,
@@ -66,6 +67,7 @@ from scaledapp.resources.common import (
     exec_probe,
     memory_bytes,
     object_meta,
+    pause,
     pod_ip_env,
     pod_security_context,
     pod_template,
@@ -267,7 +269,7 @@ def pgpass_script(password_file: str = f"{CREDENTIALS_DIR}/{EXPORTER_KEY}", pgpa
     target = f"{pgpass_dir}/{PGPASS_FILE}"
     return f"""\
 last=""
-while true; do
+{SIDECAR_TRAP}while true; do
   p="$(cat {password_file} 2>/dev/null)"
   if [ -n "$p" ] && [ "$p" != "$last" ]; then
     esc="$(printf '%s' "$p" | sed 's/[\\\\:]/\\\\&/g')"
@@ -276,7 +278,7 @@ while true; do
       last="$p"
     fi
   fi
-  sleep {period:g}
+  {pause(period)}
 done
 """
 
@@ -332,10 +334,10 @@ agree() {{
   return 2
 }}
 tick=0 {state}
-while true; do
+{SIDECAR_TRAP}while true; do
 {blocks}\
   tick=$((tick + 1))
-  sleep {period:g}
+  {pause(period)}
 done
 """
 
