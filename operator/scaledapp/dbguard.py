@@ -38,7 +38,8 @@ from scaledapp import api, dbtls, failover, pgclient
 from scaledapp.failover import DbPod, Plan, Topology
 from scaledapp.kube import Kube, KubeError
 from scaledapp.resources import names
-from scaledapp.resources.database import CONTAINER, TOPOLOGY_KEY
+from scaledapp.resources.database import CONTAINER
+from scaledapp.resources.pg_layout import TOPOLOGY_KEY
 from scaledapp.resources.secrets import SUPERUSER, SUPERUSER_KEY
 
 INTERVAL_SECONDS = 1.0
@@ -613,7 +614,7 @@ class Guard:
                                    primary: DbPod) -> None:
         """The certificate role on a primary older than it (dbtls.ensure_operator_role): once per primary. The
         roles' passwords are not the operator's business: each Postgres pod's password-sync sidecar makes the
-        database take the mounted credentials Secret's (resources/database.py, password_sync_script)."""
+        database take the mounted credentials Secret's (resources/pg_sidecars.py, password_sync_script)."""
         login = dbtls.operator_login(child, namespace)
         if login is None or not primary.ip:
             return

@@ -109,7 +109,7 @@ def _summary(spec: api.ScaledAppSpec) -> list[str]:
 # The credentials as last seen, per ScaledApp uid, in memory only (never logged, never in status): a deleted
 # Secret is put back with the same values, so the database roles and every running pod stay in step with it.
 # Read back at every reconcile and resync, so an edited Secret (a password changed by hand, which each Postgres
-# pod's password-sync sidecar then sets in the database: resources/database.py) is what a later deletion
+# pod's password-sync sidecar then sets in the database: resources/pg_sidecars.py) is what a later deletion
 # restores. With no memory (an operator restarted after the deletion) new values are generated, and the pods'
 # sidecars make the database agree once the kubelet brings them into their files.
 _KNOWN_CREDENTIALS: dict[str, dict[str, str]] = {}

@@ -33,7 +33,7 @@ from psycopg import sql
 from devharness.exporters import PostgresExporter
 from scaledapp import dbtls, pgclient
 from scaledapp.kube import Kube
-from scaledapp.resources import database, names, secrets, tls
+from scaledapp.resources import database, names, pg_layout, pg_sidecars, secrets, tls
 from tests.dataplane.test_postgres_start import (
     APP_PASSWORD,
     APP_USER,
@@ -295,7 +295,7 @@ class PasswordSync(Process):
 
     def __init__(self, server: TlsServer, mounted: PasswordFiles, name: str) -> None:
         super().__init__(name, server.files.dir.parent / "logs")
-        script = database.password_sync_script(str(mounted.dir), str(SCRIPTS / database.PASSWORD_SYNC),
+        script = pg_sidecars.password_sync_script(str(mounted.dir), str(SCRIPTS / pg_layout.PASSWORD_SYNC),
                                                str(server.socket_dir), server.port, peer_user(server.files.user),
                                                period=0.2)
         self.spawn(as_user(["sh", "-c", script], server.files.user), env={"PATH": tool_path(), "LANG": "C.UTF-8"})
@@ -520,10 +520,10 @@ def test_the_exporter_follows_an_edited_password_through_its_pgpass_file(
     pgpass_dir.mkdir()
     mounted.write_text(old)
     writer = Process("pgpass-writer", tmp_path)
-    writer.spawn(["sh", "-c", database.pgpass_script(str(mounted), str(pgpass_dir), period=0.2)])
-    pgpass = pgpass_dir / database.PGPASS_FILE
+    writer.spawn(["sh", "-c", pg_sidecars.pgpass_script(str(mounted), str(pgpass_dir), period=0.2)])
+    pgpass = pgpass_dir / pg_sidecars.PGPASS_FILE
     exporter = PostgresExporter(f"{primary.host}:{primary.port}", user, "", tmp_path,
-                                dsn=database.exporter_dsn(str(files.dir), primary.host, primary.port), pgpass=pgpass)
+                                dsn=pg_sidecars.exporter_dsn(str(files.dir), primary.host, primary.port), pgpass=pgpass)
     try:
         wait_for(pgpass.exists, 10, "the pgpass file", interval=0.1)
         assert pgpass.stat().st_mode & 0o777 == 0o600  # lib/pq ignores a pgpass readable by others

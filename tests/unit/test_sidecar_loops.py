@@ -10,7 +10,7 @@ import subprocess
 from pathlib import Path
 
 from scaledapp import api
-from scaledapp.resources import build_children, cache, database
+from scaledapp.resources import build_children, cache, pg_sidecars
 from scaledapp.resources.common import SIDECAR_TRAP
 from tests.support.wait import wait_for
 
@@ -40,7 +40,7 @@ def test_a_sidecar_loop_exits_on_term_before_its_period_ends(tmp_path: Path) -> 
     """Run with a one-hour period: only the trap can end it within the deadline."""
     for script in (cache.password_reloader_script(auth_dir=str(tmp_path), password_file=str(tmp_path / "none"),
                                                   period=3600),
-                   database.pgpass_script(password_file=str(tmp_path / "none"), pgpass_dir=str(tmp_path),
+                   pg_sidecars.pgpass_script(password_file=str(tmp_path / "none"), pgpass_dir=str(tmp_path),
                                           period=3600)):
         proc = subprocess.Popen(["sh", "-c", script], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:

@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from scaledapp import api
-from scaledapp.resources import build_children, database, names, tls
+from scaledapp.resources import build_children, database, names, pg_layout, pg_sidecars, tls
 
 NOW = dt.datetime(2026, 11, 30, 12, 0, tzinfo=dt.UTC)
 CHILD = names.ChildNames("shop")
@@ -134,7 +134,7 @@ def test_every_postgres_pod_serves_tls_from_the_mounted_secret() -> None:
         assert volume["secret"] == {"secretName": CHILD.db_tls, "defaultMode": 0o640}
         for container in (*pod["containers"], *pod["initContainers"]):
             if container["name"] not in ("pgpass-writer", "password-sync"):  # they need no certificate
-                assert {"name": "tls", "mountPath": database.TLS_DIR, "readOnly": True} in container["volumeMounts"]
+                assert {"name": "tls", "mountPath": pg_layout.TLS_DIR, "readOnly": True} in container["volumeMounts"]
         args = next(c for c in pod["containers"] if c["name"] == "postgres")["args"]
         for setting in ("ssl=on", "ssl_cert_file=/etc/postgres-tls/tls.crt", "ssl_key_file=/etc/postgres-tls/tls.key",
                         "ssl_ca_file=/etc/postgres-tls/ca.crt", "hba_file=/scripts/pg_hba.conf"):
@@ -190,10 +190,10 @@ def test_the_postgres_exporter_reads_a_pgpass_file_its_sidecar_keeps_in_step_wit
         env = {e["name"]: e for e in containers["postgres-exporter"]["env"]}
         assert set(env) == {"DATA_SOURCE_NAME", "PGPASSFILE"}  # no password in its environment
         assert ":@" not in env["DATA_SOURCE_NAME"]["value"] and "sslmode=verify-ca" in env["DATA_SOURCE_NAME"]["value"]
-        assert env["PGPASSFILE"]["value"] == f"{database.PGPASS_DIR}/{database.PGPASS_FILE}"
+        assert env["PGPASSFILE"]["value"] == f"{pg_sidecars.PGPASS_DIR}/{pg_sidecars.PGPASS_FILE}"
         writer = containers["pgpass-writer"]
         assert writer["image"] == api.ScaledAppSpec().database.image
-        assert writer["command"] == ["sh", "-c", database.pgpass_script()]
+        assert writer["command"] == ["sh", "-c", pg_sidecars.pgpass_script()]
         volumes = {v["name"]: v for v in pod["volumes"]}
         assert volumes["pgpass"]["emptyDir"]["medium"] == "Memory"
         assert volumes["exporter-credentials"]["secret"]["items"] == [{"key": "exporter-password",
@@ -206,26 +206,26 @@ def test_every_postgres_pod_runs_the_password_sync_with_the_postgres_roles_keys_
     root, a few millicores."""
     built = {(m["kind"], m["metadata"]["name"]): m for m in build_children("shop", "prod", api.ScaledAppSpec())}
     keys = ["superuser-password", "app-password", "replication-password", "exporter-password"]
-    assert built[("ConfigMap", CHILD.db_scripts)]["data"][database.PASSWORD_SYNC] == \
-        database.package_file(database.PASSWORD_SYNC)
+    assert built[("ConfigMap", CHILD.db_scripts)]["data"][pg_layout.PASSWORD_SYNC] == \
+        database.package_file(pg_layout.PASSWORD_SYNC)
     for sts_name in (CHILD.db_primary, CHILD.db_replicas):
         pod = built[("StatefulSet", sts_name)]["spec"]["template"]["spec"]
         containers = {c["name"]: c for c in pod["containers"]}
         sync = containers["password-sync"]
         assert sync["image"] == containers["postgres"]["image"]
-        assert sync["command"] == ["sh", "-c", database.password_sync_script()]
+        assert sync["command"] == ["sh", "-c", pg_sidecars.password_sync_script()]
         assert "env" not in sync  # no password in its environment: it reads the mounted files
         assert sync["securityContext"]["readOnlyRootFilesystem"] is True
         assert sync["securityContext"]["capabilities"] == {"drop": ["ALL"]}
         assert sync["resources"]["requests"] == {"cpu": "5m", "memory": "16Mi"}
         mounts = {m["name"]: m for m in sync["volumeMounts"]}
         assert mounts == {
-            "passwords": {"name": "passwords", "mountPath": database.PASSWORDS_DIR, "readOnly": True},
-            "scripts": {"name": "scripts", "mountPath": database.SCRIPTS_DIR, "readOnly": True},
-            "run": {"name": "run", "mountPath": database.SOCKET_DIR},  # the same emptyDir as the server's socket
+            "passwords": {"name": "passwords", "mountPath": pg_sidecars.PASSWORDS_DIR, "readOnly": True},
+            "scripts": {"name": "scripts", "mountPath": pg_layout.SCRIPTS_DIR, "readOnly": True},
+            "run": {"name": "run", "mountPath": pg_layout.SOCKET_DIR},  # the same emptyDir as the server's socket
         }
         postgres_run = next(m for m in containers["postgres"]["volumeMounts"] if m["name"] == "run")
-        assert postgres_run["mountPath"] == database.SOCKET_DIR
+        assert postgres_run["mountPath"] == pg_layout.SOCKET_DIR
         volumes = {v["name"]: v for v in pod["volumes"]}
         assert volumes["passwords"]["secret"] == {"secretName": CHILD.db_credentials, "defaultMode": 0o440,
                                                   "items": [{"key": k, "path": k} for k in keys]}
@@ -237,21 +237,22 @@ def test_every_postgres_pod_runs_the_password_sync_with_the_postgres_roles_keys_
 def test_the_password_sync_script_keeps_values_out_of_argv_and_logs_in_by_peer() -> None:
     """What the script hands to other programs: the files' names and the roles, never a value. The value goes
     to the test login in PGPASSWORD (the environment) and to ALTER ROLE through psql reading the file itself."""
-    script = database.password_sync_script()
-    for key, role in database.PASSWORD_ROLES:
-        assert f"agree {database.PASSWORDS_DIR}/{key} {role};" in script
+    script = pg_sidecars.password_sync_script()
+    for key, role in pg_sidecars.PASSWORD_ROLES:
+        assert f"agree {pg_sidecars.PASSWORDS_DIR}/{key} {role};" in script
     assert 'PGPASSWORD="$p" psql' in script
     # The value's only uses: a test (a shell builtin) and psql's environment.
     assert [line.strip() for line in script.splitlines() if "$p" in line] == [
         '[ -n "$p" ] || return 1',
         'if PGPASSWORD="$p" psql -Xqtw "host=127.0.0.1 port=5432 dbname=postgres connect_timeout=5 sslmode=require '
         'user=$2" -c \'select 1\' >/dev/null 2>&1; then p=""; return 0; fi']
-    assert f"-h {database.SOCKET_DIR} -p 5432 -U postgres -d postgres -f /scripts/password-sync.sql" in script
+    assert f"-h {pg_layout.SOCKET_DIR} -p 5432 -U postgres -d postgres -f /scripts/password-sync.sql" in script
     assert "sslmode=require" in script and "host=127.0.0.1 port=5432" in script
-    sql = database.package_file(database.PASSWORD_SYNC)
+    sql = database.package_file(pg_layout.PASSWORD_SYNC)
     assert "\\set pw `cat :'file'`" in sql and "ALTER ROLE :\"role\" PASSWORD :'pw';" in sql
     assert "NOT pg_is_in_recovery()" in sql
     for setting in ("log_statement = none", "log_min_error_statement = panic", "track_utility = off"):
         assert setting in sql
     # Its period and the replicas' retry: a refused test login on a replica at most every 30 s.
-    assert "sleep 5 & wait $!\n" in script and database.PASSWORD_SYNC_SECONDS * database.PASSWORD_RETRY_LOOPS == 30
+    assert "sleep 5 & wait $!\n" in script
+    assert pg_sidecars.PASSWORD_SYNC_SECONDS * pg_sidecars.PASSWORD_RETRY_LOOPS == 30

@@ -68,7 +68,6 @@ from scaledapp.resources.common import (
     REDIS_GID,
     REDIS_PORT,
     REDIS_UID,
-    SIDECAR_TRAP,
     Manifest,
     container_security_context,
     disruption_budget,
@@ -79,7 +78,6 @@ from scaledapp.resources.common import (
     http_probe,
     memory_bytes,
     object_meta,
-    pause,
     pod_ip_env,
     pod_security_context,
     pod_template,
@@ -87,6 +85,7 @@ from scaledapp.resources.common import (
     scrape_annotations,
     selector,
     service,
+    sidecar_loop,
     tcp_probe,
 )
 from scaledapp.resources.secrets import CACHE_KEY, QUEUE_KEY
@@ -204,32 +203,24 @@ def reloader_script(config_dir: str = CONFIG_DIR, auth_dir: str = AUTH_DIR, pass
     maxmemory without a restart. It retries until redis accepts (redis may still be starting), and only
     remembers a value once CONFIG SET answered OK. The first drop of other passwords comes one grace after its
     own start (a no-op unless the sidecar restarted within a grace)."""
-    return f"""\
-last=""; exported=""; left={_grace_loops(grace_seconds, period)}
-{SIDECAR_TRAP}while true; do
-{_password_sync(auth_dir, password_file, _cli(port), grace_seconds, period)}\
-{_exporter_passwords(auth_dir, f"redis://127.0.0.1:{port}")}\
+    maxmemory = f"""\
   m="$(cat {config_dir}/{MAXMEMORY_KEY} 2>/dev/null)"
   if [ -n "$m" ] && [ "$m" != "$last" ] && [ -n "$cur" ]; then
     if [ "$({PASSWORD_ENV}="$cur" {_cli(port)} CONFIG SET maxmemory "$m")" = OK ]; then
       echo "maxmemory set to $m"; last="$m"
     fi
   fi
-  {pause(period)}
-done
 """
+    return sidecar_loop(f'last=""; exported=""; left={_grace_loops(grace_seconds, period)}',
+                        _password_sync(auth_dir, password_file, _cli(port), grace_seconds, period)
+                        + _exporter_passwords(auth_dir, f"redis://127.0.0.1:{port}") + maxmemory, period)
 
 
 def password_reloader_script(auth_dir: str = AUTH_DIR, password_file: str = PASSWORD_FILE, port: int = REDIS_PORT,
                              grace_seconds: float = PASSWORD_GRACE_SECONDS, period: float = RELOAD_SECONDS) -> str:
     """The queue's sidecar: follows the mounted password, as the cache's does."""
-    return f"""\
-left={_grace_loops(grace_seconds, period)}
-{SIDECAR_TRAP}while true; do
-{_password_sync(auth_dir, password_file, _cli(port), grace_seconds, period)}\
-  {pause(period)}
-done
-"""
+    return sidecar_loop(f"left={_grace_loops(grace_seconds, period)}",
+                        _password_sync(auth_dir, password_file, _cli(port), grace_seconds, period), period)
 
 
 # Through the pod IP (downward API), not 127.0.0.1: protected mode and a loopback-only bind answer

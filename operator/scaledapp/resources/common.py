@@ -254,3 +254,9 @@ SIDECAR_TRAP = "trap 'exit 0' TERM INT\n"
 def pause(seconds: float) -> str:
     """Shell: wait `seconds`, interruptibly (a trapped signal ends `wait` at once, not `sleep`)."""
     return f"sleep {seconds:g} & wait $!"
+
+
+def sidecar_loop(prelude: str, body: str, period: float) -> str:
+    """Shell: `prelude` once, then `body` (indented lines, each ending in a newline) every `period` seconds until
+    the container is told to stop (SIDECAR_TRAP)."""
+    return f"{prelude}\n{SIDECAR_TRAP}while true; do\n{body}  {pause(period)}\ndone\n"

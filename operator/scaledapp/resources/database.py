@@ -29,7 +29,7 @@ default is localhost), keeps its socket in an emptyDir, and turns SIGTERM into P
   updates when the Secret is edited. So after an edit (and password-sync's ALTER ROLE) the exporter's next
   connection logs in, without a restart of the pod or the container.
 * The credentials Secret is the source of truth for the roles' passwords: the `password-sync` sidecar on
-  every Postgres pod (password_sync_script) mounts every Postgres role's key and, when a file changed (and
+  every Postgres pod (pg_sidecars.password_sync_script) mounts every Postgres role's key and, when a file changed (and
   once at start), tries it with a TLS login; on the pod holding the write role (not in recovery) a password
   that does not log in is set with ALTER ROLE, over the Unix socket as the container's own user (`peer`).
   Replicas get it by replication. The operator reads nothing for this (no periodic Secret GET).
@@ -49,7 +49,7 @@ import functools
 from importlib import resources as importlib_resources
 
 from scaledapp import api
-from scaledapp.resources import names, network, tls
+from scaledapp.resources import names, network, pg_sidecars, tls
 from scaledapp.resources.base import Build, Builder, ChildKind, Children
 from scaledapp.resources.common import (
     MI,
@@ -57,7 +57,6 @@ from scaledapp.resources.common import (
     POSTGRES_GID,
     POSTGRES_PORT,
     POSTGRES_UID,
-    SIDECAR_TRAP,
     Manifest,
     container_security_context,
     cpu_request,
@@ -67,7 +66,6 @@ from scaledapp.resources.common import (
     exec_probe,
     memory_bytes,
     object_meta,
-    pause,
     pod_ip_env,
     pod_security_context,
     pod_template,
@@ -75,6 +73,23 @@ from scaledapp.resources.common import (
     scrape_annotations,
     selector,
     service,
+)
+from scaledapp.resources.pg_layout import (
+    APP_ROLE,
+    DATA_DIR,
+    EXPORTER_QUERIES,
+    HBA_KEY,
+    PASSWORD_SYNC,
+    PGDATA,
+    POSTGRES_START,
+    PRIMARY_INIT,
+    QUERIES_KEY,
+    REPLICA_BOOTSTRAP,
+    SCRIPTS_DIR,
+    SOCKET_DIR,
+    TLS_DIR,
+    TOPOLOGY_DIR,
+    TOPOLOGY_KEY,
 )
 from scaledapp.resources.secrets import (
     APP_KEY,
@@ -91,34 +106,6 @@ from scaledapp.resources.secrets import (
 WRITE_TIER = "db-write"
 READ_TIER = "db-read"
 CONTAINER = "postgres"  # the primary's container whose resources the scaler owns
-DATA_DIR = "/var/lib/postgresql/data"
-# A subdirectory: a fresh volume's root may hold lost+found, and initdb wants an empty directory.
-PGDATA = f"{DATA_DIR}/pgdata"
-SCRIPTS_DIR = "/scripts"
-TOPOLOGY_DIR = "/etc/scaledapp-topology"
-TOPOLOGY_KEY = "primary"  # in the db-topology ConfigMap: the pod holding the write role (the failover's key)
-QUERIES_DIR = "/etc/postgres-exporter"
-TLS_DIR = "/etc/postgres-tls"  # the db-tls Secret, in every Postgres pod
-HBA_KEY = "pg_hba.conf"  # in the db-scripts ConfigMap
-CREDENTIALS_DIR = "/etc/postgres-credentials"  # the exporter's key of the credentials Secret
-PGPASS_DIR = "/run/postgres-exporter"  # memory emptyDir: the exporter's pgpass file
-PGPASS_FILE = "pgpass"
-PGPASS_SECONDS = 5
-PASSWORDS_DIR = "/etc/postgres-passwords"  # every Postgres role's key of the credentials Secret (password-sync)
-PASSWORD_SYNC_SECONDS = 5
-# While the file's password does not log in on a replica (its primary has not set it yet), or setting it failed,
-# the sidecar tries again after this many periods: not a refused login every period meanwhile.
-PASSWORD_RETRY_LOOPS = 6
-# Our own emptyDir, not the image's directory (which may not exist, or not be writable by uid 999).
-SOCKET_DIR = "/var/run/postgresql"
-
-POSTGRES_START = "postgres-start.sh"
-PRIMARY_INIT = "primary-init.sh"
-APP_ROLE = "app-role.sh"
-PASSWORD_SYNC = "password-sync.sql"
-REPLICA_BOOTSTRAP = "replica-bootstrap.sh"
-EXPORTER_QUERIES = "postgres-exporter-queries.yaml"
-QUERIES_KEY = "queries.yaml"
 # Run in this order by postgres-start.sh when it initialises the primary.
 INIT_SCRIPTS = (PRIMARY_INIT, APP_ROLE)
 
@@ -261,136 +248,6 @@ def _probes(query: str) -> Manifest:
     }
 
 
-def pgpass_script(password_file: str = f"{CREDENTIALS_DIR}/{EXPORTER_KEY}", pgpass_dir: str = PGPASS_DIR,
-                  user: str = EXPORTER_USER, period: float = PGPASS_SECONDS) -> str:
-    """The pgpass-writer sidecar: the mounted password as a pgpass line for the exporter's role (`:` and `\\`
-    escaped), written afresh (0600, then renamed into place) whenever the mounted file changes. The value goes
-    through printf (a shell builtin) and sed's stdin, never an argv."""
-    target = f"{pgpass_dir}/{PGPASS_FILE}"
-    return f"""\
-last=""
-{SIDECAR_TRAP}while true; do
-  p="$(cat {password_file} 2>/dev/null)"
-  if [ -n "$p" ] && [ "$p" != "$last" ]; then
-    esc="$(printf '%s' "$p" | sed 's/[\\\\:]/\\\\&/g')"
-    if (umask 077; printf '*:*:*:{user}:%s\\n' "$esc" > {target}.new) && mv -f {target}.new {target}; then
-      [ -z "$last" ] || echo "the exporter's password changed in the Secret: {target} follows it"
-      last="$p"
-    fi
-  fi
-  {pause(period)}
-done
-"""
-
-
-# Secret key -> the role whose password it is: every Postgres role's (the Redis passwords are the Redis pods').
-PASSWORD_ROLES = (
-    (SUPERUSER_KEY, SUPERUSER),
-    (APP_KEY, APP_USER),
-    (REPLICATION_KEY, REPLICATION_USER),
-    (EXPORTER_KEY, EXPORTER_USER),
-)
-
-
-def password_sync_script(password_dir: str = PASSWORDS_DIR, sql_file: str = f"{SCRIPTS_DIR}/{PASSWORD_SYNC}",
-                         socket_dir: str = SOCKET_DIR, port: int = POSTGRES_PORT, login: str = SUPERUSER,
-                         period: float = PASSWORD_SYNC_SECONDS) -> str:
-    """The password-sync sidecar of every Postgres pod: the database takes the mounted Secret's passwords.
-
-    Each period it compares every mounted password file with the one it last saw agreed (a checksum, not the
-    value). Only when a file changed, and once at start: does the file's password log its role in over TCP,
-    as a client does (TLS, PGPASSWORD in psql's environment)? If not, `password-sync.sql` runs on the Unix
-    socket as the container's own user (`login`, pg_hba `peer`: no password involved, so no edit can lock it
-    out) and sets the role's password from the file, on the pod holding the write role only (not in
-    recovery): a replica gets it by replication, and its next test login agrees. So after a failover the new
-    primary acts on whatever its predecessor had not set. Values never reach an argv or the output."""
-    tcp = f"host=127.0.0.1 port={port} dbname=postgres connect_timeout=5 sslmode=require"
-    blocks = "".join(f"""\
-  sum="$(cksum 2>/dev/null < {password_dir}/{key})"
-  if [ -n "$sum" ] && [ "$sum" != "$agreed_{role}" ] && [ "$tick" -ge "$retry_{role}" ]; then
-    agree {password_dir}/{key} {role}; rc=$?
-    if [ "$rc" -eq 0 ]; then agreed_{role}="$sum"
-    elif [ "$rc" -eq 2 ]; then retry_{role}=$((tick + {PASSWORD_RETRY_LOOPS})); fi
-  fi
-""" for key, role in PASSWORD_ROLES)
-    state = " ".join(f'agreed_{role}="" retry_{role}=0' for _, role in PASSWORD_ROLES)
-    return f"""\
-# 0: the database takes the file's password (now); 1: not known yet (server not up); 2: wait (a replica, or failed)
-agree() {{
-  # Over TCP: the socket-only server that initialises a new primary is not the one to judge.
-  pg_isready -q -h 127.0.0.1 -p {port} || return 1
-  p="$(cat "$1" 2>/dev/null)"
-  [ -n "$p" ] || return 1
-  if PGPASSWORD="$p" psql -Xqtw "{tcp} user=$2" -c 'select 1' >/dev/null 2>&1; then p=""; return 0; fi
-  p=""
-  out="$(psql -Xqtw -v ON_ERROR_STOP=1 -v VERBOSITY=terse -v role="$2" -v file="$1" \\
-    -h {socket_dir} -p {port} -U {login} -d postgres -f {sql_file} 2>&1)"
-  case "$out" in
-    set) echo "role $2: the mounted password did not log in: set it on this primary (ALTER ROLE)"; return 0 ;;
-    absent) echo "role $2: no such role here: nothing to set"; return 0 ;;
-    replica) return 2 ;;
-  esac
-  echo "role $2: could not set the mounted password: $(printf '%s\\n' "$out" | head -n 1)"
-  return 2
-}}
-tick=0 {state}
-{SIDECAR_TRAP}while true; do
-{blocks}\
-  tick=$((tick + 1))
-  {pause(period)}
-done
-"""
-
-
-def exporter_dsn(tls_dir: str = TLS_DIR, host: str = "127.0.0.1", port: int = POSTGRES_PORT) -> str:
-    """TLS like every other client (pg_hba has no plain-text line), checked against the CA (the name is
-    127.0.0.1, which the server certificate does not carry: verify-ca). No password: lib/pq then reads
-    PGPASSFILE, at each new connection."""
-    return (f"postgresql://{EXPORTER_USER}@{host}:{port}/postgres?sslmode=verify-ca"
-            f"&sslrootcert={tls_dir}/{tls.CA_CERT_KEY}")
-
-
-def _sidecars(image: str) -> list[Manifest]:
-    """postgres_exporter, the sidecar that keeps its pgpass file in step with the Secret, and the one that makes
-    the database take the Secret's passwords (password_sync_script)."""
-    exporter: Manifest = {
-        "name": "postgres-exporter",
-        "image": api.POSTGRES_EXPORTER_IMAGE,
-        "args": [f"--extend.query-path={QUERIES_DIR}/{QUERIES_KEY}"],
-        "env": [
-            env_value("DATA_SOURCE_NAME", exporter_dsn()),
-            env_value("PGPASSFILE", f"{PGPASS_DIR}/{PGPASS_FILE}"),
-        ],
-        "ports": [{"name": "metrics", "containerPort": POSTGRES_EXPORTER_PORT, "protocol": "TCP"}],
-        "resources": resources("10m", "32Mi", limit_cpu="200m", limit_memory="128Mi"),
-        "securityContext": container_security_context(),
-        "volumeMounts": [{"name": "scripts", "mountPath": QUERIES_DIR, "readOnly": True},
-                         {"name": "tls", "mountPath": TLS_DIR, "readOnly": True},
-                         {"name": "pgpass", "mountPath": PGPASS_DIR, "readOnly": True}],
-    }
-    writer: Manifest = {
-        "name": "pgpass-writer",
-        "image": image,  # the Postgres image: sh, cat, sed, mv
-        "command": ["sh", "-c", pgpass_script()],
-        "resources": resources("5m", "16Mi", limit_cpu="50m", limit_memory="32Mi"),
-        "securityContext": container_security_context(),
-        "volumeMounts": [{"name": "exporter-credentials", "mountPath": CREDENTIALS_DIR, "readOnly": True},
-                         {"name": "pgpass", "mountPath": PGPASS_DIR}],
-    }
-    sync: Manifest = {
-        "name": "password-sync",
-        "image": image,  # the Postgres image: sh, cksum, cat, psql, pg_isready
-        "command": ["sh", "-c", password_sync_script()],
-        "resources": resources("5m", "16Mi", limit_cpu="100m", limit_memory="64Mi"),
-        "securityContext": container_security_context(),
-        "volumeMounts": [{"name": "passwords", "mountPath": PASSWORDS_DIR, "readOnly": True},
-                         {"name": "scripts", "mountPath": SCRIPTS_DIR, "readOnly": True},
-                         # The server's Unix socket (pg_hba `peer` for the container's own user).
-                         {"name": "run", "mountPath": SOCKET_DIR}],
-    }
-    return [exporter, writer, sync]
-
-
 def _postgres_container(child: names.ChildNames, spec: api.ScaledAppSpec, role: str) -> Manifest:
     db = spec.database
     return {
@@ -437,13 +294,7 @@ def _volumes(child: names.ChildNames) -> list[Manifest]:
         # Certificates and keys: root-owned, group fsGroup (postgres), 0640, which Postgres and libpq accept
         # for a key. The kubelet replaces them in place when the operator renews them.
         {"name": "tls", "secret": {"secretName": child.db_tls, "defaultMode": 0o640}},
-        # The exporter's password only, for pgpass-writer; the pgpass file it writes, in memory.
-        {"name": "exporter-credentials", "secret": {"secretName": child.db_credentials, "defaultMode": 0o440,
-                                                    "items": [{"key": EXPORTER_KEY, "path": EXPORTER_KEY}]}},
-        {"name": "pgpass", "emptyDir": {"medium": "Memory", "sizeLimit": "1Mi"}},
-        # Every Postgres role's password (not the Redis ones), for password-sync only.
-        {"name": "passwords", "secret": {"secretName": child.db_credentials, "defaultMode": 0o440,
-                                         "items": [{"key": key, "path": key} for key, _ in PASSWORD_ROLES]}},
+        *pg_sidecars.volumes(child),
     ]
 
 
@@ -529,7 +380,8 @@ def primary_statefulset(
     ]
     role = "primary" if write_role_at in (None, child.home_primary) else "replica"
     pod = _postgres_pod(child, WRITE_TIER, {
-        **_pod_base(), "initContainers": [_bootstrap(child, db)], "containers": [postgres, *_sidecars(db.image)],
+        **_pod_base(), "initContainers": [_bootstrap(child, db)],
+        "containers": [postgres, *pg_sidecars.containers(db.image)],
         "volumes": _volumes(child),
     }, role)
     return {
@@ -562,7 +414,7 @@ def replica_statefulset(child: names.ChildNames, namespace: str, spec: api.Scale
         {
             **_pod_base(),
             "initContainers": [_bootstrap(child, db)],
-            "containers": [postgres, *_sidecars(db.image)],
+            "containers": [postgres, *pg_sidecars.containers(db.image)],
             "volumes": _volumes(child),
             "affinity": _apart_from_other_postgres(child),
         },
