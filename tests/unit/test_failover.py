@@ -200,7 +200,7 @@ def test_a_primary_on_an_older_template_is_restarted_through_a_switchover() -> N
 def test_the_watch_cache_keeps_what_the_guard_compares() -> None:
     """The guard reads the primary's StatefulSet from the watch cache: a slimmed body without image and args
     made every primary look due for a restart (a switchover every sweep)."""
-    from scaledapp.kube import slim
+    from scaledapp.kubestate import slim
 
     sts = {"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": {"name": "shop-db"},
            "spec": {"replicas": 1, "template": {"spec": {"containers": [

@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import Callable
 from typing import Any
 
-from scaledapp.kube import Seen
+from scaledapp.kubestate import Seen
 
 
 def deployment(generation: int, resource_version: str = "1") -> dict[str, Any]:
@@ -74,7 +74,7 @@ def test_the_watch_cache_keeps_only_what_a_tick_reads_and_reads_the_same() -> No
     import json
 
     from scaledapp import api, resources
-    from scaledapp.kube import WatchCache
+    from scaledapp.kubestate import WatchCache
     from scaledapp.resources import names
     from scaledapp.scaler import Workloads, sizes_of, tiers_status
 
@@ -114,7 +114,7 @@ def test_the_watch_cache_keeps_only_what_a_tick_reads_and_reads_the_same() -> No
 
 
 def test_events_are_rate_limited_per_object_and_reason() -> None:
-    from scaledapp.kube import EventLimiter
+    from scaledapp.kubestate import EventLimiter
 
     now = [0.0]
     limiter = EventLimiter(burst=3, refill_seconds=30.0, clock=lambda: now[0])

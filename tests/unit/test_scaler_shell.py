@@ -48,7 +48,7 @@ def test_apply_bodies_carry_no_nulls() -> None:
 
 
 def test_watch_cache_keeps_the_newest_version_of_each_child() -> None:
-    from scaledapp.kube import WatchCache
+    from scaledapp.kubestate import WatchCache
 
     def deploy(rv: str, uid: str = "u1") -> dict[str, object]:
         return {"kind": "Deployment", "metadata": {"name": "a", "namespace": "n", "uid": uid, "resourceVersion": rv}}
@@ -68,7 +68,7 @@ def test_watch_cache_keeps_the_newest_version_of_each_child() -> None:
 
 
 def test_watch_cache_holds_only_what_a_tick_reads() -> None:
-    from scaledapp.kube import WatchCache
+    from scaledapp.kubestate import WatchCache
 
     cache = WatchCache()
     cache.remember({"kind": "Secret", "metadata": {"name": "s", "namespace": "n", "resourceVersion": "1"}})
