@@ -141,3 +141,18 @@ def test_the_operator_login_is_minted_from_the_ca_into_private_files() -> None:
     assert dbtls.operator_login(CHILD, "prod", NOW) == login  # kept
     renewed = dbtls.operator_login(CHILD, "prod", NOW + dt.timedelta(days=61))
     assert renewed is not None and renewed != login and not key.exists()
+
+
+def test_the_operator_login_follows_a_new_ca() -> None:
+    fake = Api()
+    ensure(fake)
+    login = dbtls.operator_login(CHILD, "prod", NOW)
+    assert login is not None
+    mine = tls.new_ca("corp", NOW)
+    fake.secrets["corp-ca"] = {"data": tls.encode({"tls.crt": mine.cert_pem, "tls.key": mine.key_pem})}
+    ensure(fake, api.ScaledAppSpec.model_validate({"database": {"tls": {"caSecretName": "corp-ca"}}}))
+    moved = dbtls.operator_login(CHILD, "prod", NOW)
+    assert moved is not None and moved != login and not Path(login.sslcert).exists()
+    assert tls.signed_by(Path(moved.sslcert).read_text(), mine.cert_pem)
+    assert Path(moved.sslrootcert).read_text() == mine.cert_pem
+    assert dbtls.operator_login(CHILD, "prod", NOW) == moved  # kept

@@ -176,11 +176,16 @@ def signed_by(cert_pem: str, ca_cert_pem: str) -> bool:
     return True
 
 
-def renewal_due(cert_pem: str, now: dt.datetime, fraction: float = RENEW_AT) -> bool:
-    """True once `fraction` of the certificate's lifetime has passed (or it has expired)."""
+def renewal_time(cert_pem: str, fraction: float = RENEW_AT) -> dt.datetime:
+    """When `fraction` of the certificate's lifetime has passed."""
     cert = x509.load_pem_x509_certificate(cert_pem.encode())
     start, end = cert.not_valid_before_utc, cert.not_valid_after_utc
-    return now >= start + (end - start) * fraction
+    return start + (end - start) * fraction
+
+
+def renewal_due(cert_pem: str, now: dt.datetime, fraction: float = RENEW_AT) -> bool:
+    """True once `fraction` of the certificate's lifetime has passed (or it has expired)."""
+    return now >= renewal_time(cert_pem, fraction)
 
 
 def renew_reason(data: Mapping[str, str] | None, ca_cert_pem: str, wanted_names: Sequence[str],
