@@ -18,6 +18,7 @@ from scaledapp import api, prometheus, tiers
 from scaledapp.kube import Kube
 from scaledapp.observation import Snapshot
 from scaledapp.plan import Tick
+from scaledapp.reasons import ConditionType, Reason
 from scaledapp.resources import names
 from scaledapp.resources.common import Manifest
 from scaledapp.sizes import TierName
@@ -111,7 +112,12 @@ async def _tick(context: Shell, reading: tiers.Reading) -> Tick:
     snapshot, why = (None, "scaler is off") if off else await observe(spec, context.name, context.namespace,
                                                                        context.now)
     if snapshot is None and not off:
-        context.logger.warning("Prometheus at %s did not answer (%s): holding", spec.scaling.prometheus_url, why)
+        # A warning when it stops answering; then the MetricsAvailable condition says so (a line a tick for each
+        # ScaledApp while it stays down would bury the log).
+        was = next((c for c in status.conditions if c.type == ConditionType.METRICS_AVAILABLE), None)
+        still = was is not None and was.reason == Reason.PROMETHEUS_UNAVAILABLE
+        (context.logger.debug if still else context.logger.warning)(
+            "Prometheus at %s did not answer (%s): holding", spec.scaling.prometheus_url, why)
     return Tick(spec, snapshot, reading.sizes, status.scaler, status.last_action, context.now,
                 paused=context.paused, settling=reading.settling)
 
@@ -142,6 +148,12 @@ async def observe(
     """One Prometheus snapshot of every enabled tier's signals, over the rate window and the onset window;
     None (and why) when Prometheus is unreachable. `window` is the rate window: tests and the twin scrape
     every second and use a shorter one (and then no onset window unless `onset_window` names one)."""
+    refused = prometheus.refusal(spec.scaling.prometheus_url)
+    if refused:
+        return None, refused
+    client = prometheus.client_for(spec.scaling.prometheus_url, spec.scaling.query_timeout_seconds)
+    if (down := client.down()) is not None:  # before building the queries: nothing is sent anyway
+        return None, down
     scope = Scope(namespace, name)
     queries = tiers.queries(spec, scope, window)
     if onset_window is None and window == RATE_WINDOW:
@@ -151,10 +163,6 @@ async def observe(
             for tier_name, signals in queries.items() for signal, promql in signals.items()}
     flat.update({f"{tier_name}|{signal}|onset": promql
                  for tier_name, signals in onset.items() for signal, promql in signals.items()})
-    refused = prometheus.refusal(spec.scaling.prometheus_url)
-    if refused:
-        return None, refused
-    client = prometheus.client_for(spec.scaling.prometheus_url, spec.scaling.query_timeout_seconds)
     result = await client.snapshot(flat)
     if result.unreachable:
         return None, next(iter(result.errors.values()), "no answer")

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import fnmatch
 import math
+import time
 from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -28,6 +29,10 @@ from urllib3.util.retry import Retry
 from scaledapp import metrics
 
 POOL_THREADS = 8  # per Prometheus URL: one slow Prometheus holds at most these, never the others' threads
+# A Prometheus that did not answer is not asked again for this long: the other ScaledApps' ticks hold at once,
+# with the same reason. At 500 ScaledApps ticking every 5 s, a refused Prometheus cost a query a tick each (a sixth
+# of the operator's CPU, py-spy, bench/results/scale.md); a hung one, a thread each for a timeout.
+DOWN_SECONDS = 1.0
 
 
 @dataclass(frozen=True)
@@ -62,9 +67,12 @@ def value_of(result: Any) -> tuple[float | None, str | None]:
 class Prometheus:
     """A client per Prometheus URL; retries are off because the next tick is the retry."""
 
-    def __init__(self, url: str, timeout: float) -> None:
+    def __init__(self, url: str, timeout: float, down_seconds: float = DOWN_SECONDS) -> None:
         self.url = url.rstrip("/")
         self.timeout = timeout
+        self.down_seconds = down_seconds
+        self._down_until = float("-inf")  # monotonic time until which it is taken as down
+        self._down_reason = ""
         self._client = PrometheusConnect(url=self.url, disable_ssl=False, retry=Retry(total=0), timeout=timeout)
         # As many pooled connections as query threads, so none is opened and thrown away per tick.
         self._client._session.mount(self.url, HTTPAdapter(max_retries=Retry(total=0), pool_maxsize=POOL_THREADS))
@@ -86,13 +94,16 @@ class Prometheus:
         names = list(queries)
         if not names:
             return Answers({})
+        if (down := self.down()) is not None:
+            return self._down(names, down)
         loop = asyncio.get_running_loop()
         try:
             # One query first: when Prometheus is down, say so after one timeout, not after all of them.
             first = await asyncio.wait_for(loop.run_in_executor(self._pool, self._query, queries[names[0]]),
                                            timeout=self.timeout + 1)
             if not first[2]:
-                return Answers({n: None for n in names}, {n: first[1] or "no answer" for n in names}, True)
+                self._down_until, self._down_reason = time.monotonic() + self.down_seconds, first[1] or "no answer"
+                return self._down(names, self._down_reason)
             rest = [loop.run_in_executor(self._pool, self._query, queries[name]) for name in names[1:]]
             rounds = -(-len(rest) // POOL_THREADS)  # the rest queue for this URL's threads
             answers = [first, *await asyncio.wait_for(asyncio.gather(*rest),
@@ -107,6 +118,14 @@ class Prometheus:
                 errors[name] = reason
         unreachable = bool(names) and not any(answered for _v, _r, answered in answers)
         return Answers(values, errors, unreachable)
+
+    def down(self) -> str | None:
+        """Why it is taken as down (it did not answer within the last `down_seconds`), or None."""
+        return self._down_reason if time.monotonic() < self._down_until else None
+
+    @staticmethod
+    def _down(names: list[str], reason: str) -> Answers:
+        return Answers({n: None for n in names}, {n: reason for n in names}, True)
 
 
 _clients: dict[tuple[str, float], Prometheus] = {}

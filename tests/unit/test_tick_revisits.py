@@ -76,6 +76,9 @@ class _Kube:
 
 
 class _Prometheus:
+    def down(self) -> str | None:
+        return None
+
     async def snapshot(self, queries: dict[str, str]) -> prometheus.Answers:
         values: dict[str, float | None] = {}
         for key in queries:
