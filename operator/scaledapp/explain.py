@@ -75,6 +75,11 @@ def forget(uid: str) -> None:
     _WRITTEN.pop(uid, None)
 
 
+async def record(shell: Shell, observed: Observed, decision: Decision) -> None:
+    """The tick's status before its step is applied (scaler.tick says why); explain then writes it no more."""
+    await _write_status(shell, observed, decision)
+
+
 async def _write_status(shell: Shell, observed: Observed, decision: Decision | None) -> None:
     """Server-side apply the scaler's status fields, only when they change (no watch event otherwise).
 

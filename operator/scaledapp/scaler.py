@@ -48,8 +48,13 @@ async def tick(kube: Kube, body: Manifest, logger: Logger) -> float:
     shell, observed = await observe.observe_tick(kube, body, spec, logger)
     # Judge, track windows, verify the last step and plan (decide.py, pure).
     decision = decide(observed.tick) if observed.tick is not None else None
-    # Act: apply the one step (or the sizes pulled back inside the spec's bounds).
+    # Act: apply the one step (or the sizes pulled back inside the spec's bounds). A step is put on record in
+    # status first (its lastAction starts the tier's cooldown): a leader that dies between the two leaves its
+    # successor a cooldown to keep, never an unrecorded step it could take again at once. An apply that fails
+    # after the record leaves a step that did not happen: its tier waits out one cooldown, never steps twice.
     if decision is not None:
+        if decision.applied:
+            await explain.record(shell, observed, decision)
         await act.act(shell, observed.reading.sizes, decision)
     # Explain: one log line, Events for what was decided or flipped, the status when it changed.
     await explain.explain(shell, observed, decision)

@@ -165,8 +165,7 @@ def test_a_step_before_the_handover_is_not_repeated_within_its_cooldown(
             pods.hot_queue(depth=40, age=120)
             wait_for(lambda: workers_replicas(cluster, namespace) == 2, 60, "a widening the workers to 2")
             stepped = time.monotonic()
-            # The step and its status are two writes; a leader killed between them leaves no cooldown behind
-            # (a known window of a few milliseconds). Here the status has landed, as it nearly always has.
+            # The step is on record in status before it is applied (scaler.tick), so its cooldown is there by now.
             wait_for(lambda: (cluster.get_json("scaledapp", NAME, "-n", namespace).get("status", {})
                               .get("lastAction") or {}).get("tier") == "workers", 10, "the step in status")
             a.kill()

@@ -57,11 +57,14 @@ class _Kube:
                                      child.cache_config: {"data": {}}}
         self.applied: list[dict[str, Any]] = []
         self.events: list[str] = []
+        self.order: list[str] = []  # "status" and the kinds applied, in the order they were written
+        self.statuses: list[dict[str, Any]] = []
 
     async def get_cached(self, api_version: str, kind: str, name: str, namespace: str) -> dict[str, Any] | None:
         return self.live.get(name)
 
     async def apply(self, body: dict[str, Any], manager: str) -> dict[str, Any]:
+        self.order.append(body["kind"])
         self.applied.append(body)
         return body
 
@@ -72,7 +75,8 @@ class _Kube:
         self.events.append(reason)
 
     async def apply_status(self, name: str, namespace: str, patch: dict[str, Any], manager: str) -> None:
-        pass
+        self.order.append("status")
+        self.statuses.append(patch)
 
 
 class _Prometheus:
@@ -113,6 +117,7 @@ class Walk:
 def walk_one_tick(monkeypatch: pytest.MonkeyPatch) -> tuple[Walk, _Kube]:
     """One tick as the handler runs it, with the modules it reads (see the module doc)."""
     kube = _Kube()
+    scaler.forget("u1")  # what an earlier tick of this process wrote
     monkeypatch.setattr(prometheus, "client_for", lambda url, timeout: _Prometheus())
     body, logger = _body(), logging.getLogger("revisits")
     read: set[Any] = set()
@@ -158,6 +163,14 @@ def test_the_measured_tick_acts_and_explains(walked: tuple[Walk, _Kube]) -> None
     _, kube = walked
     assert [b["kind"] for b in kube.applied] == ["Deployment"]  # act: the app widened
     assert kube.events == ["Widened"]  # explain
+
+
+def test_a_step_is_on_record_in_status_before_it_is_applied(walked: tuple[Walk, _Kube]) -> None:
+    """A leader killed between the two leaves its successor the step's cooldown (one status write in all)."""
+    _, kube = walked
+    assert kube.order == ["status", "Deployment"]
+    recorded = kube.statuses[0]["lastAction"]
+    assert recorded["tier"] == "app" and recorded["kind"] == "widen"
 
 
 def test_a_tick_returns_to_a_module_it_left_at_most_max_revisits_times(walked: tuple[Walk, _Kube]) -> None:
