@@ -217,8 +217,11 @@ def status_fields(decision: Decision, history: list[api.Action], previous: api.A
         recommendation=decision.recommendation,
         scaler=decision.state,
     )
-    fields = {"bottleneck", "pressures", "last_action", "history", "recommendation", "scaler"}
-    return status.model_dump(by_alias=True, mode="json", include=fields)
+    return status.model_dump(by_alias=True, mode="json", include=set(STATUS_FIELDS))
+
+
+# The status fields a decision sets (status_fields), by their model names.
+STATUS_FIELDS = ("bottleneck", "pressures", "last_action", "history", "recommendation", "scaler")
 
 
 # ---------------------------------------------------------------------------------------------- the plan

@@ -8,7 +8,7 @@ from __future__ import annotations
 import time
 
 from scaledapp import api, conditions, metrics, trace
-from scaledapp.decide import Decision, status_fields
+from scaledapp.decide import STATUS_FIELDS, Decision, status_fields
 from scaledapp.kube import without_nulls
 from scaledapp.observe import Observed, Shell
 from scaledapp.reasons import ConditionType, Reason
@@ -55,6 +55,12 @@ def _patch(shell: Shell, observed: Observed, decision: Decision | None) -> Manif
                        "tiers": counts.model_dump(by_alias=True, exclude_none=True)}
     if decision is not None:
         patch.update(status_fields(decision, shell.status.history, shell.status.last_action))
+    else:
+        # No decision this tick (the write role moving, a workload not back yet): the decision's fields stay as
+        # they are. A server-side apply without a field its manager owned removes it: the cooldown, the windows
+        # and the history went with every failover.
+        current = shell.body.get("status") or {}
+        patch.update({key: current[key] for key in DECISION_FIELDS if key in current})
     refused = observed.refused if shell.spec.scaling.mode != api.ScalingMode.OFF else None
     conds = conditions.for_tick(
         [c.model_dump(by_alias=True, exclude_none=True) for c in shell.status.conditions],
@@ -65,6 +71,8 @@ def _patch(shell: Shell, observed: Observed, decision: Decision | None) -> Manif
     return patch
 
 
+# The status fields a decision writes (decide.status_fields), as on the wire.
+DECISION_FIELDS = tuple(api.ScaledAppStatus.model_fields[name].alias or name for name in STATUS_FIELDS)
 PROGRESS_SECONDS = 30.0  # while a ScaledApp is not Ready, how often its tiers' ready counts alone are written
 # uid -> (time.monotonic(), body) of the scaler's last status write, in memory: see _write_status.
 _WRITTEN: dict[str, tuple[float, Manifest]] = {}

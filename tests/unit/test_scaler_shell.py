@@ -191,3 +191,42 @@ def test_a_starting_size_the_object_already_has_is_not_applied_again() -> None:
     assert not has_sizes(held, primary)  # no resources yet: the scaler must give them
     cache = next(b for (kind, _), b in bodies.items() if kind == "ConfigMap")
     assert not has_sizes({"kind": "ConfigMap", "data": {}}, cache) and has_sizes(cache, cache)
+
+
+def test_a_tick_without_a_decision_keeps_the_scalers_memory_in_status() -> None:
+    """While no decision is due (a workload deleted and not back yet, the write role moving), the scaler's status
+    apply must still carry its fields: a server-side apply without a field its manager owned removes it, and the
+    cooldown, the windows and the history went with it."""
+    import asyncio
+    import json
+    import logging
+    from typing import Any
+
+    from scaledapp import scaler
+    from scaledapp.kube import Kube
+
+    class Recording(Kube):
+        def __init__(self) -> None:
+            super().__init__(client=object())  # type: ignore[arg-type]
+            self.statuses: list[dict[str, Any]] = []
+
+        async def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+            if path.endswith("/status"):
+                self.statuses.append(kwargs["body"]["status"])
+            return {}
+
+    stepped = {"time": "2026-12-01T10:00:00Z", "tier": "app", "kind": "widen", "from": "2", "to": "3",
+               "reason": "hot", "applied": True, "pressure": 1.4, "verdict": "effective"}
+    memory = {"lastAction": stepped, "history": [stepped], "bottleneck": "app",
+              "scaler": {"lastActionTime": "2026-12-01T10:00:00Z", "hotSince": {"db-read": "2026-12-01T10:01:00Z"}}}
+    body: dict[str, Any] = {"apiVersion": api.API_VERSION, "kind": api.KIND,
+                            "metadata": {"name": "shop", "namespace": "ns", "uid": "u-memory", "generation": 1},
+                            "spec": {"scaling": {"prometheusUrl": "http://127.0.0.1:9"}},
+                            "status": {"observedGeneration": 1, "database": {"phase": "SwitchingOver"}, **memory}}
+    kube = Recording()  # while the write role moves, no decision is due
+    scaler.forget("u-memory")
+    asyncio.run(scaler.tick(kube, body, logging.getLogger("test")))
+    assert kube.statuses, "the tick wrote its status"
+    written = kube.statuses[-1]
+    for key, value in memory.items():
+        assert json.dumps(written.get(key), sort_keys=True) == json.dumps(value, sort_keys=True), key
