@@ -10,7 +10,7 @@ from typing import Any
 
 import kopf
 
-from scaledapp import api, dbguard, metrics, reconciler, runner, scaler
+from scaledapp import api, dbguard, malloc, metrics, reconciler, runner, scaler
 from scaledapp.kube import Kube, KubeError
 from scaledapp.resources.names import INSTANCE_LABEL, MANAGED_BY, TIER_LABEL
 
@@ -85,6 +85,7 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
 
     memo.runner = runner.Runner(tick, resync, resync_seconds=RESYNC_SECONDS)
     memo.guards = runner.Daemons()  # one failover guard per ScaledApp (dbguard.py), also without a finalizer
+    memo.trimmer = asyncio.create_task(malloc.trim_periodically())  # resident memory back after bursts
 
 
 @kopf.on.probe(id="apiRequests")
@@ -102,6 +103,9 @@ async def goodbye(memo: kopf.Memo, logger: kopf.Logger, **_: Any) -> None:
     guards: runner.Daemons | None = getattr(memo, "guards", None)
     if guards is not None:
         await guards.stop_all()
+    trimmer: asyncio.Task[None] | None = getattr(memo, "trimmer", None)
+    if trimmer is not None:
+        trimmer.cancel()
     kube: Kube | None = getattr(memo, "kube", None)
     logger.info("operator stopping after %d Kubernetes API calls", kube.requests if kube else 0)
 
