@@ -10,7 +10,7 @@ from typing import Any
 
 import kopf
 
-from scaledapp import api, dbguard, malloc, metrics, reconciler, runner, scaler
+from scaledapp import api, dbguard, fastjson, malloc, metrics, reconciler, runner, scaler
 from scaledapp.kube import Kube, KubeError
 from scaledapp.resources.names import INSTANCE_LABEL, MANAGED_BY, TIER_LABEL
 
@@ -27,6 +27,31 @@ CHILD_KINDS = [
 RESYNC_SECONDS = float(os.environ.get("SCALEDAPP_RESYNC_SECONDS", "300"))
 REPAIR_ATTEMPTS = 8  # with backoff 1, 2, 4, ... 30 s: about two minutes, then the ScaledApp is marked for resync
 OWNED = {"app.kubernetes.io/managed-by": MANAGED_BY}
+
+
+def watch_selectors() -> dict[tuple[str, str, str], str]:
+    """Label selectors the API server applies to the operator's watches: only our children, and of the pods
+    only the Postgres ones (the failover guard's index). The handlers' `labels=` filters alone let every pod
+    and ConfigMap in the namespace (or the cluster) come down the stream, be decoded and be dropped: at 500
+    ScaledApps five pods in seven are the app's, the workers' and the cache's."""
+    owned = f"app.kubernetes.io/managed-by={MANAGED_BY}"
+    selectors = {kind: owned for kind in CHILD_KINDS}
+    selectors["", "v1", "pods"] = f"{owned},{TIER_LABEL} in ({','.join(sorted(dbguard.DB_TIERS))})"
+    return selectors
+
+
+# Left out of the ScaledApp bodies the loops keep (one per ScaledApp, for as long as it lives): who manages which
+# field (a tree of empty maps for every status field, most of the body as Python objects) and the copies of the
+# spec that kubectl and kopf keep in annotations. Nothing the scaler or the failover guard reads.
+BULKY_ANNOTATIONS = ("kubectl.kubernetes.io/last-applied-configuration", f"{api.GROUP}/last-handled-configuration")
+
+
+def kept(body: kopf.Body) -> dict[str, Any]:
+    """The ScaledApp's body as the scaler loop and the failover guard keep it between events."""
+    meta = {k: v for k, v in body["metadata"].items() if k != "managedFields"}
+    if meta.get("annotations"):
+        meta["annotations"] = {k: v for k, v in meta["annotations"].items() if k not in BULKY_ANNOTATIONS}
+    return {**body, "metadata": meta}
 
 
 class _QuietDriftHandlers(logging.Filter):
@@ -55,7 +80,7 @@ class ScaledAppDiffBase(kopf.AnnotationsDiffBaseStorage):
 
 
 @kopf.on.startup()
-async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: kopf.Logger, **_: Any) -> None:
     # Our own prefix for kopf's bookkeeping, so it never collides with another kopf operator.
     settings.persistence.finalizer = f"{api.GROUP}/finalizer"
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=api.GROUP)
@@ -63,6 +88,11 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     settings.posting.level = 40  # kopf's own Events only for errors; decisions post their own
     settings.watching.server_timeout = 120
     settings.watching.client_timeout = 150
+    for resource, selector in watch_selectors().items():
+        settings.watching.label_selectors[resource] = selector
+    if not fastjson.decode_kopf_watches():
+        logger.info("kopf reads its watch streams elsewhere than %s: they are decoded by json, not orjson",
+                    fastjson.KOPF_STREAM_MODULE)
     settings.networking.request_timeout = 30
     settings.execution.max_workers = 8  # threads for the blocking Kubernetes and Prometheus clients
     # kopf keeps a worker (and the last body it handled) per object for this long after its last event (default
@@ -194,7 +224,7 @@ async def scale(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, logger: 
         scaler.forget(body.metadata.uid)
         metrics.forget(body)  # its series go with it
     else:
-        loops.seen(dict(body), logger)
+        loops.seen(kept(body), logger)
 
 
 def _is_db_tier(value: str | None, **_: Any) -> bool:
@@ -239,5 +269,5 @@ async def guard_write_role(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Mem
     def draining() -> frozenset[str]:
         return frozenset(node for node in nodes if any(nodes.get(node, [])))
 
-    guards.ensure(dict(body), lambda live, stopped: dbguard.run_guard(memo.kube, live, pods_now, logger, stopped,
+    guards.ensure(kept(body), lambda live, stopped: dbguard.run_guard(memo.kube, live, pods_now, logger, stopped,
                                                                      draining))

@@ -21,6 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import kubernetes
+import orjson
 import urllib3
 from kubernetes.client import ApiClient, ApiException
 
@@ -249,7 +250,7 @@ class Kube:
             raise ApiException(status=0, reason=f"no answer: {type(exc).__name__}") from exc
         if not 200 <= response.status <= 299:
             raise ApiException(http_resp=response)
-        return json.loads(data) if data else None
+        return orjson.loads(data) if data else None  # about twice as fast as json (fastjson.py)
 
     async def apply(self, body: dict[str, Any], manager: str) -> dict[str, Any]:
         """Server-side apply `body` as `manager`; forced, because each manager owns its fields alone."""

@@ -141,9 +141,16 @@ class WatchCache:
 
     CACHED_KINDS = ("Deployment", "StatefulSet", "ConfigMap")  # what a scaler tick reads; never Secrets
 
+    # A tick reads small ConfigMaps (a cache's size, the write role); the Postgres scripts (30 KB a ScaledApp,
+    # 15 MiB at 500) are never read from here: a ConfigMap with more data is not kept (a read of it asks the API).
+    CACHED_CONFIGMAP_BYTES = 4096
+
     def remember(self, obj: dict[str, Any]) -> None:
         """Keep `obj` unless a newer version of it is already known (events and apply answers race)."""
         if obj.get("kind") not in self.CACHED_KINDS:
+            return
+        if obj.get("kind") == "ConfigMap" and _data_bytes(obj) > self.CACHED_CONFIGMAP_BYTES:
+            self.forget(obj)
             return
         obj = slim(obj)
         key = object_key(obj)
@@ -183,6 +190,11 @@ def slim(obj: dict[str, Any]) -> dict[str, Any]:
          "resources": c.get("resources") or {}} for c in containers]}}}
     out["status"] = {"readyReplicas": (obj.get("status") or {}).get("readyReplicas")}
     return out
+
+
+def _data_bytes(configmap: dict[str, Any]) -> int:
+    data = configmap.get("data") or {}
+    return sum(len(k) + len(str(v)) for k, v in data.items()) + len(str(configmap.get("binaryData") or ""))
 
 
 def _version(obj: dict[str, Any]) -> int:

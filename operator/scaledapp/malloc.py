@@ -11,11 +11,9 @@ from __future__ import annotations
 import asyncio
 import ctypes
 import ctypes.util
-import logging
 from collections.abc import Callable
 from typing import cast
 
-log = logging.getLogger(__name__)
 TRIM_SECONDS = 30.0
 
 

@@ -95,7 +95,7 @@ class Prometheus:
         if not names:
             return Answers({})
         if (down := self.down()) is not None:
-            return self._down(names, down)
+            return self._all_unknown(names, down)
         loop = asyncio.get_running_loop()
         try:
             # One query first: when Prometheus is down, say so after one timeout, not after all of them.
@@ -103,7 +103,7 @@ class Prometheus:
                                            timeout=self.timeout + 1)
             if not first[2]:
                 self._down_until, self._down_reason = time.monotonic() + self.down_seconds, first[1] or "no answer"
-                return self._down(names, self._down_reason)
+                return self._all_unknown(names, self._down_reason)
             rest = [loop.run_in_executor(self._pool, self._query, queries[name]) for name in names[1:]]
             rounds = -(-len(rest) // POOL_THREADS)  # the rest queue for this URL's threads
             answers = [first, *await asyncio.wait_for(asyncio.gather(*rest),
@@ -124,7 +124,7 @@ class Prometheus:
         return self._down_reason if time.monotonic() < self._down_until else None
 
     @staticmethod
-    def _down(names: list[str], reason: str) -> Answers:
+    def _all_unknown(names: list[str], reason: str) -> Answers:
         return Answers({n: None for n in names}, {n: reason for n in names}, True)
 
 

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 import yaml
 
+from scaledapp import handlers
 from scaledapp.resources.names import ChildNames
 from tests.support.cluster import KubectlError
 from tests.support.operator import OperatorProcess
@@ -106,6 +107,42 @@ def test_pods_are_created_in_a_restricted_namespace(cluster: Any, operator: Oper
     events = get(cluster, namespace, "events")["items"]
     forbidden = [e["message"] for e in events if "violates PodSecurity" in e.get("message", "")]
     assert not forbidden, forbidden
+
+
+def test_the_watch_selectors_bring_every_child_and_only_the_postgres_pods(cluster: Any, operator: OperatorProcess,
+                                                                          namespace: str) -> None:
+    """The label selectors the operator's watches send (handlers.watch_selectors), asked of the real API server:
+    a selector that missed a child would leave its drift unrepaired, one that missed a Postgres pod would blind
+    the failover guard."""
+    apply(cluster, namespace, example("sel"))
+    want = expected_children("sel")
+    wait_for(lambda: want <= set(owned_children(cluster, namespace, "sel")), 90, "every child of sel")
+
+    def pods_by_tier() -> dict[str, int] | None:
+        tiers: dict[str, int] = {}
+        for pod in get(cluster, namespace, "pods")["items"]:
+            tier = pod["metadata"]["labels"].get("scaledapp.dev/tier")
+            tiers[tier] = tiers.get(tier, 0) + 1
+        return tiers if {"app", "cache", "db-write", "db-read", "workers"} <= set(tiers) else None
+
+    every_pod = wait_for(pods_by_tier, 120, "pods of every tier")
+    selectors = handlers.watch_selectors()
+
+    def selected(resource: str, selector: str) -> list[dict[str, Any]]:
+        found: list[dict[str, Any]] = json.loads(cluster.kubectl("get", "-n", namespace, resource, "-l", selector,
+                                                                 "-o", "json"))["items"]
+        return found
+
+    db_pods = selected("pods", selectors["", "v1", "pods"])
+    assert len(db_pods) == every_pod["db-write"] + every_pod["db-read"]
+    assert {p["metadata"]["labels"]["scaledapp.dev/tier"] for p in db_pods} == {"db-write", "db-read"}
+    children = owned_children(cluster, namespace, "sel")
+    watched = set()
+    for (group, version, plural), selector in selectors.items():
+        if plural != "pods":
+            resource = f"{plural}.{version}.{group}" if group else plural
+            watched |= {f"{i['kind']}/{i['metadata']['name']}" for i in selected(resource, selector)}
+    assert {k for k in children if not k.startswith("Secret/")} <= watched, sorted(set(children) - watched)
 
 
 @pytest.mark.parametrize("kind_name", [

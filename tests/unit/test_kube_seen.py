@@ -113,6 +113,29 @@ def test_the_watch_cache_keeps_only_what_a_tick_reads_and_reads_the_same() -> No
     assert len(json.dumps(primary)) < len(json.dumps(live[("StatefulSet", child.db_primary)])) / 4
 
 
+def test_the_watch_cache_keeps_small_configmaps_and_not_the_postgres_scripts() -> None:
+    from scaledapp import api, resources
+    from scaledapp.kubestate import WatchCache
+    from scaledapp.resources import names
+
+    child = names.ChildNames("demo")
+    built = {m["metadata"]["name"]: m for m in resources.build_children("demo", "ns", api.parse_spec({}))
+             if m["kind"] == "ConfigMap"}
+    cache = WatchCache()
+    for n, body in built.items():
+        cache.remember({**body, "metadata": {**body["metadata"], "uid": f"uid-{n}", "resourceVersion": "3"}})
+    # What ticks and the failover guard read: the cache's size and the write role.
+    for kept in (child.cache_config, child.db_topology):
+        cached = cache.get("ConfigMap", kept, "ns")
+        assert cached is not None and cached["data"] == (built[kept].get("data") or {})
+    assert cache.get("ConfigMap", child.db_scripts, "ns") is None  # tens of KB of scripts: read from the API
+    # A ConfigMap that grows past the limit is dropped, not kept stale.
+    small = {**built[child.cache_config], "metadata": {"name": child.cache_config, "namespace": "ns",
+                                                         "uid": "u", "resourceVersion": "9"}}
+    cache.remember({**small, "data": {"maxmemory": "x" * 10_000}})
+    assert cache.get("ConfigMap", child.cache_config, "ns") is None
+
+
 def test_events_are_rate_limited_per_object_and_reason() -> None:
     from scaledapp.kubestate import EventLimiter
 
