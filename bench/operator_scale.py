@@ -265,15 +265,22 @@ def raw_arm(bench: Bench, n: int, batch: int, jobs: int, expected: dict[tuple[st
 
 
 def operator_metrics(port: int) -> dict[str, Any]:
-    """The operator's /metrics: its Kubernetes API calls so far (in all, and by method) and its resident memory."""
+    """The operator's /metrics: its Kubernetes API calls so far (in all, by method and by the work they served)
+    and its resident memory."""
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
         text = response.read().decode()
     by_method: dict[str, float] = {}
-    for method, value in re.findall(r'^scaledapp_operator_kube_requests_total\{[^}]*method="(\w+)"[^}]*\} (\S+)$',
-                                    text, re.MULTILINE):
+    by_work: dict[str, float] = {}
+    by_call: dict[str, float] = {}  # "POST 409 reconcile": which work made which calls, and how they ended
+    for labels, value in re.findall(r'^scaledapp_operator_kube_requests_total\{([^}]*)\} (\S+)$', text, re.MULTILINE):
+        method = (re.findall(r'method="(\w+)"', labels) or ["?"])[0]
+        work = (re.findall(r'work="(\w+)"', labels) or ["other"])[0]  # no label: operators before it
         by_method[method] = by_method.get(method, 0.0) + float(value)
+        by_work[work] = by_work.get(work, 0.0) + float(value)
+        code = (re.findall(r'code="(\w+)"', labels) or ["?"])[0]
+        by_call[f"{method} {code} {work}"] = by_call.get(f"{method} {code} {work}", 0.0) + float(value)
     rss = re.search(r"^process_resident_memory_bytes (\S+)$", text, re.MULTILINE)
-    return {"calls": sum(by_method.values()), "by_method": by_method,
+    return {"calls": sum(by_method.values()), "by_method": by_method, "by_work": by_work, "by_call": by_call,
             "rss_mib": float(rss.group(1)) / 2**20 if rss else float("nan")}
 
 
@@ -344,9 +351,12 @@ def operator_arm(bench: Bench, n: int, steady: float, expected: dict[tuple[str, 
         print(file=sys.stderr)
     ticks = steady / INTERVAL_SECONDS
     return {"label": label, "seconds": seconds, "ready": ready, "status_seconds": status_seconds,
-            "apps_ready": apps_ready, "by_method": at_ready["by_method"], "rss_mib": rss,
+            "apps_ready": apps_ready, "by_method": at_ready["by_method"], "by_call": at_ready["by_call"],
+            "rss_mib": rss,
             "rss_end_mib": after["rss_mib"], "calls_to_ready": at_ready["calls"] / n,
             "calls_per_tick": (after["calls"] - before["calls"]) / n / ticks, "cpu_to_ready": cpu_ready,
+            "steady_by_work": {w: (v - before["by_work"].get(w, 0.0)) / n / ticks
+                               for w, v in after["by_work"].items() if v > before["by_work"].get(w, 0.0)},
             "breakdown": breakdown}
 
 
@@ -400,8 +410,14 @@ def table(rows: Iterable[dict[str, Any]]) -> list[str]:
             f"| {r['n']} | {_fmt(raw['seconds'])} (applied in {raw['applied']:.1f} s) | {op['label']} "
             f"| {_fmt(op['seconds'])} "
             f"| {ratio} | {_fmt(op['status_seconds'])} ({op['apps_ready']}/{r['n']}) | {op['rss_mib']:.0f} MiB "
-            f"| {op['calls_to_ready']:.1f} | {op['calls_per_tick']:.2f} | {op['cpu_to_ready']:.0f} s |")
+            f"| {op['calls_to_ready']:.1f} | {op['calls_per_tick']:.2f}{_by_work(op)} | {op['cpu_to_ready']:.0f} s |")
     return lines
+
+
+def _by_work(op: dict[str, Any]) -> str:
+    """Which work made the steady-state calls (the operator's `work` label), e.g. ` (resync 0.02)`."""
+    works = op.get("steady_by_work") or {}
+    return " (" + ", ".join(f"{w} {v:.2f}" for w, v in sorted(works.items())) + ")" if works else ""
 
 
 def _interrupted(signum: int, _frame: object) -> None:
@@ -447,6 +463,9 @@ def main(argv: list[str] | None = None) -> int:
         calls = ", ".join(f"{m} {v / r['n']:.1f}" for m, v in sorted(op["by_method"].items()))
         print(f"\nN={r['n']} `{op['label']}`: API calls per ScaledApp to Ready by method: {calls}; RSS at the end "
               f"{op['rss_end_mib']:.0f} MiB.", end="")
+        by_call = sorted(op["by_call"].items(), key=lambda kv: -kv[1])
+        print(f"\nN={r['n']} `{op['label']}`: to Ready by method, status and work: "
+              + ", ".join(f"{k} {v / r['n']:.2f}" for k, v in by_call if v / r["n"] >= 0.01), end="")
         if op["breakdown"]:
             print(f"\nN={r['n']} `{op['label']}`: calls per ScaledApp over the whole run (to Ready and the steady "
                   "seconds) by resource: " + ", ".join(f"{k} {v:.2f}" for k, v in op["breakdown"].items()), end="")

@@ -11,7 +11,7 @@ from typing import Any
 import kopf
 
 from scaledapp import api, dbguard, fastjson, malloc, metrics, reconciler, runner, scaler
-from scaledapp.kube import Kube, KubeError
+from scaledapp.kube import Kube, KubeError, work
 from scaledapp.resources.names import INSTANCE_LABEL, MANAGED_BY, TIER_LABEL
 
 # The children the drift handlers watch. Not Secrets: the operator never lists or watches Secrets (RBAC gives it
@@ -105,10 +105,14 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: ko
     memo.present = set()  # (kind, namespace, name) of every child the watches currently show
 
     async def tick(body: dict[str, Any], logger: runner.Logger) -> float:
-        with metrics.tick_timer(body):
+        with metrics.tick_timer(body), work("tick"):
             return await scaler.tick(kube, body, logger)
 
     async def resync(body: dict[str, Any], logger: runner.Logger, full: bool) -> None:
+        with work("resync"):
+            await _resync(body, logger, full)
+
+    async def _resync(body: dict[str, Any], logger: runner.Logger, full: bool) -> None:
         async with kube.reconciling(body):
             await reconciler.resync(kube, body, lambda kind, ns, name: (kind, ns, name) in memo.present, logger,
                                     full=full)
@@ -151,7 +155,8 @@ async def reconcile(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, retry
     after 300 s, and the periodic resync tries again too."""
     try:
         async with memo.kube.reconciling(body):  # the oldest ScaledApps' first (kube.Slots)
-            await reconciler.reconcile(memo.kube, dict(body), logger)
+            with work("reconcile"):
+                await reconciler.reconcile(memo.kube, dict(body), logger)
     except KubeError as exc:
         delay = runner.backoff(retry, cap=60.0) if exc.retryable else 300.0
         raise kopf.TemporaryError(f"reconcile failed: {exc.message}; retrying", delay=delay) from exc
@@ -193,7 +198,8 @@ async def _repair_with_retries(memo: kopf.Memo, child: dict[str, Any], owner: st
     kind, name = child.get("kind"), child["metadata"]["name"]
     for attempt in range(REPAIR_ATTEMPTS):
         try:
-            await reconciler.repair_child(memo.kube, child, owner, logger, deleted=deleted)
+            with work("repair"):
+                await reconciler.repair_child(memo.kube, child, owner, logger, deleted=deleted)
             if attempt:
                 logger.info("repaired %s/%s after %d retries", kind, name, attempt)
             return
@@ -269,5 +275,6 @@ async def guard_write_role(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Mem
     def draining() -> frozenset[str]:
         return frozenset(node for node in nodes if any(nodes.get(node, [])))
 
-    guards.ensure(kept(body), lambda live, stopped: dbguard.run_guard(memo.kube, live, pods_now, logger, stopped,
-                                                                     draining))
+    with work("guard"):  # the guard's task is started inside: its requests count as the guard's
+        guards.ensure(kept(body), lambda live, stopped: dbguard.run_guard(memo.kube, live, pods_now, logger,
+                                                                         stopped, draining))

@@ -45,6 +45,24 @@ _PRIORITY: contextvars.ContextVar[Priority] = contextvars.ContextVar("scaledapp_
                                                                      default=(URGENT, "", ""))
 
 
+# Which work a request serves, a label of the operator's request counter: which work still makes calls once
+# every ScaledApp is Ready (the ticks should make none; the periodic resync makes a few).
+WORKS = ("reconcile", "resync", "tick", "guard", "repair")
+_WORK: contextvars.ContextVar[str] = contextvars.ContextVar("scaledapp_kube_work", default="other")
+
+
+@contextlib.contextmanager
+def work(kind: str) -> Iterator[None]:
+    """The requests made inside (and in tasks started inside) serve `kind` (one of WORKS)."""
+    if kind not in WORKS:
+        raise ValueError(f"unknown work {kind!r}: one of {', '.join(WORKS)}")
+    token = _WORK.set(kind)
+    try:
+        yield
+    finally:
+        _WORK.reset(token)
+
+
 def current_priority() -> Priority:
     return _PRIORITY.get()
 
@@ -230,7 +248,7 @@ class Kube:
         self.requests += 1
         log.debug("API %s %s", method, path)
         async with self.slots.slot(_PRIORITY.get()):
-            with metrics.kube_request(method):
+            with metrics.kube_request(method, _WORK.get()):
                 return await asyncio.get_running_loop().run_in_executor(
                     _POOL, functools.partial(self._call_blocking, method, path, query, body, content_type))
 

@@ -77,9 +77,10 @@ PROM_SECONDS = Histogram("scaledapp_operator_prometheus_query_duration_seconds",
                          "Latency of one instant query to Prometheus, answered or not.", registry=REGISTRY,
                          buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
 KUBE_REQUESTS = Counter("scaledapp_operator_kube_requests_total",
-                        "Kubernetes API requests the operator made (kopf's own watches excluded), by HTTP method "
-                        "and status code (`error` when no answer came).",
-                        ["method", "code"], registry=REGISTRY)
+                        "Kubernetes API requests the operator made (kopf's own watches excluded), by HTTP method, "
+                        "status code (`error` when no answer came) and the work they served (reconcile, resync, "
+                        "tick, guard, repair, other).",
+                        ["method", "code", "work"], registry=REGISTRY)
 KUBE_SECONDS = Histogram("scaledapp_operator_kube_request_duration_seconds",
                          "Latency of one Kubernetes API request.", ["method"], registry=REGISTRY,
                          buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30))
@@ -234,7 +235,7 @@ def query_result(value: float | None, answered: bool) -> str:
 
 
 @contextmanager
-def kube_request(method: str) -> Iterator[None]:
+def kube_request(method: str, work: str = "other") -> Iterator[None]:
     """Count and time one Kubernetes API request; the status code comes from the exception, if any."""
     start = time.perf_counter()
     code = "2xx"
@@ -246,4 +247,4 @@ def kube_request(method: str) -> Iterator[None]:
         raise
     finally:
         KUBE_SECONDS.labels(method).observe(time.perf_counter() - start)
-        KUBE_REQUESTS.labels(method, code).inc()
+        KUBE_REQUESTS.labels(method, code, work).inc()
