@@ -34,7 +34,7 @@ def watch_selectors() -> dict[tuple[str, str, str], str]:
     only the Postgres ones (the failover guard's index). The handlers' `labels=` filters alone let every pod
     and ConfigMap in the namespace (or the cluster) come down the stream, be decoded and be dropped: at 500
     ScaledApps five pods in seven are the app's, the workers' and the cache's."""
-    owned = f"app.kubernetes.io/managed-by={MANAGED_BY}"
+    owned = ",".join(f"{key}={value}" for key, value in OWNED.items())
     selectors = {kind: owned for kind in CHILD_KINDS}
     selectors["", "v1", "pods"] = f"{owned},{TIER_LABEL} in ({','.join(sorted(dbguard.DB_TIERS))})"
     return selectors
@@ -43,7 +43,8 @@ def watch_selectors() -> dict[tuple[str, str, str], str]:
 # Left out of the ScaledApp bodies the loops keep (one per ScaledApp, for as long as it lives): who manages which
 # field (a tree of empty maps for every status field, most of the body as Python objects) and the copies of the
 # spec that kubectl and kopf keep in annotations. Nothing the scaler or the failover guard reads.
-BULKY_ANNOTATIONS = ("kubectl.kubernetes.io/last-applied-configuration", f"{api.GROUP}/last-handled-configuration")
+DIFFBASE_KEY = "last-handled-configuration"  # kopf's annotation f"{api.GROUP}/{DIFFBASE_KEY}": the spec last handled
+BULKY_ANNOTATIONS = ("kubectl.kubernetes.io/last-applied-configuration", f"{api.GROUP}/{DIFFBASE_KEY}")
 
 
 def kept(body: kopf.Body) -> dict[str, Any]:
@@ -84,7 +85,7 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: ko
     # Our own prefix for kopf's bookkeeping, so it never collides with another kopf operator.
     settings.persistence.finalizer = f"{api.GROUP}/finalizer"
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=api.GROUP)
-    settings.persistence.diffbase_storage = ScaledAppDiffBase(prefix=api.GROUP, key="last-handled-configuration")
+    settings.persistence.diffbase_storage = ScaledAppDiffBase(prefix=api.GROUP, key=DIFFBASE_KEY)
     settings.posting.level = 40  # kopf's own Events only for errors; decisions post their own
     settings.watching.server_timeout = 120
     settings.watching.client_timeout = 150
@@ -110,12 +111,9 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: ko
 
     async def resync(body: dict[str, Any], logger: runner.Logger, full: bool) -> None:
         with work("resync"):
-            await _resync(body, logger, full)
-
-    async def _resync(body: dict[str, Any], logger: runner.Logger, full: bool) -> None:
-        async with kube.reconciling(body):
-            await reconciler.resync(kube, body, lambda kind, ns, name: (kind, ns, name) in memo.present, logger,
-                                    full=full)
+            async with kube.reconciling(body):
+                await reconciler.resync(kube, body, lambda kind, ns, name: (kind, ns, name) in memo.present,
+                                        logger, full=full)
 
     memo.runner = runner.Runner(tick, resync, resync_seconds=RESYNC_SECONDS)
     memo.guards = runner.Daemons()  # one failover guard per ScaledApp (dbguard.py), also without a finalizer
@@ -237,7 +235,7 @@ def _is_db_tier(value: str | None, **_: Any) -> bool:
     return value in dbguard.DB_TIERS
 
 
-@kopf.index("", "v1", "pods", labels={"app.kubernetes.io/managed-by": MANAGED_BY, TIER_LABEL: _is_db_tier})
+@kopf.index("", "v1", "pods", labels={**OWNED, TIER_LABEL: _is_db_tier})
 async def db_pods(body: kopf.Body, namespace: str | None, labels: kopf.Labels, **_: Any) -> dict[Any, Any]:
     """The Postgres pods of every ScaledApp, kept current by the watch: the failover guard reads them each
     second without an API call."""
