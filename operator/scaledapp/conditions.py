@@ -4,6 +4,7 @@ time, and readiness from the tiers' workloads."""
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -55,6 +56,12 @@ def set_condition(
 
 def condition_status(conditions: list[dict[str, Any]], type_: str) -> str | None:
     return next((str(c.get("status")) for c in conditions if c.get("type") == type_), None)
+
+
+def is_ready(owner: Mapping[str, Any]) -> bool:
+    """The ScaledApp's Ready condition is True: every tier has what it asked for."""
+    conditions = (owner.get("status") or {}).get("conditions") or []
+    return condition_status(conditions, ConditionType.READY) == "True"
 
 
 def conditions_for(

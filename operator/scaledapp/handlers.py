@@ -10,7 +10,7 @@ from typing import Any
 
 import kopf
 
-from scaledapp import api, dbguard, fastjson, malloc, metrics, reconciler, runner, scaler
+from scaledapp import api, conditions, dbguard, fastjson, malloc, metrics, reconciler, runner, scaler
 from scaledapp.kube import Kube, KubeError, work
 from scaledapp.resources.names import INSTANCE_LABEL, MANAGED_BY, TIER_LABEL
 
@@ -115,7 +115,7 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: ko
                 await reconciler.resync(kube, body, lambda kind, ns, name: (kind, ns, name) in memo.present,
                                         logger, full=full)
 
-    memo.runner = runner.Runner(tick, resync, resync_seconds=RESYNC_SECONDS)
+    memo.runner = runner.Runner(tick, resync, resync_seconds=RESYNC_SECONDS, settled=conditions.is_ready)
     memo.guards = runner.Daemons()  # one failover guard per ScaledApp (dbguard.py), also without a finalizer
     memo.trimmer = asyncio.create_task(malloc.trim_periodically())  # resident memory back after bursts
 

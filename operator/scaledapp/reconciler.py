@@ -118,34 +118,40 @@ _KNOWN_CREDENTIALS: dict[str, dict[str, str]] = {}
 async def _ensure_credentials(kube: Kube, owner: Manifest, child: names.ChildNames, namespace: str) -> None:
     """Generated once, never overwritten, never logged: the Secret is created only when absent (a create that
     finds it there changes nothing), with the values it last had if this process has seen it, else new ones.
+    Once seen, it is read first (one call at each resync, where a create that fails and a read made two).
 
     A Secret made before a key existed (the Redis passwords came after the database's) gets the missing keys,
     freshly generated, and nothing else: the keys it has are never rewritten, and the patch applies only to
     the version just read (kube.add_secret_keys)."""
     uid = str(owner["metadata"].get("uid") or "")
     known = _KNOWN_CREDENTIALS.get(uid)
-    passwords = secrets.DbPasswords.from_secret_data(known) if known else secrets.generate_passwords()
-    secret = adopt(secrets.credentials_secret(child, namespace, passwords), owner)
-    if await kube.create_once(secret):
-        _KNOWN_CREDENTIALS[uid] = dict(secret["data"])
-        if known:
-            await kube.post_event(owner, "Warning", Reason.CREDENTIALS_RESTORED,
-                                  f"Secret {child.db_credentials} was deleted: restored with the same values")
-        elif not api.never_reconciled(owner):  # a new ScaledApp's Created Event names its Secrets (one call)
-            await kube.post_event(owner, "Normal", Reason.CREDENTIALS_GENERATED,
-                                  f"generated the database and Redis credentials in Secret {child.db_credentials}")
-        return
-    # There already: read it back by name (it may have been edited: the pods make the database agree with it).
-    live = await kube.get("v1", "Secret", child.db_credentials, namespace)
-    if live is None:  # deleted since the create found it: the next resync creates it
-        return
+    live = await kube.get("v1", "Secret", child.db_credentials, namespace) if known else None
+    if live is None:
+        passwords = secrets.DbPasswords.from_secret_data(known) if known else secrets.generate_passwords()
+        secret = adopt(secrets.credentials_secret(child, namespace, passwords), owner)
+        if await kube.create_once(secret):
+            _KNOWN_CREDENTIALS[uid] = dict(secret["data"])
+            if known:
+                await kube.post_event(owner, "Warning", Reason.CREDENTIALS_RESTORED,
+                                      f"Secret {child.db_credentials} was deleted: restored with the same values")
+            elif not api.never_reconciled(owner):  # a new ScaledApp's Created Event names its Secrets (one call)
+                await kube.post_event(owner, "Normal", Reason.CREDENTIALS_GENERATED,
+                                      f"generated the database and Redis credentials in Secret {child.db_credentials}")
+            return
+        # There already: read it back by name (it may have been edited: the pods make the database agree with it).
+        live = await kube.get("v1", "Secret", child.db_credentials, namespace)
+        if live is None:  # deleted since the create found it: the next resync creates it
+            return
     data = dict(live.get("data") or {})
-    missing = {key: secret["data"][key] for key in secrets.KEYS if key not in data}
+    missing = [key for key in secrets.KEYS if key not in data]
     if missing:
+        # The values this process last saw (a key removed by hand), else new ones (a key the Secret never had).
+        values = known or secrets.credentials_secret(child, namespace, secrets.generate_passwords())["data"]
+        added = {key: values[key] for key in missing}
         version = str(live["metadata"].get("resourceVersion") or "")
-        if not await kube.add_secret_keys(child.db_credentials, namespace, missing, version):
+        if not await kube.add_secret_keys(child.db_credentials, namespace, added, version):
             return  # changed or gone meanwhile: the next reconcile or resync reads it again
-        data.update(missing)
+        data.update(added)
         await kube.post_event(owner, "Normal", Reason.CREDENTIALS_GENERATED,
                               f"added {', '.join(missing)} to Secret {child.db_credentials} (its other keys"
                               " unchanged)")

@@ -9,7 +9,9 @@ ScaledApp watch (kopf.on.event, which adds no finalizer).
 
 Each loop also retries: a tick that fails (API timeouts, 429, 5xx, conflicts) is tried again with exponential
 backoff, and every `resync_seconds` the loop re-checks the ScaledApp's children against what the watches have
-seen (no API call when nothing is missing) and, when a repair gave up earlier, reconciles it fully.
+seen (no API call when nothing is missing) and, when a repair gave up earlier, reconciles it fully. A new
+ScaledApp's first resync waits for it to settle (ResyncClock): while it rolls out, its reconcile (retried by kopf)
+and the drift handlers are at work, and a resync then only re-read what they had just written.
 """
 
 from __future__ import annotations
@@ -28,6 +30,9 @@ Manifest = dict[str, Any]
 Logger = logging.Logger | logging.LoggerAdapter[Any]
 Tick = Callable[[Manifest, Logger], Awaitable[float]]
 Resync = Callable[[Manifest, Logger, bool], Awaitable[None]]
+Settled = Callable[[Manifest], bool]
+
+UNSETTLED_PERIODS = 3  # a ScaledApp that never settles (e.g. a claim no volume binds) is resynced after this many
 
 def retryable(status: int | None) -> bool:
     """Worth retrying soon (kube.RETRYABLE), for any exception with a `status`, or none."""
@@ -39,13 +44,39 @@ def backoff(attempt: int, base: float = 1.0, cap: float = 60.0) -> float:
     return float(random.uniform(base / 2, min(cap, base * 2 ** attempt)))
 
 
+class ResyncClock:
+    """When one ScaledApp's periodic resync is due. The first comes a period (spread over half a period more,
+    so many ScaledApps' do not meet) after the ScaledApp was first seen settled, or UNSETTLED_PERIODS periods
+    after its loop started if it never settles; then one every period."""
+
+    def __init__(self, period: float, start: float, spread: Callable[[], float] | None = None) -> None:
+        self.period = period
+        self._spread = spread or (lambda: random.uniform(1.0, 1.5))
+        self._latest_first = start + UNSETTLED_PERIODS * period * self._spread()
+        self._next: float | None = None
+
+    def due(self, now: float, settled: bool) -> bool:
+        if self._next is None:
+            if settled:
+                self._next = now + self.period * self._spread()
+            elif now >= self._latest_first:
+                self._next = now
+            else:
+                return False
+        return now >= self._next
+
+    def done(self, now: float) -> None:
+        self._next = now + self.period
+
+
 class Runner:
     """One task per ScaledApp uid: scaler ticks, retries with backoff, periodic resync."""
 
     def __init__(self, tick: Tick, resync: Resync, *, resync_seconds: float = 300.0,
-                 initial_delay: tuple[float, float] = (1.0, 5.0)) -> None:
+                 initial_delay: tuple[float, float] = (1.0, 5.0), settled: Settled = lambda _body: True) -> None:
         self._tick = tick
         self._resync = resync
+        self._settled = settled
         self.resync_seconds = resync_seconds
         self.initial_delay = initial_delay
         self._bodies: dict[str, Manifest] = {}
@@ -107,17 +138,15 @@ class Runner:
     async def _loop(self, uid: str) -> None:
         await asyncio.sleep(random.uniform(*self.initial_delay))  # spread many ScaledApps' ticks apart
         failures = 0
-        # The first resync a whole period after the loop starts (spread over half a period more): sooner, it
-        # found a ScaledApp whose first reconcile had just finished and read back what that had just written.
-        next_resync = time.monotonic() + self.resync_seconds * random.uniform(1.0, 1.5)
+        clock = ResyncClock(self.resync_seconds, time.monotonic())
         while uid in self._bodies:
             body, logger = self._bodies[uid], self._loggers[uid]
             try:
                 dirty = uid in self._dirty
-                if dirty or time.monotonic() >= next_resync:
+                if dirty or clock.due(time.monotonic(), self._settled(body)):
                     self._dirty.discard(uid)
                     await self._resync(body, logger, dirty)
-                    next_resync = time.monotonic() + self.resync_seconds
+                    clock.done(time.monotonic())
                 interval = await self._tick(self._bodies.get(uid, body), logger)
                 failures = 0
             except asyncio.CancelledError:

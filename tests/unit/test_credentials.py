@@ -28,14 +28,17 @@ class SecretStore:
         self.conflict = conflict  # someone else writes the Secret between our get and our patch
         self.patches: list[dict[str, str]] = []
         self.events: list[tuple[str, str]] = []
+        self.calls: list[str] = []
 
     async def create_once(self, body: dict[str, Any]) -> bool:
+        self.calls.append("create")
         if self.secret is not None:
             return False
         self.secret = {**body, "metadata": {**body["metadata"], "resourceVersion": "1"}}
         return True
 
     async def get(self, api_version: str, kind: str, name: str, namespace: str) -> dict[str, Any] | None:
+        self.calls.append("get")
         return self.secret
 
     async def add_secret_keys(self, name: str, namespace: str, data: dict[str, str], resource_version: str) -> bool:
@@ -110,6 +113,30 @@ def test_a_complete_secret_is_read_once_and_never_patched() -> None:
     ensure(store, "uid-new")
     assert store.patches == [] and reconciler._KNOWN_CREDENTIALS["uid-new"] == store.secret["data"]  # type: ignore[index]
 
+
+def test_a_secret_this_process_has_seen_is_read_not_created_again() -> None:
+    """At every resync the Secret is most likely there: one read, where a create that fails and a read made two."""
+    store = SecretStore()
+    ensure(store, "uid-seen")
+    assert store.calls == ["create"]
+    values = decoded(store)
+    ensure(store, "uid-seen", reconciled=True)
+    assert store.calls == ["create", "get"] and store.patches == []
+    store.secret = None  # deleted by hand
+    ensure(store, "uid-seen", reconciled=True)
+    assert store.calls == ["create", "get", "get", "create"]
+    assert decoded(store) == values
+    assert [r for r, _m in store.events] == ["CredentialsRestored"]
+
+
+def test_a_key_removed_by_hand_comes_back_with_the_value_last_seen() -> None:
+    store = SecretStore()
+    ensure(store, "uid-key")
+    values = decoded(store)
+    assert store.secret is not None
+    del store.secret["data"]["queue-password"]
+    ensure(store, "uid-key", reconciled=True)
+    assert decoded(store) == values and [set(p) for p in store.patches] == [{"queue-password"}]
 
 
 def test_credentials_generated_for_a_running_scaledapp_are_told_by_an_event() -> None:

@@ -135,3 +135,55 @@ def test_an_alarm_sleeps_until_set_or_the_time_is_up_and_leaves_nothing_behind()
         assert not alarm._waiters
 
     asyncio.run(run())
+
+
+def test_the_first_resync_waits_a_period_after_the_scaledapp_settles_then_one_each_period() -> None:
+    clock = runner.ResyncClock(300.0, start=0.0, spread=lambda: 1.0)
+    assert not clock.due(100.0, settled=False)
+    assert not clock.due(400.0, settled=False)  # a period after the start, still rolling out: not yet
+    assert not clock.due(500.0, settled=True)  # settled at 500: due a period later
+    assert not clock.due(799.0, settled=True)
+    assert clock.due(800.0, settled=False)  # once scheduled, due whatever the state
+    clock.done(810.0)
+    assert not clock.due(1109.0, settled=True) and clock.due(1110.0, settled=True)
+
+
+def test_a_scaledapp_that_never_settles_is_resynced_all_the_same() -> None:
+    clock = runner.ResyncClock(300.0, start=0.0, spread=lambda: 1.0)
+    assert not clock.due(899.0, settled=False)
+    assert clock.due(runner.UNSETTLED_PERIODS * 300.0, settled=False)
+    clock.done(900.0)
+    assert not clock.due(1199.0, settled=False) and clock.due(1200.0, settled=False)
+
+
+def test_the_loop_resyncs_only_once_the_scaledapp_has_settled() -> None:
+    calls: list[str] = []
+
+    async def tick(_: dict[str, Any], __: Any) -> float:
+        calls.append("tick")
+        return 0.01
+
+    async def resync(_: dict[str, Any], __: Any, full: bool) -> None:
+        calls.append("full" if full else "resync")
+
+    def settled(owner: dict[str, Any]) -> bool:
+        return bool(owner["metadata"].get("labels"))
+
+    async def scenario() -> None:
+        loops = runner.Runner(tick, resync, resync_seconds=0.5, initial_delay=(0, 0), settled=settled)
+        loops.seen(body(), LOG)
+        started = asyncio.get_running_loop().time()
+        await wait_until(lambda: asyncio.get_running_loop().time() - started > 0.75)
+        assert "resync" not in calls  # past a period (0.5-0.75 s), unsettled: it waits (for 3 periods)
+        loops.seen(body(labels={"settled": "yes"}), LOG)
+        await wait_until(lambda: "resync" in calls)
+        await loops.stop()
+
+    asyncio.run(scenario())
+
+
+async def wait_until(condition: Any, seconds: float = 5.0) -> None:
+    deadline = asyncio.get_running_loop().time() + seconds
+    while not condition():
+        assert asyncio.get_running_loop().time() < deadline, "not within the deadline"
+        await asyncio.sleep(0.005)
