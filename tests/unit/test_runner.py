@@ -16,6 +16,25 @@ def body(uid: str = "u1", **meta: Any) -> dict[str, Any]:
     return {"metadata": {"uid": uid, "name": "shop", "namespace": "ns", **meta}}
 
 
+class Recorder:
+    """A tick and a resync for runner.Runner that record their calls ("tick", "resync", "full"); the tick
+    fails its first `failures` calls with a retryable error and otherwise asks for the next in `interval`."""
+
+    def __init__(self, interval: float, failures: int = 0) -> None:
+        self.calls: list[str] = []
+        self.interval = interval
+        self.failures = failures
+
+    async def tick(self, _: dict[str, Any], __: Any) -> float:
+        self.calls.append("tick")
+        if self.calls.count("tick") <= self.failures:
+            raise KubeError("apply status", 503, "brownout")
+        return self.interval
+
+    async def resync(self, _: dict[str, Any], __: Any, full: bool) -> None:
+        self.calls.append("full" if full else "resync")
+
+
 def test_retryable_statuses() -> None:
     assert all(runner.retryable(s) for s in (None, 0, 408, 409, 429, 500, 503, 504))
     assert not any(runner.retryable(s) for s in (400, 403, 404, 422))
@@ -42,46 +61,32 @@ def test_backoff_grows_and_is_capped() -> None:
 
 
 def test_a_failing_tick_is_retried_with_backoff_then_ticks_resume() -> None:
-    calls: list[str] = []
-
-    async def tick(_: dict[str, Any], __: Any) -> float:
-        calls.append("tick")
-        if len(calls) <= 2:
-            raise KubeError("apply status", 503, "brownout")
-        return 0.01
-
-    async def resync(_: dict[str, Any], __: Any, full: bool) -> None:
-        calls.append("full" if full else "resync")
+    recorder = Recorder(interval=0.01, failures=2)
+    calls = recorder.calls
 
     async def scenario() -> None:
-        loops = runner.Runner(tick, resync, resync_seconds=3600, initial_delay=(0, 0))
+        loops = runner.Runner(recorder.tick, recorder.resync, resync_seconds=3600, initial_delay=(0, 0))
         loops.seen(body(), LOG)
         loops.seen(body(), LOG)  # a second event does not start a second loop
         assert len(loops) == 1
-        await asyncio.sleep(3.5)  # two failures: backoff up to 1 s, then up to 2 s
+        await wait_until(lambda: calls.count("tick") > 3, seconds=10)  # backoff up to 1 s, then up to 2 s
         await loops.stop()
 
     asyncio.run(scenario())
-    assert calls[:3] == ["tick", "tick", "tick"] and calls.count("tick") > 3
+    assert calls[:3] == ["tick", "tick", "tick"]
     assert "full" not in calls  # 503 is retried as it is; only non-retryable failures ask for a full resync
 
 
 def test_mark_dirty_wakes_the_loop_for_a_full_resync_and_gone_stops_it() -> None:
-    calls: list[str] = []
-
-    async def tick(_: dict[str, Any], __: Any) -> float:
-        calls.append("tick")
-        return 3600
-
-    async def resync(_: dict[str, Any], __: Any, full: bool) -> None:
-        calls.append("full" if full else "resync")
+    recorder = Recorder(interval=3600)
+    calls = recorder.calls
 
     async def scenario() -> None:
-        loops = runner.Runner(tick, resync, resync_seconds=3600, initial_delay=(0, 0))
+        loops = runner.Runner(recorder.tick, recorder.resync, resync_seconds=3600, initial_delay=(0, 0))
         loops.seen(body(), LOG)
-        await asyncio.sleep(0.05)
+        await wait_until(lambda: calls == ["tick"])
         loops.mark_dirty("u1")
-        await asyncio.sleep(0.05)
+        await wait_until(lambda: len(calls) >= 3)
         assert calls == ["tick", "full", "tick"]
         loops.seen(body(deletionTimestamp="2026-01-01T00:00:00Z"), LOG)
         assert len(loops) == 0
@@ -102,10 +107,10 @@ def test_daemons_run_one_coroutine_per_object_with_the_newest_body_and_stop_it()
     async def scenario() -> None:
         daemons = runner.Daemons(grace=1)
         daemons.ensure({**body(), "spec": {"n": 1}}, guard)
-        await asyncio.sleep(0.05)
+        await wait_until(lambda: 1 in seen)
         daemons.ensure({**body(), "spec": {"n": 2}}, guard)  # same uid: the running one sees the new body
         assert len(daemons) == 1
-        await asyncio.sleep(0.05)
+        await wait_until(lambda: 2 in seen)
         await daemons.stop("u1")
         assert len(daemons) == 0
 
@@ -157,20 +162,15 @@ def test_a_scaledapp_that_never_settles_is_resynced_all_the_same() -> None:
 
 
 def test_the_loop_resyncs_only_once_the_scaledapp_has_settled() -> None:
-    calls: list[str] = []
-
-    async def tick(_: dict[str, Any], __: Any) -> float:
-        calls.append("tick")
-        return 0.01
-
-    async def resync(_: dict[str, Any], __: Any, full: bool) -> None:
-        calls.append("full" if full else "resync")
+    recorder = Recorder(interval=0.01)
+    calls = recorder.calls
 
     def settled(owner: dict[str, Any]) -> bool:
         return bool(owner["metadata"].get("labels"))
 
     async def scenario() -> None:
-        loops = runner.Runner(tick, resync, resync_seconds=0.5, initial_delay=(0, 0), settled=settled)
+        loops = runner.Runner(recorder.tick, recorder.resync, resync_seconds=0.5, initial_delay=(0, 0),
+                              settled=settled)
         loops.seen(body(), LOG)
         started = asyncio.get_running_loop().time()
         await wait_until(lambda: asyncio.get_running_loop().time() - started > 0.75)
