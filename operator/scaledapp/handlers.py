@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import kopf
@@ -13,9 +13,11 @@ import kopf
 from scaledapp import api, conditions, dbguard, fastjson, malloc, metrics, reconciler, runner, scaler
 from scaledapp.kube import Kube, KubeError, work
 from scaledapp.resources.names import INSTANCE_LABEL, MANAGED_BY, TIER_LABEL
+from scaledapp.tiers.base import workload_counts
 
 # The children the drift handlers watch. Not Secrets: the operator never lists or watches Secrets (RBAC gives it
-# get and create only); the periodic resync puts a deleted credentials Secret back (create-if-absent, by name).
+# get and create only); the resync puts a deleted Secret back (by name): periodically, and soon after a workload
+# of the ScaledApp falls short of ready pods (a new pod that mounts a deleted Secret cannot start).
 CHILD_KINDS = [
     ("apps", "v1", "deployments"),
     ("apps", "v1", "statefulsets"),
@@ -167,6 +169,19 @@ def _owner_name(body: kopf.Body) -> str | None:
     return None
 
 
+def _owner_uids(child: Mapping[str, Any]) -> list[str]:
+    return [str(ref["uid"]) for ref in (child.get("metadata") or {}).get("ownerReferences") or []
+            if ref.get("kind") == api.KIND and ref.get("uid")]
+
+
+def short_of_ready(child: Mapping[str, Any]) -> bool:
+    """A Deployment or StatefulSet with fewer ready pods than it wants (a pod lost, or new ones starting)."""
+    if child.get("kind") not in reconciler.WORKLOADS:
+        return False
+    counts = workload_counts(dict(child))
+    return counts.ready < counts.desired
+
+
 def _register_drift_handler(group: str, version: str, plural: str) -> None:
     @kopf.on.event(group, version, plural, labels=OWNED, id=f"drift-{plural}")
     async def repair(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, **_: Any) -> None:
@@ -185,6 +200,9 @@ def _register_drift_handler(group: str, version: str, plural: str) -> None:
             kube.seen.record(dict(body))
             kube.cache.remember(dict(body))
             memo.present.add(key)
+        if event["type"] == "MODIFIED" and short_of_ready(body):
+            for uid in _owner_uids(body):
+                memo.runner.hurry(uid)
         if owner and drift:
             await _repair_with_retries(memo, dict(body), owner, logger, deleted=event["type"] == "DELETED")
 
@@ -209,9 +227,8 @@ async def _repair_with_retries(memo: kopf.Memo, child: dict[str, Any], owner: st
             logger.info("repair of %s/%s failed (%s %s); retry in %.1f s", kind, name, exc.status, exc.message,
                         delay)
             await asyncio.sleep(delay)
-    for ref in child["metadata"].get("ownerReferences") or []:
-        if ref.get("kind") == api.KIND and ref.get("uid"):
-            memo.runner.mark_dirty(ref["uid"])
+    for uid in _owner_uids(child):
+        memo.runner.mark_dirty(uid)
 
 
 for _group, _version, _plural in CHILD_KINDS:

@@ -33,6 +33,8 @@ Resync = Callable[[Manifest, Logger, bool], Awaitable[None]]
 Settled = Callable[[Manifest], bool]
 
 UNSETTLED_PERIODS = 3  # a ScaledApp that never settles (e.g. a claim no volume binds) is resynced after this many
+HURRY_GAP_SECONDS = 30.0  # a resync brought forward (Runner.hurry) comes at most this often per ScaledApp
+
 
 def retryable(status: int | None) -> bool:
     """Worth retrying soon (kube.RETRYABLE), for any exception with a `status`, or none."""
@@ -47,26 +49,44 @@ def backoff(attempt: int, base: float = 1.0, cap: float = 60.0) -> float:
 class ResyncClock:
     """When one ScaledApp's periodic resync is due. The first comes a period (spread over half a period more,
     so many ScaledApps' do not meet) after the ScaledApp was first seen settled, or UNSETTLED_PERIODS periods
-    after its loop started if it never settles; then one every period."""
+    after its loop started if it never settles; then one every period, or sooner when hurried."""
 
     def __init__(self, period: float, start: float, spread: Callable[[], float] | None = None) -> None:
         self.period = period
         self._spread = spread or (lambda: random.uniform(1.0, 1.5))
         self._latest_first = start + UNSETTLED_PERIODS * period * self._spread()
         self._next: float | None = None
+        self._last: float | None = None
 
-    def due(self, now: float, settled: bool) -> bool:
+    def note(self, now: float, settled: bool) -> None:
+        """Schedule the first resync once the ScaledApp is seen settled (or has waited too long)."""
         if self._next is None:
             if settled:
                 self._next = now + self.period * self._spread()
             elif now >= self._latest_first:
                 self._next = now
-            else:
-                return False
-        return now >= self._next
+
+    def due(self, now: float, settled: bool) -> bool:
+        self.note(now, settled)
+        return self._next is not None and now >= self._next
 
     def done(self, now: float) -> None:
+        self._last = now
         self._next = now + self.period
+
+    @property
+    def scheduled(self) -> float | None:
+        """When the next resync is due, once that is known."""
+        return self._next
+
+    def hurry(self, now: float, gap: float) -> bool:
+        """Bring the next resync forward to now, or to `gap` after the last one; True if it is due now. Not
+        before the ScaledApp has settled once: while it rolls out its reconcile and repairs are at work."""
+        if self._next is None:
+            return False
+        soonest = now if self._last is None else max(now, self._last + gap)
+        self._next = min(self._next, soonest)
+        return now >= self._next
 
 
 class Runner:
@@ -84,6 +104,7 @@ class Runner:
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._dirty: set[str] = set()
         self._wake: dict[str, Alarm] = {}
+        self._clocks: dict[str, ResyncClock] = {}
 
     def __len__(self) -> int:
         return len(self._tasks)
@@ -108,6 +129,7 @@ class Runner:
         self._loggers.pop(uid, None)
         self._dirty.discard(uid)
         self._wake.pop(uid, None)
+        self._clocks.pop(uid, None)
         task = self._tasks.pop(uid, None)
         if task is not None:
             task.cancel()
@@ -118,6 +140,20 @@ class Runner:
         wake = self._wake.get(uid)
         if wake is not None:
             wake.set()
+
+    def hurry(self, uid: str) -> None:
+        """Something the resync mends may be missing (one of its workloads is short of ready pods: a new pod
+        may wait on a Secret someone deleted, which no watch shows): resync soon, at most once per
+        HURRY_GAP_SECONDS, once the ScaledApp has settled. Its ticks keep their own time."""
+        clock, body = self._clocks.get(uid), self._bodies.get(uid)
+        if clock is None or body is None:
+            return
+        now = time.monotonic()
+        clock.note(now, self._settled(body))  # settled since the loop's last turn: it counts already
+        if clock.hurry(now, HURRY_GAP_SECONDS):
+            wake = self._wake.get(uid)
+            if wake is not None:
+                wake.set()
 
     async def stop(self) -> None:
         tasks = list(self._tasks.values())
@@ -138,7 +174,8 @@ class Runner:
     async def _loop(self, uid: str) -> None:
         await asyncio.sleep(random.uniform(*self.initial_delay))  # spread many ScaledApps' ticks apart
         failures = 0
-        clock = ResyncClock(self.resync_seconds, time.monotonic())
+        clock = self._clocks[uid] = ResyncClock(self.resync_seconds, time.monotonic())
+        next_tick = time.monotonic()
         while uid in self._bodies:
             body, logger = self._bodies[uid], self._loggers[uid]
             try:
@@ -147,7 +184,10 @@ class Runner:
                     self._dirty.discard(uid)
                     await self._resync(body, logger, dirty)
                     clock.done(time.monotonic())
-                interval = await self._tick(self._bodies.get(uid, body), logger)
+                # Woken early for a resync (mark_dirty, hurry): the tick keeps its interval, which the scaler's
+                # judgement of a step (did it help?) is timed by.
+                if time.monotonic() >= next_tick:
+                    next_tick = time.monotonic() + await self._tick(self._bodies.get(uid, body), logger)
                 failures = 0
             except asyncio.CancelledError:
                 raise
@@ -156,9 +196,13 @@ class Runner:
                 if not retryable(status):
                     self._dirty.add(uid)  # e.g. 403 until RBAC is fixed: try the full path again, slowly
                 interval = backoff(failures, cap=60.0)
+                next_tick = time.monotonic() + interval
                 failures += 1
                 logger.warning("tick failed (%s); retrying in %.1f s (attempt %d)", exc, interval, failures)
-            await self._sleep(uid, interval)
+            wake_at = next_tick  # or sooner for a resync due before it (overdue: one that failed waits the backoff)
+            if clock.scheduled is not None and clock.scheduled > time.monotonic():
+                wake_at = min(next_tick, clock.scheduled)
+            await self._sleep(uid, max(0.0, wake_at - time.monotonic()))
 
 
 class Stopped:

@@ -159,6 +159,30 @@ def test_a_deleted_child_comes_back(cluster: Any, operator: OperatorProcess, nam
     assert again["metadata"]["uid"] != first["metadata"]["uid"]
 
 
+def test_a_deleted_credentials_secret_is_back_soon_after_a_workload_loses_a_pod(
+    cluster: Any, operator: OperatorProcess, namespace: str
+) -> None:
+    """The operator never watches Secrets, and the periodic resync comes 300-450 s after the ScaledApp is Ready
+    (the operator's default). A workload short of ready pods brings the resync forward: the pod replacing a
+    deleted one would mount the Secret, so a drill that deletes both gets the Secret back within seconds."""
+    apply(cluster, namespace, example("keys"))
+    secret = f"secret/{ChildNames('keys').db_credentials}"
+
+    def ready() -> bool:
+        conditions = ((find(cluster, namespace, "scaledapp/keys") or {}).get("status") or {}).get("conditions")
+        return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions or [])
+
+    wait_for(ready, 180, "the ScaledApp Ready")
+    before = get(cluster, namespace, secret)["data"]
+    cluster.kubectl("delete", "-n", namespace, secret, "--wait=true")
+    cluster.kubectl("delete", "pod", "-n", namespace, "-l", "app.kubernetes.io/instance=keys,scaledapp.dev/tier=app",
+                    "--wait=true")
+    after = wait_for(lambda: find(cluster, namespace, secret), 60, "the credentials Secret back")
+    assert after["data"] == before  # the same passwords: every pod and the database roles still agree with it
+    events = get(cluster, namespace, "events")["items"]
+    assert any(e["reason"] == "CredentialsRestored" for e in events), [e["reason"] for e in events]
+
+
 def test_an_edited_image_is_reverted(cluster: Any, operator: OperatorProcess, namespace: str) -> None:
     apply(cluster, namespace, example("revert"))
     deploy = f"deployment/{ChildNames('revert').app}"
