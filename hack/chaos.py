@@ -169,19 +169,34 @@ def account_writes(kubectl: Kubectl, args: argparse.Namespace, drill: Drill, pro
     primary does not have."""
     drill.writes_acked = len(probe.ids())
     drill.writes_down_s = round(probe.writes_down(drill.killed_at), 1) if drill.killed_at else None
-    primary = [p["metadata"]["name"] for p in pods(kubectl, args.namespace, [
-        f"{INSTANCE_LABEL}={args.name}", f"{ROLE_LABEL}=primary"]) if is_ready(p)]
-    if not primary or not probe.ids():
+    if not probe.ids():
         return
     query = f"select id from items where name like '{probe.prefix}-%'"
     script = f'PGPASSWORD="$POSTGRES_PASSWORD" psql -h 127.0.0.1 -U postgres -d app -tAc "{query}"'
+    failed: list[str] = []
+
+    def ids_on_primary() -> tuple[set[int]] | None:  # a tuple: an empty set is an answer too
+        # Right after a primary's drill there may be no Ready primary for a while (a failover, then the
+        # switchover home), or the one asked may lose the role mid-query: ask again until the deadline.
+        primary = [p["metadata"]["name"] for p in pods(kubectl, args.namespace, [
+            f"{INSTANCE_LABEL}={args.name}", f"{ROLE_LABEL}=primary"]) if is_ready(p)]
+        if not primary:
+            return None
+        try:
+            out = kubectl.run("exec", "-n", args.namespace, primary[0], "-c", "postgres", "--", "sh", "-c", script,
+                              quiet=True)
+        except KubectlFailedError as exc:
+            failed.append(str(exc))
+            return None
+        return ({int(line) for line in out.split() if line.strip()},)
+
     try:
-        out = kubectl.run("exec", "-n", args.namespace, primary[0], "-c", "postgres", "--", "sh", "-c", script,
-                          quiet=True)
-    except KubectlFailedError as exc:
-        drill.note = (drill.note + "; " if drill.note else "") + f"acknowledged writes not checked: {exc}"
+        present = poll(ids_on_primary, args.ready_timeout, "a Ready primary answering", interval=2)[0]
+    except TimeoutError as exc:
+        why = f"{exc}; last error: {failed[-1]}" if failed else str(exc)
+        drill.note = (drill.note + "; " if drill.note else "") + f"acknowledged writes not checked: {why}"
         return
-    drill.writes_lost = len(probe.lost({int(line) for line in out.split() if line.strip()}))
+    drill.writes_lost = len(probe.lost(present))
 
 
 def baseline(kubectl: Kubectl, args: argparse.Namespace) -> Drill:
